@@ -1,0 +1,117 @@
+"""Sampler strategies: how one chain moves down the sigma grid.
+
+A sampler is an Equinox module whose numeric hyper-parameters are array fields (changing their
+values never retraces). It works on one chain (``x`` of shape ``(d,)``); the engine vmaps it.
+
+Every sampler implements ``solve``, which runs the whole chain and threads the oracle state and a
+:class:`jscore.counting.Ledger` (the per-chain query counts) through its loop. Fixed-grid samplers
+derive from :class:`AbstractFixedStepSampler` and only write ``init`` and ``step``; ``solve`` is a
+``lax.scan`` over the ``N = len(sigmas) - 1`` steps. Samplers with data-dependent cost (adaptive,
+Picard) write ``solve`` with a ``lax.while_loop`` bounded by the static budget.
+
+Scores are obtained only through :func:`jscore.counting.charged_query` / ``charged_round``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..counting import Ledger
+from ..results import Record, Trace
+from ..seeds import step_key
+
+
+class Solution(NamedTuple):
+    """What ``solve`` returns for one chain."""
+
+    x: Any
+    ostate: Any
+    ledger: Ledger
+    trace: Trace | None
+
+
+def tree_select(pred, new, old):
+    """Elementwise ``where(pred, new, old)`` over matching pytrees (None leaves pass through)."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+def as_param(x):
+    """Converter for numeric hyper-parameters: an array of the default float dtype."""
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+class AbstractSampler(eqx.Module):
+    """Base of every sampler. See the module docstring for the protocol."""
+
+    @property
+    @abc.abstractmethod
+    def is_stochastic(self) -> bool:
+        """Whether the sampler injects noise (beyond the initial draw)."""
+
+    @abc.abstractmethod
+    def num_queries(self, num_steps: int, ends_at_zero: bool) -> int | None:
+        """Exact queries per chain on a grid of ``num_steps`` steps, or ``None`` if data-dependent."""
+
+    def query_capacity(self, num_steps: int, ends_at_zero: bool) -> int | None:
+        """Upper bound on queries per chain (sizes the level buffer); ``None``: needs ``max_queries``."""
+        return self.num_queries(num_steps, ends_at_zero)
+
+    def check_grid(self, sigmas) -> None:
+        """Raise ``ValueError`` if this sampler cannot run on the concrete grid ``sigmas``."""
+        return None
+
+    @abc.abstractmethod
+    def solve(self, oracle, sigmas, x, key, ostate, ledger: Ledger, record: Record | None) -> Solution:
+        """Run one chain from ``x`` (at ``sigmas[0]``) down the grid."""
+
+
+class AbstractFixedStepSampler(AbstractSampler):
+    """A sampler making one ``step`` per grid interval ``sigmas[i] -> sigmas[i+1]``.
+
+    ``init(sigmas, x)`` returns the sampler's carried state (multistep history; ``None`` if none),
+    and ``step(oracle, i, sigmas, x, state, ostate, ledger, key)`` returns
+    ``(x, state, ostate, ledger)``. ``key`` is this step's key, ``fold_in(sampler_stream, i)``.
+    A chain whose ledger becomes exhausted keeps the state of its last completed step.
+    """
+
+    @abc.abstractmethod
+    def init(self, sigmas, x) -> Any:
+        """Initial sampler state for one chain."""
+
+    @abc.abstractmethod
+    def step(self, oracle, i, sigmas, x, state, ostate, ledger: Ledger, key):
+        """One step ``sigmas[i] -> sigmas[i + 1]``; returns ``(x, state, ostate, ledger)``."""
+
+    def solve(self, oracle, sigmas, x, key, ostate, ledger: Ledger, record: Record | None) -> Solution:
+        num_steps = sigmas.shape[0] - 1
+        state = self.init(sigmas, x)
+        trace = None
+        if record is not None:
+            length = -(-num_steps // record.every)
+            trace = Trace.empty(length, x.shape[-1], x.dtype, record.x)
+
+        def body(carry, i):
+            x, state, ostate, ledger, trace = carry
+            x_new, state_new, ostate, ledger = self.step(
+                oracle, i, sigmas, x, state, ostate, ledger, step_key(key, i)
+            )
+            keep = ~ledger.exhausted
+            x = jnp.where(keep, x_new, x)
+            state = tree_select(keep, state_new, state)
+            if trace is not None:
+                due = ((i + 1) % record.every == 0) | (i == num_steps - 1)
+                trace = trace.write(i // record.every, due & keep, sigmas[i + 1], ledger, x)
+            return (x, state, ostate, ledger, trace), None
+
+        (x, _, ostate, ledger, trace), _ = jax.lax.scan(
+            body, (x, state, ostate, ledger, trace), jnp.arange(num_steps)
+        )
+        return Solution(x, ostate, ledger, trace)
+
+
+__all__ = ["AbstractSampler", "AbstractFixedStepSampler", "Solution", "tree_select", "as_param"]

@@ -1,0 +1,35 @@
+"""Euler in sigma for the probability-flow ODE (= DDIM eta=0 = DPM-Solver-1)."""
+
+from __future__ import annotations
+
+from ..counting import charged_query
+from .base import AbstractFixedStepSampler
+
+
+class Euler(AbstractFixedStepSampler):
+    """Euler step of ``dy/dsigma = eps_hat(y, sigma)``, ``eps_hat = -sigma S``:
+
+    ``y' = (sigma'/sigma) y + (1 - sigma'/sigma) D(y, sigma)``; into sigma' = 0 this is Tweedie's D.
+
+    Per chain: Q = N queries at N levels, R = Q. Deterministic, order 1. ``x`` is ``(d,)``.
+    """
+
+    @property
+    def is_stochastic(self) -> bool:
+        return False
+
+    def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
+        return num_steps
+
+    def init(self, sigmas, x):
+        return None
+
+    def step(self, oracle, i, sigmas, x, state, ostate, ledger, key):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        score, ostate, ledger = charged_query(oracle, x, sigma, ostate, ledger)
+        denoised = x + sigma * sigma * score
+        ratio = sigma_next / sigma
+        return ratio * x + (1.0 - ratio) * denoised, state, ostate, ledger
+
+
+__all__ = ["Euler"]

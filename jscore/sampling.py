@@ -1,0 +1,261 @@
+"""The entry points: :func:`sample` (a batch of independent chains) and :func:`sample_one`.
+
+``res = sample(oracle, sampler, sigmas, key, num_samples=n)`` runs ``n`` chains. Chain ``i`` uses
+the key ``fold_in(key, i)`` and is identical to ``sample_one(oracle, sampler, sigmas,
+fold_in(key, i))``, whatever the batch size or chunking. Inside a chain, the initial draw
+``y_0 = sigmas[0] * z``, the sampler's noise and the oracle's randomness come from separate named
+streams (:mod:`jscore.seeds`).
+
+Both functions are jitted with ``eqx.filter_jit``: array fields of the oracle and sampler, the grid
+values and the key are traced, so changing them does not recompile; shapes, ``num_samples``,
+``max_queries``, ``record`` and ``chunk_size`` are static.
+"""
+
+from __future__ import annotations
+
+import collections
+import numbers
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import check_positive_int, concrete
+from .counting import Ledger
+from .oracles.base import AbstractOracle
+from .results import Record, Result, Status
+from .samplers.base import AbstractSampler
+from .schedules import check_sigmas
+from .seeds import INIT, ORACLE, SAMPLER, as_key, chain_key, stream
+
+#: Number of times each jitted entry point was traced (for retrace tests and diagnostics).
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+class _Plan(eqx.Module):
+    """Static facts about one run, validated on the host before anything is traced."""
+
+    dim: int = eqx.field(static=True)
+    budget: int = eqx.field(static=True)
+    capacity: int = eqx.field(static=True)
+
+
+def _plan(oracle, sampler, sigmas, dim, max_queries) -> _Plan:
+    if not isinstance(oracle, AbstractOracle):
+        raise TypeError(
+            f"`oracle` must be a jscore oracle (e.g. js.oracles.Exact(target)), got "
+            f"{type(oracle).__name__}. Wrap a target with js.oracles.Exact."
+        )
+    if not isinstance(sampler, AbstractSampler):
+        raise TypeError(
+            f"`sampler` must be a jscore sampler (e.g. js.samplers.Euler()), got "
+            f"{type(sampler).__name__}."
+        )
+    num_steps = sigmas.shape[0] - 1
+    values = concrete(sigmas)
+    if values is not None:
+        sampler.check_grid(values)
+        ends_at_zero = bool(values[-1] == 0)
+        exact = sampler.num_queries(num_steps, ends_at_zero)
+        capacity = sampler.query_capacity(num_steps, ends_at_zero)
+    else:  # traced grid (e.g. vmapped offsets): size buffers for the larger case
+        exact = None
+        capacity = max(
+            (c for c in (sampler.query_capacity(num_steps, z) for z in (True, False)) if c),
+            default=None,
+        )
+    if max_queries is not None:
+        if isinstance(max_queries, bool) or not isinstance(max_queries, numbers.Integral):
+            raise TypeError(f"`max_queries` must be an int or None, got {max_queries!r}.")
+        if max_queries < 1:
+            raise ValueError(f"`max_queries` must be >= 1, got {max_queries}.")
+        if exact is not None and max_queries < exact:
+            raise ValueError(
+                f"`max_queries={max_queries}` is below the {exact} queries "
+                f"{type(sampler).__name__} needs for a {num_steps}-step grid; increase "
+                "`max_queries` or use a shorter grid."
+            )
+        budget = int(max_queries)
+        capacity = budget if capacity is None else min(capacity, budget)
+    else:
+        if capacity is None:
+            raise ValueError(
+                f"{type(sampler).__name__} makes a data-dependent number of queries; pass "
+                "`max_queries` to bound it."
+            )
+        budget = int(capacity)
+    return _Plan(dim=dim, budget=budget, capacity=int(capacity))
+
+
+def _resolve_dim(oracle, x_init_dim):
+    odim = oracle.dim if isinstance(oracle, AbstractOracle) else None
+    if x_init_dim is not None:
+        if odim is not None and x_init_dim != odim:
+            raise ValueError(
+                f"`x_init` has dimension {x_init_dim} but the oracle answers in dimension {odim}; "
+                f"pass x_init of shape (n, {odim})."
+            )
+        return x_init_dim
+    if odim is None:
+        raise ValueError(
+            "This oracle accepts any dimension, so the dimension must come from `x_init`; pass "
+            "x_init of shape (n, d)."
+        )
+    return odim
+
+
+def _float_dtype():
+    return jnp.result_type(float)
+
+
+def _run_chain(oracle, sampler, sigmas, key, x0, plan: _Plan, record):
+    """One chain: initial point, oracle state, the sampler's solve, status."""
+    dtype = _float_dtype()
+    if x0 is None:
+        z = jax.random.normal(stream(key, INIT), (plan.dim,), dtype)
+        x0 = sigmas[0] * z
+    ostate = oracle.init(stream(key, ORACLE), plan.dim)
+    ledger = Ledger.empty(plan.budget, plan.capacity, dtype)
+    sol = sampler.solve(oracle, sigmas, x0, stream(key, SAMPLER), ostate, ledger, record)
+    finite = jnp.all(jnp.isfinite(sol.x))
+    status = jnp.where(
+        ~finite,
+        jnp.int32(Status.nonfinite),
+        jnp.where(sol.ledger.exhausted, jnp.int32(Status.budget_exhausted), jnp.int32(Status.success)),
+    )
+    return Result(sol.x, sol.ledger.stats(oracle.report(sol.ostate)), status, sol.trace)
+
+
+@eqx.filter_jit
+def _sample_batch(oracle, sampler, sigmas, key, x_init, seeds, plan, record, chunk_size):
+    TRACE_COUNTS["sample"] += 1
+
+    def one(args):
+        seed, x0 = args
+        return _run_chain(oracle, sampler, sigmas, chain_key(key, seed), x0, plan, record)
+
+    if chunk_size is None or chunk_size >= seeds.shape[0]:
+        return jax.vmap(one)((seeds, x_init))
+    return jax.lax.map(one, (seeds, x_init), batch_size=chunk_size)
+
+
+@eqx.filter_jit
+def _sample_single(oracle, sampler, sigmas, key, x0, plan, record, throw):
+    TRACE_COUNTS["sample_one"] += 1
+    res = _run_chain(oracle, sampler, sigmas, key, x0, plan, record)
+    if throw:
+        x = eqx.error_if(
+            res.x, res.status == Status.budget_exhausted, Status.budget_exhausted.message
+        )
+        x = eqx.error_if(x, res.status == Status.nonfinite, Status.nonfinite.message)
+        res = eqx.tree_at(lambda r: r.x, res, x)
+    return res
+
+
+def _check_record(record):
+    if record is not None and not isinstance(record, Record):
+        raise TypeError(f"`record` must be a js.Record or None, got {type(record).__name__}.")
+
+
+def sample(
+    oracle,
+    sampler,
+    sigmas,
+    key,
+    *,
+    num_samples: int | None = None,
+    x_init=None,
+    max_queries: int | None = None,
+    record: Record | None = None,
+    chunk_size: int | None = None,
+) -> Result:
+    """Run independent chains of ``sampler`` against ``oracle`` down the grid ``sigmas``.
+
+    **Arguments:**
+    - ``oracle``: a :class:`jscore.oracles.AbstractOracle`, e.g. ``Exact(target)``.
+    - ``sampler``: a :class:`jscore.samplers.AbstractSampler`, e.g. ``Heun()``.
+    - ``sigmas``: strictly decreasing grid ``(N + 1,)``; ``sigmas[-1] = 0`` ends with Tweedie.
+    - ``key``: a PRNG key; chain i uses ``fold_in(key, i)``.
+    - ``num_samples``: number of chains n (or give ``x_init``).
+    - ``x_init``: ``(n, d)`` initial points replacing ``sigmas[0] * z``.
+    - ``max_queries``: static per-chain budget. For fixed-grid samplers it must be at least their
+      exact cost; for adaptive ones it bounds the loop. A chain that runs out keeps its last
+      completed state and gets status ``budget_exhausted``.
+    - ``record``: ``js.Record(every=k, x=False)`` to return a per-step trace.
+    - ``chunk_size``: evaluate chains in chunks of this size (``lax.map``) to bound memory;
+      results are identical to the unchunked run.
+
+    **Returns:** a :class:`jscore.Result` with ``x (n, d)``, ``stats.queries/levels/rounds (n,)``,
+    ``status (n,)`` and ``trace``.
+
+    **Raises:** ``ValueError``/``TypeError`` on structural mistakes (shapes, grid order, budget
+    below a fixed-grid sampler's cost, unknown types).
+    """
+    key = as_key(key)
+    sigmas = check_sigmas(sigmas)
+    _check_record(record)
+    if chunk_size is not None:
+        chunk_size = check_positive_int("chunk_size", chunk_size)
+    if x_init is not None:
+        x_init = jnp.asarray(x_init)
+        if x_init.ndim != 2:
+            raise ValueError(
+                f"`x_init` must have shape (n, d) for js.sample, got {x_init.shape}; use "
+                "js.sample_one for a single (d,) point."
+            )
+        if num_samples is not None and num_samples != x_init.shape[0]:
+            raise ValueError(
+                f"`num_samples={num_samples}` disagrees with `x_init` of {x_init.shape[0]} rows; "
+                "pass one of them."
+            )
+        num_samples = x_init.shape[0]
+        x_init = x_init.astype(_float_dtype())
+        dim = _resolve_dim(oracle, x_init.shape[1])
+    else:
+        if num_samples is None:
+            raise ValueError("Pass `num_samples` (number of chains) or `x_init` of shape (n, d).")
+        dim = _resolve_dim(oracle, None)
+    num_samples = check_positive_int("num_samples", num_samples)
+    plan = _plan(oracle, sampler, sigmas, dim, max_queries)
+    seeds = jnp.arange(num_samples, dtype=jnp.uint32)
+    return _sample_batch(oracle, sampler, sigmas, key, x_init, seeds, plan, record, chunk_size)
+
+
+def sample_one(
+    oracle,
+    sampler,
+    sigmas,
+    key,
+    x_init=None,
+    max_queries: int | None = None,
+    *,
+    record: Record | None = None,
+    throw: bool = True,
+) -> Result:
+    """Run one chain; the unbatched form of :func:`sample` (``x`` has shape ``(d,)``).
+
+    ``sample(..., key, num_samples=n).x[i] == sample_one(..., jax.random.fold_in(key, i)).x``.
+    With ``throw=True`` (default) a chain that exhausts its budget or becomes non-finite raises at
+    run time (under ``vmap``, if any chain does); pass ``throw=False`` to read ``status`` instead.
+    Vmap it over keys or over traced grids (e.g. per-chain ``geometric`` offsets).
+    """
+    key = as_key(key)
+    sigmas = check_sigmas(sigmas)
+    _check_record(record)
+    if x_init is not None:
+        x_init = jnp.asarray(x_init)
+        if x_init.ndim != 1:
+            raise ValueError(
+                f"`x_init` must have shape (d,) for js.sample_one, got {x_init.shape}; use "
+                "js.sample for a batch."
+            )
+        x_init = x_init.astype(_float_dtype())
+        dim = _resolve_dim(oracle, x_init.shape[0])
+    else:
+        dim = _resolve_dim(oracle, None)
+    plan = _plan(oracle, sampler, sigmas, dim, max_queries)
+    return _sample_single(oracle, sampler, sigmas, key, x_init, plan, record, bool(throw))
+
+
+__all__ = ["sample", "sample_one", "TRACE_COUNTS"]

@@ -1,0 +1,182 @@
+"""Noise-level grids: strictly decreasing 1-D arrays of sigma, ending in 0 by default.
+
+Every function returns ``n`` positive levels ``sigma_0 > ... > sigma_{n-1}`` and, with
+``append_zero=True`` (the default, as in EDM and k-diffusion), a final ``0.0``: length ``n + 1``.
+Numeric arguments may be traced (e.g. ``vmap`` over a per-chain ``offset``); ``n`` is static.
+Formulas: samplers.md section 14.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import check_positive_int, check_range, concrete
+
+_COSINE_S = 0.008
+
+
+def _float(x):
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+def _finish(sig, append_zero):
+    if append_zero:
+        sig = jnp.concatenate([sig, jnp.zeros((1,), sig.dtype)])
+    return sig
+
+
+def _check_min_max(sigma_min, sigma_max):
+    check_range("sigma_min", sigma_min, 0.0, lo_open=True)
+    smin, smax = concrete(sigma_min), concrete(sigma_max)
+    if smin is not None and smax is not None and not np.all(smin < smax):
+        raise ValueError(
+            f"`sigma_min` ({smin}) must be smaller than `sigma_max` ({smax}); swap them."
+        )
+
+
+def karras(n: int, sigma_min=0.002, sigma_max=80.0, rho=7.0, append_zero: bool = True):
+    """EDM grid: ``sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho``."""
+    n = check_positive_int("n", n)
+    _check_min_max(sigma_min, sigma_max)
+    check_range("rho", rho, 0.0, lo_open=True)
+    smin, smax, rho = _float(sigma_min), _float(sigma_max), _float(rho)
+    frac = jnp.arange(n, dtype=smin.dtype) / max(n - 1, 1)
+    lo, hi = smin ** (1.0 / rho), smax ** (1.0 / rho)
+    sig = (hi + frac * (lo - hi)) ** rho
+    return _finish(sig, append_zero)
+
+
+def geometric(n: int, sigma_min, sigma_max, offset=0.0, append_zero: bool = True):
+    """Log-uniform grid ``log sigma_i = log smax - (i + offset) * Delta``, ``Delta = log(smax/smin)/(n-1)``.
+
+    ``offset`` in ``[0, 1)`` shifts the whole grid down by a fraction of one log-step; drawing it
+    uniformly per chain makes the union of grids cover ``[smin e^-Delta, smax]`` uniformly in log
+    sigma while each chain keeps n levels (samplers.md section 14).
+    """
+    n = check_positive_int("n", n)
+    _check_min_max(sigma_min, sigma_max)
+    check_range("offset", offset, 0.0, 1.0, hi_open=True)
+    smin, smax, offset = _float(sigma_min), _float(sigma_max), _float(offset)
+    delta = jnp.log(smax / smin) / max(n - 1, 1)
+    i = jnp.arange(n, dtype=smin.dtype)
+    sig = jnp.exp(jnp.log(smax) - (i + offset) * delta)
+    return _finish(sig, append_zero)
+
+
+def vp_sigma(u, beta_min=0.1, beta_max=20.0):
+    """VP-linear noise level at VP time u: ``sqrt(expm1(beta_min u + (beta_max-beta_min) u^2 / 2))``."""
+    u = _float(u)
+    return jnp.sqrt(jnp.expm1(beta_min * u + 0.5 * (beta_max - beta_min) * u * u))
+
+
+def vp_time(sigma, beta_min=0.1, beta_max=20.0):
+    """Inverse of :func:`vp_sigma`."""
+    sigma = _float(sigma)
+    db = beta_max - beta_min
+    return (-beta_min + jnp.sqrt(beta_min**2 + 2.0 * db * jnp.log1p(sigma * sigma))) / db
+
+
+def vp_linear(n: int, beta_min=0.1, beta_max=20.0, t_min=1e-3, append_zero: bool = True):
+    """Score-SDE VP-linear grid: VP time ``u_i`` uniform from 1 to ``t_min``, ``sigma = vp_sigma(u)``."""
+    n = check_positive_int("n", n)
+    check_range("beta_min", beta_min, 0.0, lo_open=True)
+    check_range("t_min", t_min, 0.0, 1.0, lo_open=True, hi_open=True)
+    bmin, bmax = concrete(beta_min), concrete(beta_max)
+    if bmin is not None and bmax is not None and not np.all(bmax > bmin):
+        raise ValueError(f"`beta_max` ({bmax}) must exceed `beta_min` ({bmin}).")
+    u = jnp.linspace(1.0, _float(t_min), n) if n > 1 else jnp.ones((1,)) * 1.0
+    u = _float(u)
+    return _finish(vp_sigma(u, _float(beta_min), _float(beta_max)), append_zero)
+
+
+def _cosine_u(sigma, s):
+    c = jnp.cos(jnp.pi * s / (2.0 * (1.0 + s)))
+    return (2.0 * (1.0 + s) / jnp.pi) * jnp.arccos(c / jnp.sqrt(1.0 + sigma * sigma)) - s
+
+
+def _cosine_sigma(u, s):
+    f0 = jnp.cos(jnp.pi * s / (2.0 * (1.0 + s))) ** 2
+    fu = jnp.cos(jnp.pi * (u + s) / (2.0 * (1.0 + s))) ** 2
+    return jnp.sqrt(f0 / fu - 1.0)
+
+
+def cosine(n: int, sigma_min=0.002, sigma_max=80.0, s=_COSINE_S, append_zero: bool = True):
+    """Improved-DDPM cosine grid, ``abar(u) = f(u)/f(0)``, ``f(u) = cos^2(pi (u + s) / (2 (1 + s)))``.
+
+    VP time u is uniform on ``[u(sigma_max), u(sigma_min)]`` (sigma -> inf as u -> 1, so sigma_max
+    caps it; u(80) = 0.99198).
+    """
+    n = check_positive_int("n", n)
+    _check_min_max(sigma_min, sigma_max)
+    smin, smax, s = _float(sigma_min), _float(sigma_max), _float(s)
+    u_hi, u_lo = _cosine_u(smax, s), _cosine_u(smin, s)
+    frac = jnp.arange(n, dtype=smin.dtype) / max(n - 1, 1)
+    u = u_hi + frac * (u_lo - u_hi)
+    sig = _cosine_sigma(u, s)
+    # pin the end points to their exact values (the round trip loses a few ulps)
+    sig = sig.at[0].set(smax)
+    if n > 1:
+        sig = sig.at[-1].set(smin)
+    return _finish(sig, append_zero)
+
+
+def ou_uniform(n: int, t_min, t_max, append_zero: bool = True):
+    """OU-time-uniform grid: ``t_i`` uniform from ``t_max`` to ``t_min``, ``sigma_i = sqrt(expm1(2 t_i))``."""
+    n = check_positive_int("n", n)
+    check_range("t_min", t_min, 0.0, lo_open=True)
+    tmin, tmax = concrete(t_min), concrete(t_max)
+    if tmin is not None and tmax is not None and not np.all(tmin < tmax):
+        raise ValueError(f"`t_min` ({tmin}) must be smaller than `t_max` ({tmax}).")
+    t = jnp.linspace(_float(t_max), _float(t_min), n) if n > 1 else _float(t_max)[None]
+    return _finish(jnp.sqrt(jnp.expm1(2.0 * t)), append_zero)
+
+
+def check_sigmas(sigmas, name: str = "sigmas"):
+    """Validate a grid: 1-D, at least 2 entries, strictly decreasing, non-negative, finite.
+
+    Returns the grid as an array of the default float dtype. Traced grids pass unchecked.
+    """
+    if isinstance(sigmas, (list, tuple)):
+        sigmas = np.asarray(sigmas, dtype=np.float64)
+    arr = jnp.asarray(sigmas)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"`{name}` must be a 1-D array of noise levels, got shape {arr.shape}; build one with "
+            "js.schedules.karras(n)."
+        )
+    if arr.shape[0] < 2:
+        raise ValueError(
+            f"`{name}` needs at least 2 entries (one step), got {arr.shape[0]}; e.g. "
+            "js.schedules.karras(n) returns n + 1 levels ending at 0."
+        )
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.result_type(float))
+    arr = arr.astype(jnp.result_type(float))
+    v = concrete(arr)
+    if v is not None:
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"`{name}` must be finite, got {v}.")
+        if np.any(v < 0):
+            raise ValueError(f"`{name}` must be non-negative, got min {v.min()}.")
+        diffs = np.diff(v)
+        if np.any(diffs >= 0):
+            j = int(np.argmax(diffs >= 0))
+            raise ValueError(
+                f"`{name}` must be strictly decreasing (samplers integrate from sigmas[0] down to "
+                f"sigmas[-1]), but sigmas[{j}] = {v[j]} <= sigmas[{j + 1}] = {v[j + 1]}; reverse "
+                "or sort the grid."
+            )
+    return arr
+
+
+__all__ = [
+    "karras",
+    "geometric",
+    "vp_linear",
+    "cosine",
+    "ou_uniform",
+    "vp_sigma",
+    "vp_time",
+    "check_sigmas",
+]

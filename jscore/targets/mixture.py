@@ -1,0 +1,136 @@
+"""Isotropic Gaussian mixture sum_k w_k N(m_k, std^2 I).
+
+Noised: ``p_sigma = sum_k w_k N(m_k, v I)`` with ``v = std^2 + sigma^2``. With responsibilities
+``r_k(x) = softmax_k(log w_k + (m_k . x - |m_k|^2 / 2) / v)`` (the ``|x|^2`` term is common to all k
+and dropped), the posterior mean of the component mean is ``mbar = r @ means`` and
+
+    score(x, sigma)   = (mbar - x) / v
+    denoise(x, sigma) = (sigma^2 mbar + std^2 x) / v.
+
+Per query this costs one ``(K, d) @ (d,)`` product and one ``(K,) @ (K, d)`` product; no ``K x d``
+temporary is formed per chain, so under ``vmap`` both become matrix products.
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from .._checks import check_positive_int, concrete
+from ..typing import Key, Sample, Score, Sigma
+from .base import AbstractTarget
+
+
+def _float_array(x):
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+class GaussianMixture(AbstractTarget):
+    """Mixture of ``K`` isotropic Gaussians with common ``std >= 0``.
+
+    **Arguments:** ``means`` ``(K, d)``; ``std`` scalar; ``weights`` ``(K,)`` non-negative (normalised
+    here; default uniform).
+    """
+
+    means: Float[Array, "K d"] = eqx.field(converter=_float_array)
+    std: Float[Array, ""] = eqx.field(converter=_float_array)
+    log_weights: Float[Array, " K"]
+    half_sq_norms: Float[Array, " K"]
+
+    def __init__(self, means, std, weights=None):
+        self.means = means
+        self.std = std
+        m = jnp.asarray(self.means)
+        if m.ndim != 2 or m.shape[0] < 1 or m.shape[1] < 1:
+            raise ValueError(
+                f"`means` must have shape (K, d) with K, d >= 1, got {m.shape}; for one "
+                "component pass means[None]."
+            )
+        k = m.shape[0]
+        if weights is None:
+            log_w = jnp.full((k,), -math.log(k), dtype=m.dtype)
+        else:
+            w = jnp.asarray(weights, dtype=m.dtype)
+            if w.shape != (k,):
+                raise ValueError(f"`weights` must have shape ({k},), got {w.shape}.")
+            wv = concrete(w)
+            if wv is not None and (np.any(wv < 0) or not np.sum(wv) > 0):
+                raise ValueError(
+                    f"`weights` must be non-negative with a positive sum, got {wv}."
+                )
+            log_w = jnp.log(w) - jnp.log(jnp.sum(w))
+        self.log_weights = log_w
+        self.half_sq_norms = 0.5 * jnp.sum(m * m, axis=-1)
+
+    def __check_init__(self):
+        if self.std.shape != ():
+            raise ValueError(f"`std` must be a scalar, got shape {self.std.shape}.")
+        s = concrete(self.std)
+        if s is not None and s < 0:
+            raise ValueError(f"`std` must be non-negative, got {s}.")
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def num_components(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def weights(self):
+        return jnp.exp(self.log_weights)
+
+    def _logits(self, x, v):
+        return self.log_weights + (self.means @ x - self.half_sq_norms) / v
+
+    def responsibilities(self, x: Sample, sigma: Sigma):
+        """Posterior component probabilities ``(K,)`` at the noised point x."""
+        sigma = jnp.asarray(sigma, x.dtype)
+        v = self.std * self.std + sigma * sigma
+        return jax.nn.softmax(self._logits(x, v))
+
+    def _posterior_mean_of_means(self, x, sigma):
+        v = self.std * self.std + sigma * sigma
+        r = jax.nn.softmax(self._logits(x, v))
+        return r @ self.means, v
+
+    def score(self, x: Sample, sigma: Sigma) -> Score:
+        sigma = jnp.asarray(sigma, x.dtype)
+        mbar, v = self._posterior_mean_of_means(x, sigma)
+        return (mbar - x) / v
+
+    def denoise(self, x: Sample, sigma: Sigma) -> Sample:
+        sigma = jnp.asarray(sigma, x.dtype)
+        mbar, v = self._posterior_mean_of_means(x, sigma)
+        return (sigma * sigma * mbar + self.std * self.std * x) / v
+
+    def log_prob(self, x: Sample, sigma: Sigma = 0.0):
+        """``log p_sigma(x)`` by a log-sum-exp over components, a scalar."""
+        sigma = jnp.asarray(sigma, x.dtype)
+        v = self.std * self.std + sigma * sigma
+        lse = jax.nn.logsumexp(self._logits(x, v))
+        return lse - 0.5 * jnp.dot(x, x) / v - 0.5 * self.dim * (jnp.log(v) + math.log(2 * math.pi))
+
+    def sample(self, key: Key, n: int):
+        n = check_positive_int("n", n)
+        kc, kz = jax.random.split(key)
+        comp = jax.random.categorical(kc, self.log_weights, shape=(n,))
+        z = jax.random.normal(kz, (n, self.dim), self.means.dtype)
+        return self.means[comp] + self.std * z
+
+    def sample_with_labels(self, key: Key, n: int):
+        """Exact samples ``(n, d)`` and their component labels ``(n,)``."""
+        n = check_positive_int("n", n)
+        kc, kz = jax.random.split(key)
+        comp = jax.random.categorical(kc, self.log_weights, shape=(n,))
+        z = jax.random.normal(kz, (n, self.dim), self.means.dtype)
+        return self.means[comp] + self.std * z, comp
+
+
+__all__ = ["GaussianMixture"]
