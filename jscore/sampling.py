@@ -41,7 +41,7 @@ class _Plan(eqx.Module):
     capacity: int = eqx.field(static=True)
 
 
-def _plan(oracle, sampler, sigmas, dim, max_queries) -> _Plan:
+def _check_types(oracle, sampler) -> None:
     if not isinstance(oracle, AbstractOracle):
         raise TypeError(
             f"`oracle` must be a jscore oracle (e.g. js.oracles.Exact(target)), got "
@@ -52,6 +52,9 @@ def _plan(oracle, sampler, sigmas, dim, max_queries) -> _Plan:
             f"`sampler` must be a jscore sampler (e.g. js.samplers.Euler()), got "
             f"{type(sampler).__name__}."
         )
+
+
+def _plan(oracle, sampler, sigmas, dim, max_queries) -> _Plan:
     num_steps = sigmas.shape[0] - 1
     values = concrete(sigmas)
     if values is not None:
@@ -192,6 +195,7 @@ def sample(
     **Raises:** ``ValueError``/``TypeError`` on structural mistakes (shapes, grid order, budget
     below a fixed-grid sampler's cost, unknown types).
     """
+    _check_types(oracle, sampler)
     key = as_key(key)
     sigmas = check_sigmas(sigmas)
     _check_record(record)
@@ -240,6 +244,7 @@ def sample_one(
     run time (under ``vmap``, if any chain does); pass ``throw=False`` to read ``status`` instead.
     Vmap it over keys or over traced grids (e.g. per-chain ``geometric`` offsets).
     """
+    _check_types(oracle, sampler)
     key = as_key(key)
     sigmas = check_sigmas(sigmas)
     _check_record(record)
