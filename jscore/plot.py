@@ -37,6 +37,9 @@ def qstar_vs_dim(qtable, slopes=(), ax=None, key: str = "qstar_interp"):
     fits = {s["cell_id"]: s for s in slopes if s.get("of") == key}
     for i, (cid, rs) in enumerate(sorted(groups.items())):
         rs = sorted(rs, key=lambda r: r["dim"])
+        rs = [r for r in rs if np.isfinite(r[key]) and r[key] > 0]
+        if not rs:
+            continue
         d = np.array([r["dim"] for r in rs], float)
         q = np.array([r[key] for r in rs], float)
         lo = np.array([r.get(f"{key}_ci_low", np.nan) for r in rs], float)
@@ -51,14 +54,12 @@ def qstar_vs_dim(qtable, slopes=(), ax=None, key: str = "qstar_interp"):
             xs = np.geomspace(d.min(), d.max(), 50)
             ax.plot(xs, np.exp(f["intercept"]) * xs ** f["slope"], "--", color=color, lw=1)
         ax.errorbar(d, q, yerr=yerr, fmt="o", color=color, label=lab, capsize=3)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_axes(ax)
     ax.set_xlabel("dimension d")
     ax.set_ylabel("Q* (queries per chain)")
     if qtable:
         r0 = qtable[0]
         ax.set_title(f"queries to reach {r0['metric']} <= {r0['target']:g}")
-    ax.legend(fontsize=7)
     return ax
 
 
@@ -75,6 +76,9 @@ def error_vs_queries(evals, metric: str, ax=None, target: float | None = None):
     dims = sorted({k[1] for k in groups})
     for (cid, d), es in sorted(groups.items()):
         es = sorted(es, key=lambda e: e["queries"])
+        es = [e for e in es if np.isfinite(e[metric]) and e[metric] > 0]
+        if not es:
+            continue
         q = [e["queries"] for e in es]
         v = [e[metric] for e in es]
         alpha = 0.35 + 0.65 * (dims.index(d) + 1) / len(dims)
@@ -82,11 +86,9 @@ def error_vs_queries(evals, metric: str, ax=None, target: float | None = None):
                 label=f"{_label(es[0]['cell'])} d={d}")
     if target is not None:
         ax.axhline(target, color="k", ls=":", lw=1)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_axes(ax)
     ax.set_xlabel("queries per chain")
     ax.set_ylabel(metric)
-    ax.legend(fontsize=6, ncol=2)
     return ax
 
 
@@ -128,6 +130,15 @@ def sweep_figures(res, out_dir: str) -> list[str]:
         histograms(res.rows, axes=axes)
         paths.append(_save(fig, os.path.join(out_dir, "histograms.png")))
     return paths
+
+
+def _log_axes(ax):
+    """Log scales where the axes hold positive data (an empty plot keeps linear axes)."""
+    if ax.has_data():
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
 
 
 def _save(fig, path):

