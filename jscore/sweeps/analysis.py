@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from statistics import NormalDist
 
 import numpy as np
 
@@ -137,20 +136,44 @@ def qstar_table(evals: list[dict], metric: str, target: float, *, bootstrap: int
     return out
 
 
+def _t_two_sided(t: float, df: int) -> float:
+    """``P(|T| <= t)`` for Student's t with integer ``df`` (Abramowitz & Stegun 26.7.3-4)."""
+    th = math.atan(t / math.sqrt(df))
+    c2, s = math.cos(th) ** 2, math.sin(th)
+    if df % 2 == 1:
+        if df == 1:
+            return 2 * th / math.pi
+        term, acc = math.cos(th), math.cos(th)
+        for k in range(1, (df - 3) // 2 + 1):
+            term *= c2 * (2 * k) / (2 * k + 1)
+            acc += term
+        return 2 / math.pi * (th + s * acc)
+    term, acc = 1.0, 1.0
+    for k in range(1, (df - 2) // 2 + 1):
+        term *= c2 * (2 * k - 1) / (2 * k)
+        acc += term
+    return s * acc
+
+
 def t_quantile(p: float, df: int) -> float:
-    """Quantile of Student's t (exact for df 1, 2; Cornish-Fisher expansion otherwise)."""
-    if df <= 0:
+    """Quantile of Student's t with integer ``df`` (bisection on the exact CDF; p in (0, 1))."""
+    if df <= 0 or not 0 < p < 1:
         return float("nan")
-    if df == 1:
-        return math.tan(math.pi * (p - 0.5))
-    if df == 2:
-        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
-    z = NormalDist().inv_cdf(p)
-    g1 = (z**3 + z) / 4
-    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
-    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
-    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
-    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    target = 2 * p - 1
+    lo, hi = 0.0, 1.0
+    while _t_two_sided(hi, df) < target:
+        hi *= 2
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _t_two_sided(mid, df) < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * hi:
+            break
+    return 0.5 * (lo + hi)
 
 
 def fit_loglog(x, y, ci: float = 0.95) -> dict:
