@@ -371,15 +371,18 @@ def test_compilation_cache_must_be_private(tmp_path):
 
 
 def test_cli_dry_run_and_errors(capsys, tmp_path):
-    from jscore.cli import sweep as cli
+    from jscore.cli import main
 
-    assert cli.main(["--dry-run"]) == 0
+    assert main(["sweep", "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "compilations" in text and "euler" in text and "heun" in text
+    assert main(["sweep", "--print-config"]) == 0
+    assert load_spec(capsys.readouterr().out) == js.sweeps.default_spec()
     bad = tmp_path / "bad.toml"
     bad.write_text('samplers = ["euler"]\ndims = "8-4"\nsteps = [2]\n')
-    assert cli.main([str(bad)]) == 2
-    assert "backwards" in capsys.readouterr().err
+    assert main(["sweep", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "backwards" in err and "Traceback" not in err
 
 
 # ----------------------------------------------------------------------------- devices, processes, crashes
