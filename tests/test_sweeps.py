@@ -26,9 +26,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
+    """A private persistent-cache directory for this module; JAX's settings are restored after."""
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    saved = {n: getattr(jax.config, n) for n in names}
     d = tmp_path_factory.mktemp("xla-cache")
     os.chmod(d, 0o700)
-    return str(d)
+    yield str(d)
+    for n, v in saved.items():
+        jax.config.update(n, v)
+    cc.reset_cache()
 
 
 def _env(**extra):
