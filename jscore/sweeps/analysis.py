@@ -101,9 +101,11 @@ def qstar_table(evals: list[dict], metric: str, target: float, *, bootstrap: int
     out = []
     for (cid, dim), es in sorted(groups.items()):
         es.sort(key=lambda e: e["queries"])
-        n = es[0]["num_seeds"]
-        if any(e["num_seeds"] != n or not np.array_equal(e["_seeds"], es[0]["_seeds"]) for e in es):
-            raise ValueError(f"cell {cid} d={dim}: budgets were run on different seeds; cannot pair them.")
+        # pair budgets on the same seeds: keep the evaluations with the fullest seed set (an
+        # interrupted multi-process run may have budgets with missing chunks)
+        full = max(es, key=lambda e: e["num_seeds"])
+        es = [e for e in es if np.array_equal(e["_seeds"], full["_seeds"])]
+        n = full["num_seeds"]
         costs = np.array([e["queries"] for e in es], np.float64)
         vals = np.array([[e[metric]] for e in es], np.float64)
         q, qi, flag = _first_pass(costs, vals, target)

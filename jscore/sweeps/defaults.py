@@ -18,7 +18,7 @@ DEFAULT_TARGET_KL = 0.05
 
 def default_spec() -> SweepSpec:
     samplers = ["euler", "heun"]
-    dpmpp = find_sampler_name("DPMSolverPP")
+    dpmpp = find_sampler_name("DPMSolverPP", order=2) or find_sampler_name("DPMSolverPP")
     if dpmpp is not None:
         samplers.append(dpmpp)
     return SweepSpec(
@@ -31,7 +31,7 @@ def default_spec() -> SweepSpec:
         seeds="0-15",
         chunk=16,
         metrics=["kl_affine"],
-        qstar={"metric": "kl_affine", "target": DEFAULT_TARGET_KL, "search": "bisect", "steps": (2, 2048)},
+        qstar={"metric": "kl_affine", "target": DEFAULT_TARGET_KL, "search": "bisect", "steps": (2, 1024)},
         bootstrap=200,
     )
 

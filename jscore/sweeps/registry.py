@@ -139,10 +139,15 @@ def make_sampler(name: str, **params):
     return _catalogue.make(name, **params)
 
 
-def find_sampler_name(class_name: str) -> str | None:
-    """Catalogue name of the sampler class ``class_name``, if registered."""
+def find_sampler_name(class_name: str, **options) -> str | None:
+    """Catalogue name of the sampler class ``class_name`` (a class or a ``functools.partial`` of
+    one whose keywords include ``options``), if registered."""
     for k, v in _catalogue.CATALOGUE.items():
-        if getattr(v, "__name__", None) == class_name:
+        func = getattr(v, "func", v)
+        keywords = getattr(v, "keywords", {}) or {}
+        if getattr(func, "__name__", None) != class_name:
+            continue
+        if all(keywords.get(o, None) == val for o, val in options.items()):
             return k
     return None
 

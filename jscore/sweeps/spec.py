@@ -346,8 +346,9 @@ class SweepSpec:
 
     @property
     def config_hash(self) -> str:
-        """Hash of everything that determines the rows (execution options excluded)."""
-        blob = json.dumps(self.to_json(), sort_keys=True, default=str).encode()
+        """Hash of everything that determines the rows (analysis-only options excluded)."""
+        d = {k: v for k, v in self.to_json().items() if k not in ("bootstrap", "ci")}
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def replace(self, **kw) -> "SweepSpec":
