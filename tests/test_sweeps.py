@@ -3,6 +3,8 @@ Q* analysis, sharded == unsharded, two processes == one, resume after SIGKILL, C
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -253,7 +255,10 @@ def small_sweep(tmp_path_factory, cache_dir):
         bootstrap=50,
     )
     before = engine.ENGINE_STATS["compilations"]
-    res = js.sweep(spec, out=out, quiet=True, cache_dir=cache_dir)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):  # the progress bar
+        res = js.sweep(spec, out=out, quiet=False, cache_dir=cache_dir)
+    res.progress_text = err.getvalue()
     return spec, res, engine.ENGINE_STATS["compilations"] - before
 
 
@@ -574,3 +579,40 @@ def test_unknown_samplers_are_probed_before_grid_padding(tmp_path, cache_dir):
             np.testing.assert_allclose(r["per_seed"]["u2"], u2, rtol=1e-5)
     finally:
         del catalogue.CATALOGUE["test_gridlen"], catalogue.CATALOGUE["test_renamed"]
+
+
+def test_pooled_kl_agrees_with_closed_form(small_sweep):
+    """The moment-fit ``kl`` estimates the same KL as ``kl_affine`` (isotropic output law here):
+    within 5 delta-method standard errors plus its O(1/n) bias."""
+    from helpers import assert_within_se
+
+    spec, res, _ = small_sweep
+    for e in res.evals:
+        f, d = e["_feats"], e["dim"]
+        n = f["u1"].shape[0]
+        N = n * d
+        delta = f["u1"].sum() / N
+        v = f["u2"].sum() / N - delta**2
+        se = math.sqrt((0.5 * d * (1 - 1 / v)) ** 2 * 2 * v * v / N + (d * delta) ** 2 * v / N)
+        assert_within_se(e["kl"], e["kl_affine"], se + 1.0 / n, k=5, what=f"kl at d={d} N={e['num_steps']}")
+
+
+def test_progress_bar_reports_queries_per_second(small_sweep):
+    text = small_sweep[1].progress_text
+    assert "sweep" in text and "queries/s" in text and "72/" in text  # 12 dims x 3 steps x 2 chunks
+
+
+def test_existing_results_of_another_config_are_refused(small_sweep, cache_dir):
+    spec, res, _ = small_sweep
+    other = spec.replace(seeds="0-10")
+    before = engine.ENGINE_STATS["compilations"]
+    with pytest.raises(ValueError, match="another sweep configuration"):
+        js.sweep(other, out=res.out, quiet=True, cache_dir=cache_dir)
+    with pytest.raises(ValueError, match="already holds rows"):
+        js.sweep(spec, out=res.out, quiet=True, resume=False, cache_dir=cache_dir)
+    assert engine.ENGINE_STATS["compilations"] == before
+    again = js.sweep(spec, out=res.out, quiet=True, plot=False, cache_dir=cache_dir)  # complete: a no-op
+    assert again.num_compilations == 0 and len(again.rows) == len(res.rows)
+    np.testing.assert_array_equal([q["qstar_interp"] for q in again.qstar], [q["qstar_interp"] for q in res.qstar])
+    # analysis-only options do not change the configuration
+    assert spec.replace(bootstrap=7, ci=0.9).config_hash == spec.config_hash
