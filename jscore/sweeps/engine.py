@@ -120,7 +120,7 @@ class Plan:
         return [s[i : i + c] for i in range(0, len(s), c)]
 
     def grid_length(self, cell, n, d) -> int:
-        mode = self.grid_mode[cell.id]
+        mode = self.grid_mode[cell.id].split(":")[-1]
         if mode == "exact":
             return n
         if mode == "pow2":
@@ -150,16 +150,20 @@ class Plan:
             q = self.spec.qstar
             if q is not None and q.search == "bisect":
                 lo, hi = q.steps
-                if self.grid_mode[cell.id] in ("max",):
+                mode = self.grid_mode[cell.id].split(":")[-1]
+                if mode == "max":
                     steps |= {hi}
-                elif self.grid_mode[cell.id] == "pow2":
+                elif mode == "pow2":
                     steps |= {2**k for k in range(0, 40) if lo <= 2**k <= 2 * hi}
-                else:
-                    steps |= set(range(lo, hi + 1)) if hi - lo < 64 else {lo, hi}
+                else:  # exact grids: each bisection step may need its own length
+                    steps |= {("bisect", i) for i in range(2 + math.ceil(math.log2(hi - lo)))}
+            if self.grid_mode[cell.id].startswith("probe"):  # one exact-length kernel, once per cell
+                keys.add((cell.sampler.label, cell.oracle.label, cell.target.name, "probe"))
             for d in self.spec.dims:
                 for n in steps:
+                    length = self.grid_length(cell, n, d) if isinstance(n, int) else n
                     keys.add((cell.sampler.label, cell.oracle.label, cell.target.name,
-                          self.dim_pad[(cell.id, d)], self.padded[(cell.id, d)], self.grid_length(cell, n, d)))
+                              self.dim_pad[(cell.id, d)], self.padded[(cell.id, d)], length))
         return {"count": len(keys)}
 
     def estimated_work(self) -> float:
