@@ -63,8 +63,11 @@ def setup_compilation_cache(path: str | None = "default") -> str | None:
     ``path=None`` leaves the cache as it is. Returns the directory used.
     """
     import jax
-    from jax.experimental.compilation_cache import compilation_cache as cc
 
+    try:
+        from jax.experimental.compilation_cache.compilation_cache import reset_cache
+    except ImportError:  # pragma: no cover - older/newer layouts: the setting applies at first use
+        reset_cache = None
     if path is None:
         return None
     if path == "default":
@@ -81,7 +84,8 @@ def setup_compilation_cache(path: str | None = "default") -> str | None:
         )
     if jax.config.jax_compilation_cache_dir != path:
         jax.config.update("jax_compilation_cache_dir", path)
-        cc.reset_cache()
+        if reset_cache is not None:
+            reset_cache()
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 1)
     return path
