@@ -22,8 +22,7 @@ import json
 import math
 import numbers
 import tomllib
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 # ----------------------------------------------------------------------------- integer lists
 
