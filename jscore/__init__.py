@@ -22,3 +22,6 @@ from .results import Trace as Trace
 from .results import summarize as summarize
 from .sampling import sample as sample
 from .sampling import sample_one as sample_one
+from . import sweeps as sweeps
+from . import plot as plot
+from .sweeps import sweep as sweep

@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("demo",)
+COMMANDS = ("demo", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,118 @@
+"""``jscore sweep [CONFIG]``: run a dimension sweep from a TOML file (or the embedded default).
+
+Examples::
+
+    jscore sweep                                  # the headline experiment (Q*(d) slopes), ~minutes on CPU
+    jscore sweep my.toml --out runs/my --dry-run  # print the plan: cells, compilations, work
+    jscore sweep my.toml --out runs/my            # killed? run the same command again to resume
+    jscore sweep --print-config > my.toml         # the default spec as TOML, to edit
+
+Multi-process (one process per host or per accelerator group; every process gets the same
+command, the work is split by task index and rows go to ``OUT/rows-p<i>.jsonl`` on a shared disk)::
+
+    jscore sweep my.toml --out /shared/runs/my \\
+        --coordinator HOST0:12345 --num-processes P --process-id I
+
+(on SLURM or TPU pods ``--distributed auto`` lets ``jax.distributed.initialize()`` find them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "sweep",
+        help="run a dimension sweep (Q*(d), slopes, figures)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_arguments(p)
+    return p
+
+
+def _add_arguments(p):
+    p.add_argument("config", nargs="?", help="TOML sweep spec (default: the embedded headline experiment)")
+    p.add_argument("--out", help="results directory (default: jscore-sweep-<name>)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="require existing rows of this config and continue them")
+    g.add_argument("--overwrite", action="store_true", help="discard existing rows in --out first")
+    p.add_argument("--devices", type=int, help="local devices to shard seeds over (default: all)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--print-config", action="store_true", help="print the spec as TOML and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (for CI)")
+    p.add_argument("--no-plot", action="store_true", help="do not write PNG figures")
+    p.add_argument("--cache-dir", default="default", help="persistent compilation cache (private dir)")
+    p.add_argument("--no-cache", action="store_true", help="leave JAX's compilation cache setting alone")
+    p.add_argument("--dims", help="override dims, e.g. 16-4096:pow2")
+    p.add_argument("--seeds", help="override seeds, e.g. 0-1023")
+    p.add_argument("--chunk", type=int, help="override seeds per compiled call")
+    p.add_argument("--coordinator", help="jax.distributed coordinator address HOST:PORT")
+    p.add_argument("--num-processes", type=int, help="jax.distributed process count")
+    p.add_argument("--process-id", type=int, help="jax.distributed index of this process")
+    p.add_argument("--distributed", choices=["auto"], help="jax.distributed.initialize() with cluster auto-detection")
+
+
+def run(args) -> int:
+    from ..sweeps import default_spec, load_spec, sweep
+    from ..sweeps.spec import spec_to_toml
+
+    distributed = None
+    if args.coordinator or args.num_processes or args.process_id is not None:
+        if not (args.coordinator and args.num_processes and args.process_id is not None):
+            raise ValueError("multi-process runs need all of --coordinator, --num-processes and --process-id.")
+        distributed = {
+            "coordinator_address": args.coordinator,
+            "num_processes": args.num_processes,
+            "process_id": args.process_id,
+        }
+    elif args.distributed == "auto":
+        distributed = {}
+    if distributed is not None:  # must precede any other JAX work
+        import jax
+
+        jax.distributed.initialize(**distributed)
+    spec = load_spec(args.config) if args.config else default_spec()
+    over = {k: getattr(args, k) for k in ("dims", "seeds", "chunk") if getattr(args, k) is not None}
+    if over:
+        spec = spec.replace(**over)
+    if args.print_config:
+        print(spec_to_toml(spec))
+        return 0
+    if args.dry_run:
+        print(sweep(spec, dry_run=True).describe())
+        return 0
+    res = sweep(
+        spec,
+        out=args.out,
+        devices=args.devices,
+        quiet=args.quiet,
+        resume=True if args.resume else "auto",
+        overwrite=args.overwrite,
+        cache_dir=None if args.no_cache else args.cache_dir,
+        plot=not args.no_plot,
+    )
+    if res.complete and res.rows:
+        print(res.table())
+        figs = [f for f in res.files if f.endswith(".png")]
+        print(f"results: {res.out}" + (f"; figures: {', '.join(figs)}" if figs else ""))
+    return 0
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry (``python -m jscore.cli.sweep``), same options as ``jscore sweep``."""
+    p = argparse.ArgumentParser(prog="jscore sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return int(run(args) or 0)
+    except (ValueError, TypeError) as e:
+        print(f"jscore sweep: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

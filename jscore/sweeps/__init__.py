@@ -1,0 +1,28 @@
+"""Dimension sweeps at scale: specs, bucketed compilation, sharded and multi-process runs,
+resumable results, Q*(d) with bootstrap CIs and log-log slopes.
+
+``js.sweep(spec, out=...)`` runs a :class:`SweepSpec` (or a TOML file, see :func:`load_spec`);
+``jscore sweep CONFIG`` is the command-line form.
+"""
+
+from .analysis import evaluations as evaluations
+from .analysis import fit_loglog as fit_loglog
+from .analysis import qstar_table as qstar_table
+from .analysis import slopes as slopes
+from .defaults import default_spec as default_spec
+from .driver import SweepResult as SweepResult
+from .driver import consolidate as consolidate
+from .driver import setup_compilation_cache as setup_compilation_cache
+from .driver import sweep as sweep
+from .engine import ENGINE_STATS as ENGINE_STATS
+from .engine import validate as validate
+from .measures import MEASURES as MEASURES
+from .padding import Masked as Masked
+from .padding import next_pow2 as next_pow2
+from .padding import pad_target as pad_target
+from .registry import register_oracle as register_oracle
+from .spec import Component as Component
+from .spec import QStarSpec as QStarSpec
+from .spec import SweepSpec as SweepSpec
+from .spec import load_spec as load_spec
+from .spec import parse_int_list as parse_int_list

@@ -1,0 +1,240 @@
+"""Q*(d): the smallest query budget reaching a target error, bootstrap CIs and log-log slopes.
+
+From the rows of a sweep, :func:`evaluations` aggregates every ``(cell, d, num_steps)`` over all
+its seed chunks; :func:`qstar_table` finds, per ``(cell, d)``, the first evaluated budget whose
+error is <= the target (``qstar``; the evaluated step counts are a ladder or a bisection path) and a
+log-log interpolation between that budget and the previous one (``qstar_interp``, which removes the
+rounding to whole steps). Confidence intervals resample seeds (paired across budgets: the same
+resampled seeds at every budget). :func:`slopes` fits ``log Q* = a + b log d`` per cell and reports
+``b`` with a t-interval from the fit and a bootstrap percentile interval; ``slope_ci`` is their
+union (conservative).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from .measures import evaluate, get_measure, host_features
+from ..results import Status
+
+_META = ("seed", "queries", "levels", "rounds", "status")
+
+
+def evaluations(rows: list[dict], metrics) -> list[dict]:
+    """One record per ``(cell, d, num_steps)`` with metrics over all seeds and count summaries."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["cell_id"], r["dim"], r["num_steps"])].append(r)
+    out = []
+    for (cid, dim, n), rs in sorted(groups.items()):
+        rs.sort(key=lambda r: r["chunk"])
+        per = {k: np.concatenate([np.asarray(r["per_seed"][k]) for r in rs]) for k in rs[0]["per_seed"]}
+        info = dict(rs[0]["target_info"])
+        if "weights" in info:
+            info["weights"] = np.asarray(info["weights"], np.float64)
+        stats = {k: v for k, v in per.items() if k not in _META and not k.startswith("oracle.")}
+        feats = host_features(stats, info)
+        ok = per["status"] == int(Status.success)
+        rec = {
+            "cell_id": cid,
+            "cell": rs[0]["cell"],
+            "dim": dim,
+            "num_steps": n,
+            "queries": int(per["queries"].max()),
+            "num_seeds": int(per["seed"].shape[0]),
+            "num_chunks": len(rs),
+            "queries_mean": float(per["queries"].mean()),
+            "levels_mean": float(per["levels"].mean()),
+            "rounds_mean": float(per["rounds"].mean()),
+            "failures": int((~ok).sum()),
+            "compile_seconds": float(sum(r["compile_seconds"] for r in rs)),
+            "run_seconds": float(sum(r["run_seconds"] for r in rs)),
+            "_feats": feats,
+            "_info": info,
+            "_seeds": per["seed"],
+            "_ok": ok,
+        }
+        for m in metrics:
+            if all(s in feats for s in get_measure(m).stats):
+                v = float(evaluate(m, feats, info)) if ok.all() else float("inf")
+                rec[m] = v if math.isfinite(v) else float("inf")
+        out.append(rec)
+    return out
+
+
+def _first_pass(costs, vals, target):
+    """Q* (first cost with val <= target), its interpolation, and a flag; vectorised over columns."""
+    vals = np.where(np.isfinite(vals), vals, np.inf)
+    passed = vals <= target
+    any_pass = passed.any(0)
+    j = np.argmax(passed, 0)
+    q = np.where(any_pass, costs[j], np.nan)
+    jm = np.maximum(j - 1, 0)
+    lo_c, hi_c = costs[jm], costs[j]
+    cols = np.arange(vals.shape[1])
+    lo_v, hi_v = vals[jm, cols], vals[j, cols]
+    tiny = 1e-300
+    with np.errstate(all="ignore"):
+        frac = (np.log(target) - np.log(np.maximum(lo_v, tiny))) / (
+            np.log(np.maximum(hi_v, tiny)) - np.log(np.maximum(lo_v, tiny))
+        )
+        frac = np.where(np.isfinite(frac), np.clip(frac, 0.0, 1.0), 1.0)
+        qi = np.exp(np.log(lo_c) + frac * (np.log(hi_c) - np.log(lo_c)))
+    qi = np.where(j > 0, qi, q)
+    qi = np.where(any_pass, qi, np.nan)
+    flag = np.where(~any_pass, "not_reached", np.where(j == 0, "censored_low", "ok"))
+    return q, qi, flag
+
+
+def qstar_table(evals: list[dict], metric: str, target: float, *, bootstrap: int = 1000, ci: float = 0.95,
+                seed: int = 0) -> list[dict]:
+    """Per ``(cell, d)``: Q*, its interpolation, bootstrap CIs, and the bootstrap replicates."""
+    groups = defaultdict(list)
+    for e in evals:
+        if metric in e:
+            groups[(e["cell_id"], e["dim"])].append(e)
+    rng = np.random.default_rng(seed)
+    alpha = (1.0 - ci) / 2.0
+    out = []
+    for (cid, dim), es in sorted(groups.items()):
+        es.sort(key=lambda e: e["queries"])
+        # pair budgets on the same seeds: keep the evaluations with the fullest seed set (an
+        # interrupted multi-process run may have budgets with missing chunks)
+        full = max(es, key=lambda e: e["num_seeds"])
+        es = [e for e in es if np.array_equal(e["_seeds"], full["_seeds"])]
+        n = full["num_seeds"]
+        costs = np.array([e["queries"] for e in es], np.float64)
+        vals = np.array([[e[metric]] for e in es], np.float64)
+        q, qi, flag = _first_pass(costs, vals, target)
+        rec = {
+            "cell_id": cid,
+            "cell": es[0]["cell"],
+            "dim": dim,
+            "metric": metric,
+            "target": target,
+            "qstar": float(q[0]),
+            "qstar_interp": float(qi[0]),
+            "flag": str(flag[0]),
+            "num_budgets": len(es),
+            "num_seeds": n,
+        }
+        if bootstrap > 0:
+            idx = rng.integers(0, n, size=(bootstrap, n))
+            bvals = np.stack([
+                np.asarray(evaluate(metric, e["_feats"], e["_info"], idx), np.float64)
+                if e["_ok"].all() else np.full(bootstrap, np.inf)
+                for e in es
+            ])
+            bq, bqi, _ = _first_pass(costs, bvals, target)
+            for name, arr in (("qstar", bq), ("qstar_interp", bqi)):
+                fin = arr[np.isfinite(arr)]
+                lo, hi = (np.quantile(fin, [alpha, 1 - alpha]) if fin.size else (np.nan, np.nan))
+                rec[f"{name}_ci_low"], rec[f"{name}_ci_high"] = float(lo), float(hi)
+            rec["_boot_qstar"], rec["_boot_qstar_interp"] = bq, bqi
+        out.append(rec)
+    return out
+
+
+def _t_two_sided(t: float, df: int) -> float:
+    """``P(|T| <= t)`` for Student's t with integer ``df`` (Abramowitz & Stegun 26.7.3-4)."""
+    th = math.atan(t / math.sqrt(df))
+    c2, s = math.cos(th) ** 2, math.sin(th)
+    if df % 2 == 1:
+        if df == 1:
+            return 2 * th / math.pi
+        term, acc = math.cos(th), math.cos(th)
+        for k in range(1, (df - 3) // 2 + 1):
+            term *= c2 * (2 * k) / (2 * k + 1)
+            acc += term
+        return 2 / math.pi * (th + s * acc)
+    term, acc = 1.0, 1.0
+    for k in range(1, (df - 2) // 2 + 1):
+        term *= c2 * (2 * k - 1) / (2 * k)
+        acc += term
+    return s * acc
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Quantile of Student's t with integer ``df`` (bisection on the exact CDF; p in (0, 1))."""
+    if df <= 0 or not 0 < p < 1:
+        return float("nan")
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    target = 2 * p - 1
+    lo, hi = 0.0, 1.0
+    while _t_two_sided(hi, df) < target:
+        hi *= 2
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _t_two_sided(mid, df) < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * hi:
+            break
+    return 0.5 * (lo + hi)
+
+
+def fit_loglog(x, y, ci: float = 0.95) -> dict:
+    """OLS of ``log y`` on ``log x``: slope, intercept, SE and a t-interval for the slope."""
+    lx, ly = np.log(np.asarray(x, np.float64)), np.log(np.asarray(y, np.float64))
+    n = lx.size
+    if n < 2:
+        return {"slope": float("nan"), "intercept": float("nan"), "slope_se": float("nan"),
+                "slope_t_low": float("nan"), "slope_t_high": float("nan"), "num_points": int(n)}
+    xm, ym = lx.mean(), ly.mean()
+    sxx = ((lx - xm) ** 2).sum()
+    b = ((lx - xm) * (ly - ym)).sum() / sxx
+    a = ym - b * xm
+    if n > 2:
+        resid = ly - a - b * lx
+        se = math.sqrt((resid**2).sum() / (n - 2) / sxx)
+        t = t_quantile(1 - (1 - ci) / 2, n - 2)
+    else:
+        se, t = float("nan"), float("nan")
+    return {"slope": float(b), "intercept": float(a), "slope_se": se,
+            "slope_t_low": float(b - t * se), "slope_t_high": float(b + t * se), "num_points": int(n)}
+
+
+def slopes(qtable: list[dict], *, ci: float = 0.95, key: str = "qstar_interp") -> list[dict]:
+    """Per cell: log-log slope of ``key`` (Q* or its interpolation) against d, with CIs."""
+    groups = defaultdict(list)
+    for r in qtable:
+        groups[r["cell_id"]].append(r)
+    alpha = (1 - ci) / 2
+    out = []
+    for cid, rs in sorted(groups.items()):
+        rs = sorted((r for r in rs if r["flag"] == "ok" and np.isfinite(r[key])), key=lambda r: r["dim"])
+        dims = np.array([r["dim"] for r in rs], np.float64)
+        qs = np.array([r[key] for r in rs], np.float64)
+        fit = fit_loglog(dims, qs, ci) if len(rs) else fit_loglog([], [], ci)
+        rec = {"cell_id": cid, "cell": (rs[0]["cell"] if rs else None), "of": key, **fit,
+               "dims": [int(d) for d in dims]}
+        boots = [r.get("_boot_" + key) for r in rs]
+        if len(rs) >= 2 and all(b is not None for b in boots):
+            B = np.stack(boots)  # (num_dims, B)
+            lx = np.log(dims)[:, None]
+            with np.errstate(all="ignore"):
+                ly = np.log(B)
+                xm = lx.mean(0)
+                bs = ((lx - xm) * (ly - ly.mean(0))).sum(0) / ((lx - xm) ** 2).sum(0)
+            bs = bs[np.isfinite(bs)]
+            if bs.size:
+                rec["slope_boot_low"], rec["slope_boot_high"] = (float(v) for v in np.quantile(bs, [alpha, 1 - alpha]))
+        lows = [v for v in (rec.get("slope_t_low"), rec.get("slope_boot_low")) if v is not None and np.isfinite(v)]
+        highs = [v for v in (rec.get("slope_t_high"), rec.get("slope_boot_high")) if v is not None and np.isfinite(v)]
+        rec["slope_ci_low"] = float(min(lows)) if lows else float("nan")
+        rec["slope_ci_high"] = float(max(highs)) if highs else float("nan")
+        out.append(rec)
+    return out
+
+
+def public(records: list[dict]) -> list[dict]:
+    """Drop private (``_``-prefixed) fields for tables and JSON."""
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
+
+
+__all__ = ["evaluations", "qstar_table", "slopes", "fit_loglog", "t_quantile", "public"]
