@@ -20,6 +20,8 @@ def build(src, dst):
             cells.append(nbformat.v4.new_markdown_cell("\n".join(lines)))
         else:
             cells.append(nbformat.v4.new_code_cell(body))
+    for i, cell in enumerate(cells):  # deterministic ids, so rebuilding changes nothing
+        cell["id"] = f"cell-{i:02d}"
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
