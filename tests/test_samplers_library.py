@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import jscore as js
+from helpers import assert_within_se, mean_se, var_se
 from jscore.oracles.base import AbstractOracle
 from jscore.sampling import TRACE_COUNTS
 from jscore.samplers.dpm_solver import fast_orders
@@ -206,7 +207,13 @@ def _accepted(res):
 
 @pytest.mark.parametrize(
     "pair,order,reuse",
-    [("dpm", 2, True), ("dpm", 3, True), ("dpm", 2, False), ("ggf", 2, True), ("ggf", 2, False)],
+    [
+        ("dpm", 2, True),
+        ("dpm", 3, True),
+        pytest.param("dpm", 2, False, marks=pytest.mark.slow),
+        ("ggf", 2, True),
+        pytest.param("ggf", 2, False, marks=pytest.mark.slow),
+    ],
 )
 def test_adaptive_counts_every_attempt(pair, order, reuse):
     sig = js.schedules.geometric(N, 0.05, 20.0)
@@ -316,3 +323,35 @@ def test_no_retrace_when_hyperparameters_change():
         for smp in samplers[1:]:
             js.sample(oracle, smp, sig, key, num_samples=2, max_queries=200)
         assert TRACE_COUNTS["sample"] == before, type(samplers[0]).__name__
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: S.ExponentialIntegrator(form="relative"), lambda: S.RandomizedMidpoint(num_points=2, picard_iters=2)],
+    ids=["ei_relative", "rm_k2j2"],
+)
+def test_relative_score_forms_exact_for_standard_normal(make):
+    """For p = N(0, I), S_rel = 0: both relative-score samplers are exact in law on any grid, so a
+    3-step grid from q_{sigma_0} must give q_{sigma_N} = N(0, (1 + sigma_N^2) I) (5-SE tolerance)."""
+    d, n = 64, 1024
+    oracle = js.oracles.Exact(js.targets.Gaussian(jnp.zeros(d), 1.0))
+    sig = jnp.array([40.0, 3.0, 1.1, 0.5])
+    x0 = jnp.sqrt(1 + 40.0**2) * jax.random.normal(jax.random.key(9), (n, d))
+    out = np.asarray(js.sample(oracle, make(), sig, jax.random.key(2), x_init=x0).x).ravel()
+    m, se_m = mean_se(out)
+    v, se_v = var_se(out)
+    assert_within_se(m, 0.0, se_m, what="mean")
+    assert_within_se(v, 1.0 + 0.5**2, se_v, what="variance")
+
+
+def test_predictor_corrector_per_chain_snr():
+    """The Langevin step size uses this chain's norms only: a chain's output is the same alone and
+    in a batch whose other chains start far away."""
+    oracle = js.oracles.Exact(_target(8))
+    sig = js.schedules.geometric(4, 0.05, 20.0)
+    sampler = S.PredictorCorrector(corrector_steps=2, snr=0.2)
+    key = jax.random.key(8)
+    x0 = 20.0 * jax.random.normal(jax.random.key(1), (3, 8))
+    x0 = x0.at[1].multiply(100.0)
+    batch = js.sample(oracle, sampler, sig, key, x_init=x0)
+    one = js.sample_one(oracle, sampler, sig, jax.random.fold_in(key, 2), x_init=x0[2])
+    np.testing.assert_allclose(np.asarray(one.x), np.asarray(batch.x[2]), rtol=1e-5, atol=1e-6)
