@@ -185,6 +185,7 @@ def test_picard_tol_zero_and_inf_relations_and_base_equivalence():
     assert np.all(np.asarray(mid.status) == js.Status.success)
 
 
+@pytest.mark.slow
 def test_picard_small_window_and_max_sweeps_exhaustion():
     n = 4
     oracle = CountingOracle(js.oracles.Exact(_target()))

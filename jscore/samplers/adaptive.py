@@ -92,10 +92,6 @@ class Adaptive(AbstractSampler):
     def query_capacity(self, num_steps: int, ends_at_zero: bool) -> None:
         return None
 
-    def check_grid(self, sigmas) -> None:
-        if sigmas[-1] == 0 and len(sigmas) < 2:
-            raise ValueError("Adaptive needs a grid with at least one positive level.")
-
     # --- one attempt -------------------------------------------------------------------------
     def _attempt_dpm(self, oracle, c, sigma_next, h, ostate, ledger, key):
         x, sigma = c.x, c.sigma
