@@ -131,29 +131,40 @@ def _check_sigma_values(sigma, name):
 
 
 @eqx.filter_jit
-def _error_norms(oracle, target, sigmas, key, n, batch_size):
-    """``|S(x_j, sigma) - s(x_j, sigma)|`` for ``x_j = x0_j + sigma z_j``; shape ``(L, n)``.
-
-    Common random numbers across sigmas: the same ``x0_j``, ``z_j`` and oracle state keys.
-    """
+def _draw_points(target, key, n):
+    """Exact samples ``x0 (n, d)``, noise ``z (n, d)`` and per-sample oracle keys (kept apart from the
+    oracle-specific jit so they compile once per target type and ``n``)."""
     from .seeds import DATA, ORACLE, stream
 
-    dim = target.dim
     kx, kz = jax.random.split(stream(key, DATA))
     x0 = target.sample(kx, n)
     z = jax.random.normal(kz, x0.shape, x0.dtype)
     okeys = jax.vmap(lambda j: jax.random.fold_in(stream(key, ORACLE), j))(jnp.arange(n))
+    return x0, z, okeys
+
+
+@eqx.filter_jit
+def _error_norms(oracle, target, sigmas, x0, z, okeys, batch_size):
+    """``|S(x_j, sigma) - s(x_j, sigma)|`` for ``x_j = x0_j + sigma z_j``; shape ``(L, n)``.
+
+    Common random numbers across sigmas: the same ``x0_j``, ``z_j`` and oracle state keys; each
+    ``x_j`` is queried once with a fresh oracle state ``oracle.init(okeys[j], d)``.
+    """
+    dim = target.dim
+    n = x0.shape[0]
 
     def at(sigma):
-        def one(args):
-            xj0, zj, kj = args
+        def one(xj0, zj, kj):
             x = xj0 + sigma * zj
-            st = oracle.init(kj, dim)
-            s_hat, _ = oracle.query(x, sigma, st)
+            s_hat, _ = oracle.query(x, sigma, oracle.init(kj, dim))
             return jnp.linalg.norm(s_hat - target.score(x, sigma))
 
-        return jax.lax.map(one, (x0, z, okeys), batch_size=batch_size)
+        if batch_size >= n:
+            return jax.vmap(one)(x0, z, okeys)
+        return jax.lax.map(lambda a: one(*a), (x0, z, okeys), batch_size=batch_size)
 
+    if batch_size >= n * sigmas.shape[0]:
+        return jax.vmap(at)(sigmas)
     return jax.lax.map(at, sigmas)
 
 
@@ -182,7 +193,8 @@ def score_error(oracle, target, sigma, key, p=2, n: int = 4096, *, level: float 
     """Monte-Carlo estimate of an oracle's score error ``||S - s||_{L^p(p_sigma)}`` with a CI.
 
     ``x_j = x0_j + sigma z_j`` with ``x0_j`` exact target samples (``j < n``); each ``x_j`` is
-    queried once with a fresh oracle state ``oracle.init(fold_in(stream(key, ORACLE), j), d)``,
+    queried once with a fresh oracle state ``oracle.init(fold_in(stream(key, ORACLE), j), d)``
+    (``x0_j`` and ``z_j`` come from ``stream(key, DATA)``),
     so random errors are averaged jointly with ``x``. The estimate is ``m^{1/p}`` with
     ``m = mean_j |S(x_j) - s(x_j)|^p``; the CI maps the normal CI ``m +- z se(m)`` through
     ``t -> t^{1/p}`` (clipped at 0), and ``se`` is the delta-method standard error
@@ -190,7 +202,7 @@ def score_error(oracle, target, sigma, key, p=2, n: int = 4096, *, level: float 
 
     **Arguments:** ``oracle``; ``target`` (the truth, with its exact score); ``sigma > 0``;
     ``key``; ``p`` in ``[1, inf)``; ``n`` samples; ``level`` of the two-sided CI;
-    ``batch_size`` for the inner ``lax.map`` (memory bound; default ``min(n, 4096)``).
+    ``batch_size``: at most this many queries are vmapped at once (memory bound; default 2^16).
 
     **Returns:** a :class:`ScoreError` with float fields.
     """
@@ -217,8 +229,11 @@ def score_error_profile(oracle, target, sigmas, key, p=2, n: int = 4096, *, leve
     s = _check_sigma_values(sigmas, "sigmas")
     if s.ndim != 1 or s.size == 0:
         raise ValueError(f"`sigmas` must be a non-empty 1-D array of levels, got shape {s.shape}.")
-    bs = min(n, 4096) if batch_size is None else int(batch_size)
-    r = _error_norms(oracle, target, jnp.asarray(s, jnp.result_type(float)), as_key(key), n, bs)
+    bs = 1 << 16 if batch_size is None else int(batch_size)
+    if bs < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
+    x0, z, okeys = _draw_points(target, as_key(key), n)
+    r = _error_norms(oracle, target, jnp.asarray(s, jnp.result_type(float)), x0, z, okeys, bs)
     est, lo, up, se = _summarise(r, p, level)
     return ScoreError(est, lo, up, se, s, p, n, level)
 
