@@ -47,7 +47,8 @@ CHECKPOINT_JSON = "train.json"
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Static training settings (hashable: a change recompiles; all are recorded in checkpoints)."""
+    """All training settings (recorded in checkpoints). Only ``batch_size``, ``sigma_dist`` and
+    ``chunk_size`` shape the compiled program; the numeric ones travel as traced :class:`Knobs`."""
 
     num_steps: int
     batch_size: int
@@ -65,19 +66,51 @@ class TrainConfig:
     sigma_data: float
     chunk_size: int
 
-    def optimizer(self) -> optax.GradientTransformation:
-        decay_steps = max(self.num_steps, self.warmup_steps + 1)
-        schedule = optax.warmup_cosine_decay_schedule(
-            init_value=0.0,
-            peak_value=self.learning_rate,
-            warmup_steps=self.warmup_steps,
-            decay_steps=decay_steps,
-            end_value=self.learning_rate * self.final_lr_ratio,
+    def knobs(self) -> "Knobs":
+        """The numeric settings as traced arrays (changing them never recompiles)."""
+        f = lambda v: jnp.asarray(v, jnp.result_type(float))  # noqa: E731
+        return Knobs(
+            learning_rate=f(self.learning_rate), warmup_steps=f(self.warmup_steps),
+            num_steps=f(self.num_steps), final_lr_ratio=f(self.final_lr_ratio),
+            weight_decay=f(self.weight_decay), grad_clip=f(self.grad_clip),
+            ema_decay=f(self.ema_decay), p_mean=f(self.p_mean), p_std=f(self.p_std),
+            log_sigma_min=f(math.log(self.sigma_min)), log_sigma_max=f(math.log(self.sigma_max)),
+            sigma_data=f(self.sigma_data),
         )
+
+
+class Knobs(eqx.Module):
+    """Numeric training settings as arrays (traced inside the jitted chunk)."""
+
+    learning_rate: Any
+    warmup_steps: Any
+    num_steps: Any
+    final_lr_ratio: Any
+    weight_decay: Any
+    grad_clip: Any
+    ema_decay: Any
+    p_mean: Any
+    p_std: Any
+    log_sigma_min: Any
+    log_sigma_max: Any
+    sigma_data: Any
+
+    def learning_rate_at(self, count):
+        """Linear warm-up from 0 to ``learning_rate`` over ``warmup_steps``, then a cosine decay to
+        ``final_lr_ratio * learning_rate`` at ``num_steps``."""
+        t = jnp.asarray(count, self.learning_rate.dtype)
+        warm = self.warmup_steps
+        ramp = jnp.minimum(t / jnp.maximum(warm, 1.0), 1.0)
+        frac = jnp.clip((t - warm) / jnp.maximum(self.num_steps - warm, 1.0), 0.0, 1.0)
+        cosine = self.final_lr_ratio + (1.0 - self.final_lr_ratio) * 0.5 * (1.0 + jnp.cos(math.pi * frac))
+        return self.learning_rate * jnp.where(t < warm, ramp, cosine)
+
+    def optimizer(self) -> optax.GradientTransformation:
+        """``clip_by_global_norm`` then ``adamw`` (weight decay on weight matrices only)."""
         mask = lambda params: jax.tree.map(lambda a: a.ndim >= 2, params)  # noqa: E731
         return optax.chain(
             optax.clip_by_global_norm(self.grad_clip),
-            optax.adamw(schedule, weight_decay=self.weight_decay, mask=mask),
+            optax.adamw(self.learning_rate_at, weight_decay=self.weight_decay, mask=mask),
         )
 
 
@@ -97,12 +130,12 @@ class FitResult(NamedTuple):
     losses: np.ndarray
 
 
-def sample_sigmas(key, n: int, cfg: TrainConfig, dtype):
+def sample_sigmas(key, n: int, sigma_dist: str, knobs: Knobs, dtype):
     """``n`` training noise levels from the configured distribution."""
-    if cfg.sigma_dist == "lognormal":
-        return jnp.exp(cfg.p_mean + cfg.p_std * jax.random.normal(key, (n,), dtype))
-    lo, hi = math.log(cfg.sigma_min), math.log(cfg.sigma_max)
-    return jnp.exp(jax.random.uniform(key, (n,), dtype, lo, hi))
+    if sigma_dist == "lognormal":
+        return jnp.exp(knobs.p_mean + knobs.p_std * jax.random.normal(key, (n,), dtype))
+    u = jax.random.uniform(key, (n,), dtype)
+    return jnp.exp(knobs.log_sigma_min + u * (knobs.log_sigma_max - knobs.log_sigma_min))
 
 
 def edm_loss(model, x0, sigma, noise, sigma_data):
@@ -121,24 +154,29 @@ def _draw_batch(data, key, n):
 
 
 @eqx.filter_jit
-def _run_chunk(state: TrainState, static, data, key, steps, cfg: TrainConfig):
-    """``len(steps)`` optimisation steps in one ``lax.scan``; returns the new state and losses."""
-    opt = cfg.optimizer()
+def _run_chunk(state: TrainState, static, data, key, steps, knobs: Knobs, batch_size: int,
+               sigma_dist: str):
+    """``len(steps)`` optimisation steps in one ``lax.scan``; returns the new state and losses.
+
+    Only shapes and options are static (model architecture, data kind and shape, ``batch_size``,
+    ``sigma_dist``, chunk length); every numeric setting in ``knobs`` is traced.
+    """
+    opt = knobs.optimizer()
 
     def loss_fn(params, x0, sigma, noise):
-        return edm_loss(eqx.combine(params, static), x0, sigma, noise, cfg.sigma_data)
+        return edm_loss(eqx.combine(params, static), x0, sigma, noise, knobs.sigma_data)
 
     def body(state, t):
         kt = jax.random.fold_in(key, t)
         kd, ks, kn = jax.random.split(kt, 3)
-        x0 = _draw_batch(data, kd, cfg.batch_size)
-        sigma = sample_sigmas(ks, cfg.batch_size, cfg, x0.dtype)
+        x0 = _draw_batch(data, kd, batch_size)
+        sigma = sample_sigmas(ks, batch_size, sigma_dist, knobs, x0.dtype)
         noise = jax.random.normal(kn, x0.shape, x0.dtype)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, x0, sigma, noise)
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         tf = t.astype(x0.dtype)
-        decay = jnp.minimum(cfg.ema_decay, (1.0 + tf) / (10.0 + tf))
+        decay = jnp.minimum(knobs.ema_decay, (1.0 + tf) / (10.0 + tf)).astype(x0.dtype)
         ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema, params)
         return TrainState(params, ema, opt_state, t + 1), loss
 
@@ -154,7 +192,7 @@ def _prepare_data(data_or_target, dim):
         return data_or_target
     try:
         data = jnp.asarray(data_or_target, jnp.result_type(float))
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(
             "`data_or_target` must be a jscore target or an (N, d) array of data, got "
             f"{type(data_or_target).__name__}."
@@ -329,7 +367,8 @@ def fit(
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
 
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    opt_state = cfg.optimizer().init(params)
+    knobs = cfg.knobs()
+    opt_state = knobs.optimizer().init(params)
     state = TrainState(params, params, opt_state, jnp.zeros((), jnp.int32))
     losses = jnp.full((cfg.num_steps,), jnp.nan, jnp.float32)
     done = 0
@@ -365,7 +404,8 @@ def fit(
     try:
         for j, (a, b) in enumerate(chunks):
             steps = jnp.arange(a, b, dtype=jnp.int32)
-            state, chunk_losses = _run_chunk(state, static, data, train_key, steps, cfg)
+            state, chunk_losses = _run_chunk(state, static, data, train_key, steps, knobs,
+                                              cfg.batch_size, cfg.sigma_dist)
             losses = losses.at[a:b].set(chunk_losses.astype(jnp.float32))
             done = b
             if bar is not None:
@@ -385,4 +425,4 @@ def fit(
     return FitResult(ema_model, np.asarray(losses, np.float64))
 
 
-__all__ = ["fit", "FitResult", "TrainConfig", "TrainState", "edm_loss", "sample_sigmas"]
+__all__ = ["fit", "FitResult", "TrainConfig", "Knobs", "TrainState", "edm_loss", "sample_sigmas"]
