@@ -55,18 +55,48 @@ def fourier_features(c, num_freqs: int, max_freq: float):
     return jnp.concatenate([jnp.reshape(c, (1,)), jnp.cos(a), jnp.sin(a)])
 
 
+class Linear(eqx.Module):
+    """``y = W x + b`` with ``W (out, in)``; initialised like ``eqx.nn.Linear``: U(-1/sqrt(in), 1/sqrt(in))."""
+
+    weight: jax.Array
+    bias: jax.Array
+
+    def __call__(self, x):
+        return self.weight @ x + self.bias
+
+
+class _Uniform:
+    """Slices of one uniform(-1, 1) draw: all initial weights come from a single random call, so
+    building a network compiles one PRNG kernel instead of one per layer."""
+
+    def __init__(self, key, shapes, dtype):
+        self.total = sum(i * o + o for i, o in shapes)
+        u = jax.random.uniform(key, (self.total,), dtype, -1.0, 1.0)
+        # concrete draws are sliced in NumPy (no per-slice compilation); traced ones (eval_shape) in jnp
+        self.u = u if isinstance(u, jax.core.Tracer) else np.asarray(u)
+        self.pos = 0
+        self.dtype = dtype
+
+    def linear(self, n_in, n_out) -> Linear:
+        w = self.u[self.pos : self.pos + n_in * n_out].reshape(n_out, n_in)
+        self.pos += n_in * n_out
+        b = self.u[self.pos : self.pos + n_out]
+        self.pos += n_out
+        scale = 1.0 / math.sqrt(n_in)
+        return Linear(jnp.asarray(w * scale, self.dtype), jnp.asarray(b * scale, self.dtype))
+
+
 class _Block(eqx.Module):
     norm: eqx.nn.LayerNorm
-    cond: eqx.nn.Linear
-    lin1: eqx.nn.Linear
-    lin2: eqx.nn.Linear
+    cond: Linear
+    lin1: Linear
+    lin2: Linear
 
-    def __init__(self, width, hidden, dtype, key):
-        k1, k2, k3 = jax.random.split(key, 3)
+    def __init__(self, width, hidden, dtype, init: _Uniform):
         self.norm = eqx.nn.LayerNorm(width, dtype=dtype)
-        self.cond = eqx.nn.Linear(width, width, key=k1, dtype=dtype)
-        self.lin1 = eqx.nn.Linear(width, hidden, key=k2, dtype=dtype)
-        self.lin2 = eqx.nn.Linear(hidden, width, key=k3, dtype=dtype)
+        self.cond = init.linear(width, width)
+        self.lin1 = init.linear(width, hidden)
+        self.lin2 = init.linear(hidden, width)
 
     def __call__(self, h, emb):
         y = self.norm(h) + self.cond(emb)
@@ -93,12 +123,12 @@ class DenoiserMLP(eqx.Module):
     num_freqs: int = eqx.field(static=True)
     max_freq: float = eqx.field(static=True)
     sigma_data: float = eqx.field(static=True)
-    embed1: eqx.nn.Linear
-    embed2: eqx.nn.Linear
-    proj_in: eqx.nn.Linear
+    embed1: Linear
+    embed2: Linear
+    proj_in: Linear
     blocks: tuple
     norm_out: eqx.nn.LayerNorm
-    proj_out: eqx.nn.Linear
+    proj_out: Linear
 
     def __init__(
         self,
@@ -124,18 +154,17 @@ class DenoiserMLP(eqx.Module):
         if not (self.sigma_data > 0 and math.isfinite(self.sigma_data)):
             raise ValueError(f"`sigma_data` must be finite and > 0, got {sigma_data}.")
         dtype = jnp.result_type(float)
-        keys = jax.random.split(key, 4 + self.depth)
         n_emb = 1 + 2 * self.num_freqs
-        self.embed1 = eqx.nn.Linear(n_emb, self.width, key=keys[0], dtype=dtype)
-        self.embed2 = eqx.nn.Linear(self.width, self.width, key=keys[1], dtype=dtype)
-        self.proj_in = eqx.nn.Linear(self.dim, self.width, key=keys[2], dtype=dtype)
-        self.blocks = tuple(_Block(self.width, self.hidden, dtype, k) for k in keys[4:])
-        self.norm_out = eqx.nn.LayerNorm(self.width, dtype=dtype)
-        out = eqx.nn.Linear(self.width, self.dim, key=keys[3], dtype=dtype)
+        w, h = self.width, self.hidden
+        shapes = [(n_emb, w), (w, w), (self.dim, w)] + [(w, w), (w, h), (h, w)] * self.depth
+        init = _Uniform(key, shapes, dtype)
+        self.embed1 = init.linear(n_emb, w)
+        self.embed2 = init.linear(w, w)
+        self.proj_in = init.linear(self.dim, w)
+        self.blocks = tuple(_Block(w, h, dtype, init) for _ in range(self.depth))
+        self.norm_out = eqx.nn.LayerNorm(w, dtype=dtype)
         # zero last layer: F = 0 at init, so D = c_skip x (the N(0, sd^2 I) denoiser)
-        self.proj_out = eqx.tree_at(
-            lambda l: (l.weight, l.bias), out, (jnp.zeros_like(out.weight), jnp.zeros_like(out.bias))
-        )
+        self.proj_out = Linear(jnp.zeros((self.dim, w), dtype), jnp.zeros((self.dim,), dtype))
 
     def hyperparams(self) -> dict:
         """The constructor's keyword arguments (JSON-serialisable), without ``key``."""
