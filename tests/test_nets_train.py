@@ -13,6 +13,8 @@ import pytest
 import jscore as js
 from jscore.nets import edm_coefficients
 
+from helpers import assert_within_se
+
 
 def _circle_mixture(k=8, radius=2.0, std=0.2):
     angles = 2 * np.pi * np.arange(k) / k
@@ -295,8 +297,9 @@ class _Zero(js.oracles.AbstractOracle):
 @pytest.mark.slow
 def test_mixture_network_accuracy_and_sampling(mixture, getkey):
     """Issue 4: a small net trained on the 2-D 8-component mixture for a CPU budget (< 2 min)
-    has a relative L2 score error below 0.25 for sigma in [0.1, 2], and Heun sampling with it
-    recovers the (uniform) mixture weights within 5 standard errors of the mode masses' TV."""
+    has a relative L2 score error ||S - s|| / ||s|| below 0.25 for sigma in [0.1, 2] (measured
+    0.03-0.15), and Heun sampling with it recovers each (uniform) mixture weight within 5 binomial
+    standard errors sqrt(w (1 - w) / n)."""
     model0 = js.nets.DenoiserMLP(2, width=64, depth=3, sigma_data=_sigma_data(mixture),
                                  key=jax.random.key(0))
     res = js.train.fit(model0, mixture, jax.random.key(1), num_steps=3000, batch_size=256,
@@ -309,5 +312,10 @@ def test_mixture_network_accuracy_and_sampling(mixture, getkey):
     assert np.all(rel < 0.25), (prof.estimate, exact_norm.estimate)
     n = 4096
     out = js.sample(net, js.samplers.Heun(), js.schedules.karras(32, 0.01, 20.0), getkey(), num_samples=n)
-    tv, se = js.metrics.mode_tv(out.x, mixture.means)
-    assert tv < 5 * se, (tv, se)
+    assert np.all(np.asarray(out.status) == int(js.Status.success))
+    # mode masses by nearest mean (components are 1.5 apart, std 0.2): binomial SE per component
+    x, m = np.asarray(out.x, np.float64), np.asarray(mixture.means, np.float64)
+    label = np.argmin(((x[:, None, :] - m[None]) ** 2).sum(-1), 1)
+    p_hat = np.bincount(label, minlength=8) / n
+    w = np.asarray(mixture.weights, np.float64)
+    assert_within_se(p_hat, w, np.sqrt(w * (1 - w) / n), k=5, what="mode masses")
