@@ -397,7 +397,7 @@ def fit(
         )
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(total=len(bounds) - 1, initial=len(bounds) - 1 - len(chunks), desc="train",
                    unit="chunk")

@@ -244,7 +244,7 @@ def test_resume_equals_uninterrupted(data, tmp_path):
     meta = json.loads((tmp_path / "train.json").read_text())
     assert meta["step"] == 100 and sorted(p.name for p in tmp_path.glob("train-*.eqx")) == [meta["file"]]
     seen = []
-    resumed = js.train.fit(model, data, key, checkpoint_dir=tmp_path,
+    resumed = js.train.fit(model, data, key, checkpoint_dir=tmp_path, progress=True,
                            callback=lambda s, l: seen.append(s), **kw)
     assert seen == [150]  # only the last chunk ran
     assert _leaves_equal(resumed.model, full.model)

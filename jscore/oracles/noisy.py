@@ -262,6 +262,10 @@ class Noisy(AbstractOracle):
             raise ValueError(
                 f"`target` has dim {target.dim} but the inner oracle answers in dim {inner.dim}."
             )
+        if key is not None:
+            from ..seeds import as_key
+
+            key = as_key(key)
         self.key = key
         self.calib_log_sigmas = None
         self.calib_log_norms = None
