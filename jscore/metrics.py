@@ -1,6 +1,7 @@
 """Error metrics between samples and targets, with standard errors where they are estimates.
 
-All functions take batches: ``samples`` of shape ``(n, d)``.
+Sample metrics take batches: ``samples`` of shape ``(n, d)``. Score-error metrics
+(:func:`score_error`, :func:`score_error_profile`) measure an oracle against a target's exact score.
 """
 
 from __future__ import annotations

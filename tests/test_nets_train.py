@@ -22,10 +22,6 @@ def _circle_mixture(k=8, radius=2.0, std=0.2):
     return js.targets.GaussianMixture(means, std)
 
 
-def data_target():
-    return _circle_mixture()
-
-
 def _sigma_data(target):
     m = np.asarray(target.means, np.float64)
     return float(np.sqrt(np.mean(m.var(0)) + float(target.std) ** 2))
@@ -227,9 +223,9 @@ class _Interrupt(Exception):
     pass
 
 
-def test_resume_equals_uninterrupted(data, tmp_path):
+def test_resume_equals_uninterrupted(mixture, data, tmp_path):
     """Training from a user data array; interrupted after 2 of 3 chunks and resumed: bitwise equal."""
-    model = js.nets.DenoiserMLP(2, **ARCH, sigma_data=_sigma_data(data_target()), key=jax.random.key(5))
+    model = js.nets.DenoiserMLP(2, **ARCH, sigma_data=_sigma_data(mixture), key=jax.random.key(5))
     kw = dict(num_steps=150, learning_rate=2e-3, warmup_steps=5, **TRAIN)  # same compile as `trained`
     key = jax.random.key(6)
     full = js.train.fit(model, data, key, **kw)
