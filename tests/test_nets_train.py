@@ -101,6 +101,24 @@ def test_preconditioning_at_init(dim, getkey):
         model(jnp.zeros(dim + 1), 1.0)
 
 
+class _Shrink(eqx.Module):
+    """A plain denoiser without a ``score`` method: D(x, sigma) = a x."""
+
+    a: float
+    dim: int = 2
+
+    def __call__(self, x, sigma):
+        return self.a * x
+
+
+def test_network_oracle_plain_denoiser():
+    oracle = js.oracles.Network(_Shrink(0.25))
+    x = jnp.array([1.0, -2.0])
+    score, state = oracle.query(x, 0.5, None)
+    np.testing.assert_allclose(score, (0.25 - 1.0) * x / 0.25, rtol=1e-6)
+    assert state is None and oracle.dim == 2
+
+
 def test_net_argument_errors(getkey):
     with pytest.raises(ValueError, match="dim"):
         js.nets.DenoiserMLP(0, key=getkey())

@@ -116,6 +116,16 @@ def test_gaussian_kind_own_stream(gmm, getkey):
     assert int(st.count) == 3 and int(ledger.queries) == 3
 
 
+def test_custom_kind_unit_contract(gmm, getkey):
+    """Without `target=`, a callable kind is used as given (the caller promises unit L^p size)."""
+    e1 = jnp.zeros(gmm.dim).at[0].set(1.0)
+    oracle = js.oracles.Noisy(js.oracles.Exact(gmm), 0.3, kind=lambda x, s, k: e1)
+    assert oracle.calib_log_norms is None
+    x = jnp.linspace(-1.0, 1.0, gmm.dim)
+    s, _ = oracle.query(x, 0.5, oracle.init(getkey(), gmm.dim))
+    np.testing.assert_allclose(s - gmm.score(x, 0.5), 0.3 * e1, atol=1e-6)
+
+
 def test_bias_direction_fixed_per_level(gmm, getkey):
     oracle = js.oracles.Noisy(js.oracles.Exact(gmm), 0.3, kind="bias")
     st = oracle.init(getkey(), gmm.dim)
