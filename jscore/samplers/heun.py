@@ -62,9 +62,16 @@ class Heun(AbstractFixedStepSampler):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         gamma = self.gammas(sigmas)[i]
         sigma_hat = sigma * (1.0 + gamma)
-        z = jax.random.normal(key, x.shape, x.dtype)
-        # sqrt(sigma_hat^2 - sigma^2) = sigma sqrt(gamma (2 + gamma)), exact 0 when gamma = 0
-        x_hat = x + self.s_noise * sigma * jnp.sqrt(gamma * (2.0 + gamma)) * z
+        # sqrt(sigma_hat^2 - sigma^2) = sigma sqrt(gamma (2 + gamma)), exact 0 when gamma = 0.
+        # The noise is drawn only on churned steps: gamma depends on the grid and the sampler's
+        # parameters, not on the chain, so under the engine's vmap this stays a real branch and an
+        # unchurned step (the default PF-ODE) never pays for N x d normal draws. Where gamma is
+        # batched (e.g. vmapped grids) the cond becomes a select with the same values.
+        def churn(x):
+            z = jax.random.normal(key, x.shape, x.dtype)
+            return x + self.s_noise * sigma * jnp.sqrt(gamma * (2.0 + gamma)) * z
+
+        x_hat = jax.lax.cond(gamma > 0, churn, lambda x: x, x)
 
         score, ostate, ledger = charged_query(oracle, x_hat, sigma_hat, ostate, ledger)
         d = -sigma_hat * score  # eps_hat(x_hat, sigma_hat)
