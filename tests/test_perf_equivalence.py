@@ -9,8 +9,9 @@ Each optimisation keeps its textbook formulation here as the reference:
 - ``GaussianMixture.score/denoise``: scalars folded into the responsibilities, no division per
   coordinate. Reference: ``(mbar - x) / v`` and ``(sigma^2 mbar + std^2 x) / v``: equal to rounding.
 - ``Euler.step``: ``x + sigma (sigma - sigma') S``. Reference: ``ratio x + (1 - ratio) D``.
-- ``Heun.step``: the churn noise is drawn only on churned steps. Reference: always drawn,
-  multiplied by 0 when gamma = 0: bit-identical results.
+- ``Heun.step``: the churn noise (and the step key's per-chain ``fold_in``) is computed only on
+  churned steps. Reference: key derived and noise drawn every step, multiplied by 0 when
+  gamma = 0: bit-identical results.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class _RefEuler(js.samplers.Euler):
 
 
 class _RefHeun(js.samplers.Heun):
+    _lazy_step_key = False  # reference: the key is derived eagerly by solve, every step
+
     def step(self, oracle, i, sigmas, x, state, ostate, ledger, key):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         gamma = self.gammas(sigmas)[i]
@@ -344,3 +347,23 @@ def test_fixed_step_subclass_protocol_unchanged():
     _, oracle = _problem(d=3)
     r = js.sample(oracle, Plain(), js.schedules.karras(5), jax.random.key(0), num_samples=2)
     np.testing.assert_array_equal(r.stats.levels, [5, 5])
+
+
+def test_heun_step_direct_call_with_plain_key():
+    """Heun.step keeps its protocol: called directly with a plain key (not the engine's lazy key)
+    it gives the same step as the engine's lazy-key path."""
+    from jscore.counting import Ledger
+    from jscore.samplers.base import _StepKey
+    from jscore.seeds import step_key
+
+    t, oracle = _problem(d=5)
+    h = js.samplers.Heun(s_churn=20.0)
+    sig = js.schedules.karras(6)
+    x = jnp.linspace(-1.0, 1.0, 5)
+    stream = jax.random.key(8)
+    led = Ledger.empty(11, 11, jnp.float32)
+    a = h.step(oracle, 2, sig, x, None, None, led, step_key(stream, 2))
+    b = h.step(oracle, 2, sig, x, None, None, led, _StepKey(stream, 2))
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(np.asarray(a[0]), np.asarray(h.step(
+        oracle, 2, sig, x, None, None, led, step_key(stream, 3))[0]))  # the key is used

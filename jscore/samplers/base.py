@@ -15,7 +15,7 @@ Scores are obtained only through :func:`jscore.counting.charged_query` / ``charg
 from __future__ import annotations
 
 import abc
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -38,6 +38,21 @@ class Solution(NamedTuple):
 def tree_select(pred, new, old):
     """Elementwise ``where(pred, new, old)`` over matching pytrees (None leaves pass through)."""
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+class _StepKey(eqx.Module):
+    """The step's key ``fold_in(stream, i)``, derived where it is used: ``key()``.
+
+    Passed to :meth:`AbstractFixedStepSampler.step` instead of the key itself only by samplers
+    that opt in (``_lazy_step_key = True``) because they use the key inside a branch (Heun's
+    churn): the per-chain ``fold_in`` then runs only when the branch does.
+    """
+
+    stream: Any
+    i: Any
+
+    def __call__(self):
+        return step_key(self.stream, self.i)
 
 
 def as_param(x):
@@ -79,6 +94,9 @@ class AbstractFixedStepSampler(AbstractSampler):
     A chain whose ledger becomes exhausted keeps the state of its last completed step.
     """
 
+    # Internal: pass the step key as a lazy ``_StepKey`` (call it to get the key).
+    _lazy_step_key: ClassVar[bool] = False
+
     @abc.abstractmethod
     def init(self, sigmas, x) -> Any:
         """Initial sampler state for one chain."""
@@ -97,9 +115,8 @@ class AbstractFixedStepSampler(AbstractSampler):
 
         def body(carry, i):
             x, state, ostate, ledger, trace = carry
-            x_new, state_new, ostate, ledger = self.step(
-                oracle, i, sigmas, x, state, ostate, ledger, step_key(key, i)
-            )
+            k = _StepKey(key, i) if self._lazy_step_key else step_key(key, i)
+            x_new, state_new, ostate, ledger = self.step(oracle, i, sigmas, x, state, ostate, ledger, k)
             keep = ~ledger.exhausted
             x = jnp.where(keep, x_new, x)
             state = tree_select(keep, state_new, state)

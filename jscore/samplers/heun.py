@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -11,7 +12,7 @@ from jaxtyping import Array, Float
 
 from .._checks import check_range
 from ..counting import charged_query
-from .base import AbstractFixedStepSampler, as_param
+from .base import AbstractFixedStepSampler, _StepKey, as_param
 
 
 class Heun(AbstractFixedStepSampler):
@@ -31,6 +32,8 @@ class Heun(AbstractFixedStepSampler):
     s_tmin: Float[Array, ""] = eqx.field(default=0.0, converter=as_param)
     s_tmax: Float[Array, ""] = eqx.field(default=float("inf"), converter=as_param)
     s_noise: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
+
+    _lazy_step_key: ClassVar[bool] = True  # the key is only needed on churned steps
 
     def __check_init__(self):
         check_range("s_churn", self.s_churn, 0.0)
@@ -67,11 +70,14 @@ class Heun(AbstractFixedStepSampler):
         # parameters, not on the chain, so under the engine's vmap this stays a real branch and an
         # unchurned step (the default PF-ODE) never pays for N x d normal draws. Where gamma is
         # batched (e.g. vmapped grids) the cond becomes a select with the same values.
-        def churn(x):
+        # The step key is also derived inside the branch (it is a lazy _StepKey when called by
+        # solve; a plain key when step is called directly).
+        def churn(x, key):
+            key = key() if isinstance(key, _StepKey) else key
             z = jax.random.normal(key, x.shape, x.dtype)
             return x + self.s_noise * sigma * jnp.sqrt(gamma * (2.0 + gamma)) * z
 
-        x_hat = jax.lax.cond(gamma > 0, churn, lambda x: x, x)
+        x_hat = jax.lax.cond(gamma > 0, churn, lambda x, key: x, x, key)
 
         score, ostate, ledger = charged_query(oracle, x_hat, sigma_hat, ostate, ledger)
         d = -sigma_hat * score  # eps_hat(x_hat, sigma_hat)
