@@ -9,9 +9,9 @@ Each optimisation keeps its textbook formulation here as the reference:
 - ``GaussianMixture.score/denoise``: scalars folded into the responsibilities, no division per
   coordinate. Reference: ``(mbar - x) / v`` and ``(sigma^2 mbar + std^2 x) / v``: equal to rounding.
 - ``Euler.step``: ``x + sigma (sigma - sigma') S``. Reference: ``ratio x + (1 - ratio) D``.
-- ``Heun.step``: the churn noise (and the step key's per-chain ``fold_in``) is computed only on
-  churned steps. Reference: key derived and noise drawn every step, multiplied by 0 when
-  gamma = 0: bit-identical results.
+- ``Heun.step``: without churn (``s_churn = 0``) no noise is drawn and the step key's per-chain
+  ``fold_in`` is not computed (a cond on ``s_churn > 0``). Reference: key derived and noise drawn
+  every step, multiplied by 0 when gamma = 0: bit-identical results.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class Heun(AbstractFixedStepSampler):
     s_tmax: Float[Array, ""] = eqx.field(default=float("inf"), converter=as_param)
     s_noise: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
 
-    _lazy_step_key: ClassVar[bool] = True  # the key is only needed on churned steps
+    _lazy_step_key: ClassVar[bool] = True  # the key is only needed with churn
 
     def __check_init__(self):
         check_range("s_churn", self.s_churn, 0.0)
@@ -62,22 +62,31 @@ class Heun(AbstractFixedStepSampler):
         return jnp.where(in_window, g, jnp.zeros_like(s)).astype(sigmas.dtype)
 
     def step(self, oracle, i, sigmas, x, state, ostate, ledger, key):
+        # Without churn (s_churn = 0, the PF-ODE) no noise is drawn: the whole step sits in a
+        # cond on ``s_churn > 0``, which does not depend on the chain or the grid, so under the
+        # engine's vmap it stays a real branch and the N x d normal draws (and the per-chain key
+        # derivation, a lazy _StepKey) are skipped. The no-churn branch is the churn formula with
+        # gamma = 0 exactly (x_hat = x, sigma_hat = sigma), so results are bit-identical.
+        churn_on = jnp.minimum(self.s_churn / (sigmas.shape[0] - 1), math.sqrt(2.0) - 1.0) > 0
+        # the oracle (any pytree, possibly with non-array leaves) is closed over, not an operand
+        return jax.lax.cond(
+            churn_on,
+            lambda *a: self._step(oracle, i, sigmas, *a, churn=True),
+            lambda *a: self._step(oracle, i, sigmas, *a, churn=False),
+            x, state, ostate, ledger, key,
+        )
+
+    def _step(self, oracle, i, sigmas, x, state, ostate, ledger, key, *, churn: bool):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        gamma = self.gammas(sigmas)[i]
-        sigma_hat = sigma * (1.0 + gamma)
-        # sqrt(sigma_hat^2 - sigma^2) = sigma sqrt(gamma (2 + gamma)), exact 0 when gamma = 0.
-        # The noise is drawn only on churned steps: gamma depends on the grid and the sampler's
-        # parameters, not on the chain, so under the engine's vmap this stays a real branch and an
-        # unchurned step (the default PF-ODE) never pays for N x d normal draws. Where gamma is
-        # batched (e.g. vmapped grids) the cond becomes a select with the same values.
-        # The step key is also derived inside the branch (it is a lazy _StepKey when called by
-        # solve; a plain key when step is called directly).
-        def churn(x, key):
+        if churn:
+            gamma = self.gammas(sigmas)[i]
+            sigma_hat = sigma * (1.0 + gamma)
             key = key() if isinstance(key, _StepKey) else key
             z = jax.random.normal(key, x.shape, x.dtype)
-            return x + self.s_noise * sigma * jnp.sqrt(gamma * (2.0 + gamma)) * z
-
-        x_hat = jax.lax.cond(gamma > 0, churn, lambda x, key: x, x, key)
+            # sqrt(sigma_hat^2 - sigma^2) = sigma sqrt(gamma (2 + gamma)), exact 0 when gamma = 0
+            x_hat = x + self.s_noise * sigma * jnp.sqrt(gamma * (2.0 + gamma)) * z
+        else:
+            sigma_hat, x_hat = sigma, x
 
         score, ostate, ledger = charged_query(oracle, x_hat, sigma_hat, ostate, ledger)
         d = -sigma_hat * score  # eps_hat(x_hat, sigma_hat)
