@@ -367,3 +367,19 @@ def test_heun_step_direct_call_with_plain_key():
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.array_equal(np.asarray(a[0]), np.asarray(h.step(
         oracle, 2, sig, x, None, None, led, step_key(stream, 3))[0]))  # the key is used
+
+
+def test_blockwise_initial_draw_matches_per_chain(monkeypatch):
+    """sample() draws initial points blockwise (lax.map) to bound temporaries; chain i is still
+    exactly sample_one(fold_in(key, i)), whatever the block size."""
+    import jscore.sampling as sampling
+
+    monkeypatch.setattr(sampling, "_INIT_BLOCK", 16)  # d = 8: blocks of 2 chains, 7 chains
+    _, oracle = _problem(d=8)
+    sig = js.schedules.karras(4)
+    key = jax.random.key(12)
+    a = js.sample(oracle, js.samplers.Euler(), sig, key, num_samples=7)
+    b = jax.vmap(
+        lambda i: js.sample_one(oracle, js.samplers.Euler(), sig, jax.random.fold_in(key, i)).x
+    )(jnp.arange(7, dtype=jnp.uint32))
+    np.testing.assert_array_equal(a.x, b)
