@@ -57,9 +57,7 @@ class Ledger(eqx.Module):
     ``seen`` is a buffer of the distinct sigma values queried so far (``+inf`` = empty slot); its
     static length bounds the number of distinct levels and is sized by the engine from the
     sampler's query capacity. ``budget`` is the chain's ``max_queries``; a query that would exceed
-    it is not made and sets ``exhausted``, after which nothing is charged. ``lo`` is the smallest
-    level stored so far (``+inf`` if none); it lets levels queried in non-increasing order (fixed
-    grids, re-queries) be classified in O(1) instead of searching the buffer.
+    it is not made and sets ``exhausted``, after which nothing is charged.
     """
 
     queries: Int[Array, ""]
@@ -68,7 +66,6 @@ class Ledger(eqx.Module):
     seen: Float[Array, " L"]
     exhausted: Bool[Array, ""]
     budget: Int[Array, ""]
-    lo: Float[Array, ""]
 
     @classmethod
     def empty(cls, budget: int, capacity: int, dtype) -> "Ledger":
@@ -80,7 +77,6 @@ class Ledger(eqx.Module):
             seen=jnp.full((max(int(capacity), 1),), jnp.inf, dtype),
             exhausted=jnp.zeros((), bool),
             budget=jnp.asarray(budget, jnp.int32),
-            lo=jnp.full((), jnp.inf, dtype),
         )
 
     @property
@@ -95,32 +91,13 @@ class Ledger(eqx.Module):
         return QueryStats(self.queries, self.levels, self.rounds, dict(extra or {}))
 
     def _mark_level(self, sigma, charged) -> "Ledger":
-        # Exact distinct-value counting, identical to ``is_new = charged & ~any(seen == sigma)``
-        # (the reference, kept in tests/test_perf_equivalence.py) with an O(1) fast path:
-        # every stored level is >= lo, so sigma < lo is new and sigma == lo is stored (while no
-        # slot has been overwritten, i.e. levels < capacity). Only the remaining case (sigma > lo,
-        # NaN, or a full buffer) searches the O(capacity) buffer. The search sits in a while_loop
-        # of at most one iteration: unbatched it is a plain branch; under the engine's vmap it
-        # runs only in steps where some chain needs it (for grid samplers queried in order:
-        # never), so a batched ledger costs O(1) per query instead of O(capacity).
-        sigma = jax.lax.stop_gradient(jnp.asarray(sigma, self.seen.dtype))
-        cap = self.seen.shape[0]
-        below = sigma < self.lo
-        need_search = charged & ((self.levels >= cap) | ~(below | (sigma == self.lo)))
-        _, found = jax.lax.while_loop(
-            lambda c: c[0],
-            lambda c: (jnp.zeros((), bool), jnp.any(self.seen == sigma)),
-            (need_search, jnp.zeros((), bool)),
-        )
-        is_new = charged & jnp.where(need_search, ~found, below)
-        slot = jnp.minimum(self.levels, cap - 1)
+        sigma = jnp.asarray(sigma, self.seen.dtype)
+        is_new = charged & ~jnp.any(self.seen == sigma)
+        slot = jnp.minimum(self.levels, self.seen.shape[0] - 1)
         old = self.seen[slot]
         seen = self.seen.at[slot].set(jnp.where(is_new, sigma, old))
-        lo = jnp.where(is_new, jnp.minimum(self.lo, sigma), self.lo)
         return eqx.tree_at(
-            lambda l: (l.seen, l.levels, l.lo),
-            self,
-            (seen, self.levels + is_new.astype(jnp.int32), lo),
+            lambda l: (l.seen, l.levels), self, (seen, self.levels + is_new.astype(jnp.int32))
         )
 
     def charge(self, sigma, wanted) -> tuple["Ledger", Bool[Array, ""]]:
