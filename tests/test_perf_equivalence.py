@@ -8,6 +8,8 @@ Each optimisation keeps its textbook formulation here as the reference:
 - ``Heun.step``: without churn (``s_churn = 0``) no noise is drawn and the step key's per-chain
   ``fold_in`` is not computed (a cond on ``s_churn > 0``). Reference: key derived and noise drawn
   every step, multiplied by 0 when gamma = 0: bit-identical results.
+- ``AbstractFixedStepSampler.solve``: the per-step exhaustion select is left out when the fresh
+  budget provably covers the sampler's worst-case query count (it is then the identity).
 - ``sample``'s initial draw: blockwise over chains (``lax.map``) to bound temporaries. Reference:
   each chain's own draw (``sample_one``): bit-identical.
 """
@@ -253,3 +255,29 @@ def test_blockwise_initial_draw_matches_per_chain(monkeypatch):
         lambda i: js.sample_one(oracle, js.samplers.Euler(), sig, jax.random.fold_in(key, i)).x
     )(jnp.arange(7, dtype=jnp.uint32))
     np.testing.assert_array_equal(a.x, b)
+
+
+def test_exhaustion_select_kept_when_budget_is_short():
+    """The fixed-step loop drops its "keep the last state if exhausted" select only when the
+    fresh budget covers the sampler's worst case; with a short budget the select stays and an
+    exhausted chain keeps the state of its last completed step."""
+    from jscore.counting import Ledger
+    from jscore.samplers.base import _budget_covers
+
+    t, oracle = _problem(d=4)
+    sig = js.schedules.karras(5)
+    e = js.samplers.Euler()
+    x0 = jnp.linspace(-3.0, 3.0, 4)
+    key = jax.random.key(0)
+    assert _budget_covers(e, 5, Ledger.empty(5, 5, jnp.float32))
+    assert not _budget_covers(e, 5, Ledger.empty(3, 3, jnp.float32))
+    short = jax.jit(lambda x: e.solve(oracle, sig, x, key, None, Ledger.empty(3, 3, jnp.float32), None))(x0)
+    full = jax.jit(lambda x: e.solve(oracle, sig[:4], x, key, None, Ledger.empty(3, 3, jnp.float32), None))(x0)
+    assert bool(short.ledger.exhausted) and int(short.ledger.queries) == 3
+    np.testing.assert_array_equal(short.x, full.x)  # frozen after the 3 charged steps
+    # traced counters (a ledger passed in from outside a jit): no static proof, select kept
+    led = jax.jit(lambda l: jax.tree.map(lambda a: a + 0, l))(Ledger.empty(5, 5, jnp.float32))
+    assert _budget_covers(e, 5, led)  # concrete values outside jit
+    proofs = []
+    jax.jit(lambda l: proofs.append(_budget_covers(e, 5, l)) or l.queries)(led)
+    assert proofs == [False]

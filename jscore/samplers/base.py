@@ -60,6 +60,22 @@ def as_param(x):
     return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
+def _budget_covers(sampler, num_steps, ledger) -> bool:
+    """True if the ledger's remaining budget, known at trace time, covers the sampler's largest
+    possible query count on this grid (whether or not it ends at 0): no chain can run out, so the
+    per-step "keep the last state if exhausted" select is the identity and is left out (it is a
+    separate pass over the state where the update is fused into a matrix product on CPU).
+    False whenever anything is traced or unknown."""
+    try:
+        remaining = int(ledger.budget) - int(ledger.queries)
+    except (jax.errors.ConcretizationTypeError, TypeError):
+        return False
+    worst = [sampler.query_capacity(num_steps, z) for z in (True, False)]
+    if any(w is None for w in worst):
+        return False
+    return max(worst) <= remaining
+
+
 class AbstractSampler(eqx.Module):
     """Base of every sampler. See the module docstring for the protocol."""
 
@@ -108,6 +124,7 @@ class AbstractFixedStepSampler(AbstractSampler):
     def solve(self, oracle, sigmas, x, key, ostate, ledger: Ledger, record: Record | None) -> Solution:
         num_steps = sigmas.shape[0] - 1
         state = self.init(sigmas, x)
+        never_exhausts = _budget_covers(self, num_steps, ledger)
         trace = None
         if record is not None:
             length = -(-num_steps // record.every)
@@ -118,8 +135,11 @@ class AbstractFixedStepSampler(AbstractSampler):
             k = _StepKey(key, i) if self._lazy_step_key else step_key(key, i)
             x_new, state_new, ostate, ledger = self.step(oracle, i, sigmas, x, state, ostate, ledger, k)
             keep = ~ledger.exhausted
-            x = jnp.where(keep, x_new, x)
-            state = tree_select(keep, state_new, state)
+            if never_exhausts:  # the select would always keep the new state
+                x, state = x_new, state_new
+            else:
+                x = jnp.where(keep, x_new, x)
+                state = tree_select(keep, state_new, state)
             if trace is not None:
                 due = ((i + 1) % record.every == 0) | (i == num_steps - 1)
                 trace = trace.write(i // record.every, due & keep, sigmas[i + 1], ledger, x)
