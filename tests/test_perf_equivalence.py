@@ -9,7 +9,8 @@ Each optimisation keeps its textbook formulation here as the reference:
   ``fold_in`` is not computed (a cond on ``s_churn > 0``). Reference: key derived and noise drawn
   every step, multiplied by 0 when gamma = 0: bit-identical results.
 - ``AbstractFixedStepSampler.solve``: the per-step exhaustion select is left out when the fresh
-  budget provably covers the sampler's worst-case query count (it is then the identity).
+  budget provably covers the sampler's worst-case query count (it is then the identity), and for
+  Heun, which applies the same rule inside its step.
 - ``sample``'s initial draw: blockwise over chains (``lax.map``) to bound temporaries. Reference:
   each chain's own draw (``sample_one``): bit-identical.
 """
@@ -61,6 +62,7 @@ class _RefEuler(js.samplers.Euler):
 
 class _RefHeun(js.samplers.Heun):
     _lazy_step_key = False  # reference: the key is derived eagerly by solve, every step
+    _selects_on_exhaustion = False  # reference: the loop's own select keeps exhausted states
 
     def step(self, oracle, i, sigmas, x, state, ostate, ledger, key):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
@@ -281,3 +283,23 @@ def test_exhaustion_select_kept_when_budget_is_short():
     proofs = []
     jax.jit(lambda l: proofs.append(_budget_covers(e, 5, l)) or l.queries)(led)
     assert proofs == [False]
+
+
+@pytest.mark.parametrize("kw", [{}, {"s_churn": 10.0}], ids=["no_churn", "churn"])
+def test_heun_exhaustion_inside_step_matches_loop_select(kw):
+    """Heun applies the exhaustion rule inside its step (fused with the update); with budgets that
+    run out mid-step or between steps it equals the reference step + the loop's select, bitwise."""
+    from jscore.counting import Ledger
+
+    _, oracle = _problem(d=4)
+    sig = js.schedules.karras(5)
+    x0 = jnp.linspace(-3.0, 3.0, 4)
+    key = jax.random.key(1)
+    for budget in (3, 4, 9):
+        run = jax.jit(lambda x, s: s.solve(oracle, sig, x, key, None,
+                                           Ledger.empty(budget, budget, jnp.float32), None))
+        a = run(x0, js.samplers.Heun(**kw))
+        b = run(x0, _RefHeun(**kw))
+        np.testing.assert_array_equal(a.x, b.x)
+        assert int(a.ledger.queries) == int(b.ledger.queries) == budget
+        assert bool(a.ledger.exhausted) == bool(b.ledger.exhausted) == (budget < 9)

@@ -112,6 +112,9 @@ class AbstractFixedStepSampler(AbstractSampler):
 
     # Internal: pass the step key as a lazy ``_StepKey`` (call it to get the key).
     _lazy_step_key: ClassVar[bool] = False
+    # Internal: ``step`` itself returns the input state of a chain whose ledger is exhausted after
+    # the step (so the loop's own select, which cannot fuse across a cond, is left out).
+    _selects_on_exhaustion: ClassVar[bool] = False
 
     @abc.abstractmethod
     def init(self, sigmas, x) -> Any:
@@ -135,7 +138,7 @@ class AbstractFixedStepSampler(AbstractSampler):
             k = _StepKey(key, i) if self._lazy_step_key else step_key(key, i)
             x_new, state_new, ostate, ledger = self.step(oracle, i, sigmas, x, state, ostate, ledger, k)
             keep = ~ledger.exhausted
-            if never_exhausts:  # the select would always keep the new state
+            if never_exhausts or self._selects_on_exhaustion:  # select is the identity / done
                 x, state = x_new, state_new
             else:
                 x = jnp.where(keep, x_new, x)

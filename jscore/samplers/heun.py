@@ -34,6 +34,7 @@ class Heun(AbstractFixedStepSampler):
     s_noise: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
 
     _lazy_step_key: ClassVar[bool] = True  # the key is only needed with churn
+    _selects_on_exhaustion: ClassVar[bool] = True  # fused into the update, inside the cond
 
     def __check_init__(self):
         check_range("s_churn", self.s_churn, 0.0)
@@ -98,7 +99,10 @@ class Heun(AbstractFixedStepSampler):
         )
         d2 = -sigma_next * score2
         x_corr = x_hat + (sigma_next - sigma_hat) * 0.5 * (d + d2)
-        return jnp.where(not_last, x_corr, x_pred), state, ostate, ledger
+        x_new = jnp.where(not_last, x_corr, x_pred)
+        # an exhausted chain keeps its input state (the engine's rule, applied here so that it
+        # fuses with the update instead of costing a pass after the cond)
+        return jnp.where(ledger.exhausted, x, x_new), state, ostate, ledger
 
 
 __all__ = ["Heun"]
