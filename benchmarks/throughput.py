@@ -53,16 +53,20 @@ def build_jax_impls(sampler_name, target, sigmas, steps, key):
 
     oracle = js.oracles.Exact(target)
     sampler = {"euler": js.samplers.Euler(), "heun": js.samplers.Heun()}[sampler_name]
-    score = jax.vmap(target.score, in_axes=(0, None))
+    # Every JAX implementation takes the target as a jit argument, like jscore's oracle (closing
+    # over it would bake the means into the executable as constants, which jscore cannot do).
+    def score_of(tgt):
+        return jax.vmap(tgt.score, in_axes=(0, None))
 
     def run_jscore(x0):
         return js.sample(oracle, sampler, sigmas, key, x_init=x0).x
 
-    def euler_step(x, s, sn):
-        d = -s * score(x, s)
+    def euler_step(x, s, sn, tgt):
+        d = -s * score_of(tgt)(x, s)
         return x + (sn - s) * d
 
-    def heun_step(x, s, sn):
+    def heun_step(x, s, sn, tgt):
+        score = score_of(tgt)
         d = -s * score(x, s)
         x_pred = x + (sn - s) * d
         safe = jnp.where(sn > 0, sn, 1.0)
@@ -72,9 +76,9 @@ def build_jax_impls(sampler_name, target, sigmas, steps, key):
     step = {"euler": euler_step, "heun": heun_step}[sampler_name]
 
     @jax.jit
-    def run_scan(x0, sig):
+    def run_scan(x0, sig, tgt):
         def body(x, i):
-            return step(x, sig[i], sig[i + 1]), None
+            return step(x, sig[i], sig[i + 1], tgt), None
 
         return jax.lax.scan(body, x0, jnp.arange(steps))[0]
 
@@ -84,41 +88,41 @@ def build_jax_impls(sampler_name, target, sigmas, steps, key):
     def run_pyloop(x0):
         x = jnp.copy(x0)
         for i in range(steps):
-            x = jstep(x, sig_list[i], sig_list[i + 1])
+            x = jstep(x, sig_list[i], sig_list[i + 1], target)
         return x
 
     impls = {
         "jscore": lambda x0: run_jscore(x0),
-        "scan": lambda x0: run_scan(x0, sigmas),
+        "scan": lambda x0: run_scan(x0, sigmas, target),
         "pyloop": run_pyloop,
     }
     notes = {}
     try:
         import diffrax as dfx
 
-        def vf(t, y, args):
-            return -t * target.score(y, t)
+        def vf(t, y, tgt):
+            return -t * tgt.score(y, t)
 
         solver = {"euler": dfx.Euler(), "heun": dfx.Heun()}[sampler_name]
         # Heun: diffrax's Heun to the last positive level, then EDM's final Euler step into 0.
         ts = sigmas if sampler_name == "euler" else sigmas[:-1]
 
         @jax.jit
-        def run_diffrax(x0, ts):
+        def run_diffrax(x0, ts, tgt):
             def one(y0):
                 sol = dfx.diffeqsolve(
-                    dfx.ODETerm(vf), solver, t0=ts[0], t1=ts[-1], dt0=None, y0=y0,
+                    dfx.ODETerm(vf), solver, t0=ts[0], t1=ts[-1], dt0=None, y0=y0, args=tgt,
                     stepsize_controller=dfx.StepTo(ts=ts), saveat=dfx.SaveAt(t1=True),
                     max_steps=ts.shape[0] - 1,
                 )
                 y = sol.ys[0]
                 if sampler_name == "heun":
-                    y = y + (sigmas[-1] - ts[-1]) * vf(ts[-1], y, None)
+                    y = y + (sigmas[-1] - ts[-1]) * vf(ts[-1], y, tgt)
                 return y
 
             return jax.vmap(one)(x0)
 
-        impls["diffrax"] = lambda x0: run_diffrax(x0, ts)
+        impls["diffrax"] = lambda x0: run_diffrax(x0, ts, target)
         notes["diffrax"] = dfx.__version__ if hasattr(dfx, "__version__") else "installed"
     except ImportError:
         print("diffrax not installed: skipping the diffrax peer (pip install 'jscore[bench]').")
