@@ -1,0 +1,6 @@
+"""The lower-bound lab (lower_bound.md): hard instance, adversary, audit and honest metrics."""
+
+from .bessel import bessel_ratio as bessel_ratio
+from .bessel import bessel_ratio_derivative as bessel_ratio_derivative
+from .bessel import log_bessel_mgf as log_bessel_mgf
+from .bessel import log_bessel_mgf_and_ratio as log_bessel_mgf_and_ratio
