@@ -22,3 +22,4 @@ from .results import Trace as Trace
 from .results import summarize as summarize
 from .sampling import sample as sample
 from .sampling import sample_one as sample_one
+from . import lowerbound as lowerbound
