@@ -29,6 +29,7 @@ Negative ``kappa`` is treated through symmetry: ``Lambda_d`` is even and ``A_d``
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from fractions import Fraction
@@ -120,9 +121,13 @@ def _regime1(kappa, nu: float):
     dU = _series_in_inv_nu(_DU, t, inv)
     stirling = inv / 12.0 - inv**3 / 360.0 + inv**5 / 1260.0 - inv**7 / 1680.0
     lam = nu * (a - jnp.log1p(0.5 * a)) - 0.5 * jnp.log(s) + jnp.log1p(U) + stirling
-    zt = z * t  # = z / sqrt(1 + z^2) <= 1, avoids z t^2 overflow paths
-    A = zr - 0.5 * zt * t * inv - zt * t * t * inv * dU / (1.0 + U)
-    return lam, A
+    corr = t * t * inv * (0.5 + t * dU / (1.0 + U))  # A = z (1/(1+s) - corr)
+    # small z: factor z out so no intermediate is subnormal (XLA flushes them to zero);
+    # large z: 1/(1+s) would underflow, so keep z/(1+s) and z t (<= 1) separate.
+    A_small = z * (1.0 / (1.0 + s) - corr)
+    A_large = zr - (z * t) * (t * inv * (0.5 + t * dU / (1.0 + U)))
+    A = jnp.where(z < 1.0, A_small, A_large)
+    return lam, jnp.clip(A, 0.0, 1.0)
 
 
 def _shift(d: float) -> int:
@@ -140,6 +145,11 @@ def log_bessel_mgf_and_ratio(kappa, d):
     kappa = jnp.asarray(kappa)
     if not jnp.issubdtype(kappa.dtype, jnp.floating):
         kappa = kappa.astype(jnp.result_type(float))
+    return _lam_and_ratio(kappa, d)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _lam_and_ratio(kappa, d: float):
     sign = jnp.where(kappa < 0, -1.0, 1.0).astype(kappa.dtype)
     k = jnp.abs(kappa)
     n = _shift(d)
