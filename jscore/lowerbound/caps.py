@@ -44,15 +44,24 @@ _MAX_ITER = 20000
 _TINY = 1e-300
 
 
-def _check_d(d) -> float:
-    if isinstance(d, bool) or not isinstance(d, numbers.Real) or isinstance(d, jax.Array):
-        raise TypeError(
-            f"`d` must be a static Python number (the dimension), got {type(d).__name__}."
-        )
+def _check_d(d):
+    """A static dimension (Python number >= 2) as float, or a traced/array dimension as is.
+
+    Array dimensions are allowed so one compiled function serves a whole dimension sweep (the
+    caller guarantees d >= 2; the Bessel layer additionally needs d >= 122 when d is traced).
+    """
+    if isinstance(d, (jax.Array, jax.core.Tracer)) and not isinstance(d, bool):
+        return jnp.asarray(d, jnp.result_type(float))
+    if isinstance(d, bool) or not isinstance(d, numbers.Real):
+        raise TypeError(f"`d` must be a number (the dimension), got {type(d).__name__}.")
     d = float(d)
     if not (d >= 2 and math.isfinite(d)):
         raise ValueError(f"`d` must be a finite number >= 2 for a spherical cap, got {d}.")
     return d
+
+
+def _log(v):
+    return math.log(v) if isinstance(v, float) else jnp.log(v)
 
 
 def _as_float(t):
@@ -62,15 +71,14 @@ def _as_float(t):
     return t
 
 
-def log_beta_half(a: float) -> float:
-    """``log B(a, 1/2) = log Gamma(a) + log Gamma(1/2) - log Gamma(a + 1/2)`` for a static ``a > 0``.
+def log_beta_half(a):
+    """``log B(a, 1/2) = log Gamma(a) + log Gamma(1/2) - log Gamma(a + 1/2)`` for ``a > 0``.
 
     For ``a >= 30`` the difference ``log Gamma(a + 1/2) - log Gamma(a)`` comes from Stirling's
     series (absolute error < 1e-16), avoiding the O(a log a) cancellation of two ``lgamma``.
+    ``a`` is a Python float (host math) or an array (jnp, elementwise).
     """
-    a = float(a)
-    if a < 30.0:
-        return math.lgamma(a) + 0.5 * math.log(math.pi) - math.lgamma(a + 0.5)
+    half_log_pi = 0.5 * math.log(math.pi)
 
     def phi(z):  # Stirling remainder of log Gamma(z)
         iz2 = 1.0 / (z * z)
@@ -78,9 +86,19 @@ def log_beta_half(a: float) -> float:
             1.0 / 12.0 - iz2 * (1.0 / 360.0 - iz2 * (1.0 / 1260.0 - iz2 * (1.0 / 1680.0)))
         )
 
-    # log Gamma(a+1/2) - log Gamma(a) = a log1p(1/(2a)) + 1/2 log a - 1/2 + phi(a+1/2) - phi(a)
-    diff = (a * math.log1p(0.5 / a) - 0.5) + 0.5 * math.log(a) + (phi(a + 0.5) - phi(a))
-    return 0.5 * math.log(math.pi) - diff
+    if isinstance(a, (int, float)):
+        a = float(a)
+        if a < 30.0:
+            return math.lgamma(a) + half_log_pi - math.lgamma(a + 0.5)
+        diff = (a * math.log1p(0.5 / a) - 0.5) + 0.5 * math.log(a) + (phi(a + 0.5) - phi(a))
+        return half_log_pi - diff
+    a = jnp.asarray(a)
+    big = a >= 30.0
+    ab = jnp.where(big, a, 30.0)
+    diff = (ab * jnp.log1p(0.5 / ab) - 0.5) + 0.5 * jnp.log(ab) + (phi(ab + 0.5) - phi(ab))
+    asm = jnp.where(big, 1.0, a)
+    small = jax.scipy.special.gammaln(asm) - jax.scipy.special.gammaln(asm + 0.5)
+    return half_log_pi + jnp.where(big, -diff, small)
 
 
 def _lentz_step(c, dd, aa):
@@ -158,7 +176,7 @@ def _log_cap_pos_betainc(t, d):
     x_d = jnp.where(direct, x, 0.5 * (b + 1.0) / (a + b + 2.0))
     y_s = jnp.where(direct, 0.5 * (b + 1.0) / (a + b + 2.0), y)
     # I_x(a, b) = x^a y^b / (a B) * CF(a, b, x)
-    log_i_direct = a * logx + b * logy - math.log(a) - lbeta + _betacf_log(a, b, x_d)
+    log_i_direct = a * logx + b * logy - _log(a) - lbeta + _betacf_log(a, b, x_d)
     # I_y(b, a) = y^b x^a / (b B) * CF(b, a, y);  I_x(a, b) = 1 - I_y(b, a)
     log_j = b * logy + a * logx - math.log(b) - lbeta + _betacf_log(b, a, y_s)
     log_i_sym = jnp.log1p(-jnp.exp(jnp.minimum(log_j, 0.0)))
@@ -174,7 +192,7 @@ def _log_cap_pos_cf(t, d, num_terms=CF_TERMS):
         math.log(0.5)
         + a * logx
         + b * 2.0 * jnp.log(t)
-        - math.log(a)
+        - _log(a)
         - log_beta_half(a)
         + _betacf_log(a, b, x, num_terms=num_terms)
     )
@@ -218,7 +236,7 @@ def log_cap(t, d):
         big = -a * (jnp.log1p(-at) + jnp.log1p(at)) >= BRANCH_SWITCH
         # keep each branch's input inside its domain so the unused one stays finite and cheap
         t_cf = jnp.where(big, at, jnp.sqrt(-jnp.expm1(-BRANCH_SWITCH / a)))
-        t_bi = jnp.where(big, jnp.sqrt(-jnp.expm1(-0.5 * BRANCH_SWITCH / a)), at)
+        t_bi = at  # tiny caps converge in a few terms, so the unused branch stays cheap
         return jnp.where(big, _log_cap_pos_cf(t_cf, d), _log_cap_pos_betainc(t_bi, d))
 
     return _extend(t, d, pos)

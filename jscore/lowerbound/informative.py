@@ -32,10 +32,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .bessel import log_bessel_mgf_and_ratio
+from . import bessel as _bessel_mod
 from .caps import _check_d, cap_threshold, log_cap
 
 _LOG_CAP_MAX = 700.0
+_HUGE_LOG_M = 1400.0
+
+
+def _sqrt(v):
+    return math.sqrt(v) if isinstance(v, float) else jnp.sqrt(v)
+
+
+def bessel_terms(kappa, d):
+    """``(Lambda_d(kappa), A_d(kappa))`` for ``kappa >= 0``; ``d`` static, or traced with d >= 122.
+
+    A traced ``d`` (one compiled function for a whole dimension sweep) uses the uniform Debye
+    expansion of :mod:`jscore.lowerbound.bessel` directly, which is its own regime for
+    ``nu = d/2 - 1 >= 60``.
+    """
+    if isinstance(d, float):
+        return _bessel_mod.log_bessel_mgf_and_ratio(kappa, d)
+    return _bessel_mod._regime1(kappa, d / 2.0 - 1.0)
 
 
 def effective_log_m(d, rate):
@@ -144,7 +161,7 @@ def informative_terms(
         log_m = effective_log_m(d, rate)
     log_m = jnp.asarray(log_m, ftype)
 
-    r = rho * math.sqrt(d)
+    r = rho * _sqrt(d)
     s2 = sigma * sigma
     kappa = jnp.maximum(r * xi / s2, 1e-300)
     log_b = math.log(2.0) + jnp.log(r) - 2.0 * jnp.log(sigma)  # B = 2 r / sigma^2
@@ -154,7 +171,7 @@ def informative_terms(
     x2 = xi * xi
     in_band = (x2 >= lo) & (x2 <= hi)
 
-    lam, a_k = log_bessel_mgf_and_ratio(kappa, d)
+    lam, a_k = bessel_terms(kappa, d)
     condensed = capacity(sigma, rho) >= log_m / d
 
     one_minus_a2 = (1.0 - a_k) * (1.0 + a_k)
@@ -163,7 +180,12 @@ def informative_terms(
     u = jnp.where(condensed, u_lo, u_hi)
     t_star = (u + lam) / kappa
     t_eval = jnp.clip(t_star, 0.0, 1.0)
-    log_n = log_m + log_cap(t_eval, d)
+    # Where log M >= 1400 and the cap is not tiny (S_d > ~1e-260, the slow incomplete-beta
+    # region), log N >= log M - 600 >= 800 already saturates pi = 1: skip the evaluation.
+    a_half = (d - 1.0) / 2.0
+    huge = (log_m >= _HUGE_LOG_M) & (-a_half * jnp.log1p(-t_eval * t_eval) < 600.0)
+    t_safe = jnp.where(huge, jnp.sqrt(-jnp.expm1(-1200.0 / a_half)), t_eval)
+    log_n = jnp.where(huge, log_m - 600.0, log_m + log_cap(t_safe, d))
     log_n = jnp.where(t_star >= 1.0, -jnp.inf, log_n)
     log_n = jnp.where(t_star <= 0.0, jnp.inf, log_n)
 
@@ -172,7 +194,7 @@ def informative_terms(
         if t1 is None:
             t1 = cap_threshold(d, log_m)
         t1 = jnp.asarray(t1, ftype)
-        lam2, a_2k = log_bessel_mgf_and_ratio(2.0 * kappa, d)
+        lam2, a_2k = bessel_terms(2.0 * kappa, d)
         spread = (a_k - a_2k) ** 2 + (1.0 - a_2k) * (1.0 + a_2k)  # 1 - 2 A A2 + A^2
         log_fluct = (
             jnp.log(r) - jnp.log(s2) + 0.5 * jnp.log(spread) + 0.5 * (lam2 - 2.0 * lam - log_m)
@@ -212,7 +234,7 @@ def typical_norm_draws(key, d, n):
 
 def typical_norm(sigma, g, c, d, rho=1.0):
     """``|x|`` of ``x = y + sigma z``, ``y in S_r``, from the two scalars (broadcasting)."""
-    r = rho * math.sqrt(d)
+    r = rho * _sqrt(d)
     return jnp.sqrt(r * r + 2.0 * sigma * r * g + sigma * sigma * (g * g + c))
 
 
@@ -250,7 +272,7 @@ def leading_order_window(d, rate, eps, p=2.0, rho=1.0):
     return lower, upper
 
 
-def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4, **kwargs):
+def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4):
     """Edges of the window ``{sigma : pi_bar_d(sigma) > 1/2}`` in ``log(sigma/sigma_c(Rbar))``.
 
     A log-spaced scan of ``grid`` points around ``sigma_c`` (range from the leading-order edges),
@@ -266,12 +288,12 @@ def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4
     span = min(3.0 * max(-lo0, up0, 1e-3), 4.0)
     draws = typical_norm_draws(key, d, n)
     ftype = jnp.result_type(float)
-    t1 = cap_threshold(d, jnp.asarray(log_m, ftype))
+    t1 = threshold_t1(d, log_m)
     prof = _profile_fn(d, n)
     args = (draws, jnp.asarray(log_m, ftype), t1, jnp.asarray(eps, ftype), jnp.asarray(p, ftype),
             jnp.asarray(rho, ftype), jnp.asarray(sc, ftype))
     ls = np.linspace(-span, span, grid)
-    vals = np.asarray(prof(jnp.asarray(ls), *args, **kwargs))
+    vals = np.asarray(prof(jnp.asarray(ls), *args))
     inside = np.nonzero(vals > 0.5)[0]
     if inside.size == 0:
         return float("nan"), float("nan")
@@ -285,7 +307,7 @@ def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4
         for br in (br_lo, br_hi):
             pts.append(np.linspace(br[0], br[1], half) if br is not None else np.zeros(half))
         pts = np.concatenate(pts)
-        v = np.asarray(prof(jnp.asarray(pts), *args, **kwargs)) > 0.5
+        v = np.asarray(prof(jnp.asarray(pts), *args)) > 0.5
         if br_lo is not None:
             seg, vin = pts[:half], v[:half]
             j = np.argmax(vin) if vin.any() else half - 1  # first inside point
@@ -303,21 +325,44 @@ def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4
 _PROFILE_FNS: dict = {}
 
 
+def threshold_t1(d, log_m):
+    """:func:`~jscore.lowerbound.caps.cap_threshold` through a cached jit (d traced if >= 122)."""
+    d = float(d)
+    traced = d >= 122.0
+    key = ("t1", None if traced else d, jax.config.jax_enable_x64)
+    if key not in _PROFILE_FNS:
+        _PROFILE_FNS[key] = jax.jit(cap_threshold) if traced else jax.jit(
+            lambda lm: cap_threshold(d, lm))
+    log_m = jnp.asarray(log_m, jnp.result_type(float))
+    if traced:
+        return _PROFILE_FNS[key](jnp.asarray(d, log_m.dtype), log_m)
+    return _PROFILE_FNS[key](log_m)
+
+
 def _profile_fn(d, n):
-    """Jitted ``pi_bar`` at ``sc exp(ls)`` for static ``(d, n)``; traced rate, eps, p, rho."""
-    key = (d, n, jax.config.jax_enable_x64)
+    """Jitted ``pi_bar`` at ``sc exp(ls)``; traced rate, eps, p, rho (and d when d >= 122)."""
+    traced = d >= 122.0
+    key = (None if traced else d, jax.config.jax_enable_x64)
     if key not in _PROFILE_FNS:
 
-        def f(ls, draws, log_m, t1, eps, p, rho, sc, collective=True):
-            return profile(sc * jnp.exp(ls), d, None, eps, p, rho, draws=draws, log_m=log_m,
-                           t1=t1, collective=collective)
+        def f(dd, ls, draws, log_m, t1, eps, p, rho, sc):
+            return profile(sc * jnp.exp(ls), dd, None, eps, p, rho, draws=draws, log_m=log_m,
+                           t1=t1)
 
-        _PROFILE_FNS[key] = jax.jit(f, static_argnames=("collective",))
-    return _PROFILE_FNS[key]
+        if traced:
+            _PROFILE_FNS[key] = jax.jit(f)
+        else:
+            _PROFILE_FNS[key] = jax.jit(lambda *a: f(d, *a))
+    fn = _PROFILE_FNS[key]
+    if traced:
+        darr = jnp.asarray(d, jnp.result_type(float))
+        return lambda *a: fn(darr, *a)
+    return fn
 
 
 __all__ = [
     "QueryTerms",
+    "bessel_terms",
     "informative_terms",
     "informative_probability",
     "effective_log_m",
@@ -330,4 +375,5 @@ __all__ = [
     "profile",
     "leading_order_window",
     "window_edges",
+    "threshold_t1",
 ]
