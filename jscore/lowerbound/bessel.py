@@ -36,6 +36,7 @@ from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 NU0 = 60.0
 """Switch order between the Debye expansion (nu >= NU0) and shift-and-recur (nu < NU0)."""
@@ -96,6 +97,15 @@ def _series_in_inv_nu(polys, t, inv_nu: float):
     return acc
 
 
+def _combined(polys, inv_nu: float) -> list[float]:
+    """Coefficients in t of sum_k poly_k(t) / nu^k for a static order (float64 host arithmetic)."""
+    deg = max(len(c) for c in polys)
+    out = np.zeros(deg)
+    for k, coeffs in enumerate(polys, start=1):
+        out[: len(coeffs)] += np.asarray(coeffs) * inv_nu**k
+    return [float(c) for c in out]
+
+
 # ---------------------------------------------------------------- the two regimes
 def _check_dim(d) -> float:
     if isinstance(d, bool) or not isinstance(d, numbers.Real) or isinstance(d, jax.Array):
@@ -117,8 +127,12 @@ def _regime1(kappa, nu: float):
     zr = z / (1.0 + s)  # z / (1 + sqrt(1 + z^2)) in [0, 1)
     a = z * zr  # sqrt(1 + z^2) - 1 without cancellation
     inv = 1.0 / nu
-    U = _series_in_inv_nu(_U, t, inv)
-    dU = _series_in_inv_nu(_DU, t, inv)
+    if isinstance(nu, (int, float)):  # static order: one polynomial in t (fast to compile)
+        U = _horner(_combined(_U, inv), t)
+        dU = _horner(_combined(_DU, inv), t)
+    else:  # traced order
+        U = _series_in_inv_nu(_U, t, inv)
+        dU = _series_in_inv_nu(_DU, t, inv)
     stirling = inv / 12.0 - inv**3 / 360.0 + inv**5 / 1260.0 - inv**7 / 1680.0
     lam = nu * (a - jnp.log1p(0.5 * a)) - 0.5 * jnp.log(s) + jnp.log1p(U) + stirling
     corr = t * t * inv * (0.5 + t * dU / (1.0 + U))  # A = z (1/(1+s) - corr)
@@ -165,7 +179,7 @@ def _lam_and_ratio(kappa, d: float):
             return lam + jnp.log1p(kA / m), k / (m + kA)
 
         lam, A = jax.lax.fori_loop(0, n, body, (lam, A))
-    return lam, sign * A
+    return lam, sign * jnp.clip(A, 0.0, 1.0)
 
 
 def log_bessel_mgf(kappa, d):
