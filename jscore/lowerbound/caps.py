@@ -48,7 +48,7 @@ def _check_d(d):
     """A static dimension (Python number >= 2) as float, or a traced/array dimension as is.
 
     Array dimensions are allowed so one compiled function serves a whole dimension sweep (the
-    caller guarantees d >= 2; the Bessel layer additionally needs d >= 122 when d is traced).
+    caller guarantees d >= 2; the Bessel layer additionally needs d >= 60 when d is traced).
     """
     if isinstance(d, (jax.Array, jax.core.Tracer)) and not isinstance(d, bool):
         return jnp.asarray(d, jnp.result_type(float))

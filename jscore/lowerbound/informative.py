@@ -14,7 +14,8 @@ informatively is, with ``kappa = r xi / sigma^2`` and ``B = 2 r / sigma^2``::
     1_coll = 1{A_d(2 kappa) < t_1} 1{(r/sigma^2) sqrt(1 - 2 A A_2 + A^2) exp((Lambda_d(2k) - 2 Lambda_d(k) - log M)/2) > eps/2}
 
 with ``C(sigma) = 1/2 log(1 + rho^2/sigma^2)``, ``Rbar = log M / d`` (the effective rate,
-``M = ceil(exp(R d))``) and ``t_1`` the typical largest cosine (``M S_d(t_1) = 1``). Everything
+``M = ceil(exp(R d))``) and ``t_1`` the typical largest cosine, taken at its d -> infinity value
+``sqrt(1 - exp(-2 Rbar))`` (see :func:`guard_threshold` for why, and the finite-d option). Everything
 is in log space: ``log N_u = log M + log S_d(t(u))``, ``pi = -expm1(-exp(min(log N_u, 700)))``,
 ``N_u = 0`` if ``t(u) >= 1`` and ``pi = 1`` if ``t(u) <= 0``.
 
@@ -44,11 +45,11 @@ def _sqrt(v):
 
 
 def bessel_terms(kappa, d):
-    """``(Lambda_d(kappa), A_d(kappa))`` for ``kappa >= 0``; ``d`` static, or traced with d >= 122.
+    """``(Lambda_d(kappa), A_d(kappa))`` for ``kappa >= 0``; ``d`` static, or traced with d >= 60.
 
     A traced ``d`` (one compiled function for a whole dimension sweep) uses the uniform Debye
-    expansion of :mod:`jscore.lowerbound.bessel` directly, which is its own regime for
-    ``nu = d/2 - 1 >= 60``.
+    expansion of :mod:`jscore.lowerbound.bessel` directly (its Regime 1); with its nine Debye
+    terms it agrees with the static-d evaluation to 2e-15 for d >= 60 (checked in the tests).
     """
     if isinstance(d, float):
         return _bessel_mod.log_bessel_mgf_and_ratio(kappa, d)
@@ -146,8 +147,8 @@ def informative_terms(
     - ``d``: static dimension; ``rate``: hidden rate R (``M = ceil(exp(R d))``), or pass ``log_m``
       directly (e.g. ``log`` of an explicit codebook's size).
     - ``eps``, ``p``, ``rho``: adversary accuracy, L^p exponent, radius scale.
-    - ``t1``: precomputed ``t_1`` (:func:`jscore.lowerbound.caps.cap_threshold`); computed from
-      ``(d, log M)`` if omitted and ``collective`` is on.
+    - ``t1``: the collective guard's cosine; default :func:`guard_threshold` (asymptotic
+      ``sqrt(1 - exp(-2 Rbar))``).
     - ``collective``: include the guarded collective term ``1_coll``.
     """
     d = _check_d(d)
@@ -192,7 +193,7 @@ def informative_terms(
     coll = jnp.zeros(jnp.broadcast_shapes(xi.shape, sigma.shape, log_m.shape), bool)
     if collective:
         if t1 is None:
-            t1 = cap_threshold(d, log_m)
+            t1 = guard_threshold(d, log_m)
         t1 = jnp.asarray(t1, ftype)
         lam2, a_2k = bessel_terms(2.0 * kappa, d)
         spread = (a_k - a_2k) ** 2 + (1.0 - a_2k) * (1.0 + a_2k)  # 1 - 2 A A2 + A^2
@@ -205,6 +206,24 @@ def informative_terms(
     log_int = jnp.where(in_band, log_int, -jnp.inf)
     prob = -jnp.expm1(-jnp.exp(jnp.minimum(log_int, _LOG_CAP_MAX)))
     return QueryTerms(prob, log_int, t_star, in_band, condensed, coll)
+
+
+def guard_threshold(d, log_m, kind: str = "asymptotic"):
+    """Cosine ``t_1`` of the collective term's guard ``A_d(2 kappa) < t_1``.
+
+    ``kind="asymptotic"`` (default): ``t_1 = sqrt(1 - exp(-2 Rbar))``, the d -> infinity limit of
+    the typical largest cosine. ``kind="finite"``: the finite-d solution of ``M S_d(t_1) = 1``
+    (:func:`~jscore.lowerbound.caps.cap_threshold`). The two agree at large d; at d = 40
+    (R = 0.25, eps = 0.05) the finite-d value (0.573 vs 0.627) switches the collective term off
+    too early and the formula then reads 0.89 at sigma = 2 sigma_c where exact codebooks measure
+    0.99 (the asymptotic guard gives 0.995, and reproduces lower_bound.md's reference row).
+    """
+    log_m = jnp.asarray(log_m, jnp.result_type(float))
+    if kind == "asymptotic":
+        return jnp.sqrt(-jnp.expm1(-2.0 * log_m / d))
+    if kind == "finite":
+        return cap_threshold(d, log_m)
+    raise ValueError(f"Unknown guard kind {kind!r}; use 'asymptotic' or 'finite'.")
 
 
 def informative_probability(xi, sigma, d, rate, eps, p=2.0, rho=1.0, **kwargs):
@@ -288,7 +307,7 @@ def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4
     span = min(3.0 * max(-lo0, up0, 1e-3), 4.0)
     draws = typical_norm_draws(key, d, n)
     ftype = jnp.result_type(float)
-    t1 = threshold_t1(d, log_m)
+    t1 = guard_threshold(d, log_m)
     prof = _profile_fn(d, n)
     args = (draws, jnp.asarray(log_m, ftype), t1, jnp.asarray(eps, ftype), jnp.asarray(p, ftype),
             jnp.asarray(rho, ftype), jnp.asarray(sc, ftype))
@@ -326,9 +345,9 @@ _PROFILE_FNS: dict = {}
 
 
 def threshold_t1(d, log_m):
-    """:func:`~jscore.lowerbound.caps.cap_threshold` through a cached jit (d traced if >= 122)."""
+    """:func:`~jscore.lowerbound.caps.cap_threshold` through a cached jit (d traced if >= 60)."""
     d = float(d)
-    traced = d >= 122.0
+    traced = d >= 60.0
     key = ("t1", None if traced else d, jax.config.jax_enable_x64)
     if key not in _PROFILE_FNS:
         _PROFILE_FNS[key] = jax.jit(cap_threshold) if traced else jax.jit(
@@ -340,8 +359,8 @@ def threshold_t1(d, log_m):
 
 
 def _profile_fn(d, n):
-    """Jitted ``pi_bar`` at ``sc exp(ls)``; traced rate, eps, p, rho (and d when d >= 122)."""
-    traced = d >= 122.0
+    """Jitted ``pi_bar`` at ``sc exp(ls)``; traced rate, eps, p, rho (and d when d >= 60)."""
+    traced = d >= 60.0
     key = (None if traced else d, jax.config.jax_enable_x64)
     if key not in _PROFILE_FNS:
 
@@ -376,4 +395,5 @@ __all__ = [
     "leading_order_window",
     "window_edges",
     "threshold_t1",
+    "guard_threshold",
 ]

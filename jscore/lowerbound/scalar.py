@@ -359,7 +359,7 @@ def simulate(sampler, sigmas, key, d, num_chains: int, rho=1.0, *, x0_norm=None)
     **Arguments:**
     - ``sampler``: a ``js.samplers`` instance, a name or a :class:`ScalarSampler`.
     - ``sigmas``: decreasing grid ``(N + 1,)`` (may be traced, e.g. random log-offsets).
-    - ``key``: chain i uses ``fold_in(key, i)``; ``d``: dimension (number, or traced with d >= 122);
+    - ``key``: chain i uses ``fold_in(key, i)``; ``d``: dimension (number, or traced with d >= 60);
       ``rho``: radius scale (``r = rho sqrt(d)``). Initial point ``y_0 = sigmas[0] z``, or of
       norms ``x0_norm`` ``(num_chains,)`` when given (e.g. to couple with a full-vector run).
 

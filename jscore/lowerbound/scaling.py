@@ -35,10 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .caps import cap_threshold, log_cap
+from .caps import log_cap
 from .informative import (
     critical_sigma,
     effective_log_m_py,
+    guard_threshold,
     leading_order_window,
     profile,
     typical_norm_draws,
@@ -59,7 +60,7 @@ ALL_SAMPLERS = (
 )
 SIGMA_MIN, SIGMA_MAX = 0.02, 20.0
 THETA0 = 0.9
-_TRACED_MIN_D = 122.0  # below this the Bessel layer needs a static d
+_TRACED_MIN_D = 60.0  # traced d uses the Debye regime directly (accurate to 1e-15 from d = 60)
 
 
 def eps_value(d: float, rule) -> float:
@@ -77,7 +78,7 @@ _JIT: dict = {}
 
 
 def _call(name, body, d, *args, static=()):
-    """Call ``body(d, *args)`` jitted; d traced for d >= 122 (one compile for a sweep)."""
+    """Call ``body(d, *args)`` jitted; d traced for d >= 60 (one compile for a sweep)."""
     big = float(d) >= _TRACED_MIN_D
     key = (name, None if big else float(d), static, jax.config.jax_enable_x64)
     if key not in _JIT:
@@ -92,7 +93,7 @@ def _call(name, body, d, *args, static=()):
 
 
 def _t1_body(d, log_m):
-    return cap_threshold(d, log_m)
+    return guard_threshold(d, log_m)
 
 
 def _profile_body(d, sig, g, c, log_m, t1, eps, p):

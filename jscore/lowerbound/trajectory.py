@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..oracles.base import AbstractOracle
-from .informative import cap_threshold, critical_sigma, effective_log_m, informative_terms
+from .informative import critical_sigma, effective_log_m, guard_threshold, informative_terms
 from .scalar import Trajectory
 
 
@@ -203,7 +203,7 @@ def assemble(traj: Trajectory, d, rate, eps, p=2.0, rho=1.0, *, log_m=None, t1=N
         log_m = effective_log_m(d, rate)
     log_m = jnp.asarray(log_m, ftype)
     if t1 is None and collective:
-        t1 = cap_threshold(d, log_m)
+        t1 = guard_threshold(d, log_m)
     terms = informative_terms(traj.xi, traj.sigma, d, None, eps, p, rho, log_m=log_m, t1=t1,
                               collective=collective)
     valid = traj.valid
