@@ -173,12 +173,14 @@ def _lam_and_ratio(kappa, d: float):
         m_top = d + 2.0 * n  # dimension whose (Lambda, A) we hold
 
         def body(i, carry):
-            lam, A = carry
+            inc, A = carry
             m = jnp.asarray(m_top, k.dtype) - 2.0 * (i + 1).astype(k.dtype)
             kA = k * A
-            return lam + jnp.log1p(kA / m), k / (m + kA)
+            return inc + jnp.log1p(kA / m), k / (m + kA)
 
-        lam, A = jax.lax.fori_loop(0, n, body, (lam, A))
+        # sum the (small) increments separately, then add once: one rounding at |Lambda|
+        inc, A = jax.lax.fori_loop(0, n, body, (jnp.zeros_like(lam), A))
+        lam = lam + inc
     return lam, sign * jnp.clip(A, 0.0, 1.0)
 
 
