@@ -7,4 +7,12 @@ from .bessel import log_bessel_mgf_and_ratio as log_bessel_mgf_and_ratio
 from .audit import AuditResult as AuditResult
 from .audit import audit as audit
 from .audit import audit_grid as audit_grid
-from .audit import critical_sigma as critical_sigma
+from .metrics import decode as decode
+from .metrics import decoder_false_alarm as decoder_false_alarm
+from .metrics import hashed_chi2 as hashed_chi2
+from .metrics import information_density_moments as information_density_moments
+from .metrics import planted_information_density as planted_information_density
+from .metrics import tv_lower_bound as tv_lower_bound
+from .metrics import tv_planted as tv_planted
+from .metrics import tv_prediction as tv_prediction
+from .metrics import window_profile as window_profile
