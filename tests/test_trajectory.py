@@ -151,3 +151,12 @@ def test_informative_fraction_matches_exact_codebook_d40(x64):
         devs[ratio] = abs(frac - pib)
     assert max(v for r, v in devs.items() if r <= 2.0) <= 0.06
     assert max(devs.values()) <= 0.10
+
+
+def test_public_names():
+    import jscore.lowerbound as lb
+
+    assert callable(lb.scaling) and callable(lb.scaling.fit_slope)
+    for name in ["informative_probability", "log_cap", "simulate_scalar", "reference_run",
+                 "assemble_trajectory", "RecordingOracle"]:
+        assert hasattr(lb, name)

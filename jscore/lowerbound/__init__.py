@@ -16,3 +16,18 @@ from .metrics import tv_lower_bound as tv_lower_bound
 from .metrics import tv_planted as tv_planted
 from .metrics import tv_prediction as tv_prediction
 from .metrics import window_profile as window_profile
+# large-d simulation without a codebook (sections 6-8): issue 6
+from . import scaling as scaling  # callable: js.lowerbound.scaling(...) runs the sqrt(d) sweep
+from .caps import cap_threshold as cap_threshold
+from .caps import log_cap as log_cap
+from .informative import guard_threshold as guard_threshold
+from .informative import informative_probability as informative_probability
+from .informative import informative_terms as informative_terms
+from .informative import profile as informative_profile
+from .informative import window_edges as window_edges
+from .scalar import scalar_spec as scalar_spec
+from .scalar import simulate as simulate_scalar
+from .trajectory import RecordingOracle as RecordingOracle
+from .trajectory import TrajectoryBounds as TrajectoryBounds
+from .trajectory import assemble as assemble_trajectory
+from .trajectory import reference_run as reference_run
