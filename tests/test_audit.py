@@ -193,3 +193,23 @@ def test_window_profile_small(cb16, getkey):
     sc = float(critical_sigma(cb16.effective_rate))
     frac, se = js.lowerbound.window_profile(adv, cb16, [0.1 * sc, sc, 10 * sc], 400, getkey())
     assert frac[0] == 0.0 and frac[2] == 0.0 and frac[1] > 0.9
+
+
+@pytest.mark.slow
+def test_exact_experiments_smoke(tmp_path):
+    from jscore.lowerbound import exact_experiments as E
+
+    rows = E.success_vs_levels({"euler": js.samplers.Euler()}, 16, [0.25], [2, 4], 20,
+                               jax.random.key(0), num_offsets=2)
+    by = {(r["oracle"], r["K"]): r for r in rows}
+    assert by[("reference", 2)]["success"] == 0.0 and by[("reference", 4)]["informative"] == 0.0
+    assert by[("exact", 4)]["success"] >= 0.9
+    assert all(r["levels_mean"] == r["K"] for r in rows)
+    s = E.adaptive_search(16, [0.2, 0.4], 20, jax.random.key(1))
+    assert all(2.0 <= r["mean_queries"] <= 3.0 and r["found"] == 1.0 for r in s)
+    tv = E.tv_curve(16, 0.3, [1.0], 300, jax.random.key(2))
+    E.write_rows(tv, tmp_path / "tv.csv")
+    E.plot_rows(tv, "ratio", "tv", None, tmp_path / "tv.png")
+    assert (tmp_path / "tv.png").stat().st_size > 0
+    np.testing.assert_allclose(E.offset_grid(4, 0.02, 20.0, 0.0)[[0, -2, -1]],
+                               [20.0, 20.0 * (0.001) ** 0.75, 0.0])
