@@ -156,7 +156,7 @@ def _betacf_log(a, b, x, num_terms=None):
         c = jnp.where(upd, c2, c)
         dd = jnp.where(upd, dd2, dd)
         logh = jnp.where(upd, logh2, logh)
-        done = done | (jnp.abs(de - 1.0) < 2.0 * eps)
+        done = done | (jnp.abs(de - 1.0) < 2.0 * eps) | ~jnp.isfinite(de)  # NaN input: stop
         return m + 1, c, dd, logh, done
 
     init = (jnp.asarray(1, jnp.int32), c, dd, logh, jnp.zeros(x.shape, bool))

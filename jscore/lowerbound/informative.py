@@ -180,7 +180,7 @@ def informative_terms(
     u_hi = log_m - (log_b + 0.5 * jnp.log(one_minus_a2) - jnp.log(eps))
     u = jnp.where(condensed, u_lo, u_hi)
     t_star = (u + lam) / kappa
-    t_eval = jnp.clip(t_star, 0.0, 1.0)
+    t_eval = jnp.clip(jnp.where(jnp.isnan(t_star), 1.0, t_star), 0.0, 1.0)
     # Where log M >= 1400 and the cap is not tiny (S_d > ~1e-260, the slow incomplete-beta
     # region), log N >= log M - 600 >= 800 already saturates pi = 1: skip the evaluation.
     a_half = (d - 1.0) / 2.0

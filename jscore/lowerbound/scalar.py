@@ -272,7 +272,7 @@ def _chain(spec: ScalarSampler, sigmas, key, d, rho, x0_norm=None, num_active=No
             y_corr = y_hat + (sigma_next - sigma_hat) * 0.5 * (d1 + d2)
             y_new = jnp.where(terminal, y_pred, y_corr)
             queries.append((y_hat, sigma_hat, True))
-            queries.append((y_pred, sigma_next, ~terminal))
+            queries.append((y_pred, s_safe, ~terminal))
             d_new = dprev
         elif kind == "dpmpp_2m":
             beta = _radial(u, sigma, d, rho)
