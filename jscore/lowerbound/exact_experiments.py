@@ -11,6 +11,19 @@ the construction, not evidence of scaling.
   per untested window centre, random order, stop at the first informative answer).
 
 Each returns a list of dict rows; :func:`write_rows` writes them to CSV and ``plot_rows`` a PNG.
+
+Scale notes (issue 5, item 7). A codebook takes ``M d 4`` bytes in float32 (``M d 8`` in float64);
+the streaming pass adds only ``chains x block_size`` logits. Largest d with the codebook within
+16 GB (24 GB CPU host) / 64 GB (80 GB GPU), recomputed from ``M = ceil(exp(R d))``:
+
+    R = 0.15: d = 115 (M = 3.1e7) / 124 (M = 1.2e8)
+    R = 0.25: d =  71 (M = 5.1e7) /  76 (M = 1.8e8)
+    R = 0.35: d =  51 (M = 5.7e7) /  55 (M = 2.3e8)
+    R = 0.45: d =  40 (M = 6.6e7) /  43 (M = 2.5e8)
+
+d = 64 at R = 0.25 has M = 8 886 111 (2.3 GB float32), which fits either machine in memory;
+its cost is ~2 M d = 1.1e9 flops per query per chain, which is why the issue asks for it on a GPU
+(not run here: this task had no accelerator). Indices are int32, so M < 2^31 is enforced.
 """
 
 from __future__ import annotations
