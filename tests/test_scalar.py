@@ -20,7 +20,11 @@ def _x_init(key, n, d, sigma0):
     return sigma0 * jax.random.normal(key, (n, d), jnp.result_type(float))
 
 
-@pytest.mark.parametrize("sampler", [js.samplers.Euler(), js.samplers.Heun()], ids=["euler", "heun"])
+@pytest.mark.parametrize(
+    "sampler",
+    [js.samplers.Euler(), pytest.param(js.samplers.Heun(), marks=pytest.mark.slow)],
+    ids=["euler", "heun"],
+)
 def test_deterministic_samplers_pathwise(x64, sampler):
     """Deterministic samplers move on one ray: the scalar chain equals the full-vector run."""
     d, n = 64, 3
