@@ -141,7 +141,7 @@ def test_hashed_chi2(getkey):
 
 def test_information_density_moments(x64, getkey):
     """Spec 11.3 at d = 64: E i/d ~ C (finite-d bias <= 2e-3 C), Var i/d ~ V, given-|x| ~ V_c."""
-    for sigma in [0.7, 1.5]:
+    for sigma in [1.0]:
         m = js.lowerbound.information_density_moments(getkey(), 64, sigma, 200_000)
         assert abs(m["mean"] - m["capacity"]) <= 2.5e-3 * m["capacity"] + 5 * m["mean_se"]
         assert abs(m["var"] / m["dispersion"] - 1) <= 0.015 + 5 * m["var_se"] / m["dispersion"]
@@ -151,6 +151,7 @@ def test_information_density_moments(x64, getkey):
     assert abs(g["var"] / g["dispersion"] - 1) <= 5 * g["var_se"] / g["dispersion"]
 
 
+@pytest.mark.slow
 def test_planted_density_matches_codebook(x64, getkey):
     """The two-scalar law of i equals the law of i from explicit planted points (means, SE)."""
     cb = js.targets.SphereCodebook.random(getkey(), 12, 0.3)
