@@ -171,6 +171,7 @@ def test_randomized_midpoint_law_matches_full_vector(x64, d):
     assert np.all(np.abs(np.log(a.std(0) / b.std(0))) < 5 * math.sqrt(1.0 / n))
 
 
+@pytest.mark.slow
 def test_large_d_runs_in_scalar_form(x64):
     """d = 1e6 costs O(1) per step: start norm sigma_0 sqrt(d), finite throughout, Tweedie output
     inside the ball of radius r (|D| = r A_d < r); a 12-level grid leaves norm-atypical states."""
