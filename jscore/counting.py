@@ -73,14 +73,20 @@ class Ledger(eqx.Module):
         # The scalar counters start as NumPy constants so that a sampler's solve can read the
         # fresh budget at trace time (AbstractFixedStepSampler drops its exhaustion select when
         # the budget provably covers the grid); they become JAX arrays at the first charge.
+        # A traced budget (e.g. a sweep passing it as data) stays a JAX array.
         zero = np.zeros((), np.int32)
+        budget = (
+            jnp.asarray(budget, jnp.int32)
+            if isinstance(budget, jax.core.Tracer) or isinstance(budget, jax.Array)
+            else np.asarray(budget, np.int32)
+        )
         return cls(
             queries=zero,
             rounds=zero,
             levels=zero,
             seen=jnp.full((max(int(capacity), 1),), jnp.inf, dtype),
             exhausted=np.zeros((), bool),
-            budget=np.asarray(budget, np.int32),
+            budget=budget,
         )
 
     @property

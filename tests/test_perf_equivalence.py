@@ -288,7 +288,8 @@ def test_exhaustion_select_kept_when_budget_is_short():
 @pytest.mark.parametrize("kw", [{}, {"s_churn": 10.0}], ids=["no_churn", "churn"])
 def test_heun_exhaustion_inside_step_matches_loop_select(kw):
     """Heun applies the exhaustion rule inside its step (fused with the update); with budgets that
-    run out mid-step or between steps it equals the reference step + the loop's select, bitwise."""
+    run out mid-step or between steps it equals the reference step + the loop's select (to float32
+    rounding: the two programs may contract multiply-adds differently), with identical counts."""
     from jscore.counting import Ledger
 
     _, oracle = _problem(d=4)
@@ -300,6 +301,6 @@ def test_heun_exhaustion_inside_step_matches_loop_select(kw):
                                            Ledger.empty(budget, budget, jnp.float32), None))
         a = run(x0, js.samplers.Heun(**kw))
         b = run(x0, _RefHeun(**kw))
-        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_allclose(a.x, b.x, rtol=2e-6, atol=2e-6)
         assert int(a.ledger.queries) == int(b.ledger.queries) == budget
         assert bool(a.ledger.exhausted) == bool(b.ledger.exhausted) == (budget < 9)
