@@ -54,7 +54,7 @@ def add_parser(subparsers):
     s.add_argument("--robustness", action="store_true",
                    help="also the p x eps robustness grid of the window width")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default="results/lowerbound_scale",
+    s.add_argument("--out", default="jscore-lowerbound",
                    help="output folder for JSON, CSV and PNG (default: %(default)s)")
     s.set_defaults(func=run)
     return p
