@@ -25,3 +25,5 @@ from .sampling import sample_one as sample_one
 from . import sweeps as sweeps
 from . import plot as plot
 from .sweeps import sweep as sweep
+from . import nets as nets
+from . import train as train

@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("demo", "sweep")
+COMMANDS = ("demo", "sweep", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

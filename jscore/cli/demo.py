@@ -34,7 +34,12 @@ def add_parser(subparsers):
     p.add_argument("--components", type=int, default=8, help="mixture components K (default 8)")
     p.add_argument("--num-samples", type=int, default=1024, help="chains per run (default 1024)")
     p.add_argument("--budgets", default="8,16,32", help="query budgets (default 8,16,32)")
-    p.add_argument("--samplers", default="all", help="comma list of catalogue names, or 'all'")
+    p.add_argument(
+        "--samplers",
+        default="default",
+        help="comma list of catalogue names; 'default' = one configuration per sampler class; "
+        "'all' = every catalogue entry",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="jscore-demo", help="output folder (default ./jscore-demo)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
@@ -54,6 +59,19 @@ def demo_target(dim: int, components: int, radius: float = 3.0, std: float = 0.3
     means = jnp.zeros((components, dim)).at[:, 0].set(radius * jnp.cos(angles))
     means = means.at[:, 1].set(radius * jnp.sin(angles))
     return GaussianMixture(means, std)
+
+
+def default_samplers() -> list[str]:
+    """One catalogue name per sampler class (the first entry of each), in catalogue order."""
+    from ..samplers import CATALOGUE
+
+    seen, names = set(), []
+    for name, factory in CATALOGUE.items():
+        cls = type(factory())
+        if cls not in seen:
+            seen.add(cls)
+            names.append(name)
+    return names
 
 
 def steps_for_budget(sampler, budget: int) -> int | None:
@@ -79,7 +97,12 @@ def run(args) -> int:
     budgets = parse_int_list(args.budgets)
     if args.num_samples < 2:
         raise ValueError(f"`--num-samples` must be at least 2, got {args.num_samples}.")
-    names = sorted(CATALOGUE) if args.samplers == "all" else [s.strip() for s in args.samplers.split(",")]
+    if args.samplers == "all":
+        names = list(CATALOGUE)
+    elif args.samplers == "default":
+        names = default_samplers()
+    else:
+        names = [s.strip() for s in args.samplers.split(",")]
     for n in names:
         if n not in CATALOGUE:
             raise ValueError(f"Unknown sampler {n!r}; available: {', '.join(sorted(CATALOGUE))}.")
@@ -111,8 +134,8 @@ def run(args) -> int:
         for budget in budgets:
             steps = steps_for_budget(sampler, budget)
             max_queries = None
-            if sampler.num_queries(1, True) is None:  # data-dependent cost
-                steps, max_queries = max(1, budget // 2), budget
+            if sampler.num_queries(1, True) is None:  # data-dependent cost: the budget caps it
+                steps, max_queries = max(1, budget // 4), budget
             if steps is None:
                 continue
             try:

@@ -9,3 +9,13 @@ from .heun import Heun as Heun
 from .sde import EulerMaruyama as EulerMaruyama
 from .catalogue import CATALOGUE as CATALOGUE
 from .catalogue import make as make
+from .exponential import ExponentialIntegrator as ExponentialIntegrator
+from .dpm_solver import DPMSolver as DPMSolver
+from .dpm_solver import DPMSolverPP as DPMSolverPP
+from .unipc import UniPC as UniPC
+from .langevin import PredictorCorrector as PredictorCorrector
+from .langevin import AnnealedLangevin as AnnealedLangevin
+from .midpoint import RandomizedMidpoint as RandomizedMidpoint
+from .picard import ParallelPicard as ParallelPicard
+from .adaptive import Adaptive as Adaptive
+from .controls import SingleLevel as SingleLevel

@@ -6,10 +6,21 @@ one with keyword overrides. Add new samplers here to make them available everywh
 
 from __future__ import annotations
 
+from functools import partial
+
 from .ancestral import DDIM, EulerAncestral
 from .euler import Euler
 from .heun import Heun
 from .sde import EulerMaruyama
+
+from .adaptive import Adaptive
+from .controls import SingleLevel
+from .dpm_solver import DPMSolver, DPMSolverPP
+from .exponential import ExponentialIntegrator
+from .langevin import AnnealedLangevin, PredictorCorrector
+from .midpoint import RandomizedMidpoint
+from .picard import ParallelPicard
+from .unipc import UniPC
 
 CATALOGUE = {
     "euler": Euler,
@@ -17,6 +28,24 @@ CATALOGUE = {
     "euler_ancestral": EulerAncestral,
     "ddim": DDIM,
     "euler_maruyama": EulerMaruyama,
+    # samplers.md sections 5-13; data-dependent ones (adaptive, picard) need max_queries
+    "exponential_integrator": ExponentialIntegrator,
+    "ei_relative": partial(ExponentialIntegrator, form="relative"),
+    "dpm_solver_2": partial(DPMSolver, order=2),
+    "dpm_solver_3": partial(DPMSolver, order=3),
+    "dpmpp_2m": partial(DPMSolverPP, order=2),
+    "dpmpp_3m": partial(DPMSolverPP, order=3),
+    "unipc": partial(UniPC, order=2),
+    "unipc_3": partial(UniPC, order=3),
+    "pc": PredictorCorrector,
+    "annealed_langevin": partial(AnnealedLangevin, steps_per_level=2, snr=0.16),
+    "randomized_midpoint": RandomizedMidpoint,
+    "randomized_midpoint_parallel": partial(RandomizedMidpoint, num_points=4, picard_iters=2),
+    "parallel_picard": partial(ParallelPicard, window=8, tol=0.1),
+    "adaptive": partial(Adaptive, order=2),
+    "adaptive_3": partial(Adaptive, order=3),
+    "adaptive_ggf": partial(Adaptive, pair="ggf"),
+    "single_level": partial(SingleLevel, sigma=0.5, steps=10),
 }
 
 

@@ -1,0 +1,394 @@
+"""Equinox score networks, parameterised as EDM-preconditioned denoisers, and their checkpoints.
+
+:class:`DenoiserMLP` is ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)`` (Karras et al. 2022,
+EDM, Table 1) with
+
+    c_skip = sd^2 / (sigma^2 + sd^2),  c_out = sigma sd / sqrt(sigma^2 + sd^2),
+    c_in = 1 / sqrt(sigma^2 + sd^2),   c_noise = log(sigma) / 4,
+
+``sd = sigma_data``. ``F`` is a residual MLP whose blocks are conditioned on a Fourier embedding of
+``c_noise``. Its last layer starts at zero, so at initialisation ``D = c_skip x`` is exactly the
+denoiser of ``N(0, sd^2 I)`` and the score is ``-x / (sigma^2 + sd^2)``.
+
+The score follows by Tweedie, ``s = (D - x) / sigma^2``, evaluated without cancellation as
+``s = -x / (sigma^2 + sd^2) + sd F / (sigma sqrt(sigma^2 + sd^2))``.
+
+Checkpoints: :func:`save` writes ``path`` (``eqx.tree_serialise_leaves``) and ``path.json`` with the
+class, its hyper-parameters, the dtype and a SHA-256 of the leaves; :func:`load` rebuilds the model
+from the JSON (or checks it against ``like=``) and raises ``ValueError`` on a mismatch or a
+corrupt file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import pathlib
+import tempfile
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import check_positive_int
+
+FORMAT = "jscore.nets"
+FORMAT_VERSION = 1
+
+
+def edm_coefficients(sigma, sigma_data):
+    """``(c_skip, c_out, c_in, c_noise)`` of EDM preconditioning at ``sigma > 0``."""
+    s2 = sigma * sigma
+    sd2 = sigma_data * sigma_data
+    r = jnp.sqrt(s2 + sd2)
+    return sd2 / (s2 + sd2), sigma * sigma_data / r, 1.0 / r, 0.25 * jnp.log(sigma)
+
+
+def fourier_features(c, num_freqs: int, max_freq: float):
+    """``[c, cos(w_k c), sin(w_k c)]`` with ``w_k`` geometric from 1 to ``max_freq``; shape ``(1 + 2K,)``."""
+    w = jnp.asarray(np.geomspace(1.0, max_freq, num_freqs), jnp.result_type(c, float))
+    a = w * c
+    return jnp.concatenate([jnp.reshape(c, (1,)), jnp.cos(a), jnp.sin(a)])
+
+
+class Linear(eqx.Module):
+    """``y = W x + b`` with ``W (out, in)``; initialised like ``eqx.nn.Linear``: U(-1/sqrt(in), 1/sqrt(in))."""
+
+    weight: jax.Array
+    bias: jax.Array
+
+    def __call__(self, x):
+        return self.weight @ x + self.bias
+
+
+class _Uniform:
+    """Slices of one uniform(-1, 1) draw: all initial weights come from a single random call, so
+    building a network compiles one PRNG kernel instead of one per layer."""
+
+    def __init__(self, key, shapes, dtype):
+        self.total = sum(i * o + o for i, o in shapes)
+        u = jax.random.uniform(key, (self.total,), dtype, -1.0, 1.0)
+        # concrete draws are sliced in NumPy (no per-slice compilation); traced ones (eval_shape) in jnp
+        self.u = u if isinstance(u, jax.core.Tracer) else np.asarray(u)
+        self.pos = 0
+        self.dtype = dtype
+
+    def linear(self, n_in, n_out) -> Linear:
+        w = self.u[self.pos : self.pos + n_in * n_out].reshape(n_out, n_in)
+        self.pos += n_in * n_out
+        b = self.u[self.pos : self.pos + n_out]
+        self.pos += n_out
+        scale = 1.0 / math.sqrt(n_in)
+        return Linear(jnp.asarray(w * scale, self.dtype), jnp.asarray(b * scale, self.dtype))
+
+
+class _Block(eqx.Module):
+    norm: eqx.nn.LayerNorm
+    cond: Linear
+    lin1: Linear
+    lin2: Linear
+
+    def __init__(self, width, hidden, dtype, init: _Uniform):
+        self.norm = eqx.nn.LayerNorm(width, dtype=dtype)
+        self.cond = init.linear(width, width)
+        self.lin1 = init.linear(width, hidden)
+        self.lin2 = init.linear(hidden, width)
+
+    def __call__(self, h, emb):
+        y = self.norm(h) + self.cond(emb)
+        return h + self.lin2(jax.nn.silu(self.lin1(y)))
+
+
+class DenoiserMLP(eqx.Module):
+    """EDM-preconditioned residual-MLP denoiser ``D(x, sigma)`` for data in R^d (any ``d``).
+
+    ``model(x, sigma)`` returns ``D`` of shape ``(d,)`` for ``x (d,)``, ``sigma > 0`` scalar;
+    ``model.score(x, sigma)`` the implied score; ``model.raw(x_in, c_noise)`` the bare network F.
+    Batch with ``jax.vmap``.
+
+    **Arguments:** ``dim`` (d); ``width`` of the residual stream; ``depth`` (number of residual
+    blocks); ``hidden`` width inside a block (default ``2 * width``); ``num_freqs`` and ``max_freq``
+    of the Fourier embedding of ``c_noise = log(sigma)/4``; ``sigma_data`` (the data's standard
+    deviation per coordinate, a static hyper-parameter); ``key``.
+    """
+
+    dim: int = eqx.field(static=True)
+    width: int = eqx.field(static=True)
+    depth: int = eqx.field(static=True)
+    hidden: int = eqx.field(static=True)
+    num_freqs: int = eqx.field(static=True)
+    max_freq: float = eqx.field(static=True)
+    sigma_data: float = eqx.field(static=True)
+    embed1: Linear
+    embed2: Linear
+    proj_in: Linear
+    blocks: tuple
+    norm_out: eqx.nn.LayerNorm
+    proj_out: Linear
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        width: int = 128,
+        depth: int = 3,
+        hidden: int | None = None,
+        num_freqs: int = 16,
+        max_freq: float = 64.0,
+        sigma_data: float = 1.0,
+        key,
+    ):
+        self.dim = check_positive_int("dim", dim)
+        self.width = check_positive_int("width", width)
+        self.depth = check_positive_int("depth", depth, 0)
+        self.hidden = check_positive_int("hidden", 2 * width if hidden is None else hidden)
+        self.num_freqs = check_positive_int("num_freqs", num_freqs)
+        self.max_freq = float(max_freq)
+        self.sigma_data = float(sigma_data)
+        if not (self.max_freq >= 1.0 and math.isfinite(self.max_freq)):
+            raise ValueError(f"`max_freq` must be finite and >= 1, got {max_freq}.")
+        if not (self.sigma_data > 0 and math.isfinite(self.sigma_data)):
+            raise ValueError(f"`sigma_data` must be finite and > 0, got {sigma_data}.")
+        dtype = jnp.result_type(float)
+        n_emb = 1 + 2 * self.num_freqs
+        w, h = self.width, self.hidden
+        shapes = [(n_emb, w), (w, w), (self.dim, w)] + [(w, w), (w, h), (h, w)] * self.depth
+        init = _Uniform(key, shapes, dtype)
+        self.embed1 = init.linear(n_emb, w)
+        self.embed2 = init.linear(w, w)
+        self.proj_in = init.linear(self.dim, w)
+        self.blocks = tuple(_Block(w, h, dtype, init) for _ in range(self.depth))
+        self.norm_out = eqx.nn.LayerNorm(w, dtype=dtype)
+        # zero last layer: F = 0 at init, so D = c_skip x (the N(0, sd^2 I) denoiser)
+        self.proj_out = Linear(jnp.zeros((self.dim, w), dtype), jnp.zeros((self.dim,), dtype))
+
+    def hyperparams(self) -> dict:
+        """The constructor's keyword arguments (JSON-serialisable), without ``key``."""
+        return dict(
+            dim=self.dim,
+            width=self.width,
+            depth=self.depth,
+            hidden=self.hidden,
+            num_freqs=self.num_freqs,
+            max_freq=self.max_freq,
+            sigma_data=self.sigma_data,
+        )
+
+    def _check_x(self, x):
+        if x.shape != (self.dim,):
+            raise ValueError(
+                f"DenoiserMLP(dim={self.dim}) takes one point of shape ({self.dim},), got "
+                f"{x.shape}; vmap over a batch."
+            )
+
+    def raw(self, x_in, c_noise):
+        """The bare network ``F(c_in x, c_noise)``, shape ``(d,)``."""
+        e = fourier_features(c_noise, self.num_freqs, self.max_freq).astype(x_in.dtype)
+        emb = self.embed2(jax.nn.silu(self.embed1(e)))
+        h = self.proj_in(x_in)
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.proj_out(jax.nn.silu(self.norm_out(h)))
+
+    def __call__(self, x, sigma):
+        """Denoiser ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)``."""
+        self._check_x(x)
+        sigma = jnp.asarray(sigma, x.dtype)
+        c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)
+        return c_skip * x + c_out * self.raw(c_in * x, c_noise).astype(x.dtype)
+
+    def score(self, x, sigma):
+        """``(D - x) / sigma^2 = -x / (sigma^2 + sd^2) + sd F / (sigma sqrt(sigma^2 + sd^2))``."""
+        self._check_x(x)
+        sigma = jnp.asarray(sigma, x.dtype)
+        _, _, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)
+        f = self.raw(c_in * x, c_noise).astype(x.dtype)
+        sd = self.sigma_data
+        return -x * (c_in * c_in) + (sd * c_in / sigma) * f
+
+
+#: Classes :func:`load` can rebuild from a checkpoint's JSON.
+MODELS = {"DenoiserMLP": DenoiserMLP}
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+
+
+def _json_path(path: pathlib.Path) -> pathlib.Path:
+    return path.with_name(path.name + ".json")
+
+
+def _float_dtype_of(tree) -> str:
+    dts = {str(x.dtype) for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))}
+    return dts.pop() if len(dts) == 1 else ",".join(sorted(dts))
+
+
+def _atomic_write(path: pathlib.Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def serialise(tree) -> bytes:
+    """``eqx.tree_serialise_leaves`` into bytes."""
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, tree)
+    return buf.getvalue()
+
+
+def deserialise(data: bytes, like, what: str = "checkpoint"):
+    """Inverse of :func:`serialise`; ``ValueError`` if ``data`` does not match ``like`` exactly."""
+    buf = io.BytesIO(data)
+    try:
+        out = eqx.tree_deserialise_leaves(buf, like)
+    except Exception as e:  # shape/dtype/type mismatch, truncated or garbled numpy records
+        raise ValueError(
+            f"Could not load the {what}: its arrays do not match the expected structure ({e}). "
+            "The file is corrupt or was written for a different architecture."
+        ) from None
+    if buf.read(1):
+        raise ValueError(
+            f"Could not load the {what}: the file holds more arrays than the architecture expects "
+            "(different architecture?)."
+        )
+    return out
+
+
+def write_checkpoint(path, tree, meta: dict) -> None:
+    """Atomically write ``tree`` to ``path`` and ``meta`` (+ SHA-256, dtype) to ``path.json``.
+
+    The leaves file is replaced first and the JSON last; the JSON names the leaves' SHA-256, so a
+    reader never accepts a leaves file that does not belong to the JSON it reads.
+    """
+    path = pathlib.Path(path)
+    data = serialise(tree)
+    meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION,
+                sha256=hashlib.sha256(data).hexdigest(), dtype=_float_dtype_of(tree),
+                versions=_versions())
+    _atomic_write(path, data)
+    _atomic_write(_json_path(path), json.dumps(meta, indent=2, sort_keys=True).encode())
+
+
+def read_checkpoint_meta(path) -> dict:
+    """The JSON of a checkpoint written by :func:`write_checkpoint`; ``ValueError`` if unusable."""
+    path = pathlib.Path(path)
+    jp = _json_path(path)
+    if not path.exists() or not jp.exists():
+        raise ValueError(
+            f"No checkpoint at {path}: expected both {path.name} and {jp.name} in {path.parent}."
+        )
+    try:
+        meta = json.loads(jp.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"Checkpoint metadata {jp} is corrupt (invalid JSON: {e}).") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{jp} is not a jscore checkpoint (missing format={FORMAT!r}).")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{jp} has format version {meta['format_version']}; this jscore reads up to "
+            f"{FORMAT_VERSION}. Upgrade jscore."
+        )
+    return meta
+
+
+def read_checkpoint(path, like, meta: dict | None = None):
+    """Read the leaves at ``path`` into the structure ``like`` after checking the SHA-256."""
+    path = pathlib.Path(path)
+    meta = read_checkpoint_meta(path) if meta is None else meta
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        raise ValueError(
+            f"Checkpoint {path} is corrupt: its SHA-256 does not match the one recorded in "
+            f"{_json_path(path).name} (truncated or modified file)."
+        )
+    return deserialise(data, like, what=f"checkpoint {path}")
+
+
+def _versions() -> dict:
+    import jaxlib
+
+    from . import __version__
+
+    return {"jscore": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+            "equinox": eqx.__version__}
+
+
+def _skeleton(cls, hp: dict, dtype: str | None):
+    shapes = eqx.filter_eval_shape(lambda: cls(**hp, key=jax.random.key(0)))
+    if dtype and "," not in dtype:
+        shapes = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, np.dtype(dtype))
+            if isinstance(s, jax.ShapeDtypeStruct) and jnp.issubdtype(s.dtype, jnp.inexact)
+            else s,
+            shapes,
+        )
+    return shapes
+
+
+def save(path, model) -> pathlib.Path:
+    """Save ``model`` to ``path`` (leaves) and ``path.json`` (class, hyper-parameters, SHA-256).
+
+    Both files are written atomically. Returns the path of the leaves file.
+    """
+    if not hasattr(model, "hyperparams") or type(model).__name__ not in MODELS:
+        raise TypeError(
+            f"`save` needs a jscore network ({', '.join(MODELS)}), got {type(model).__name__}; "
+            "for other modules use eqx.tree_serialise_leaves."
+        )
+    path = pathlib.Path(path)
+    write_checkpoint(path, model, {"kind": "model", "class": type(model).__name__,
+                                   "hyperparams": model.hyperparams()})
+    return path
+
+
+def load(path, like=None):
+    """Load a model saved with :func:`save`.
+
+    Without ``like`` the architecture is rebuilt from the JSON. With ``like`` (a model of the
+    expected architecture) the saved hyper-parameters must equal ``like.hyperparams()``.
+
+    **Raises:** ``ValueError`` if the files are missing, corrupt (hash or JSON), or the saved
+    architecture differs from ``like`` (the message lists the differing hyper-parameters).
+    """
+    path = pathlib.Path(path)
+    meta = read_checkpoint_meta(path)
+    cls_name = meta.get("class")
+    if cls_name not in MODELS:
+        raise ValueError(f"Checkpoint {path} holds an unknown model class {cls_name!r}.")
+    hp = meta.get("hyperparams")
+    if not isinstance(hp, dict):
+        raise ValueError(f"Checkpoint {path} has no hyper-parameters in its JSON.")
+    if like is not None:
+        if type(like).__name__ != cls_name:
+            raise ValueError(
+                f"Checkpoint {path} holds a {cls_name}, but `like` is a {type(like).__name__}."
+            )
+        want = like.hyperparams()
+        diff = {k: (hp.get(k), want.get(k)) for k in set(hp) | set(want) if hp.get(k) != want.get(k)}
+        if diff:
+            detail = ", ".join(f"{k}: saved {a!r} vs expected {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise ValueError(f"Architecture mismatch loading {path}: {detail}.")
+        skeleton = like
+    else:
+        try:
+            skeleton = _skeleton(MODELS[cls_name], hp, meta.get("dtype"))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Checkpoint {path} has invalid hyper-parameters {hp}: {e}") from None
+    return read_checkpoint(path, skeleton, meta)
+
+
+__all__ = ["DenoiserMLP", "edm_coefficients", "fourier_features", "save", "load", "MODELS"]

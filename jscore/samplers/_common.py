@@ -1,0 +1,131 @@
+"""Shared numerics for the sampler library (private).
+
+- :func:`run_fixed_steps`: the ``lax.scan`` of :class:`AbstractFixedStepSampler.solve`, starting
+  from a given sampler state (for samplers that make a query before the first step, e.g. UniPC).
+- :func:`langevin_step`: one Langevin step with the per-chain SNR step-size rule.
+- stable phi-functions of exponential integrators.
+- :func:`set_exhausted`: mark a chain's ledger as out of budget (e.g. Picard's ``max_sweeps``).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._checks import check_positive_int
+from ..counting import charged_query
+from ..results import Trace
+from ..seeds import step_key
+from .base import Solution, tree_select
+
+
+def run_fixed_steps(sampler, oracle, sigmas, x, state, key, ostate, ledger, record) -> Solution:
+    """``lax.scan`` over ``sampler.step`` for the ``N`` grid intervals, from ``state``.
+
+    Identical to ``AbstractFixedStepSampler.solve`` except that the initial sampler state is given.
+    """
+    num_steps = sigmas.shape[0] - 1
+    trace = None
+    if record is not None:
+        length = -(-num_steps // record.every)
+        trace = Trace.empty(length, x.shape[-1], x.dtype, record.x)
+
+    def body(carry, i):
+        x, state, ostate, ledger, trace = carry
+        x_new, state_new, ostate, ledger = sampler.step(
+            oracle, i, sigmas, x, state, ostate, ledger, step_key(key, i)
+        )
+        keep = ~ledger.exhausted
+        x = jnp.where(keep, x_new, x)
+        state = tree_select(keep, state_new, state)
+        if trace is not None:
+            due = ((i + 1) % record.every == 0) | (i == num_steps - 1)
+            trace = trace.write(i // record.every, due & keep, sigmas[i + 1], ledger, x)
+        return (x, state, ostate, ledger, trace), None
+
+    (x, _, ostate, ledger, trace), _ = jax.lax.scan(
+        body, (x, state, ostate, ledger, trace), jnp.arange(num_steps)
+    )
+    return Solution(x, ostate, ledger, trace)
+
+
+def snr_step_size(snr, z, score, a=1.0):
+    """Per-chain SNR rule ``eta = 2 a (snr |z| / |S|)^2`` (norms over this chain's d coordinates)."""
+    zn2 = jnp.sum(z * z)
+    sn2 = jnp.sum(score * score)
+    tiny = jnp.finfo(score.dtype).tiny
+    return 2.0 * a * snr * snr * zn2 / jnp.maximum(sn2, tiny)
+
+
+def langevin_step(oracle, x, sigma, ostate, ledger, key, *, snr=None, eta=None, when=True):
+    """One Langevin step ``y <- y + eta S(y, sigma) + sqrt(2 eta) z`` (one charged query).
+
+    ``eta`` is given, or set by the per-chain SNR rule from ``snr``. Returns ``(x, ostate, ledger)``;
+    when the call is masked (``when=False``) or the budget ran out, ``x`` is unchanged.
+    """
+    z = jax.random.normal(key, x.shape, x.dtype)
+    q0 = ledger.queries
+    score, ostate, ledger = charged_query(oracle, x, sigma, ostate, ledger, when=when)
+    if eta is None:
+        eta = snr_step_size(snr, z, score)
+    eta = jnp.asarray(eta, x.dtype)
+    x_new = x + eta * score + jnp.sqrt(2.0 * eta) * z
+    return jnp.where(ledger.queries > q0, x_new, x), ostate, ledger
+
+
+def _series(h, coeffs):
+    out = jnp.zeros_like(h)
+    for c in reversed(coeffs):
+        out = out * h + c
+    return out
+
+
+def phi2_neg(h):
+    """``(e^{-h} - 1)/h + 1`` (DPM-Solver++ phi_2), accurate for small ``h > 0``."""
+    small = h < 0.1
+    hs = jnp.where(small, h, 1.0)
+    hl = jnp.where(small, 1.0, h)
+    # h/2 - h^2/6 + h^3/24 - h^4/120 + h^5/720 - h^6/5040
+    ser = hs * _series(hs, [1 / 2, -1 / 6, 1 / 24, -1 / 120, 1 / 720, -1 / 5040])
+    return jnp.where(small, ser, jnp.expm1(-hl) / hl + 1.0)
+
+
+def phi3_neg(h):
+    """``phi2_neg(h)/h - 1/2``, accurate for small ``h > 0``."""
+    small = h < 0.1
+    hs = jnp.where(small, h, 1.0)
+    hl = jnp.where(small, 1.0, h)
+    # -h/6 + h^2/24 - h^3/120 + h^4/720 - h^5/5040 + h^6/40320
+    ser = hs * _series(hs, [-1 / 6, 1 / 24, -1 / 120, 1 / 720, -1 / 5040, 1 / 40320])
+    return jnp.where(small, ser, phi2_neg(hl) / hl - 0.5)
+
+
+def phi1m1(a):
+    """``(e^a - 1)/a - 1``, accurate for small ``|a|``."""
+    small = jnp.abs(a) < 0.1
+    as_ = jnp.where(small, a, 1.0)
+    al = jnp.where(small, 1.0, a)
+    ser = as_ * _series(as_, [1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040])
+    return jnp.where(small, ser, jnp.expm1(al) / al - 1.0)
+
+
+def set_exhausted(ledger, flag):
+    """Ledger with ``exhausted |= flag``."""
+    return eqx.tree_at(lambda l: l.exhausted, ledger, ledger.exhausted | jnp.asarray(flag, bool))
+
+
+def check_nonneg_int(name, value):
+    return check_positive_int(name, value, minimum=0)
+
+
+__all__ = [
+    "run_fixed_steps",
+    "snr_step_size",
+    "langevin_step",
+    "phi2_neg",
+    "phi3_neg",
+    "phi1m1",
+    "set_exhausted",
+    "check_nonneg_int",
+]
