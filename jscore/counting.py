@@ -23,6 +23,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 
@@ -69,14 +70,17 @@ class Ledger(eqx.Module):
 
     @classmethod
     def empty(cls, budget: int, capacity: int, dtype) -> "Ledger":
-        zero = jnp.zeros((), jnp.int32)
+        # The scalar counters start as NumPy constants so that a sampler's solve can read the
+        # fresh budget at trace time (AbstractFixedStepSampler drops its exhaustion select when
+        # the budget provably covers the grid); they become JAX arrays at the first charge.
+        zero = np.zeros((), np.int32)
         return cls(
             queries=zero,
             rounds=zero,
             levels=zero,
             seen=jnp.full((max(int(capacity), 1),), jnp.inf, dtype),
-            exhausted=jnp.zeros((), bool),
-            budget=jnp.asarray(budget, jnp.int32),
+            exhausted=np.zeros((), bool),
+            budget=np.asarray(budget, np.int32),
         )
 
     @property

@@ -34,17 +34,20 @@ def moment_fit_w2(samples, mean, var):
     return gaussian_w2(x.mean(0), x.var(0, ddof=1), mean, var)
 
 
-def _mean_pair_dist(a, b, same: bool):
-    # mean Euclidean distance over pairs, in row blocks so memory stays O(block * n)
-    a = jnp.asarray(a)
-    b = jnp.asarray(b)
-    sq_b = jnp.sum(b * b, -1)
-
-    def row(x):
-        d2 = jnp.maximum(jnp.dot(x, x) + sq_b - 2.0 * (b @ x), 0.0)
-        return jnp.sum(jnp.sqrt(d2))
-
-    total = jnp.sum(jax.lax.map(row, a, batch_size=256))
+def _mean_pair_dist(a, b, same: bool, block: int = 2048):
+    # mean Euclidean distance over pairs (i != j when same), float64 on the host, in row blocks so
+    # memory stays O(block * m)
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    sq_b = np.sum(b * b, -1)
+    total = 0.0
+    for start in range(0, a.shape[0], block):
+        rows = a[start : start + block]
+        d2 = np.sum(rows * rows, -1)[:, None] + sq_b[None, :] - 2.0 * rows @ b.T
+        if same:  # exclude i == j (U-statistic), whose value is rounding noise
+            idx = np.arange(rows.shape[0])
+            d2[idx, start + idx] = 0.0
+        total += np.sqrt(np.maximum(d2, 0.0)).sum()
     n, m = a.shape[0], b.shape[0]
     return total / (n * (n - 1)) if same else total / (n * m)
 
@@ -53,12 +56,17 @@ def energy_distance(x, y):
     """Unbiased energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` between sample sets ``(n, d)``, ``(m, d)``.
 
     Zero in expectation when both sets come from the same law (U-statistics for the within terms);
-    it can therefore be slightly negative. Cost O(n m d) in blocks.
+    it can therefore be slightly negative. Computed on the host in float64, O(n m d) in blocks;
+    returns a Python float.
     """
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"energy_distance needs (n, d) and (m, d) arrays, got {x.shape} and {y.shape}.")
-    return 2.0 * _mean_pair_dist(x, y, False) - _mean_pair_dist(x, x, True) - _mean_pair_dist(y, y, True)
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(x.shape[0], y.shape[0]) < 2:
+        raise ValueError(
+            f"energy_distance needs (n, d) and (m, d) arrays with n, m >= 2, got {x.shape} and {y.shape}."
+        )
+    return float(
+        2.0 * _mean_pair_dist(x, y, False) - _mean_pair_dist(x, x, True) - _mean_pair_dist(y, y, True)
+    )
 
 
 def mode_tv(samples, means, weights=None):

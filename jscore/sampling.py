@@ -139,8 +139,30 @@ def _sample_batch(oracle, sampler, sigmas, key, x_init, seeds, plan, record, chu
         return _run_chain(oracle, sampler, sigmas, chain_key(key, seed), x0, plan, record)
 
     if chunk_size is None or chunk_size >= seeds.shape[0]:
+        if x_init is None:
+            # Draw the initial points first, a block of chains at a time: the same values as
+            # _run_chain's draw, without the random-bit generator's N x d temporaries
+            # (several times the state) being live at once.
+            x_init = _initial_points(sigmas, key, seeds, plan.dim)
         return jax.vmap(one)((seeds, x_init))
     return jax.lax.map(one, (seeds, x_init), batch_size=chunk_size)
+
+
+#: Coordinates drawn per block by _initial_points (bounds its temporaries to a few MiB).
+_INIT_BLOCK = 2**18
+
+
+def _initial_points(sigmas, key, seeds, dim):
+    """``x0[i] = sigmas[0] * normal(stream(chain_key(key, seeds[i]), INIT), (dim,))``, blockwise."""
+    dtype = _float_dtype()
+
+    def draw(seed):
+        return sigmas[0] * jax.random.normal(stream(chain_key(key, seed), INIT), (dim,), dtype)
+
+    block = max(1, min(seeds.shape[0], _INIT_BLOCK // max(dim, 1)))
+    if block >= seeds.shape[0]:
+        return jax.vmap(draw)(seeds)
+    return jax.lax.map(draw, seeds, batch_size=block)
 
 
 @eqx.filter_jit

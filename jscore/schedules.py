@@ -20,10 +20,21 @@ def _float(x):
     return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
-def _finish(sig, append_zero):
+def _namespace(*args):
+    """``(xp, as_float)``: NumPy in float64 when every argument is concrete, else jax.numpy.
+
+    Concrete grids are computed in float64 and cast once to the default float dtype: more
+    accurate, and no small kernels are compiled for every new grid length.
+    """
+    if all(concrete(a) is not None for a in args):
+        return np, (lambda x: np.asarray(x, dtype=np.float64))
+    return jnp, _float
+
+
+def _finish(xp, sig, append_zero):
     if append_zero:
-        sig = jnp.concatenate([sig, jnp.zeros((1,), sig.dtype)])
-    return sig
+        sig = xp.concatenate([sig, xp.zeros((1,), sig.dtype)])
+    return jnp.asarray(sig, dtype=jnp.result_type(float))
 
 
 def _check_min_max(sigma_min, sigma_max):
@@ -40,11 +51,12 @@ def karras(n: int, sigma_min=0.002, sigma_max=80.0, rho=7.0, append_zero: bool =
     n = check_positive_int("n", n)
     _check_min_max(sigma_min, sigma_max)
     check_range("rho", rho, 0.0, lo_open=True)
-    smin, smax, rho = _float(sigma_min), _float(sigma_max), _float(rho)
-    frac = jnp.arange(n, dtype=smin.dtype) / max(n - 1, 1)
+    xp, f = _namespace(sigma_min, sigma_max, rho)
+    smin, smax, rho = f(sigma_min), f(sigma_max), f(rho)
+    frac = xp.arange(n, dtype=smin.dtype) / max(n - 1, 1)
     lo, hi = smin ** (1.0 / rho), smax ** (1.0 / rho)
     sig = (hi + frac * (lo - hi)) ** rho
-    return _finish(sig, append_zero)
+    return _finish(xp, sig, append_zero)
 
 
 def geometric(n: int, sigma_min, sigma_max, offset=0.0, append_zero: bool = True):
@@ -57,11 +69,12 @@ def geometric(n: int, sigma_min, sigma_max, offset=0.0, append_zero: bool = True
     n = check_positive_int("n", n)
     _check_min_max(sigma_min, sigma_max)
     check_range("offset", offset, 0.0, 1.0, hi_open=True)
-    smin, smax, offset = _float(sigma_min), _float(sigma_max), _float(offset)
-    delta = jnp.log(smax / smin) / max(n - 1, 1)
-    i = jnp.arange(n, dtype=smin.dtype)
-    sig = jnp.exp(jnp.log(smax) - (i + offset) * delta)
-    return _finish(sig, append_zero)
+    xp, f = _namespace(sigma_min, sigma_max, offset)
+    smin, smax, offset = f(sigma_min), f(sigma_max), f(offset)
+    delta = xp.log(smax / smin) / max(n - 1, 1)
+    i = xp.arange(n, dtype=smin.dtype)
+    sig = xp.exp(xp.log(smax) - (i + offset) * delta)
+    return _finish(xp, sig, append_zero)
 
 
 def vp_sigma(u, beta_min=0.1, beta_max=20.0):
@@ -85,20 +98,22 @@ def vp_linear(n: int, beta_min=0.1, beta_max=20.0, t_min=1e-3, append_zero: bool
     bmin, bmax = concrete(beta_min), concrete(beta_max)
     if bmin is not None and bmax is not None and not np.all(bmax > bmin):
         raise ValueError(f"`beta_max` ({bmax}) must exceed `beta_min` ({bmin}).")
-    u = jnp.linspace(1.0, _float(t_min), n) if n > 1 else jnp.ones((1,)) * 1.0
-    u = _float(u)
-    return _finish(vp_sigma(u, _float(beta_min), _float(beta_max)), append_zero)
+    xp, f = _namespace(beta_min, beta_max, t_min)
+    bmin, bmax, t_min = f(beta_min), f(beta_max), f(t_min)
+    u = xp.linspace(1.0, t_min, n) if n > 1 else xp.ones((1,), bmin.dtype)
+    sig = xp.sqrt(xp.expm1(bmin * u + 0.5 * (bmax - bmin) * u * u))
+    return _finish(xp, sig, append_zero)
 
 
-def _cosine_u(sigma, s):
-    c = jnp.cos(jnp.pi * s / (2.0 * (1.0 + s)))
-    return (2.0 * (1.0 + s) / jnp.pi) * jnp.arccos(c / jnp.sqrt(1.0 + sigma * sigma)) - s
+def _cosine_u(sigma, s, xp=jnp):
+    c = xp.cos(xp.pi * s / (2.0 * (1.0 + s)))
+    return (2.0 * (1.0 + s) / xp.pi) * xp.arccos(c / xp.sqrt(1.0 + sigma * sigma)) - s
 
 
-def _cosine_sigma(u, s):
-    f0 = jnp.cos(jnp.pi * s / (2.0 * (1.0 + s))) ** 2
-    fu = jnp.cos(jnp.pi * (u + s) / (2.0 * (1.0 + s))) ** 2
-    return jnp.sqrt(f0 / fu - 1.0)
+def _cosine_sigma(u, s, xp=jnp):
+    f0 = xp.cos(xp.pi * s / (2.0 * (1.0 + s))) ** 2
+    fu = xp.cos(xp.pi * (u + s) / (2.0 * (1.0 + s))) ** 2
+    return xp.sqrt(f0 / fu - 1.0)
 
 
 def cosine(n: int, sigma_min=0.002, sigma_max=80.0, s=_COSINE_S, append_zero: bool = True):
@@ -109,16 +124,17 @@ def cosine(n: int, sigma_min=0.002, sigma_max=80.0, s=_COSINE_S, append_zero: bo
     """
     n = check_positive_int("n", n)
     _check_min_max(sigma_min, sigma_max)
-    smin, smax, s = _float(sigma_min), _float(sigma_max), _float(s)
-    u_hi, u_lo = _cosine_u(smax, s), _cosine_u(smin, s)
-    frac = jnp.arange(n, dtype=smin.dtype) / max(n - 1, 1)
+    xp, f = _namespace(sigma_min, sigma_max, s)
+    smin, smax, s = f(sigma_min), f(sigma_max), f(s)
+    u_hi, u_lo = _cosine_u(smax, s, xp), _cosine_u(smin, s, xp)
+    frac = xp.arange(n, dtype=smin.dtype) / max(n - 1, 1)
     u = u_hi + frac * (u_lo - u_hi)
-    sig = _cosine_sigma(u, s)
+    sig = _cosine_sigma(u, s, xp)
     # pin the end points to their exact values (the round trip loses a few ulps)
-    sig = sig.at[0].set(smax)
-    if n > 1:
-        sig = sig.at[-1].set(smin)
-    return _finish(sig, append_zero)
+    first = xp.arange(n) == 0
+    last = (xp.arange(n) == n - 1) & (n > 1)
+    sig = xp.where(first, smax, xp.where(last, smin, sig))
+    return _finish(xp, sig, append_zero)
 
 
 def ou_uniform(n: int, t_min, t_max, append_zero: bool = True):
@@ -128,8 +144,10 @@ def ou_uniform(n: int, t_min, t_max, append_zero: bool = True):
     tmin, tmax = concrete(t_min), concrete(t_max)
     if tmin is not None and tmax is not None and not np.all(tmin < tmax):
         raise ValueError(f"`t_min` ({tmin}) must be smaller than `t_max` ({tmax}).")
-    t = jnp.linspace(_float(t_max), _float(t_min), n) if n > 1 else _float(t_max)[None]
-    return _finish(jnp.sqrt(jnp.expm1(2.0 * t)), append_zero)
+    xp, f = _namespace(t_min, t_max)
+    t_min, t_max = f(t_min), f(t_max)
+    t = xp.linspace(t_max, t_min, n) if n > 1 else t_max[None]
+    return _finish(xp, xp.sqrt(xp.expm1(2.0 * t)), append_zero)
 
 
 def check_sigmas(sigmas, name: str = "sigmas"):

@@ -15,7 +15,7 @@ Scores are obtained only through :func:`jscore.counting.charged_query` / ``charg
 from __future__ import annotations
 
 import abc
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -40,9 +40,40 @@ def tree_select(pred, new, old):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
+class _StepKey(eqx.Module):
+    """The step's key ``fold_in(stream, i)``, derived where it is used: ``key()``.
+
+    Passed to :meth:`AbstractFixedStepSampler.step` instead of the key itself only by samplers
+    that opt in (``_lazy_step_key = True``) because they use the key inside a branch (Heun's
+    churn): the per-chain ``fold_in`` then runs only when the branch does.
+    """
+
+    stream: Any
+    i: Any
+
+    def __call__(self):
+        return step_key(self.stream, self.i)
+
+
 def as_param(x):
     """Converter for numeric hyper-parameters: an array of the default float dtype."""
     return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+def _budget_covers(sampler, num_steps, ledger) -> bool:
+    """True if the ledger's remaining budget, known at trace time, covers the sampler's largest
+    possible query count on this grid (whether or not it ends at 0): no chain can run out, so the
+    per-step "keep the last state if exhausted" select is the identity and is left out (it is a
+    separate pass over the state where the update is fused into a matrix product on CPU).
+    False whenever anything is traced or unknown."""
+    try:
+        remaining = int(ledger.budget) - int(ledger.queries)
+    except (jax.errors.ConcretizationTypeError, TypeError):
+        return False
+    worst = [sampler.query_capacity(num_steps, z) for z in (True, False)]
+    if any(w is None for w in worst):
+        return False
+    return max(worst) <= remaining
 
 
 class AbstractSampler(eqx.Module):
@@ -79,6 +110,12 @@ class AbstractFixedStepSampler(AbstractSampler):
     A chain whose ledger becomes exhausted keeps the state of its last completed step.
     """
 
+    # Internal: pass the step key as a lazy ``_StepKey`` (call it to get the key).
+    _lazy_step_key: ClassVar[bool] = False
+    # Internal: ``step`` itself returns the input state of a chain whose ledger is exhausted after
+    # the step (so the loop's own select, which cannot fuse across a cond, is left out).
+    _selects_on_exhaustion: ClassVar[bool] = False
+
     @abc.abstractmethod
     def init(self, sigmas, x) -> Any:
         """Initial sampler state for one chain."""
@@ -90,6 +127,7 @@ class AbstractFixedStepSampler(AbstractSampler):
     def solve(self, oracle, sigmas, x, key, ostate, ledger: Ledger, record: Record | None) -> Solution:
         num_steps = sigmas.shape[0] - 1
         state = self.init(sigmas, x)
+        never_exhausts = _budget_covers(self, num_steps, ledger)
         trace = None
         if record is not None:
             length = -(-num_steps // record.every)
@@ -97,12 +135,14 @@ class AbstractFixedStepSampler(AbstractSampler):
 
         def body(carry, i):
             x, state, ostate, ledger, trace = carry
-            x_new, state_new, ostate, ledger = self.step(
-                oracle, i, sigmas, x, state, ostate, ledger, step_key(key, i)
-            )
+            k = _StepKey(key, i) if self._lazy_step_key else step_key(key, i)
+            x_new, state_new, ostate, ledger = self.step(oracle, i, sigmas, x, state, ostate, ledger, k)
             keep = ~ledger.exhausted
-            x = jnp.where(keep, x_new, x)
-            state = tree_select(keep, state_new, state)
+            if never_exhausts or self._selects_on_exhaustion:  # select is the identity / done
+                x, state = x_new, state_new
+            else:
+                x = jnp.where(keep, x_new, x)
+                state = tree_select(keep, state_new, state)
             if trace is not None:
                 due = ((i + 1) % record.every == 0) | (i == num_steps - 1)
                 trace = trace.write(i // record.every, due & keep, sigmas[i + 1], ledger, x)

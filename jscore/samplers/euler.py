@@ -27,9 +27,9 @@ class Euler(AbstractFixedStepSampler):
     def step(self, oracle, i, sigmas, x, state, ostate, ledger, key):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         score, ostate, ledger = charged_query(oracle, x, sigma, ostate, ledger)
-        denoised = x + sigma * sigma * score
-        ratio = sigma_next / sigma
-        return ratio * x + (1.0 - ratio) * denoised, state, ostate, ledger
+        # = (sigma'/sigma) x + (1 - sigma'/sigma) D with D = x + sigma^2 S, in one multiply-add per
+        # coordinate; into sigma' = 0 the factor is exactly sigma^2, i.e. Tweedie's D.
+        return x + (sigma * (sigma - sigma_next)) * score, state, ostate, ledger
 
 
 __all__ = ["Euler"]

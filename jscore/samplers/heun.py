@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -11,7 +12,7 @@ from jaxtyping import Array, Float
 
 from .._checks import check_range
 from ..counting import charged_query
-from .base import AbstractFixedStepSampler, as_param
+from .base import AbstractFixedStepSampler, _StepKey, as_param
 
 
 class Heun(AbstractFixedStepSampler):
@@ -31,6 +32,9 @@ class Heun(AbstractFixedStepSampler):
     s_tmin: Float[Array, ""] = eqx.field(default=0.0, converter=as_param)
     s_tmax: Float[Array, ""] = eqx.field(default=float("inf"), converter=as_param)
     s_noise: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
+
+    _lazy_step_key: ClassVar[bool] = True  # the key is only needed with churn
+    _selects_on_exhaustion: ClassVar[bool] = True  # fused into the update, inside the cond
 
     def __check_init__(self):
         check_range("s_churn", self.s_churn, 0.0)
@@ -59,12 +63,31 @@ class Heun(AbstractFixedStepSampler):
         return jnp.where(in_window, g, jnp.zeros_like(s)).astype(sigmas.dtype)
 
     def step(self, oracle, i, sigmas, x, state, ostate, ledger, key):
+        # Without churn (s_churn = 0, the PF-ODE) no noise is drawn: the whole step sits in a
+        # cond on ``s_churn > 0``, which does not depend on the chain or the grid, so under the
+        # engine's vmap it stays a real branch and the N x d normal draws (and the per-chain key
+        # derivation, a lazy _StepKey) are skipped. The no-churn branch is the churn formula with
+        # gamma = 0 exactly (x_hat = x, sigma_hat = sigma), so results are bit-identical.
+        churn_on = jnp.minimum(self.s_churn / (sigmas.shape[0] - 1), math.sqrt(2.0) - 1.0) > 0
+        # the oracle (any pytree, possibly with non-array leaves) is closed over, not an operand
+        return jax.lax.cond(
+            churn_on,
+            lambda *a: self._step(oracle, i, sigmas, *a, churn=True),
+            lambda *a: self._step(oracle, i, sigmas, *a, churn=False),
+            x, state, ostate, ledger, key,
+        )
+
+    def _step(self, oracle, i, sigmas, x, state, ostate, ledger, key, *, churn: bool):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        gamma = self.gammas(sigmas)[i]
-        sigma_hat = sigma * (1.0 + gamma)
-        z = jax.random.normal(key, x.shape, x.dtype)
-        # sqrt(sigma_hat^2 - sigma^2) = sigma sqrt(gamma (2 + gamma)), exact 0 when gamma = 0
-        x_hat = x + self.s_noise * sigma * jnp.sqrt(gamma * (2.0 + gamma)) * z
+        if churn:
+            gamma = self.gammas(sigmas)[i]
+            sigma_hat = sigma * (1.0 + gamma)
+            key = key() if isinstance(key, _StepKey) else key
+            z = jax.random.normal(key, x.shape, x.dtype)
+            # sqrt(sigma_hat^2 - sigma^2) = sigma sqrt(gamma (2 + gamma)), exact 0 when gamma = 0
+            x_hat = x + self.s_noise * sigma * jnp.sqrt(gamma * (2.0 + gamma)) * z
+        else:
+            sigma_hat, x_hat = sigma, x
 
         score, ostate, ledger = charged_query(oracle, x_hat, sigma_hat, ostate, ledger)
         d = -sigma_hat * score  # eps_hat(x_hat, sigma_hat)
@@ -76,7 +99,10 @@ class Heun(AbstractFixedStepSampler):
         )
         d2 = -sigma_next * score2
         x_corr = x_hat + (sigma_next - sigma_hat) * 0.5 * (d + d2)
-        return jnp.where(not_last, x_corr, x_pred), state, ostate, ledger
+        x_new = jnp.where(not_last, x_corr, x_pred)
+        # an exhausted chain keeps its input state (the engine's rule, applied here so that it
+        # fuses with the update instead of costing a pass after the cond)
+        return jnp.where(ledger.exhausted, x, x_new), state, ostate, ledger
 
 
 __all__ = ["Heun"]

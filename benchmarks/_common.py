@@ -1,0 +1,146 @@
+"""Shared helpers for the benchmark scripts (not part of the jscore package).
+
+Rules (performance.md, style.md section 9): time whole jitted loops after a warm-up call with
+``block_until_ready``, report the median of several repeats, interleave the implementations being
+compared (so machine load hits them alike) and keep the raw JSON in ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("EQX_ON_ERROR", "nan")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def setup_platform(device: str) -> None:
+    """Select the JAX platform before jax is imported (``cpu`` or ``gpu``)."""
+    if device == "cpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    elif device == "gpu":
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        os.environ["JAX_PLATFORMS"] = "cuda,cpu"
+    else:
+        raise ValueError(f"--device must be cpu or gpu, got {device!r}")
+
+
+def env_info() -> dict:
+    """Versions and device facts recorded with every number."""
+    import jax
+    import jaxlib
+
+    import jscore
+
+    info = {
+        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "jscore": jscore.__version__,
+        "python": platform.python_version(),
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "num_devices": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "x64": bool(jax.config.jax_enable_x64),
+        "EQX_ON_ERROR": os.environ.get("EQX_ON_ERROR"),
+    }
+    try:
+        import equinox
+
+        info["equinox"] = equinox.__version__
+    except Exception:  # pragma: no cover
+        pass
+    try:
+        info["load_average_at_start"] = os.getloadavg()
+    except OSError:  # pragma: no cover
+        pass
+    return info
+
+
+def device_label(info: dict) -> str:
+    kind = info["device_kind"]
+    if info["backend"] == "cpu":
+        return f"cpu ({info['cpu_count']} cores, {platform.processor() or platform.machine()})"
+    return kind
+
+
+def block(x):
+    import jax
+
+    return jax.block_until_ready(x)
+
+
+def time_interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict:
+    """Run each zero-argument callable ``warmup`` times, then ``repeats`` rounds in rotating order.
+
+    Returns ``{name: [seconds, ...]}``. Garbage collection is off while timing.
+    """
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            block(fns[name]())
+    times = {name: [] for name in names}
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(repeats):
+            order = names[r % len(names):] + names[: r % len(names)]
+            for name in order:
+                t0 = time.perf_counter()
+                block(fns[name]())
+                times[name].append(time.perf_counter() - t0)
+    finally:
+        if gc_was:
+            gc.enable()
+    return times
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def save_json(stem: str, payload: dict, out: str | None = None) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if out is None:
+        backend = payload.get("env", {}).get("backend", "unknown")
+        out = RESULTS / f"{stem}_{backend}.json"
+    out = Path(out)
+    out.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    return out
+
+
+def mixture(d: int, key, num_components: int = 16, std: float = 0.5, scale: float = 3.0):
+    """The benchmark target: K isotropic components, std 0.5, means ~ 3 N(0, I)."""
+    import jax
+
+    import jscore as js
+
+    means = scale * jax.random.normal(key, (num_components, d))
+    return js.targets.GaussianMixture(means, std)
+
+
+def bandwidth_probe(num_floats: int, repeats: int = 20) -> dict:
+    """Device-to-device bandwidth of a large elementwise op ``y = x + 1`` (bytes read + written)."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.zeros((num_floats,), jnp.float32)
+    f = jax.jit(lambda a: a + 1.0)
+    block(f(x))
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        block(f(x))
+        ts.append(time.perf_counter() - t0)
+    t = median(ts)
+    nbytes = 2 * x.size * x.dtype.itemsize
+    return {"num_floats": num_floats, "seconds_median": t, "bytes": nbytes, "GBps": nbytes / t / 1e9}

@@ -1,0 +1,278 @@
+"""Throughput of the probability-flow ODE on a Gaussian mixture: jscore against its peers.
+
+Workload (performance.md): Euler and Heun (EDM, no churn) in sigma on a Karras grid (default 64
+steps, ending at 0), isotropic Gaussian mixture with K = 16 components, std 0.5, means
+~ 3 N(0, I); N chains x d dims, float32, all chains from the same initial points.
+
+Implementations timed in the same process, interleaved, as whole jitted loops:
+
+- ``jscore``: ``js.sample(js.oracles.Exact(target), sampler, sigmas, key, x_init=x0)`` (counts
+  included);
+- ``scan``: a batched ``lax.scan`` written directly with the same arithmetic (reference);
+- ``diffrax``: ``diffrax.diffeqsolve`` (Euler / Heun, ``StepTo`` on the grid), vector field
+  ``-sigma * target.score`` vmapped per chain (Heun: to sigma_{N-1}, then the same final Euler step
+  into 0 as EDM's Heun); skipped with a message if diffrax is missing;
+- ``pyloop``: a Python loop calling a jitted (state-donating) step;
+- ``torch``: an idiomatic PyTorch eager loop (``torch.no_grad``), same arithmetic; skipped with a
+  message if torch is missing.
+
+Reported: seconds (median of the repeats), coordinate-queries per second ``N d Q / t`` (Q = score
+evaluations per chain: N for Euler, 2N - 1 for Heun, the same for every implementation), the
+ratio ``t_peer / t_jscore`` (> 1: jscore is faster), the largest deviation of each peer's final
+state from jscore's, and on GPU the fraction of the state-bandwidth floor: one read and one write
+of the ``N x d`` float32 state per score evaluation at the bandwidth of a large elementwise op
+measured in the same run.
+
+    python benchmarks/throughput.py                 # CPU: N d = 2^20, d in {64, 1024}
+    python benchmarks/throughput.py --device gpu    # GPU: N d = 2^26, d in {1024, 16384, 262144}
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import _common  # noqa: E402
+
+DEFAULTS = {
+    "cpu": {"log2_size": 20, "dims": [64, 1024], "repeats": 5},
+    "gpu": {"log2_size": 26, "dims": [1024, 16384, 262144], "repeats": 10},
+}
+
+
+def build_jax_impls(sampler_name, target, sigmas, steps, key):
+    import jax
+    import jax.numpy as jnp
+
+    import jscore as js
+
+    oracle = js.oracles.Exact(target)
+    sampler = {"euler": js.samplers.Euler(), "heun": js.samplers.Heun()}[sampler_name]
+    # Every JAX implementation takes the target as a jit argument, like jscore's oracle (closing
+    # over it would bake the means into the executable as constants, which jscore cannot do).
+    def score_of(tgt):
+        return jax.vmap(tgt.score, in_axes=(0, None))
+
+    def run_jscore(x0):
+        return js.sample(oracle, sampler, sigmas, key, x_init=x0).x
+
+    def euler_step(x, s, sn, tgt):
+        d = -s * score_of(tgt)(x, s)
+        return x + (sn - s) * d
+
+    def heun_step(x, s, sn, tgt):
+        score = score_of(tgt)
+        d = -s * score(x, s)
+        x_pred = x + (sn - s) * d
+        safe = jnp.where(sn > 0, sn, 1.0)
+        d2 = -sn * score(x_pred, safe)
+        return jnp.where(sn > 0, x + (sn - s) * 0.5 * (d + d2), x_pred)
+
+    step = {"euler": euler_step, "heun": heun_step}[sampler_name]
+
+    @jax.jit
+    def run_scan(x0, sig, tgt):
+        def body(x, i):
+            return step(x, sig[i], sig[i + 1], tgt), None
+
+        return jax.lax.scan(body, x0, jnp.arange(steps))[0]
+
+    jstep = jax.jit(step, donate_argnums=0)
+    sig_list = [sigmas[i] for i in range(steps + 1)]
+
+    def run_pyloop(x0):
+        x = jnp.copy(x0)
+        for i in range(steps):
+            x = jstep(x, sig_list[i], sig_list[i + 1], target)
+        return x
+
+    impls = {
+        "jscore": lambda x0: run_jscore(x0),
+        "scan": lambda x0: run_scan(x0, sigmas, target),
+        "pyloop": run_pyloop,
+    }
+    notes = {}
+    try:
+        import diffrax as dfx
+
+        def vf(t, y, tgt):
+            return -t * tgt.score(y, t)
+
+        solver = {"euler": dfx.Euler(), "heun": dfx.Heun()}[sampler_name]
+        # Heun: diffrax's Heun to the last positive level, then EDM's final Euler step into 0.
+        ts = sigmas if sampler_name == "euler" else sigmas[:-1]
+
+        @jax.jit
+        def run_diffrax(x0, ts, tgt):
+            def one(y0):
+                sol = dfx.diffeqsolve(
+                    dfx.ODETerm(vf), solver, t0=ts[0], t1=ts[-1], dt0=None, y0=y0, args=tgt,
+                    stepsize_controller=dfx.StepTo(ts=ts), saveat=dfx.SaveAt(t1=True),
+                    max_steps=ts.shape[0] - 1,
+                )
+                y = sol.ys[0]
+                if sampler_name == "heun":
+                    y = y + (sigmas[-1] - ts[-1]) * vf(ts[-1], y, tgt)
+                return y
+
+            return jax.vmap(one)(x0)
+
+        impls["diffrax"] = lambda x0: run_diffrax(x0, ts, target)
+        notes["diffrax"] = dfx.__version__ if hasattr(dfx, "__version__") else "installed"
+    except ImportError:
+        print("diffrax not installed: skipping the diffrax peer (pip install 'jscore[bench]').")
+        notes["diffrax"] = "skipped: not installed"
+    return impls, notes
+
+
+def build_torch_impl(sampler_name, target, sigmas, steps, device):
+    try:
+        import torch
+    except ImportError:
+        print("torch not installed: skipping the PyTorch peer (pip install 'jscore[bench]').")
+        return None, "skipped: not installed"
+    import numpy as np
+
+    tdev = "cuda" if device == "gpu" else "cpu"
+    if tdev == "cuda" and not torch.cuda.is_available():
+        print("torch has no CUDA device: skipping the PyTorch peer.")
+        return None, "skipped: no CUDA in torch"
+    means = torch.tensor(np.asarray(target.means), device=tdev)
+    log_w = torch.tensor(np.asarray(target.log_weights), device=tdev)
+    half_sq = 0.5 * (means * means).sum(-1)
+    var0 = float(target.std) ** 2
+    sig = [float(s) for s in np.asarray(sigmas)]
+
+    def score(x, s):
+        v = var0 + s * s
+        r = torch.softmax(log_w + (x @ means.T - half_sq) / v, dim=-1)
+        return (r @ means - x) / v
+
+    @torch.no_grad()
+    def run(x0):
+        x = x0.clone()
+        for i in range(steps):
+            s, sn = sig[i], sig[i + 1]
+            d = -s * score(x, s)
+            if sampler_name == "euler" or sn == 0:
+                x = x + (sn - s) * d
+            else:
+                x_pred = x + (sn - s) * d
+                d2 = -sn * score(x_pred, sn)
+                x = x + (sn - s) * 0.5 * (d + d2)
+        if tdev == "cuda":
+            torch.cuda.synchronize()
+        return x
+
+    def to_torch(x0):
+        return torch.tensor(np.asarray(x0), device=tdev)
+
+    return (run, to_torch), f"torch {torch.__version__}, {torch.get_num_threads()} threads, {tdev}"
+
+
+def run_case(sampler_name, d, n, steps, repeats, device, bandwidth):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jscore as js
+
+    key = jax.random.key(0)
+    target = _common.mixture(d, jax.random.key(1))
+    sigmas = js.schedules.karras(steps)
+    x0 = sigmas[0] * jax.random.normal(jax.random.key(2), (n, d), jnp.float32)
+    impls, notes = build_jax_impls(sampler_name, target, sigmas, steps, key)
+    fns = {name: (lambda f=f: f(x0)) for name, f in impls.items()}
+    torch_impl, notes["torch"] = build_torch_impl(sampler_name, target, sigmas, steps, device)
+    if torch_impl is not None:
+        run_t, to_torch = torch_impl
+        x0_t = to_torch(x0)
+        fns["torch"] = lambda: run_t(x0_t)
+
+    # correctness: every peer's final state against jscore's
+    ref = np.asarray(fns["jscore"]())
+    dev = {}
+    for name, f in fns.items():
+        out = f()
+        out = out.cpu().numpy() if hasattr(out, "cpu") else np.asarray(out)
+        dev[name] = float(np.max(np.abs(out - ref)) / max(1.0, float(np.max(np.abs(ref)))))
+    times = _common.time_interleaved(fns, repeats)
+    q = steps if sampler_name == "euler" else 2 * steps - 1
+    med = {k: _common.median(v) for k, v in times.items()}
+    rows = {}
+    state_bytes = n * d * 4
+    for name, t in med.items():
+        row = {
+            "seconds_median": t,
+            "seconds_all": times[name],
+            "coord_queries_per_s": n * d * q / t,
+            "ratio_vs_jscore": t / med["jscore"],
+            "max_rel_dev_from_jscore": dev[name],
+        }
+        if bandwidth is not None:
+            floor = q * 2 * state_bytes / (bandwidth["GBps"] * 1e9)
+            row["floor_seconds"] = floor
+            row["fraction_of_floor"] = floor / t
+        rows[name] = row
+    return {
+        "sampler": sampler_name, "d": d, "n": n, "steps": steps, "queries_per_chain": q,
+        "repeats": repeats, "peers": notes, "impls": rows,
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--dims", type=lambda s: [int(v) for v in s.split(",")], default=None)
+    p.add_argument("--log2-size", type=int, default=None, help="log2 of N*d")
+    p.add_argument("--steps", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--samplers", default="euler,heun")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    _common.setup_platform(args.device)
+    cfg = DEFAULTS[args.device]
+    dims = args.dims or cfg["dims"]
+    log2 = args.log2_size or cfg["log2_size"]
+    repeats = args.repeats or cfg["repeats"]
+
+    env = _common.env_info()
+    print(f"device: {_common.device_label(env)}; jax {env['jax']}")
+    bandwidth = _common.bandwidth_probe(2**log2) if args.device == "gpu" else None
+    if bandwidth:
+        print(f"elementwise probe: {bandwidth['GBps']:.0f} GB/s (read + write)")
+    cases = []
+    for sampler_name in args.samplers.split(","):
+        for d in dims:
+            n = 2**log2 // d
+            case = run_case(sampler_name, d, n, args.steps, repeats, args.device, bandwidth)
+            cases.append(case)
+            print(f"\n{sampler_name}, d={d}, N={n}, {args.steps} steps, Q={case['queries_per_chain']}")
+            for name, r in case["impls"].items():
+                extra = f"  floor {100 * r['fraction_of_floor']:.0f}%" if "fraction_of_floor" in r else ""
+                print(
+                    f"  {name:8s} {1e3 * r['seconds_median']:9.1f} ms  "
+                    f"{r['coord_queries_per_s']:.3e} coord-q/s  t/t_jscore {r['ratio_vs_jscore']:6.2f}"
+                    f"  dev {r['max_rel_dev_from_jscore']:.1e}{extra}",
+                    flush=True,
+                )
+    try:
+        import os
+
+        env["load_average_at_end"] = os.getloadavg()
+    except OSError:
+        pass
+    payload = {"benchmark": "throughput", "env": env, "device": _common.device_label(env),
+               "bandwidth_probe": bandwidth, "log2_size": log2, "cases": cases}
+    path = _common.save_json("throughput", payload, args.out)
+    print(f"\nsaved {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
