@@ -75,13 +75,17 @@ class Ledger(eqx.Module):
         # fresh budget at trace time (AbstractFixedStepSampler drops its exhaustion select when
         # the budget provably covers the grid); they become JAX arrays at the first charge.
         zero = np.zeros((), np.int32)
+        try:
+            budget = np.asarray(budget, np.int32)
+        except jax.errors.TracerArrayConversionError:  # a traced budget (e.g. a sweep's budget ladder)
+            budget = jnp.asarray(budget, jnp.int32)
         return cls(
             queries=zero,
             rounds=zero,
             levels=zero,
             seen=jnp.full((max(int(capacity), 1),), jnp.inf, dtype),
             exhausted=np.zeros((), bool),
-            budget=np.asarray(budget, np.int32),
+            budget=budget,
         )
 
     @property
