@@ -27,3 +27,4 @@ from . import plot as plot
 from .sweeps import sweep as sweep
 from . import nets as nets
 from . import train as train
+from . import lowerbound as lowerbound

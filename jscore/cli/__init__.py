@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("demo", "sweep", "train")
+COMMANDS = ("demo", "sweep", "train", "lowerbound")
 
 
 def build_parser() -> argparse.ArgumentParser:

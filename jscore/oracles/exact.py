@@ -26,4 +26,37 @@ class Exact(AbstractOracle):
         return self.target.score(x, sigma), state
 
 
-__all__ = ["Exact"]
+class Reference(AbstractOracle):
+    """Hypothesis-independent control: answers ``reference.score(x, sigma)`` (e.g. ``s_Q``).
+
+    For the lower-bound lab pass the codebook's reference law (``codebook.reference``, the uniform
+    sphere or N(0, rho^2 I)). Its answers never depend on the hidden codebook, so its per-chain
+    report is ``informative = False``, ``first_informative = 0`` and ``informative_count = 0``
+    (the same statistics as :class:`~jscore.oracles.LRAdversary`, for side-by-side runs).
+    """
+
+    target: AbstractTarget
+
+    def __check_init__(self):
+        if not isinstance(self.target, AbstractTarget):
+            raise TypeError(
+                "`Reference(reference_target)` needs a jscore target (e.g. codebook.reference), "
+                f"got {type(self.target).__name__}."
+            )
+
+    @property
+    def dim(self) -> int:
+        return self.target.dim
+
+    def query(self, x, sigma, state):
+        return self.target.score(x, sigma), state
+
+    def report(self, state) -> dict:
+        import jax.numpy as jnp
+
+        zero = jnp.zeros((), jnp.int32)
+        return {"informative": jnp.zeros((), bool), "first_informative": zero,
+                "informative_count": zero}
+
+
+__all__ = ["Exact", "Reference"]

@@ -1,0 +1,399 @@
+"""Per-query informative probability of the LR adversary at codebook-independent points.
+
+lower_bound.md sections 5, 6, 7.2 and 7.3. Fix a query ``(x, sigma)`` that does not depend on the
+codebook, with ``xi = |x|``. Over the random codebook (M i.i.d. uniform points on ``S_r``,
+``r = rho sqrt(d)``) the probability ``pi(xi, sigma)`` that ``LRAdversary(eps, p)`` answers it
+informatively is, with ``kappa = r xi / sigma^2`` and ``B = 2 r / sigma^2``::
+
+    lambda = eta = 1/2 (eps / (2B))^p,     t_sig = log(2/eta)
+    band   = [r^2 + d s^2 - 2 sqrt((d s^4 + 2 r^2 s^2) t_sig),  r^2 + d s^2 + 2 sqrt(...) + 2 s^2 t_sig]
+    t(u)   = (u + Lambda_d(kappa)) / kappa,      N_u = M S_d(t(u))                (expected count)
+    condensed, C(sigma) >= Rbar:  pi = 1{xi^2 in band} (1 - exp(-N_{u_lo})),    u_lo = log M + log lambda
+    liquid,    C(sigma) <  Rbar:  pi = 1{xi^2 in band} max(1 - exp(-N_{u_hi}), 1_coll),
+                                  u_hi = log M - log(B sqrt(1 - A_d(kappa)^2) / eps)
+    1_coll = 1{A_d(2 kappa) < t_1} 1{(r/sigma^2) sqrt(1 - 2 A A_2 + A^2) exp((Lambda_d(2k) - 2 Lambda_d(k) - log M)/2) > eps/2}
+
+with ``C(sigma) = 1/2 log(1 + rho^2/sigma^2)``, ``Rbar = log M / d`` (the effective rate,
+``M = ceil(exp(R d))``) and ``t_1`` the typical largest cosine, taken at its d -> infinity value
+``sqrt(1 - exp(-2 Rbar))`` (see :func:`guard_threshold` for why, and the finite-d option). Everything
+is in log space: ``log N_u = log M + log S_d(t(u))``, ``pi = -expm1(-exp(min(log N_u, 700)))``,
+``N_u = 0`` if ``t(u) >= 1`` and ``pi = 1`` if ``t(u) <= 0``.
+
+Use float64 (``jax_enable_x64``); the arguments are O(d) and cancel to O(1) near the edges.
+``d`` is a static Python number; ``xi`` and ``sigma`` broadcast; ``rate``, ``eps``, ``p`` and
+``rho`` may be arrays (traced, no retracing when they change).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import bessel as _bessel_mod
+from .caps import _check_d, cap_threshold, log_cap
+
+_LOG_CAP_MAX = 700.0
+_HUGE_LOG_M = 1400.0
+
+
+def _sqrt(v):
+    return math.sqrt(v) if isinstance(v, float) else jnp.sqrt(v)
+
+
+def bessel_terms(kappa, d):
+    """``(Lambda_d(kappa), A_d(kappa))`` for ``kappa >= 0``; ``d`` static, or traced with d >= 60.
+
+    A traced ``d`` (one compiled function for a whole dimension sweep) uses the uniform Debye
+    expansion of :mod:`jscore.lowerbound.bessel` directly (its Regime 1); with its nine Debye
+    terms it agrees with the static-d evaluation to 2e-15 for d >= 60 (checked in the tests).
+    """
+    if isinstance(d, float):
+        return _bessel_mod.log_bessel_mgf_and_ratio(kappa, d)
+    return _bessel_mod._regime1(kappa, d / 2.0 - 1.0)
+
+
+def effective_log_m(d, rate):
+    """``log M = log ceil(exp(R d))`` (the effective rate is ``log M / d``); elementwise in ``rate``.
+
+    For ``R d > 700`` the ceiling is below float resolution and ``log M = R d``.
+    """
+    d = _check_d(d)
+    rate = jnp.asarray(rate, jnp.result_type(float))
+    rd = rate * d
+    small = jnp.ceil(jnp.exp(jnp.minimum(rd, 700.0)))
+    return jnp.where(rd < 700.0, jnp.log(jnp.maximum(small, 1.0)), rd)
+
+
+def effective_log_m_py(d: float, rate: float) -> float:
+    """Host version of :func:`effective_log_m` for Python floats (exact integer ceiling)."""
+    rd = float(rate) * float(d)
+    if rd < 700.0:
+        return math.log(max(math.ceil(math.exp(rd)), 1))
+    return rd
+
+
+def critical_sigma(rate, rho=1.0):
+    """``sigma_c(R) = rho / sqrt(exp(2R) - 1)``, where the capacity ``C(sigma_c) = R``."""
+    rate = jnp.asarray(rate, jnp.result_type(float))
+    return rho / jnp.sqrt(jnp.expm1(2.0 * rate))
+
+
+def capacity(sigma, rho=1.0):
+    """``C(sigma) = 1/2 log(1 + rho^2/sigma^2)`` nats per dimension."""
+    sigma = jnp.asarray(sigma, jnp.result_type(float))
+    return 0.5 * jnp.log1p((rho / sigma) ** 2)
+
+
+def norm_band(sigma, d, eps, p=2.0, rho=1.0):
+    """``(lo, hi)`` of the adversary's band on ``|x|^2`` at ``sigma`` (lower_bound.md section 5).
+
+    Centred at ``r^2 + d sigma^2``; half-width ``2 sqrt((d sigma^4 + 2 r^2 sigma^2) t_sigma)`` plus
+    ``2 sigma^2 t_sigma`` on the upper side, ``t_sigma = log(2/eta_sigma)``.
+    """
+    d = _check_d(d)
+    sigma = jnp.asarray(sigma, jnp.result_type(float))
+    r2 = (rho * rho) * d
+    log_b = math.log(2.0) + 0.5 * jnp.log(r2) - 2.0 * jnp.log(sigma)
+    log_eta = math.log(0.5) + p * (jnp.log(eps) - math.log(2.0) - log_b)
+    t_sig = math.log(2.0) - log_eta
+    s2 = sigma * sigma
+    centre = r2 + d * s2
+    half = 2.0 * jnp.sqrt((d * s2 * s2 + 2.0 * r2 * s2) * t_sig)
+    return centre - half, centre + half + 2.0 * s2 * t_sig
+
+
+class QueryTerms(NamedTuple):
+    """The pieces of ``pi`` for a batch of queries (all arrays of the broadcast shape).
+
+    - ``prob``: the informative probability ``pi``.
+    - ``log_intensity``: ``log`` of the Poisson intensity ``-log(1 - pi)``: ``log N_u`` of the
+      active side, ``+inf`` where ``pi = 1`` (collective term or ``t(u) <= 0``), ``-inf`` where
+      ``pi = 0`` (outside the band, or ``t(u) >= 1``).
+    - ``t_star``: the cosine ``t(u)`` a codeword needs (the cap threshold of this query).
+    - ``in_band``: whether ``|x|^2`` lies in the adversary's norm band.
+    - ``condensed``: ``C(sigma) >= Rbar``.
+    - ``collective``: whether the guarded collective term fires (liquid side only).
+    """
+
+    prob: jax.Array
+    log_intensity: jax.Array
+    t_star: jax.Array
+    in_band: jax.Array
+    condensed: jax.Array
+    collective: jax.Array
+
+
+def informative_terms(
+    xi,
+    sigma,
+    d,
+    rate,
+    eps,
+    p=2.0,
+    rho=1.0,
+    *,
+    log_m=None,
+    t1=None,
+    collective: bool = True,
+) -> QueryTerms:
+    """All terms of ``pi(xi, sigma; d, R, eps, p)`` (module docstring); elementwise, broadcasting.
+
+    **Arguments:**
+    - ``xi``: query norms ``|x| >= 0``; ``sigma``: noise levels ``> 0``.
+    - ``d``: static dimension; ``rate``: hidden rate R (``M = ceil(exp(R d))``), or pass ``log_m``
+      directly (e.g. ``log`` of an explicit codebook's size).
+    - ``eps``, ``p``, ``rho``: adversary accuracy, L^p exponent, radius scale.
+    - ``t1``: the collective guard's cosine; default :func:`guard_threshold` (asymptotic
+      ``sqrt(1 - exp(-2 Rbar))``).
+    - ``collective``: include the guarded collective term ``1_coll``.
+    """
+    d = _check_d(d)
+    ftype = jnp.result_type(float)
+    xi = jnp.asarray(xi, ftype)
+    sigma = jnp.asarray(sigma, ftype)
+    eps = jnp.asarray(eps, ftype)
+    p = jnp.asarray(p, ftype)
+    rho = jnp.asarray(rho, ftype)
+    if log_m is None:
+        log_m = effective_log_m(d, rate)
+    log_m = jnp.asarray(log_m, ftype)
+
+    r = rho * _sqrt(d)
+    s2 = sigma * sigma
+    kappa = jnp.maximum(r * xi / s2, 1e-300)
+    log_b = math.log(2.0) + jnp.log(r) - 2.0 * jnp.log(sigma)  # B = 2 r / sigma^2
+    log_lambda = math.log(0.5) + p * (jnp.log(eps) - math.log(2.0) - log_b)
+
+    lo, hi = norm_band(sigma, d, eps, p, rho)
+    x2 = xi * xi
+    in_band = (x2 >= lo) & (x2 <= hi)
+
+    lam, a_k = bessel_terms(kappa, d)
+    condensed = capacity(sigma, rho) >= log_m / d
+
+    one_minus_a2 = (1.0 - a_k) * (1.0 + a_k)
+    u_lo = log_m + log_lambda
+    u_hi = log_m - (log_b + 0.5 * jnp.log(one_minus_a2) - jnp.log(eps))
+    u = jnp.where(condensed, u_lo, u_hi)
+    t_star = (u + lam) / kappa
+    t_eval = jnp.clip(jnp.where(jnp.isnan(t_star), 1.0, t_star), 0.0, 1.0)
+    # Where log M >= 1400 and the cap is not tiny (S_d > ~1e-260, the slow incomplete-beta
+    # region), log N >= log M - 600 >= 800 already saturates pi = 1: skip the evaluation.
+    a_half = (d - 1.0) / 2.0
+    huge = (log_m >= _HUGE_LOG_M) & (-a_half * jnp.log1p(-t_eval * t_eval) < 600.0)
+    t_safe = jnp.where(huge, jnp.sqrt(-jnp.expm1(-1200.0 / a_half)), t_eval)
+    log_n = jnp.where(huge, log_m - 600.0, log_m + log_cap(t_safe, d))
+    log_n = jnp.where(t_star >= 1.0, -jnp.inf, log_n)
+    log_n = jnp.where(t_star <= 0.0, jnp.inf, log_n)
+
+    coll = jnp.zeros(jnp.broadcast_shapes(xi.shape, sigma.shape, log_m.shape), bool)
+    if collective:
+        if t1 is None:
+            t1 = guard_threshold(d, log_m)
+        t1 = jnp.asarray(t1, ftype)
+        lam2, a_2k = bessel_terms(2.0 * kappa, d)
+        spread = (a_k - a_2k) ** 2 + (1.0 - a_2k) * (1.0 + a_2k)  # 1 - 2 A A2 + A^2
+        log_fluct = (
+            jnp.log(r) - jnp.log(s2) + 0.5 * jnp.log(spread) + 0.5 * (lam2 - 2.0 * lam - log_m)
+        )
+        coll = (a_2k < t1) & (log_fluct > jnp.log(eps) - math.log(2.0)) & ~condensed
+
+    log_int = jnp.where(coll, jnp.inf, log_n)
+    log_int = jnp.where(in_band, log_int, -jnp.inf)
+    prob = -jnp.expm1(-jnp.exp(jnp.minimum(log_int, _LOG_CAP_MAX)))
+    return QueryTerms(prob, log_int, t_star, in_band, condensed, coll)
+
+
+def guard_threshold(d, log_m, kind: str = "asymptotic"):
+    """Cosine ``t_1`` of the collective term's guard ``A_d(2 kappa) < t_1``.
+
+    ``kind="asymptotic"`` (default): ``t_1 = sqrt(1 - exp(-2 Rbar))``, the d -> infinity limit of
+    the typical largest cosine. ``kind="finite"``: the finite-d solution of ``M S_d(t_1) = 1``
+    (:func:`~jscore.lowerbound.caps.cap_threshold`). The two agree at large d; at d = 40
+    (R = 0.25, eps = 0.05) the finite-d value (0.573 vs 0.627) switches the collective term off
+    too early and the formula then reads 0.89 at sigma = 2 sigma_c where exact codebooks measure
+    0.99 (the asymptotic guard gives 0.995, and reproduces lower_bound.md's reference row).
+    """
+    log_m = jnp.asarray(log_m, jnp.result_type(float))
+    if kind == "asymptotic":
+        return jnp.sqrt(-jnp.expm1(-2.0 * log_m / d))
+    if kind == "finite":
+        return cap_threshold(d, log_m)
+    raise ValueError(f"Unknown guard kind {kind!r}; use 'asymptotic' or 'finite'.")
+
+
+def informative_probability(xi, sigma, d, rate, eps, p=2.0, rho=1.0, **kwargs):
+    """``pi(xi, sigma; d, R, eps, p)``: probability over the codebook that the adversary answers a
+    codebook-independent query of norm ``xi`` at level ``sigma`` informatively.
+
+    Shapes broadcast; see :func:`informative_terms` for the arguments and the module docstring
+    for the formula.
+    """
+    return informative_terms(xi, sigma, d, rate, eps, p, rho, **kwargs).prob
+
+
+# ------------------------------------------------------------------ reference-typical points
+def typical_norm_draws(key, d, n):
+    """Standard draws ``(g, c)`` of the two-scalar representation: ``g ~ N(0,1)``, ``c ~ chi2_{d-1}``.
+
+    With ``xi^2 = r^2 + 2 sigma r g + sigma^2 (g^2 + c)`` they give ``|x|`` for ``x ~ Q_sigma``
+    (equally ``P_sigma``) exactly at any d; shared draws give common random numbers across sigma.
+    """
+    d = _check_d(d)
+    kg, kc = jax.random.split(key)
+    ftype = jnp.result_type(float)
+    g = jax.random.normal(kg, (n,), ftype)
+    c = 2.0 * jax.random.gamma(kc, (d - 1.0) / 2.0, (n,), ftype)
+    return g, c
+
+
+def typical_norm(sigma, g, c, d, rho=1.0):
+    """``|x|`` of ``x = y + sigma z``, ``y in S_r``, from the two scalars (broadcasting)."""
+    r = rho * _sqrt(d)
+    return jnp.sqrt(r * r + 2.0 * sigma * r * g + sigma * sigma * (g * g + c))
+
+
+def profile(sigma, d, rate, eps, p=2.0, rho=1.0, *, key=None, draws=None, n=1000, **kwargs):
+    """``pi_bar_d(sigma) = E_{x ~ Q_sigma} pi(|x|, sigma)`` by the two-scalar draws; shape of ``sigma``.
+
+    Pass ``draws=(g, c)`` from :func:`typical_norm_draws` to share them (common random numbers)
+    or a ``key`` and ``n``. 1e3 draws give +-0.02.
+    """
+    if draws is None:
+        if key is None:
+            raise ValueError("profile needs `key` (or `draws=(g, c)`) to draw reference norms.")
+        draws = typical_norm_draws(key, d, n)
+    g, c = draws
+    sigma = jnp.asarray(sigma, jnp.result_type(float))
+    xi = typical_norm(sigma[..., None], g, c, d, rho)
+    probs = informative_probability(xi, sigma[..., None], d, rate, eps, p, rho, **kwargs)
+    return jnp.mean(probs, axis=-1)
+
+
+def leading_order_window(d, rate, eps, p=2.0, rho=1.0):
+    """Leading-order edges of section 6 in ``log(sigma/sigma_c)``: ``(lower, upper)`` (host floats).
+
+    ``C - Rbar ~ sqrt(2 V_c K_lo/d) - K_lo/d`` below, ``Rbar - C ~ sqrt(2 V_c K_hi/d) + K_hi/d``
+    above, with ``|dC/dlog sigma| = s/(1+s)`` at sigma_c. Used to size search ranges.
+    """
+    s = math.expm1(2.0 * rate)
+    vc = s / (1.0 + 2.0 * s)
+    b = 2.0 * math.sqrt(d) * s / rho
+    k_lo = p * math.log(2.0 * b / eps) + math.log(2.0)
+    k_hi = max(math.log(b / (eps * math.sqrt(1.0 + s))), 1e-3)
+    dc = s / (1.0 + s)
+    lower = -(math.sqrt(2.0 * vc * k_lo / d) - k_lo / d) / dc
+    upper = (math.sqrt(2.0 * vc * k_hi / d) + k_hi / d) / dc
+    return lower, upper
+
+
+def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4):
+    """Edges of the window ``{sigma : pi_bar_d(sigma) > 1/2}`` in ``log(sigma/sigma_c(Rbar))``.
+
+    A log-spaced scan of ``grid`` points around ``sigma_c`` (range from the leading-order edges),
+    then ``rounds`` refinements of each bracketing interval by ``grid/2`` points, all with common
+    random numbers (one compiled shape). Returns ``(lower, upper)`` as host floats (``nan`` if the
+    profile never exceeds 1/2). ``rate`` is a host float.
+    """
+    d = _check_d(d)
+    log_m = effective_log_m_py(d, rate)
+    rbar = log_m / d
+    sc = float(rho / math.sqrt(math.expm1(2.0 * rbar)))
+    lo0, up0 = leading_order_window(d, rbar, float(np.max(eps)), float(np.min(p)), rho)
+    span = min(3.0 * max(-lo0, up0, 1e-3), 4.0)
+    draws = typical_norm_draws(key, d, n)
+    ftype = jnp.result_type(float)
+    t1 = guard_threshold(d, log_m)
+    prof = _profile_fn(d, n)
+    args = (draws, jnp.asarray(log_m, ftype), t1, jnp.asarray(eps, ftype), jnp.asarray(p, ftype),
+            jnp.asarray(rho, ftype), jnp.asarray(sc, ftype))
+    ls = np.linspace(-span, span, grid)
+    vals = np.asarray(prof(jnp.asarray(ls), *args))
+    inside = np.nonzero(vals > 0.5)[0]
+    if inside.size == 0:
+        return float("nan"), float("nan")
+    i_lo, i_hi = inside[0], inside[-1]
+    half = grid // 2
+    # brackets (outside, inside) for each edge
+    br_lo = (ls[i_lo - 1], ls[i_lo]) if i_lo > 0 else None
+    br_hi = (ls[i_hi], ls[i_hi + 1]) if i_hi < grid - 1 else None
+    for _ in range(rounds):
+        pts = []
+        for br in (br_lo, br_hi):
+            pts.append(np.linspace(br[0], br[1], half) if br is not None else np.zeros(half))
+        pts = np.concatenate(pts)
+        v = np.asarray(prof(jnp.asarray(pts), *args)) > 0.5
+        if br_lo is not None:
+            seg, vin = pts[:half], v[:half]
+            j = np.argmax(vin) if vin.any() else half - 1  # first inside point
+            br_lo = (seg[max(j - 1, 0)], seg[j])
+        if br_hi is not None:
+            seg, vin = pts[half:], v[half:]
+            out = np.nonzero(~vin)[0]
+            j = out[0] if out.size else half - 1  # first outside point
+            br_hi = (seg[max(j - 1, 0)], seg[j])
+    lower = 0.5 * sum(br_lo) if br_lo is not None else -span
+    upper = 0.5 * sum(br_hi) if br_hi is not None else span
+    return float(lower), float(upper)
+
+
+_PROFILE_FNS: dict = {}
+
+
+def threshold_t1(d, log_m):
+    """:func:`~jscore.lowerbound.caps.cap_threshold` through a cached jit (d traced if >= 60)."""
+    d = float(d)
+    traced = d >= 60.0
+    key = ("t1", None if traced else d, jax.config.jax_enable_x64)
+    if key not in _PROFILE_FNS:
+        _PROFILE_FNS[key] = jax.jit(cap_threshold) if traced else jax.jit(
+            lambda lm: cap_threshold(d, lm))
+    log_m = jnp.asarray(log_m, jnp.result_type(float))
+    if traced:
+        return _PROFILE_FNS[key](jnp.asarray(d, log_m.dtype), log_m)
+    return _PROFILE_FNS[key](log_m)
+
+
+def _profile_fn(d, n):
+    """Jitted ``pi_bar`` at ``sc exp(ls)``; traced rate, eps, p, rho (and d when d >= 60)."""
+    traced = d >= 60.0
+    key = (None if traced else d, jax.config.jax_enable_x64)
+    if key not in _PROFILE_FNS:
+
+        def f(dd, ls, draws, log_m, t1, eps, p, rho, sc):
+            return profile(sc * jnp.exp(ls), dd, None, eps, p, rho, draws=draws, log_m=log_m,
+                           t1=t1)
+
+        if traced:
+            _PROFILE_FNS[key] = jax.jit(f)
+        else:
+            _PROFILE_FNS[key] = jax.jit(lambda *a: f(d, *a))
+    fn = _PROFILE_FNS[key]
+    if traced:
+        darr = jnp.asarray(d, jnp.result_type(float))
+        return lambda *a: fn(darr, *a)
+    return fn
+
+
+__all__ = [
+    "QueryTerms",
+    "bessel_terms",
+    "informative_terms",
+    "informative_probability",
+    "effective_log_m",
+    "effective_log_m_py",
+    "critical_sigma",
+    "capacity",
+    "norm_band",
+    "typical_norm_draws",
+    "typical_norm",
+    "profile",
+    "leading_order_window",
+    "window_edges",
+    "threshold_t1",
+    "guard_threshold",
+]
