@@ -70,6 +70,7 @@ class Ledger(eqx.Module):
 
     @classmethod
     def empty(cls, budget: int, capacity: int, dtype) -> "Ledger":
+        """A fresh ledger: zero counts, ``budget`` queries allowed, room for ``capacity`` levels."""
         # The scalar counters start as NumPy constants so that a sampler's solve can read the
         # fresh budget at trace time (AbstractFixedStepSampler drops its exhaustion select when
         # the budget provably covers the grid); they become JAX arrays at the first charge.
@@ -95,9 +96,11 @@ class Ledger(eqx.Module):
         return ~self.exhausted
 
     def remaining(self) -> Int[Array, ""]:
+        """Queries left before the budget is exhausted: ``budget - queries`` (scalar int32)."""
         return self.budget - self.queries
 
     def stats(self, extra: dict | None = None) -> QueryStats:
+        """The chain's :class:`QueryStats` (queries, levels, rounds) plus oracle statistics ``extra``."""
         return QueryStats(self.queries, self.levels, self.rounds, dict(extra or {}))
 
     def _mark_level(self, sigma, charged) -> "Ledger":
@@ -125,6 +128,7 @@ class Ledger(eqx.Module):
         return ledger._mark_level(sigma, charged), charged
 
     def add_round(self, made) -> "Ledger":
+        """Add ``made`` (0 or 1, traced) rounds: one per group of calls issued together (``charged_round``)."""
         return eqx.tree_at(lambda l: l.rounds, self, self.rounds + jnp.asarray(made, jnp.int32))
 
 

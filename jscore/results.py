@@ -21,6 +21,7 @@ class Status(enum.IntEnum):
 
     @property
     def message(self) -> str:
+        """What the code means for a chain and how to fix it (empty for ``success``)."""
         return {
             Status.success: "",
             Status.budget_exhausted: (
@@ -61,6 +62,7 @@ class Trace(eqx.Module):
 
     @classmethod
     def empty(cls, length: int, dim: int, dtype, with_x: bool) -> "Trace":
+        """A trace of ``length`` unreached entries (``sigma = nan``, counts 0) for one chain."""
         z = jnp.zeros((length,), jnp.int32)
         return cls(
             sigma=jnp.full((length,), jnp.nan, dtype),
@@ -71,6 +73,7 @@ class Trace(eqx.Module):
         )
 
     def write(self, slot, when, sigma, ledger, x) -> "Trace":
+        """Store ``sigma``, the ledger's cumulative counts and ``x`` at index ``slot`` if ``when``."""
         def put(buf, val):
             val = jnp.asarray(val, buf.dtype)
             return buf.at[slot].set(jnp.where(when, val, buf[slot]))
@@ -100,6 +103,7 @@ class Result(eqx.Module):
 
     @property
     def status_names(self) -> list[str]:
+        """``res.status`` as a list of :class:`Status` names, e.g. ``['success', ...]``."""
         codes = np.atleast_1d(np.asarray(self.status))
         return [Status(int(c)).name for c in codes]
 

@@ -197,6 +197,10 @@ def sample(
 ) -> Result:
     """Run independent chains of ``sampler`` against ``oracle`` down the grid ``sigmas``.
 
+    Convention: ``x_sigma = x0 + sigma z``; the oracle answers ``score(x, sigma) = grad_x log
+    p_sigma(x)``; chains start at ``sigmas[0] * z`` and a step into ``sigma = 0`` returns Tweedie's
+    ``D(x, sigma) = x + sigma^2 score(x, sigma)``. Every oracle call is charged to its chain.
+
     **Arguments:**
     - ``oracle``: a :class:`jscore.oracles.AbstractOracle`, e.g. ``Exact(target)``.
     - ``sampler``: a :class:`jscore.samplers.AbstractSampler`, e.g. ``Heun()``.

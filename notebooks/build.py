@@ -10,7 +10,8 @@ import nbformat
 
 
 def build(src, dst):
-    text = open(src).read()
+    with open(src, encoding="utf-8") as f:
+        text = f.read()
     cells = []
     for chunk in text.split("# %%")[1:]:
         head, _, body = chunk.partition("\n")

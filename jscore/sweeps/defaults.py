@@ -17,6 +17,8 @@ DEFAULT_TARGET_KL = 0.05
 
 
 def default_spec() -> SweepSpec:
+    """The built-in sweep (``jscore sweep --print-config``): Euler, Heun and DPM-Solver++(2M) on
+    ``N(0, I_d)``, d = 16..4096, 16 seeds, Q* for ``kl_affine <= 0.05`` by bisection over steps."""
     samplers = ["euler", "heun"]
     dpmpp = find_sampler_name("DPMSolverPP", order=2) or find_sampler_name("DPMSolverPP")
     if dpmpp is not None:

@@ -42,6 +42,7 @@ class SweepResult:
     complete: bool = True
 
     def table(self) -> str:
+        """Plain-text Q*(d) table with slopes (or the error ladder); what ``table.txt`` holds."""
         return format_table(self)
 
 

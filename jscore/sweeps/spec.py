@@ -132,6 +132,7 @@ class Component:
 
     @classmethod
     def parse(cls, obj, what: str) -> "Component":
+        """Parse ``"name:key=value,..."`` or a table ``{name = ..., key = value}`` (``what`` names the field in errors)."""
         if isinstance(obj, Component):
             return obj
         if isinstance(obj, str):
@@ -158,15 +159,18 @@ class Component:
 
     @property
     def kwargs(self) -> dict:
+        """The options as a dict (tuples back to lists), ready to pass to the factory."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.params}
 
     @property
     def label(self) -> str:
+        """The canonical ``name:key=value,...`` string (options sorted)."""
         if not self.params:
             return self.name
         return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.params)
 
     def to_json(self) -> dict:
+        """``{"name": ..., **options}`` (the TOML table form)."""
         return {"name": self.name, **self.kwargs}
 
 
@@ -201,6 +205,7 @@ class QStarSpec:
 
     @classmethod
     def parse(cls, obj) -> "QStarSpec | None":
+        """Build from a table ``{metric, target, search, steps}`` (``None`` passes through)."""
         if obj is None or isinstance(obj, QStarSpec):
             return obj
         if not isinstance(obj, dict):
@@ -320,6 +325,7 @@ class SweepSpec:
 
     # ------------------------------------------------------------------ serialisation
     def to_json(self) -> dict:
+        """The spec as plain JSON types (what ``config.json`` stores and the config hash covers)."""
         d = {
             "name": self.name,
             "targets": [c.to_json() for c in self.targets],
@@ -351,6 +357,7 @@ class SweepSpec:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def replace(self, **kw) -> "SweepSpec":
+        """A copy with fields replaced (validated again), like ``dataclasses.replace``."""
         return dataclasses.replace(self, **kw)
 
 

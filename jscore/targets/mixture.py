@@ -82,10 +82,12 @@ class GaussianMixture(AbstractTarget):
 
     @property
     def num_components(self) -> int:
+        """K, the number of mixture components."""
         return self.means.shape[0]
 
     @property
     def weights(self):
+        """``(K,)`` normalised component weights (``exp`` of the stored log-weights)."""
         return jnp.exp(self.log_weights)
 
     def _logits(self, x, v):
