@@ -213,14 +213,17 @@ def _plot(path, ref2d, samples, rows, floor_energy):
     by_sampler: dict = {}
     for r in rows:
         by_sampler.setdefault(r["sampler"], []).append((r["queries"], r["energy"]))
-    for name, pts in sorted(by_sampler.items()):
+    colors = plt.get_cmap("tab20").colors
+    styles = ("o-", "s--")
+    for j, (name, pts) in enumerate(sorted(by_sampler.items())):
         q, e = zip(*sorted(pts))
-        ax1.plot(q, e, "o-", label=name, ms=3)
+        ax1.plot(q, e, styles[(j // 20) % 2], color=colors[j % 20], label=name, ms=3)
     floor = max(abs(floor_energy), 1e-4)
     ax1.axhspan(-floor, floor, color="0.85", label="exact-sampler noise band")
     ax1.set_xscale("log")
     # the unbiased energy distance can be slightly negative: symlog shows it honestly
     ax1.set_yscale("symlog", linthresh=floor)
+    ax1.set_ylim(bottom=-3 * floor)
     ax1.set_xlabel("score queries per chain")
     ax1.set_ylabel("energy distance to target")
     ax1.set_title("error vs queries")
