@@ -179,6 +179,7 @@ def test_heun_churn_window_bit_identical_with_same_oracle():
     assert int(a.stats.levels[0]) > 10 - 1  # churn adds levels (the search path is exercised)
 
 
+@pytest.mark.slow
 def test_per_chain_grids_match_reference():
     """vmapped per-chain grids (batched gamma and levels): Heun with churn gives counts and
     states bit-identical to the reference step."""
@@ -285,7 +286,9 @@ def test_exhaustion_select_kept_when_budget_is_short():
     assert proofs == [False]
 
 
-@pytest.mark.parametrize("kw", [{}, {"s_churn": 10.0}], ids=["no_churn", "churn"])
+@pytest.mark.parametrize(
+    "kw", [{}, pytest.param({"s_churn": 10.0}, marks=pytest.mark.slow)], ids=["no_churn", "churn"]
+)
 def test_heun_exhaustion_inside_step_matches_loop_select(kw):
     """Heun applies the exhaustion rule inside its step (fused with the update); with budgets that
     run out mid-step or between steps it equals the reference step + the loop's select (to float32

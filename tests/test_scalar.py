@@ -55,6 +55,7 @@ def _compare_laws(red, full, n):
         assert np.all(np.abs(np.log(sa[big] / sb[big])) < 5 * math.sqrt(1.0 / n))
 
 
+@pytest.mark.slow
 def test_ancestral_law_matches_full_vector(x64):
     d, n = 64, 1000
     sig = _grid()
