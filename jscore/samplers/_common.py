@@ -15,39 +15,12 @@ import jax.numpy as jnp
 
 from .._checks import check_positive_int
 from ..counting import charged_query
-from ..results import Trace
-from ..seeds import step_key
-from .base import Solution, tree_select
+from .base import Solution
 
 
 def run_fixed_steps(sampler, oracle, sigmas, x, state, key, ostate, ledger, record) -> Solution:
-    """``lax.scan`` over ``sampler.step`` for the ``N`` grid intervals, from ``state``.
-
-    Identical to ``AbstractFixedStepSampler.solve`` except that the initial sampler state is given.
-    """
-    num_steps = sigmas.shape[0] - 1
-    trace = None
-    if record is not None:
-        length = -(-num_steps // record.every)
-        trace = Trace.empty(length, x.shape[-1], x.dtype, record.x)
-
-    def body(carry, i):
-        x, state, ostate, ledger, trace = carry
-        x_new, state_new, ostate, ledger = sampler.step(
-            oracle, i, sigmas, x, state, ostate, ledger, step_key(key, i)
-        )
-        keep = ~ledger.exhausted
-        x = jnp.where(keep, x_new, x)
-        state = tree_select(keep, state_new, state)
-        if trace is not None:
-            due = ((i + 1) % record.every == 0) | (i == num_steps - 1)
-            trace = trace.write(i // record.every, due & keep, sigmas[i + 1], ledger, x)
-        return (x, state, ostate, ledger, trace), None
-
-    (x, _, ostate, ledger, trace), _ = jax.lax.scan(
-        body, (x, state, ostate, ledger, trace), jnp.arange(num_steps)
-    )
-    return Solution(x, ostate, ledger, trace)
+    """``AbstractFixedStepSampler.solve`` from a given initial sampler ``state`` (e.g. UniPC)."""
+    return sampler.scan_steps(oracle, sigmas, x, state, key, ostate, ledger, record)
 
 
 def snr_step_size(snr, z, score, a=1.0):

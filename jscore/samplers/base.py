@@ -125,8 +125,12 @@ class AbstractFixedStepSampler(AbstractSampler):
         """One step ``sigmas[i] -> sigmas[i + 1]``; returns ``(x, state, ostate, ledger)``."""
 
     def solve(self, oracle, sigmas, x, key, ostate, ledger: Ledger, record: Record | None) -> Solution:
+        return self.scan_steps(oracle, sigmas, x, self.init(sigmas, x), key, ostate, ledger, record)
+
+    def scan_steps(self, oracle, sigmas, x, state, key, ostate, ledger: Ledger, record) -> Solution:
+        """The ``lax.scan`` of :meth:`solve` over the N grid intervals, from a given sampler state
+        (samplers that query before their first step, e.g. multistep warm-up, call it directly)."""
         num_steps = sigmas.shape[0] - 1
-        state = self.init(sigmas, x)
         never_exhausts = _budget_covers(self, num_steps, ledger)
         trace = None
         if record is not None:
