@@ -70,6 +70,7 @@ class AuditResult:
 
     @property
     def ok(self) -> bool:
+        """True if the upper confidence bound is <= eps at every audited sigma."""
         return bool(np.all(self.passed))
 
     @property
@@ -78,16 +79,19 @@ class AuditResult:
         return float(np.max(self.upper) / self.eps)
 
     def rows(self):
+        """Column names and the ``(S, 9)`` table (one row per sigma) behind ``to_csv``/``format``."""
         names = ["sigma", "lp_error", "upper", "max_error", "informative", "lambda_hat", "eta_hat",
                  "bound", "B"]
         return names, np.stack([getattr(self, k) for k in names], axis=1)
 
     def to_csv(self, path):
+        """Write the per-sigma table to ``path`` as CSV (header names p, eps and n)."""
         names, table = self.rows()
         header = ",".join(names) + f"  # p={self.p} eps={self.eps} n={self.n}"
         np.savetxt(path, table, delimiter=",", header=header, comments="")
 
     def format(self) -> str:
+        """The per-sigma table as aligned text, one line per sigma."""
         names, table = self.rows()
         lines = [f"audit p={self.p:g} eps={self.eps:g} n={self.n}: " + " ".join(
             f"{k:>11s}" for k in names)]
