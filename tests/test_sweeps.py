@@ -386,11 +386,18 @@ def test_compilation_cache_must_be_private(tmp_path):
 def test_cli_dry_run_and_errors(capsys, tmp_path):
     from jscore.cli import main
 
-    assert main(["sweep", "--dry-run"]) == 0
+    assert main(["sweep", "gaussian-steps-vs-d", "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "compilations" in text and "euler" in text and "heun" in text
+    assert main(["sweep", "gaussian-steps-vs-d", "--print-config"]) == 0
+    assert load_spec(capsys.readouterr().out) == js.sweeps.gaussian_steps_spec()
+    # the default (no config) is the lower-bound sweep
+    assert main(["sweep", "--dry-run"]) == 0
+    assert "lower-bound sweep" in capsys.readouterr().out
     assert main(["sweep", "--print-config"]) == 0
     assert load_spec(capsys.readouterr().out) == js.sweeps.default_spec()
+    assert main(["sweep", "--seeds", "0-3"]) == 2
+    assert "do not apply to the lower-bound sweep" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
     bad.write_text('samplers = ["euler"]\ndims = "8-4"\nsteps = [2]\n')
     assert main(["sweep", str(bad)]) == 2
@@ -512,8 +519,9 @@ def test_resume_after_sigkill(tmp_path, cache_dir):
 
 @pytest.mark.slow
 def test_default_sweep_slopes(tmp_path, cache_dir):
-    """The embedded default: log-log slopes of Q*(d) are 1/2 (Euler) and 1/4 (second order)."""
-    res = js.sweep(js.sweeps.default_spec(), out=str(tmp_path / "default"), quiet=True, cache_dir=cache_dir)
+    """The embedded steps-to-error sweep: log-log slopes of Q*(d) are 1/2 (Euler) and 1/4 (second order)."""
+    res = js.sweep(js.sweeps.gaussian_steps_spec(), out=str(tmp_path / "default"), quiet=True,
+                   cache_dir=cache_dir)
     expected = {"euler": 0.5, "heun": 0.25, "dpm_solver_pp": 0.25, "dpmpp_2m": 0.25}
     fits = [s for s in res.slopes if s["of"] == "qstar_interp" and s["cell"] is not None]
     assert len(fits) == len(res.spec.samplers)

@@ -1,8 +1,18 @@
-"""``jscore sweep [CONFIG]``: run a dimension sweep from a TOML file (or the embedded default).
+"""``jscore sweep [CONFIG]``: run a dimension sweep from a TOML file or a built-in name.
+
+Without CONFIG it runs the headline experiment, the sqrt(d) lower-bound sweep (lower_bound.md 6-8):
+for d = 1e2 ... 1e6, the window width, the window count N(d) and the number of geometric levels
+K*(d) that Euler, Euler ancestral and Heun need against the adversarial eps-accurate oracle, with
+log-log slopes and bootstrap CIs (about 0.45: sqrt(d) up to a log), a table on stdout and
+``scaling.json/csv/png`` in --out (default ``jscore-sweep-lowerbound-sqrt-d``), in a few minutes on
+2 CPU cores. Built-in names: ``lowerbound-sqrt-d`` (the default) and ``gaussian-steps-vs-d``
+(steps-to-error Q*(d) of Euler/Heun/DPM-Solver++ on N(0, I_d)).
 
 Examples::
 
-    jscore sweep                                  # the headline experiment (Q*(d) slopes), ~minutes on CPU
+    jscore sweep                                  # the sqrt(d) lower-bound sweep, ~minutes on CPU
+    jscore sweep --dims 100,1000,10000 --out lb   # a shorter one
+    jscore sweep gaussian-steps-vs-d              # Q*(d) of samplers on a Gaussian
     jscore sweep my.toml --out runs/my --dry-run  # print the plan: cells, compilations, work
     jscore sweep my.toml --out runs/my            # killed? run the same command again to resume
     jscore sweep --print-config > my.toml         # the default spec as TOML, to edit
@@ -34,7 +44,9 @@ def add_parser(subparsers):
 
 
 def _add_arguments(p):
-    p.add_argument("config", nargs="?", help="TOML sweep spec (default: the embedded headline experiment)")
+    p.add_argument("config", nargs="?",
+                   help="TOML sweep spec or a built-in name: lowerbound-sqrt-d (default), "
+                        "gaussian-steps-vs-d")
     p.add_argument("--out", help="results directory (default: jscore-sweep-<name>)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="require existing rows of this config and continue them")
@@ -46,7 +58,7 @@ def _add_arguments(p):
     p.add_argument("--no-plot", action="store_true", help="do not write PNG figures")
     p.add_argument("--cache-dir", default="default", help="persistent compilation cache (private dir)")
     p.add_argument("--no-cache", action="store_true", help="leave JAX's compilation cache setting alone")
-    p.add_argument("--dims", help="override dims, e.g. 16-4096:pow2")
+    p.add_argument("--dims", help="override dims, e.g. 16-4096:pow2 or 100,1000,10000")
     p.add_argument("--seeds", help="override seeds, e.g. 0-1023")
     p.add_argument("--chunk", type=int, help="override seeds per compiled call")
     p.add_argument("--coordinator", help="jax.distributed coordinator address HOST:PORT")
@@ -56,7 +68,7 @@ def _add_arguments(p):
 
 
 def run(args) -> int:
-    from ..sweeps import default_spec, load_spec, sweep
+    from ..sweeps import BUILTIN_SPECS, LowerBoundSweep, default_spec, load_spec, sweep
     from ..sweeps.spec import spec_to_toml
 
     distributed = None
@@ -74,12 +86,23 @@ def run(args) -> int:
         import jax
 
         jax.distributed.initialize(**distributed)
-    spec = load_spec(args.config) if args.config else default_spec()
+    import os
+
+    if args.config is None:
+        spec = default_spec()
+    elif args.config in BUILTIN_SPECS and not os.path.exists(args.config):
+        spec = BUILTIN_SPECS[args.config]()
+    else:
+        spec = load_spec(args.config)
     over = {k: getattr(args, k) for k in ("dims", "seeds", "chunk") if getattr(args, k) is not None}
+    lower_bound = isinstance(spec, LowerBoundSweep)
+    if lower_bound and set(over) - {"dims"}:
+        raise ValueError("--seeds and --chunk do not apply to the lower-bound sweep (it is "
+                         "codebook-free and scalar); set n_offsets / n_chains in a TOML config.")
     if over:
         spec = spec.replace(**over)
     if args.print_config:
-        print(spec_to_toml(spec))
+        print(spec.to_toml() if lower_bound else spec_to_toml(spec))
         return 0
     if args.dry_run:
         print(sweep(spec, dry_run=True).describe())

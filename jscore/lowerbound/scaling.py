@@ -353,6 +353,9 @@ def scaling(
     robustness=False,
     seed=0,
     out_dir=None,
+    resume="auto",
+    overwrite=False,
+    plot=True,
     log=print,
 ):
     """Run the sqrt(d) sweep; returns a dict of results (also written to ``out_dir`` if given).
@@ -368,14 +371,53 @@ def scaling(
       d in {1.6e3, 2.56e4, 4.1e5}.
     - ``out_dir``: writes ``scaling.json`` after every dimension, ``scaling.csv`` and
       ``scaling.png`` at the end.
+    - ``resume``: with ``out_dir`` holding a ``scaling.json`` of the same configuration, ``"auto"``
+      (default) reuses its finished dimensions and computes only the rest (a killed run is resumed
+      by running it again); ``True`` requires such a file; ``False`` refuses existing results.
+      ``overwrite=True`` discards them. Results of a different configuration are never mixed:
+      that raises ``ValueError``. ``plot=False`` skips ``scaling.png``.
     """
     with jax.enable_x64(True):
         return _scaling(dims, samplers, p, eps, rate, rate_lo, rate_hi, n_rates, n_xi, n_offsets,
-                        n_chains, k_max, robustness, seed, out_dir, log)
+                        n_chains, k_max, robustness, seed, out_dir, log, resume, overwrite,
+                        plot)
+
+
+# recorded in the config but not part of its identity: rows are per d, so adding dimensions to a
+# finished run computes only the new ones
+_RUN_KEYS = ("device", "jax", "dims")
+
+
+def _finished_rows(out_dir, config, resume, overwrite):
+    """Rows of a previous run of the same ``config`` in ``out_dir`` (by d), per ``resume``."""
+    if resume not in ("auto", True, False):
+        raise ValueError(f"`resume` must be 'auto', True or False, got {resume!r}.")
+    path = None if out_dir is None else os.path.join(out_dir, "scaling.json")
+    if path is None or overwrite or not os.path.exists(path):
+        if resume is True:
+            raise ValueError(f"resume=True but there are no earlier results at {path!r}.")
+        return {}
+    try:
+        with open(path) as fh:
+            old = json.load(fh)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path!r} is not a readable scaling.json ({e}); move it away or pass "
+                         "overwrite=True (--overwrite).") from None
+    same = {k: v for k, v in old.get("config", {}).items() if k not in _RUN_KEYS} == {
+        k: v for k, v in json.loads(json.dumps(config, default=_json_default)).items()
+        if k not in _RUN_KEYS}
+    if not same:
+        raise ValueError(f"{out_dir!r} holds results of a different configuration; choose another "
+                         "output folder or pass overwrite=True (--overwrite) to discard them.")
+    if resume is False:
+        raise ValueError(f"{out_dir!r} already holds results of this configuration; pass "
+                         "resume='auto' to continue them or overwrite=True to discard them.")
+    return {float(r["d"]): r for r in old.get("rows", [])}
 
 
 def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi, n_offsets,
-             n_chains, k_max, robustness, seed, out_dir, log):
+             n_chains, k_max, robustness, seed, out_dir, log, resume="auto", overwrite=False,
+             make_plot=True):
     t_start = time.time()
     for name in samplers:
         scalar_spec(name)  # validate names early
@@ -394,8 +436,13 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
                        jax=jax.__version__),
         "rows": [],
     }
+    finished = _finished_rows(out_dir, results["config"], resume, overwrite)
     for d in dims:
         d = float(d)
+        if d in finished:
+            results["rows"].append(finished[d])
+            log(f"d={d:>9.0f}  finished earlier (read from scaling.json)")
+            continue
         t0 = time.time()
         eps = eps_value(d, eps_rule)
         kd = jax.random.fold_in(key, int(d))
@@ -446,6 +493,7 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
     if out_dir is not None:
         _write_json(results, out_dir)
         _write_csv(results, out_dir, samplers)
+    if out_dir is not None and make_plot:
         try:
             plot(results, os.path.join(out_dir, "scaling.png"))
         except Exception as e:  # pragma: no cover - plotting is best effort

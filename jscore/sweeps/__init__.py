@@ -2,20 +2,25 @@
 resumable results, Q*(d) with bootstrap CIs and log-log slopes.
 
 ``js.sweep(spec, out=...)`` runs a :class:`SweepSpec` (or a TOML file, see :func:`load_spec`);
-``jscore sweep CONFIG`` is the command-line form.
+``jscore sweep CONFIG`` is the command-line form. ``js.sweep(js.sweeps.LowerBoundSweep())`` (the
+default of ``jscore sweep``) runs the codebook-free sqrt(d) lower-bound sweep instead.
 """
 
 from .analysis import evaluations as evaluations
 from .analysis import fit_loglog as fit_loglog
 from .analysis import qstar_table as qstar_table
 from .analysis import slopes as slopes
+from .defaults import BUILTIN_SPECS as BUILTIN_SPECS
 from .defaults import default_spec as default_spec
+from .defaults import gaussian_steps_spec as gaussian_steps_spec
 from .driver import SweepResult as SweepResult
 from .driver import consolidate as consolidate
 from .driver import setup_compilation_cache as setup_compilation_cache
 from .driver import sweep as sweep
 from .engine import ENGINE_STATS as ENGINE_STATS
 from .engine import validate as validate
+from .lowerbound import LowerBoundSweep as LowerBoundSweep
+from .lowerbound import LowerBoundSweepResult as LowerBoundSweepResult
 from .measures import MEASURES as MEASURES
 from .padding import Masked as Masked
 from .padding import next_pow2 as next_pow2

@@ -1,23 +1,32 @@
-"""The embedded default sweep: the package's headline scaling experiment.
+"""The embedded sweeps: ``default_spec()`` is the sqrt(d) lower-bound sweep (what ``jscore sweep``
+runs without a config); ``gaussian_steps_spec()`` is the steps-to-error sweep (``jscore sweep
+gaussian-steps-vs-d``).
 
 Steps-to-error against d on an isotropic Gaussian target ``N(0, I)`` with the exact oracle, in the
 closed-form KL of the output law (metric ``kl_affine``): first-order samplers (Euler) need about
 ``d^(1/2)`` steps for a fixed KL, second-order ones (Heun, DPM-Solver++(2M)) about ``d^(1/4)``,
 because the per-coordinate KL of an order-p method is ``O(h^(2p))`` and KL adds over coordinates.
-DPM-Solver++ joins when the samplers catalogue has it. (When the lower-bound issues land, the
-default becomes the sqrt(d) lower-bound experiment.)
+DPM-Solver++ joins when the samplers catalogue has it.
 """
 
 from __future__ import annotations
 
+from .lowerbound import LowerBoundSweep
 from .registry import find_sampler_name
 from .spec import SweepSpec
 
 DEFAULT_TARGET_KL = 0.05
 
 
-def default_spec() -> SweepSpec:
-    """The built-in sweep (``jscore sweep --print-config``): Euler, Heun and DPM-Solver++(2M) on
+def default_spec() -> LowerBoundSweep:
+    """The default sweep (``jscore sweep``): the codebook-free sqrt(d) lower-bound sweep, d = 1e2
+    ... 1e6, Euler, Euler ancestral and Heun against the adversary's coupling (lower_bound.md 6-8).
+    """
+    return LowerBoundSweep()
+
+
+def gaussian_steps_spec() -> SweepSpec:
+    """The steps-to-error sweep (``jscore sweep gaussian-steps-vs-d``): Euler, Heun and DPM-Solver++(2M) on
     ``N(0, I_d)``, d = 16..4096, 16 seeds, Q* for ``kl_affine <= 0.05`` by bisection over steps."""
     samplers = ["euler", "heun"]
     dpmpp = find_sampler_name("DPMSolverPP", order=2) or find_sampler_name("DPMSolverPP")
@@ -38,4 +47,7 @@ def default_spec() -> SweepSpec:
     )
 
 
-__all__ = ["default_spec", "DEFAULT_TARGET_KL"]
+BUILTIN_SPECS = {"lowerbound-sqrt-d": default_spec, "gaussian-steps-vs-d": gaussian_steps_spec}
+
+
+__all__ = ["default_spec", "gaussian_steps_spec", "BUILTIN_SPECS", "DEFAULT_TARGET_KL"]

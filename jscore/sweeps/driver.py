@@ -95,9 +95,13 @@ def setup_compilation_cache(path: str | None = "default") -> str | None:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _as_spec(spec) -> SweepSpec:
-    if isinstance(spec, SweepSpec):
+def _as_spec(spec):
+    from .lowerbound import LowerBoundSweep, lowerbound_from_dict
+
+    if isinstance(spec, (SweepSpec, LowerBoundSweep)):
         return spec
+    if isinstance(spec, dict) and spec.get("experiment") == "lowerbound":
+        return lowerbound_from_dict(spec)
     if isinstance(spec, dict):
         return spec_from_dict(spec)
     if isinstance(spec, (str, os.PathLike)):
@@ -173,7 +177,10 @@ def sweep(
     """Run a sweep: every cell at every d and seed chunk, resumable, then Q*(d) and slopes.
 
     **Arguments:**
-    - ``spec``: a :class:`SweepSpec`, a dict of its fields, or a TOML path.
+    - ``spec``: a :class:`SweepSpec`, a dict of its fields, or a TOML path; or a
+      :class:`~jscore.sweeps.lowerbound.LowerBoundSweep` (the sqrt(d) lower-bound sweep, run by
+      :func:`jscore.lowerbound.scaling`, resumable per dimension; ``devices``/``distributed`` do
+      not apply to it, and it returns a ``LowerBoundSweepResult``).
     - ``out``: results directory (default ``jscore-sweep-<name>``): ``rows-p<i>.jsonl`` (one fsynced
       row per unit), ``results.csv``, ``evals.csv``, ``qstar.csv``, ``slopes.csv``,
       ``summary.json`` and PNG figures.
@@ -196,6 +203,14 @@ def sweep(
     if distributed:
         jax.distributed.initialize(**distributed)
     spec = _as_spec(spec)
+    from .lowerbound import LowerBoundSweep, run_lowerbound
+
+    if isinstance(spec, LowerBoundSweep):  # the codebook-free sqrt(d) sweep: scalar, one process
+        if dry_run:
+            return spec
+        setup_compilation_cache(cache_dir)
+        return run_lowerbound(spec, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
+                              plot=plot)
     plan = validate(spec)
     if dry_run:
         return plan

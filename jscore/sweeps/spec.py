@@ -392,8 +392,12 @@ def spec_from_dict(d: dict) -> SweepSpec:
     return SweepSpec(**d)
 
 
-def load_spec(path_or_text) -> SweepSpec:
-    """Read a TOML sweep file (a path, or TOML text containing a newline)."""
+def load_spec(path_or_text):
+    """Read a TOML sweep file (a path, or TOML text containing a newline).
+
+    Returns a :class:`SweepSpec`, or a :class:`~jscore.sweeps.lowerbound.LowerBoundSweep` when the
+    file says ``experiment = "lowerbound"``.
+    """
     text = str(path_or_text)
     if "\n" not in text and "=" not in text:
         try:
@@ -406,6 +410,15 @@ def load_spec(path_or_text) -> SweepSpec:
     # allow a [sweep] table or top-level keys
     if set(data) == {"sweep"}:
         data = data["sweep"]
+    experiment = data.get("experiment", "samplers")
+    if experiment == "lowerbound":
+        from .lowerbound import lowerbound_from_dict
+
+        return lowerbound_from_dict(data)
+    if experiment != "samplers":
+        raise ValueError(f"Unknown experiment {experiment!r}; use 'samplers' (the default: a "
+                         "sampler x target x oracle sweep) or 'lowerbound' (the sqrt(d) sweep).")
+    data = {k: v for k, v in data.items() if k != "experiment"}
     return spec_from_dict(data)
 
 

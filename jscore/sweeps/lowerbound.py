@@ -1,0 +1,208 @@
+"""The lower-bound sweep as a sweep spec: the default configuration of ``jscore sweep``.
+
+:class:`LowerBoundSweep` holds the arguments of :func:`jscore.lowerbound.scaling` (the sqrt(d)
+experiment of lower_bound.md sections 6-8: window width, window count ``N(d)``, ``K*(d)`` per
+sampler family with random log-offsets, the optimal adaptive searcher and the two controls, for
+d = 1e2 ... 1e6 without a codebook). ``js.sweep(LowerBoundSweep(...), out=...)`` runs it
+resumably; in TOML it is a file with ``experiment = "lowerbound"``::
+
+    experiment = "lowerbound"
+    dims = [100, 400, 1600, 6400, 25600, 102400, 409600, 1000000]
+    samplers = ["euler", "euler_ancestral", "heun"]
+    eps = "1/d"
+
+Every field has the default of :func:`jscore.lowerbound.scaling`; unknown keys raise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+import os
+import time
+
+from .spec import parse_int_list
+
+EXPERIMENT = "lowerbound"
+
+
+def _default(name):
+    from ..lowerbound import scaling as _sc
+
+    return {"dims": tuple(_sc.DEFAULT_DIMS), "samplers": tuple(_sc.DEFAULT_SAMPLERS)}[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class LowerBoundSweep:
+    """Spec of the codebook-free sqrt(d) sweep (see :func:`jscore.lowerbound.scaling`).
+
+    ``dims``: dimensions (ints >= 2, any order, no repeats; the parse grammar of
+    :func:`parse_int_list` is accepted); ``samplers``: scalar-form sampler names
+    (``euler``, ``ddim``, ``euler_ancestral``, ``euler_maruyama``, ``heun``, ``dpmpp_2m``,
+    ``randomized_midpoint``); ``p`` >= 1 and ``eps`` (``"1/d"``, ``"1/sqrt(d)"``, ``"1/d^2"`` or a
+    positive number) define the accuracy; ``rate`` is the rate of the window table and
+    ``[rate_lo, rate_hi]`` with ``n_rates`` points the rate grid of ``N``, ``K*`` and the
+    searcher; ``n_xi`` reference-norm draws per profile; ``n_offsets`` log-offsets and
+    ``n_chains`` chains per offset for stochastic samplers; ``k_max`` the largest K tried;
+    ``robustness`` adds the p x eps grid.
+    """
+
+    name: str = "lowerbound-sqrt-d"
+    dims: tuple = dataclasses.field(default_factory=lambda: _default("dims"))
+    samplers: tuple = dataclasses.field(default_factory=lambda: _default("samplers"))
+    p: float = 2.0
+    eps: str | float = "1/d"
+    rate: float = 0.3
+    rate_lo: float = 0.15
+    rate_hi: float = 0.45
+    n_rates: int = 9
+    n_xi: int = 1000
+    n_offsets: int = 8
+    n_chains: int = 2
+    k_max: int = 1024
+    robustness: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        from ..lowerbound.scalar import scalar_spec
+        from ..lowerbound.scaling import eps_value
+
+        dims = tuple(parse_int_list(list(self.dims) if not isinstance(self.dims, str) else self.dims,
+                                    "dims"))
+        if min(dims) < 2:
+            raise ValueError(f"`dims` must all be >= 2, got {min(dims)}.")
+        object.__setattr__(self, "dims", dims)
+        samplers = (self.samplers,) if isinstance(self.samplers, str) else tuple(self.samplers)
+        if not samplers:
+            raise ValueError("`samplers` is empty; name at least one, e.g. ['euler'].")
+        for s in samplers:
+            if not isinstance(s, str):
+                raise TypeError(f"`samplers` must be names (strings), got {s!r}.")
+            scalar_spec(s)  # ValueError naming the supported ones
+        object.__setattr__(self, "samplers", samplers)
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (str, numbers.Real)):
+            raise TypeError(f"`eps` must be a rule string or a number, got {self.eps!r}.")
+        if isinstance(self.eps, str):
+            eps_value(100.0, self.eps)
+        elif not (0 < self.eps < 1):
+            raise ValueError(f"`eps` must lie in (0, 1), got {self.eps}.")
+        for f in ("p", "rate", "rate_lo", "rate_hi"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise TypeError(f"`{f}` must be a finite number, got {v!r}.")
+            object.__setattr__(self, f, float(v))
+        if self.p < 1:
+            raise ValueError(f"`p` must be >= 1 (an L^p accuracy), got {self.p}.")
+        if not (0 < self.rate_lo <= self.rate <= self.rate_hi < math.log(2) + 1):
+            raise ValueError("rates must satisfy 0 < rate_lo <= rate <= rate_hi, got "
+                             f"{self.rate_lo}, {self.rate}, {self.rate_hi}.")
+        for f, lo in (("n_rates", 2), ("n_xi", 10), ("n_offsets", 1), ("n_chains", 1),
+                      ("k_max", 2), ("seed", 0)):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+                raise ValueError(f"`{f}` must be an int >= {lo}, got {v!r}.")
+        if not isinstance(self.robustness, bool):
+            raise TypeError(f"`robustness` must be true or false, got {self.robustness!r}.")
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of :func:`jscore.lowerbound.scaling`."""
+        d = dataclasses.asdict(self)
+        d.pop("name")
+        d["dims"], d["samplers"] = list(self.dims), list(self.samplers)
+        return d
+
+    def replace(self, **kw) -> "LowerBoundSweep":
+        """A copy with fields replaced (validated again)."""
+        return dataclasses.replace(self, **kw)
+
+    def to_toml(self) -> str:
+        """The spec as TOML that :func:`jscore.sweeps.load_spec` reads back to an equal spec."""
+        lines = ["# jscore lower-bound sweep (lower_bound.md sections 6-8)",
+                 f'experiment = "{EXPERIMENT}"']
+        for k, v in dataclasses.asdict(self).items():
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            elif isinstance(v, str):
+                v = json.dumps(v)
+            elif isinstance(v, (list, tuple)):
+                v = "[" + ", ".join(json.dumps(x) for x in v) + "]"
+            else:
+                v = repr(v)
+            lines.append(f"{k} = {v}")
+        return "\n".join(lines)
+
+    def describe(self) -> str:
+        """The plan in words (``jscore sweep --dry-run``)."""
+        return (f"lower-bound sweep {self.name!r}: {len(self.dims)} dimensions "
+                f"({', '.join(str(d) for d in self.dims)}), samplers "
+                f"{', '.join(self.samplers)} in scalar form against the reference oracle "
+                f"(plus the ideal reference-typical family), p = {self.p:g}, eps = {self.eps}, "
+                f"rates [{self.rate_lo:g}, {self.rate_hi:g}] x {self.n_rates}, "
+                f"{self.n_offsets} log-offsets x {self.n_chains} chains, K <= {self.k_max}"
+                + (", robustness grid" if self.robustness else "")
+                + ". Cost is O(1) in d per step; results resume per dimension.")
+
+
+def lowerbound_from_dict(data: dict) -> LowerBoundSweep:
+    """A :class:`LowerBoundSweep` from a dict (TOML keys), rejecting unknown keys."""
+    data = dict(data)
+    exp = data.pop("experiment", EXPERIMENT)
+    if exp != EXPERIMENT:
+        raise ValueError(f"experiment = {exp!r} is not the lower-bound sweep ({EXPERIMENT!r}).")
+    fields = {f.name for f in dataclasses.fields(LowerBoundSweep)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ValueError(f"Unknown lower-bound sweep keys {unknown}; known: {sorted(fields)}.")
+    return LowerBoundSweep(**data)
+
+
+@dataclasses.dataclass
+class LowerBoundSweepResult:
+    """What ``js.sweep(LowerBoundSweep(...))`` returns: ``results`` is the dict of
+    :func:`jscore.lowerbound.scaling` (``rows`` per d, ``fits`` with slopes and CIs), ``files`` the
+    paths written under ``out``."""
+
+    out: str
+    spec: LowerBoundSweep
+    results: dict
+    files: list
+    complete: bool = True
+
+    @property
+    def rows(self) -> list:
+        return self.results["rows"]
+
+    def table(self) -> str:
+        from ..lowerbound.scaling import format_table
+
+        return format_table(self.results)
+
+
+def run_lowerbound(spec: LowerBoundSweep, *, out=None, resume="auto", overwrite=False,
+                   quiet=False, plot=True, log=None) -> LowerBoundSweepResult:
+    """Run ``spec`` into ``out`` (default ``jscore-sweep-<name>``); see :func:`jscore.sweep`."""
+    from ..lowerbound.scaling import format_table, scaling
+
+    out = out or f"jscore-sweep-{spec.name}"
+    if log is None:
+        import sys
+
+        def log(msg):
+            if not quiet:
+                print(msg, file=sys.stderr, flush=True)
+
+    t0 = time.time()
+    results = scaling(**spec.kwargs(), out_dir=out, resume=resume, overwrite=overwrite,
+                      plot=plot, log=log)
+    with open(os.path.join(out, "table.txt"), "w") as fh:
+        fh.write(format_table(results) + "\n")
+    files = [os.path.join(out, f) for f in ("scaling.json", "scaling.csv", "scaling.png",
+                                            "table.txt")]
+    log(f"lower-bound sweep finished in {time.time() - t0:.0f} s")
+    return LowerBoundSweepResult(out=out, spec=spec, results=results,
+                                 files=[f for f in files if os.path.exists(f)])
+
+
+__all__ = ["LowerBoundSweep", "LowerBoundSweepResult", "lowerbound_from_dict", "run_lowerbound"]
