@@ -9,15 +9,41 @@ informatively is, with ``kappa = r xi / sigma^2`` and ``B = 2 r / sigma^2``::
     band   = [r^2 + d s^2 - 2 sqrt((d s^4 + 2 r^2 s^2) t_sig),  r^2 + d s^2 + 2 sqrt(...) + 2 s^2 t_sig]
     t(u)   = (u + Lambda_d(kappa)) / kappa,      N_u = M S_d(t(u))                (expected count)
     condensed, C(sigma) >= Rbar:  pi = 1{xi^2 in band} (1 - exp(-N_{u_lo})),    u_lo = log M + log lambda
-    liquid,    C(sigma) <  Rbar:  pi = 1{xi^2 in band} max(1 - exp(-N_{u_hi}), 1_coll),
-                                  u_hi = log M - log(B sqrt(1 - A_d(kappa)^2) / eps)
+    liquid,    C(sigma) <  Rbar:  pi = 1{xi^2 in band} (1 - exp(-M S_d(t*))),   h(t*) = (eps/2)^2
+
+with ``C(sigma) = 1/2 log(1 + rho^2/sigma^2)`` and ``Rbar = log M / d`` (the effective rate,
+``M = ceil(exp(R d))``).
+
+**Liquid side (one big jump over a truncated bulk).** There ``L ~ 1`` and the answer is
+informative iff ``D = |m_P - m_Q|/sigma^2 > eps/2``. With normalised weights ``w_j`` and unit
+codewords ``u_j``, ``D^2 = (r/sigma^2)^2 |sum_j w_j (u_j - A x/|x|)|^2 ~ sum_j g(T_j)`` (the
+cross terms average out), ``g(t) = (r/sigma^2)^2 exp(2(kappa t - Lambda_d(kappa)))/M^2 f(t)``,
+``f(t) = 1 - 2 A t + A^2`` (``A = A_d(kappa)``). Split the codewords at a cosine ``tau``: those
+below are many and contribute their mean (law of large numbers; change of measure to
+vMF(2 kappa))::
+
+    m(tau) = (r/sigma^2)^2 exp(Lambda_d(2k) - 2 Lambda_d(k) - log M) E_{vMF(2k)}[f(T); T < tau]
+
+(the vMF(2 kappa) marginal taken normal, mean ``A_d(2k)``, variance ``A_d'(2k)``); those above
+form a Poisson process of mean ``M S_d(tau)``, independent of the bulk, and one of them must
+supply the rest. ``h(tau) = m(tau) + g(tau)`` increases, so the event is "some codeword has
+cosine >= t*" with ``h(t*) = (eps/2)^2`` (bisection). Limits: ``m -> 0`` gives the spec's
+single-codeword term ``1 - exp(-N_{u_hi})`` (exactly so with ``jump="spec"``, ``f = 1 - A^2``);
+``tau -> 1`` gives the annealed second moment of the spec's collective term. The spec's cosine
+guard ``A_d(2 kappa) < t_1`` is not needed: when the vMF(2 kappa) mean lies beyond the codewords
+that exist (the beta = 2 model is frozen), ``m(t*)`` is small and the single jump decides. As
+d grows ``M S_d(t*)`` goes to 0 or infinity and the term tends to the spec's 0/1 form; the
+section-6 windows and section-8 K* are unchanged (K* = 10.5 ... 192.5 for d = 1.6e3 ... 1e6,
+``w sqrt(d/ln(d/eps))`` = 3.29-3.30). At d = 40-64 the probability replaces a step and matches
+exact codebooks on the liquid tail to ~0.01-0.03 (the 0/1 guard was off by up to 0.11; see
+:mod:`jscore.lowerbound.validation`). ``guard="indicator"`` keeps the spec's form::
+
+    pi_liquid = max(1 - exp(-N_{u_hi}), 1_coll),  u_hi = log M - log(B sqrt(1 - A_d(kappa)^2) / eps)
     1_coll = 1{A_d(2 kappa) < t_1} 1{(r/sigma^2) sqrt(1 - 2 A A_2 + A^2) exp((Lambda_d(2k) - 2 Lambda_d(k) - log M)/2) > eps/2}
 
-with ``C(sigma) = 1/2 log(1 + rho^2/sigma^2)``, ``Rbar = log M / d`` (the effective rate,
-``M = ceil(exp(R d))``) and ``t_1`` the typical largest cosine, taken at its d -> infinity value
-``sqrt(1 - exp(-2 Rbar))`` (see :func:`guard_threshold` for why, and the finite-d option). Everything
-is in log space: ``log N_u = log M + log S_d(t(u))``, ``pi = -expm1(-exp(min(log N_u, 700)))``,
-``N_u = 0`` if ``t(u) >= 1`` and ``pi = 1`` if ``t(u) <= 0``.
+with ``t_1`` the typical largest cosine at its d -> infinity value ``sqrt(1 - exp(-2 Rbar))``
+(see :func:`guard_threshold`). Everything is in log space: ``log N = log M + log S_d(t)``,
+``pi = -expm1(-exp(min(log N, 700)))``, ``N = 0`` if ``t >= 1`` and ``pi = 1`` if ``t <= 0``.
 
 Use float64 (``jax_enable_x64``); the arguments are O(d) and cancel to O(1) near the edges.
 ``d`` is a static Python number; ``xi`` and ``sigma`` broadcast; ``rate``, ``eps``, ``p`` and
@@ -111,13 +137,15 @@ class QueryTerms(NamedTuple):
     """The pieces of ``pi`` for a batch of queries (all arrays of the broadcast shape).
 
     - ``prob``: the informative probability ``pi``.
-    - ``log_intensity``: ``log`` of the Poisson intensity ``-log(1 - pi)``: ``log N_u`` of the
-      active side, ``+inf`` where ``pi = 1`` (collective term or ``t(u) <= 0``), ``-inf`` where
-      ``pi = 0`` (outside the band, or ``t(u) >= 1``).
-    - ``t_star``: the cosine ``t(u)`` a codeword needs (the cap threshold of this query).
+    - ``log_intensity``: ``log`` of the Poisson intensity ``-log(1 - pi)``: ``log M S_d(t*)``,
+      ``+inf`` where ``pi = 1`` (``t* <= 0``, or the 0/1 collective term of
+      ``guard="indicator"``), ``-inf`` where ``pi = 0`` (outside the band, or ``t* >= 1``).
+    - ``t_star``: the cosine ``t*`` a codeword needs (the cap threshold of this query:
+      ``t(u_lo)`` condensed; liquid: the one-big-jump ``t*``, or ``t(u_hi)`` for "indicator").
     - ``in_band``: whether ``|x|^2`` lies in the adversary's norm band.
     - ``condensed``: ``C(sigma) >= Rbar``.
-    - ``collective``: whether the guarded collective term fires (liquid side only).
+    - ``collective``: liquid side only; "truncated": the bulk ``m(t*)`` outweighs the jump
+      ``g(t*)``; "indicator": the guarded 0/1 term fires.
     """
 
     prob: jax.Array
@@ -141,7 +169,7 @@ def informative_terms(
     t1=None,
     collective: bool = True,
     guard: str = "truncated",
-    jump: str = "spec",
+    jump: str = "exact",
 ) -> QueryTerms:
     """All terms of ``pi(xi, sigma; d, R, eps, p)`` (module docstring); elementwise, broadcasting.
 
@@ -156,9 +184,9 @@ def informative_terms(
       ``max(1 - exp(-N_{u_hi}), 1_coll)`` with the guard ``A_d(2 kappa) < t1``.
     - ``t1``: the ``"indicator"`` guard's cosine; default :func:`guard_threshold` (asymptotic
       ``sqrt(1 - exp(-2 Rbar))``). Ignored by ``"truncated"``.
-    - ``jump``: the single codeword's spread factor in the liquid test, ``"spec"``
-      ``1 - A_d(kappa)^2`` (lower_bound.md 7.2) or ``"exact"`` ``1 - 2 A_d(kappa) t + A_d(kappa)^2``
-      (``|u - A x/|x||^2`` of a codeword at cosine ``t``); ``"truncated"`` only.
+    - ``jump``: the single codeword's factor ``f`` in the liquid test, ``"exact"`` (default)
+      ``1 - 2 A_d(kappa) t + A_d(kappa)^2`` (``|u - A x/|x||^2`` for a codeword at cosine ``t``)
+      or ``"spec"`` ``1 - A_d(kappa)^2`` (lower_bound.md 7.2); ``guard="truncated"`` only.
     """
     if guard not in ("truncated", "indicator"):
         raise ValueError(f"Unknown guard {guard!r}; use 'truncated' or 'indicator'.")
@@ -279,6 +307,8 @@ def _liquid_truncated(kappa, lam, a_k, log_m, log_b, eps, d, collective, jump):
         t_single = jnp.where(jnp.isnan(t_single), jnp.inf, t_single)
     else:
         t_single = jnp.full_like(kappa, jnp.inf)
+    t_single = jnp.broadcast_to(
+        t_single, jnp.shape(log_h(jnp.minimum(t_single, 1.0)) >= log_delta2))
     t_hi = jnp.minimum(t_single, 1.0)
     lo0 = jnp.full_like(t_hi, -1.0)
 

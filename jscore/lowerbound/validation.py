@@ -162,8 +162,11 @@ def formula_fraction(d: int, log_m: float, sigmas, eps=0.05, p=2.0, rho=1.0, *, 
                      **kwargs):
     """``pi_bar_d(sigma)`` of :func:`~jscore.lowerbound.informative.profile` at ``sigmas`` (numpy)."""
     draws = typical_norm_draws(jax.random.key(seed), float(d), n)
-    return np.asarray(profile(jnp.asarray(sigmas, jnp.result_type(float)), float(d), None, eps, p,
-                              rho, draws=draws, log_m=log_m, **kwargs))
+    fn = jax.jit(lambda s, dr, lm, e, pp, rh: profile(s, float(d), None, e, pp, rh, draws=dr,
+                                                      log_m=lm, **kwargs))
+    ftype = jnp.result_type(float)
+    return np.asarray(fn(jnp.asarray(sigmas, ftype), draws, jnp.asarray(log_m, ftype),
+                         jnp.asarray(eps, ftype), jnp.asarray(p, ftype), jnp.asarray(rho, ftype)))
 
 
 def compare(rows, eps=0.05, p=2.0, rho=1.0, *, n=4000):
@@ -196,7 +199,8 @@ def write_results(all_rows, out_dir, extra=None):
     os.makedirs(out_dir, exist_ok=True)
     flat = [r for rows in all_rows for r in rows]
     with open(os.path.join(out_dir, "validation.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(flat[0]))
+        names = list(dict.fromkeys(k for r in flat for k in r))
+        w = csv.DictWriter(f, fieldnames=names)
         w.writeheader()
         w.writerows(flat)
     summary = [summarize(rows) for rows in all_rows]
