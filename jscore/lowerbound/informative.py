@@ -333,7 +333,10 @@ def _liquid_truncated(kappa, lam, a_k, log_m, log_b, eps, d, collective, jump):
 
 
 def guard_threshold(d, log_m, kind: str = "asymptotic"):
-    """Cosine ``t_1`` of the collective term's guard ``A_d(2 kappa) < t_1``.
+    """Cosine ``t_1`` of the spec's collective-term guard ``A_d(2 kappa) < t_1`` (``guard="indicator"``).
+
+    The default liquid term (``guard="truncated"``) needs no such cosine: the randomness of the
+    largest cosines enters through the Poisson count ``M S_d(t*)`` itself.
 
     ``kind="asymptotic"`` (default): ``t_1 = sqrt(1 - exp(-2 Rbar))``, the d -> infinity limit of
     the typical largest cosine. ``kind="finite"``: the finite-d solution of ``M S_d(t_1) = 1``

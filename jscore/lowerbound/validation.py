@@ -192,6 +192,48 @@ def summarize(rows):
                 max_dev_old=abs(rows[j]["dev_old"]), at_ratio_old=rows[j]["ratio"])
 
 
+def sampler_informative(sampler, d: int, rate: float, Ks, n: int, seed: int = 0, *, eps=0.05,
+                        p=2.0, num_offsets: int = 4, sigma_min=0.02, sigma_max=20.0):
+    """``P(exists informative)`` of a sampler against the exact adversary vs the formula.
+
+    For each K the geometric grid of :func:`~jscore.lowerbound.exact_experiments.offset_grid`
+    with stratified log-offsets ``(u + 0.37)/num_offsets``; ``n`` chains per offset. ``exact``:
+    fraction of chains that got an informative answer from ``LRAdversary`` on one random
+    codebook; ``formula`` / ``formula_old``: mean trajectory estimate of
+    :func:`~jscore.lowerbound.trajectory.assemble` (default / 0/1 guard) on the coupled
+    reference run (same keys, so the same trajectory up to the first informative answer), and
+    its ``lower``/``upper`` bounds. Rows ``K, exact, exact_se, formula, formula_old, lower, upper``.
+    """
+    from ..oracles.adversary import LRAdversary
+    from ..sampling import sample
+    from ..targets.codebook import SphereCodebook
+    from .exact_experiments import offset_grid
+    from .trajectory import assemble, reference_run
+
+    cb = SphereCodebook.random(jax.random.key(seed), d, rate)
+    log_m = math.log(cb.num_codewords)
+    adv = LRAdversary(cb, eps, p)
+    rows = []
+    for K in Ks:
+        acc = np.zeros(5)
+        for u in range(num_offsets):
+            sig = jnp.asarray(offset_grid(int(K), sigma_min, sigma_max, (u + 0.37) / num_offsets))
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), int(K)), u)
+            res = sample(adv, sampler, sig, key, num_samples=n)
+            traj, _ = reference_run(sampler, sig, key, d, n)
+            b = assemble(traj, float(d), None, eps, p, log_m=log_m)
+            bo = assemble(traj, float(d), None, eps, p, log_m=log_m, guard="indicator")
+            acc += [float(np.mean(np.asarray(res.stats.extra["informative"]))),
+                    float(jnp.mean(b.estimate)), float(jnp.mean(bo.estimate)),
+                    float(jnp.mean(b.lower)), float(jnp.mean(b.upper))]
+        ex, fo, fo_old, lo, up = acc / num_offsets
+        rows.append(dict(d=d, rate=rate, M=cb.num_codewords, K=int(K), exact=ex,
+                         exact_se=math.sqrt(max(ex * (1 - ex), 1.0 / n) / (n * num_offsets)),
+                         formula=fo, formula_old=fo_old, lower=lo, upper=up, dev=fo - ex,
+                         dev_old=fo_old - ex))
+    return rows
+
+
 def write_results(all_rows, out_dir, extra=None):
     """CSV + JSON + PNG overlay (exact vs formula, one panel per d) under ``out_dir``."""
     import os
@@ -232,4 +274,4 @@ def write_results(all_rows, out_dir, extra=None):
 
 __all__ = ["random_sphere_codebook", "adversary_flags", "reference_points",
            "exact_informative_fraction", "formula_fraction", "compare", "summarize",
-           "write_results"]
+           "sampler_informative", "write_results"]
