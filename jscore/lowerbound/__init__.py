@@ -32,3 +32,4 @@ from .trajectory import TrajectoryBounds as TrajectoryBounds
 from .trajectory import assemble as assemble_trajectory
 from .trajectory import reference_run as reference_run
 from . import exact_experiments as exact_experiments
+from . import validation as validation

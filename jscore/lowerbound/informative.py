@@ -9,15 +9,41 @@ informatively is, with ``kappa = r xi / sigma^2`` and ``B = 2 r / sigma^2``::
     band   = [r^2 + d s^2 - 2 sqrt((d s^4 + 2 r^2 s^2) t_sig),  r^2 + d s^2 + 2 sqrt(...) + 2 s^2 t_sig]
     t(u)   = (u + Lambda_d(kappa)) / kappa,      N_u = M S_d(t(u))                (expected count)
     condensed, C(sigma) >= Rbar:  pi = 1{xi^2 in band} (1 - exp(-N_{u_lo})),    u_lo = log M + log lambda
-    liquid,    C(sigma) <  Rbar:  pi = 1{xi^2 in band} max(1 - exp(-N_{u_hi}), 1_coll),
-                                  u_hi = log M - log(B sqrt(1 - A_d(kappa)^2) / eps)
+    liquid,    C(sigma) <  Rbar:  pi = 1{xi^2 in band} (1 - exp(-M S_d(t*))),   h(t*) = (eps/2)^2
+
+with ``C(sigma) = 1/2 log(1 + rho^2/sigma^2)`` and ``Rbar = log M / d`` (the effective rate,
+``M = ceil(exp(R d))``).
+
+**Liquid side (one big jump over a truncated bulk).** There ``L ~ 1`` and the answer is
+informative iff ``D = |m_P - m_Q|/sigma^2 > eps/2``. With normalised weights ``w_j`` and unit
+codewords ``u_j``, ``D^2 = (r/sigma^2)^2 |sum_j w_j (u_j - A x/|x|)|^2 ~ sum_j g(T_j)`` (the
+cross terms average out), ``g(t) = (r/sigma^2)^2 exp(2(kappa t - Lambda_d(kappa)))/M^2 f(t)``,
+``f(t) = 1 - 2 A t + A^2`` (``A = A_d(kappa)``). Split the codewords at a cosine ``tau``: those
+below are many and contribute their mean (law of large numbers; change of measure to
+vMF(2 kappa))::
+
+    m(tau) = (r/sigma^2)^2 exp(Lambda_d(2k) - 2 Lambda_d(k) - log M) E_{vMF(2k)}[f(T); T < tau]
+
+(the vMF(2 kappa) marginal taken normal, mean ``A_d(2k)``, variance ``A_d'(2k)``); those above
+form a Poisson process of mean ``M S_d(tau)``, independent of the bulk, and one of them must
+supply the rest. ``h(tau) = m(tau) + g(tau)`` increases, so the event is "some codeword has
+cosine >= t*" with ``h(t*) = (eps/2)^2`` (bisection). Limits: ``m -> 0`` gives the spec's
+single-codeword term ``1 - exp(-N_{u_hi})`` (exactly so with ``jump="spec"``, ``f = 1 - A^2``);
+``tau -> 1`` gives the annealed second moment of the spec's collective term. The spec's cosine
+guard ``A_d(2 kappa) < t_1`` is not needed: when the vMF(2 kappa) mean lies beyond the codewords
+that exist (the beta = 2 model is frozen), ``m(t*)`` is small and the single jump decides. As
+d grows ``M S_d(t*)`` goes to 0 or infinity and the term tends to the spec's 0/1 form; the
+section-6 windows and section-8 K* are unchanged (K* = 10.5 ... 192.5 for d = 1.6e3 ... 1e6,
+``w sqrt(d/ln(d/eps))`` = 3.29-3.30). At d = 40-64 the probability replaces a step and matches
+exact codebooks on the liquid tail to ~0.01-0.03 (the 0/1 guard was off by up to 0.11; see
+:mod:`jscore.lowerbound.validation`). ``guard="indicator"`` keeps the spec's form::
+
+    pi_liquid = max(1 - exp(-N_{u_hi}), 1_coll),  u_hi = log M - log(B sqrt(1 - A_d(kappa)^2) / eps)
     1_coll = 1{A_d(2 kappa) < t_1} 1{(r/sigma^2) sqrt(1 - 2 A A_2 + A^2) exp((Lambda_d(2k) - 2 Lambda_d(k) - log M)/2) > eps/2}
 
-with ``C(sigma) = 1/2 log(1 + rho^2/sigma^2)``, ``Rbar = log M / d`` (the effective rate,
-``M = ceil(exp(R d))``) and ``t_1`` the typical largest cosine, taken at its d -> infinity value
-``sqrt(1 - exp(-2 Rbar))`` (see :func:`guard_threshold` for why, and the finite-d option). Everything
-is in log space: ``log N_u = log M + log S_d(t(u))``, ``pi = -expm1(-exp(min(log N_u, 700)))``,
-``N_u = 0`` if ``t(u) >= 1`` and ``pi = 1`` if ``t(u) <= 0``.
+with ``t_1`` the typical largest cosine at its d -> infinity value ``sqrt(1 - exp(-2 Rbar))``
+(see :func:`guard_threshold`). Everything is in log space: ``log N = log M + log S_d(t)``,
+``pi = -expm1(-exp(min(log N, 700)))``, ``N = 0`` if ``t >= 1`` and ``pi = 1`` if ``t <= 0``.
 
 Use float64 (``jax_enable_x64``); the arguments are O(d) and cancel to O(1) near the edges.
 ``d`` is a static Python number; ``xi`` and ``sigma`` broadcast; ``rate``, ``eps``, ``p`` and
@@ -32,6 +58,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import log_ndtr
 
 from . import bessel as _bessel_mod
 from .caps import _check_d, cap_threshold, log_cap
@@ -110,13 +137,15 @@ class QueryTerms(NamedTuple):
     """The pieces of ``pi`` for a batch of queries (all arrays of the broadcast shape).
 
     - ``prob``: the informative probability ``pi``.
-    - ``log_intensity``: ``log`` of the Poisson intensity ``-log(1 - pi)``: ``log N_u`` of the
-      active side, ``+inf`` where ``pi = 1`` (collective term or ``t(u) <= 0``), ``-inf`` where
-      ``pi = 0`` (outside the band, or ``t(u) >= 1``).
-    - ``t_star``: the cosine ``t(u)`` a codeword needs (the cap threshold of this query).
+    - ``log_intensity``: ``log`` of the Poisson intensity ``-log(1 - pi)``: ``log M S_d(t*)``,
+      ``+inf`` where ``pi = 1`` (``t* <= 0``, or the 0/1 collective term of
+      ``guard="indicator"``), ``-inf`` where ``pi = 0`` (outside the band, or ``t* >= 1``).
+    - ``t_star``: the cosine ``t*`` a codeword needs (the cap threshold of this query:
+      ``t(u_lo)`` condensed; liquid: the one-big-jump ``t*``, or ``t(u_hi)`` for "indicator").
     - ``in_band``: whether ``|x|^2`` lies in the adversary's norm band.
     - ``condensed``: ``C(sigma) >= Rbar``.
-    - ``collective``: whether the guarded collective term fires (liquid side only).
+    - ``collective``: liquid side only; "truncated": the bulk ``m(t*)`` outweighs the jump
+      ``g(t*)``; "indicator": the guarded 0/1 term fires.
     """
 
     prob: jax.Array
@@ -139,6 +168,8 @@ def informative_terms(
     log_m=None,
     t1=None,
     collective: bool = True,
+    guard: str = "truncated",
+    jump: str = "exact",
 ) -> QueryTerms:
     """All terms of ``pi(xi, sigma; d, R, eps, p)`` (module docstring); elementwise, broadcasting.
 
@@ -147,10 +178,20 @@ def informative_terms(
     - ``d``: static dimension; ``rate``: hidden rate R (``M = ceil(exp(R d))``), or pass ``log_m``
       directly (e.g. ``log`` of an explicit codebook's size).
     - ``eps``, ``p``, ``rho``: adversary accuracy, L^p exponent, radius scale.
-    - ``t1``: the collective guard's cosine; default :func:`guard_threshold` (asymptotic
-      ``sqrt(1 - exp(-2 Rbar))``).
-    - ``collective``: include the guarded collective term ``1_coll``.
+    - ``collective``: include the collective (many-codeword) part of the liquid-side test.
+    - ``guard``: ``"truncated"`` (default) the one-big-jump model of the liquid side (module
+      docstring): a probability, no cosine guard; ``"indicator"`` the spec's 0/1 term
+      ``max(1 - exp(-N_{u_hi}), 1_coll)`` with the guard ``A_d(2 kappa) < t1``.
+    - ``t1``: the ``"indicator"`` guard's cosine; default :func:`guard_threshold` (asymptotic
+      ``sqrt(1 - exp(-2 Rbar))``). Ignored by ``"truncated"``.
+    - ``jump``: the single codeword's factor ``f`` in the liquid test, ``"exact"`` (default)
+      ``1 - 2 A_d(kappa) t + A_d(kappa)^2`` (``|u - A x/|x||^2`` for a codeword at cosine ``t``)
+      or ``"spec"`` ``1 - A_d(kappa)^2`` (lower_bound.md 7.2); ``guard="truncated"`` only.
     """
+    if guard not in ("truncated", "indicator"):
+        raise ValueError(f"Unknown guard {guard!r}; use 'truncated' or 'indicator'.")
+    if jump not in ("spec", "exact"):
+        raise ValueError(f"Unknown jump factor {jump!r}; use 'spec' or 'exact'.")
     d = _check_d(d)
     ftype = jnp.result_type(float)
     xi = jnp.asarray(xi, ftype)
@@ -180,18 +221,14 @@ def informative_terms(
     u_hi = log_m - (log_b + 0.5 * jnp.log(one_minus_a2) - jnp.log(eps))
     u = jnp.where(condensed, u_lo, u_hi)
     t_star = (u + lam) / kappa
-    t_eval = jnp.clip(jnp.where(jnp.isnan(t_star), 1.0, t_star), 0.0, 1.0)
-    # Where log M >= 1400 and the cap is not tiny (S_d > ~1e-260, the slow incomplete-beta
-    # region), log N >= log M - 600 >= 800 already saturates pi = 1: skip the evaluation.
-    a_half = (d - 1.0) / 2.0
-    huge = (log_m >= _HUGE_LOG_M) & (-a_half * jnp.log1p(-t_eval * t_eval) < 600.0)
-    t_safe = jnp.where(huge, jnp.sqrt(-jnp.expm1(-1200.0 / a_half)), t_eval)
-    log_n = jnp.where(huge, log_m - 600.0, log_m + log_cap(t_safe, d))
-    log_n = jnp.where(t_star >= 1.0, -jnp.inf, log_n)
-    log_n = jnp.where(t_star <= 0.0, jnp.inf, log_n)
 
     coll = jnp.zeros(jnp.broadcast_shapes(xi.shape, sigma.shape, log_m.shape), bool)
-    if collective:
+    if guard == "truncated":
+        t_liq, coll = _liquid_truncated(kappa, lam, a_k, log_m, log_b, eps, d, collective, jump)
+        coll = coll & ~condensed
+        t_star = jnp.where(condensed, t_star, t_liq)
+    log_n = _log_count(t_star, d, log_m)
+    if guard == "indicator" and collective:
         if t1 is None:
             t1 = guard_threshold(d, log_m)
         t1 = jnp.asarray(t1, ftype)
@@ -201,15 +238,105 @@ def informative_terms(
             jnp.log(r) - jnp.log(s2) + 0.5 * jnp.log(spread) + 0.5 * (lam2 - 2.0 * lam - log_m)
         )
         coll = (a_2k < t1) & (log_fluct > jnp.log(eps) - math.log(2.0)) & ~condensed
+        log_n = jnp.where(coll, jnp.inf, log_n)
 
-    log_int = jnp.where(coll, jnp.inf, log_n)
+    log_int = log_n
     log_int = jnp.where(in_band, log_int, -jnp.inf)
     prob = -jnp.expm1(-jnp.exp(jnp.minimum(log_int, _LOG_CAP_MAX)))
     return QueryTerms(prob, log_int, t_star, in_band, condensed, coll)
 
 
+_BISECT_ITERS = 64
+
+
+def _log_count(t, d, log_m):
+    """``log(M S_d(t))`` with ``-inf`` for ``t >= 1``, ``+inf`` for ``t <= 0`` (section 7.3)."""
+    t_eval = jnp.clip(jnp.where(jnp.isnan(t), 1.0, t), 0.0, 1.0)
+    a_half = (d - 1.0) / 2.0
+    # Where log M >= 1400 and the cap is not tiny (S_d > ~1e-260, the slow incomplete-beta
+    # region), log N >= log M - 600 >= 800 already saturates pi = 1: skip the evaluation.
+    huge = (log_m >= _HUGE_LOG_M) & (-a_half * jnp.log1p(-t_eval * t_eval) < 600.0)
+    t_safe = jnp.where(huge, jnp.sqrt(-jnp.expm1(-1200.0 / a_half)), t_eval)
+    log_n = jnp.where(huge, log_m - 600.0, log_m + log_cap(t_safe, d))
+    log_n = jnp.where(t >= 1.0, -jnp.inf, log_n)
+    return jnp.where(t <= 0.0, jnp.inf, log_n)
+
+
+def _liquid_truncated(kappa, lam, a_k, log_m, log_b, eps, d, collective, jump):
+    """Liquid side, one-big-jump model: ``(t*, bulk dominates at t*)``; ``pi = 1 - exp(-M S_d(t*))``.
+
+    ``D = |m_P - m_Q|/sigma^2`` with ``D^2 ~ sum_j g(T_j)``, ``g(t) = (r/sigma^2)^2 w(t)^2 f(t)``,
+    ``w(t) = exp(kappa t - Lambda_d(kappa))/M`` (liquid: ``Z ~ M e^Lambda``) and ``f(t)`` the jump
+    factor. Split at a cosine ``tau``: codewords below ``tau`` are many and contribute their
+    mean (law of large numbers), ``m(tau) = M E[g(T); T < tau]``; the rest is a Poisson process
+    of mean ``M S_d(tau)``, and one of them must supply the remainder. With
+    ``h(tau) = m(tau) + g(tau)`` increasing, ``t*`` solves ``h(t*) = (eps/2)^2`` and
+    ``P(D > eps/2) = 1 - exp(-M S_d(t*))``. By the change of measure
+    ``m(tau) = (r/sigma^2)^2 exp(Lambda_d(2k) - 2 Lambda_d(k))/M E_{vMF(2k)}[1 - 2AT + A^2; T < tau]``,
+    with the vMF(2 kappa) marginal of ``T`` taken normal (mean ``A_d(2k)``, variance
+    ``A_d'(2k) = 1 - A_d(2k)^2 - (d-1) A_d(2k)/(2k)``). ``tau -> 1`` recovers the annealed second
+    moment; without the bulk ``t*`` is the single-codeword threshold ``t(u_hi)``.
+    """
+    log_rs = log_b - math.log(2.0)  # log(r / sigma^2)
+    log_delta2 = 2.0 * (jnp.log(eps) - math.log(2.0))
+    log_1ma2 = jnp.log((1.0 - a_k) * (1.0 + a_k))
+    lg0 = 2.0 * (log_rs - lam - log_m)
+
+    def log_g(t):
+        fac = log_1ma2 if jump == "spec" else jnp.log(1.0 - 2.0 * a_k * t + a_k * a_k)
+        return lg0 + 2.0 * kappa * t + fac
+
+    if collective:
+        lam2, a_2k = bessel_terms(2.0 * kappa, d)
+        sd2 = jnp.sqrt(jnp.maximum(1.0 - a_2k * a_2k - (d - 1.0) * a_2k / (2.0 * kappa), 1e-300))
+        log_pref = 2.0 * log_rs + lam2 - 2.0 * lam - log_m
+        log_c0 = jnp.log((a_k - a_2k) ** 2 + (1.0 - a_2k) * (1.0 + a_2k))  # 1 - 2 A A2 + A^2
+        log_c1 = jnp.log(2.0 * a_k * sd2) - 0.5 * math.log(2.0 * math.pi)
+
+        def log_bulk(t):  # log m(t): (1+A^2-2A A2) Phi(z) + 2 A sd2 phi(z), z = (t - A2)/sd2
+            z = (t - a_2k) / sd2
+            return log_pref + jnp.logaddexp(log_c0 + log_ndtr(z), log_c1 - 0.5 * z * z)
+
+        def log_h(t):
+            return jnp.logaddexp(log_g(t), log_bulk(t))
+    else:
+        log_h = log_g
+
+    if jump == "spec":  # h >= g, so t* <= the closed-form single-codeword threshold
+        t_single = (log_delta2 - lg0 - log_1ma2) / (2.0 * kappa)
+        t_single = jnp.where(jnp.isnan(t_single), jnp.inf, t_single)
+    else:
+        t_single = jnp.full_like(kappa, jnp.inf)
+    t_single = jnp.broadcast_to(
+        t_single, jnp.shape(log_h(jnp.minimum(t_single, 1.0)) >= log_delta2))
+    t_hi = jnp.minimum(t_single, 1.0)
+    lo0 = jnp.full_like(t_hi, -1.0)
+
+    def body(_, c):
+        lo, hi = c
+        mid = 0.5 * (lo + hi)
+        up = log_h(mid) >= log_delta2
+        return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
+
+    if collective or jump != "spec":
+        lo, hi = jax.lax.fori_loop(0, _BISECT_ITERS, body, (lo0, t_hi))
+        # h(1) < delta^2: no codeword suffices (h(t_single) >= delta^2 holds by construction)
+        never = (t_single > 1.0) & (log_h(jnp.ones_like(t_hi)) < log_delta2)
+        t_star = jnp.where(never, jnp.inf, jnp.where(t_single <= -1.0, t_single, hi))
+    else:
+        t_star = t_hi
+    if collective:
+        coll = log_bulk(jnp.clip(t_star, -1.0, 1.0)) > log_g(jnp.clip(t_star, -1.0, 1.0))
+    else:
+        coll = jnp.zeros(t_star.shape, bool)
+    return t_star, coll
+
+
 def guard_threshold(d, log_m, kind: str = "asymptotic"):
-    """Cosine ``t_1`` of the collective term's guard ``A_d(2 kappa) < t_1``.
+    """Cosine ``t_1`` of the spec's collective-term guard ``A_d(2 kappa) < t_1`` (``guard="indicator"``).
+
+    The default liquid term (``guard="truncated"``) needs no such cosine: the randomness of the
+    largest cosines enters through the Poisson count ``M S_d(t*)`` itself.
 
     ``kind="asymptotic"`` (default): ``t_1 = sqrt(1 - exp(-2 Rbar))``, the d -> infinity limit of
     the typical largest cosine. ``kind="finite"``: the finite-d solution of ``M S_d(t_1) = 1``

@@ -191,21 +191,24 @@ def critical_band(d, width, rate_lo=0.15, rate_hi=0.45, rho=1.0):
 
 
 def assemble(traj: Trajectory, d, rate, eps, p=2.0, rho=1.0, *, log_m=None, t1=None,
-             width=None, rate_lo=0.15, rate_hi=0.45, collective=True) -> TrajectoryBounds:
+             width=None, rate_lo=0.15, rate_hi=0.45, collective=True,
+             guard="truncated") -> TrajectoryBounds:
     """Per-chain bounds and estimate of ``P(exists informative)`` for a reference trajectory.
 
     ``traj`` arrays ``(n, q)``; ``rate`` a scalar hidden rate (or ``log_m``). ``width``: window
     width ``w(d)`` in log sigma for the level count (resolution ``w/2`` inside the critical band
     ``[sigma_c(R_hi) e^{-w}, sigma_c(R_lo) e^{w}]``); without it ``levels_in_band`` is -1.
+    ``guard``, ``collective``, ``t1``: the liquid-side model of
+    :func:`~jscore.lowerbound.informative.informative_terms`.
     """
     ftype = jnp.result_type(float)
     if log_m is None:
         log_m = effective_log_m(d, rate)
     log_m = jnp.asarray(log_m, ftype)
-    if t1 is None and collective:
+    if t1 is None and collective and guard == "indicator":
         t1 = guard_threshold(d, log_m)
     terms = informative_terms(traj.xi, traj.sigma, d, None, eps, p, rho, log_m=log_m, t1=t1,
-                              collective=collective)
+                              collective=collective, guard=guard)
     valid = traj.valid
     prob = jnp.where(valid, terms.prob, 0.0)
     lower = jnp.max(prob, axis=-1)

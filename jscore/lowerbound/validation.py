@@ -1,0 +1,277 @@
+"""Exact-codebook validation of the per-query informative probability (lower_bound.md 7.2, 11.6).
+
+The formula :func:`~jscore.lowerbound.informative.profile` predicts the fraction of
+reference-typical queries ``x ~ Q_sigma`` that :class:`~jscore.oracles.LRAdversary` answers
+informatively. :func:`exact_informative_fraction` measures that fraction with an explicit random
+codebook; :func:`compare` puts both side by side (rows ``ratio, sigma, exact, exact_se, formula,
+formula_old, dev, dev_old``).
+
+The lab here is a *batched* re-implementation of the adversary's three tests for many queries at
+one ``sigma`` (one matmul per codebook block, float32 logits with a running log-sum-exp, float64
+for the Bessel terms, the band and the thresholds). It is checked flag-for-flag against
+``LRAdversary.answer`` in the tests; it exists because the per-query streaming pass is ~50x slower
+on a CPU, and d = 64 at R = 0.25 (M = 8.9e6) is otherwise out of reach. The codebook is generated
+in float32 blocks straight into one host array (``M d 4`` bytes: 2.3 GB at d = 64, R = 0.25).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .informative import bessel_terms, effective_log_m_py, norm_band, profile, typical_norm_draws
+
+_GEN_BLOCK = 1 << 18
+
+
+def random_sphere_codebook(d: int, rate: float, seed: int, rho: float = 1.0) -> np.ndarray:
+    """``M = ceil(exp(rate d))`` i.i.d. uniform points on ``S_r`` (``r = rho sqrt d``), float32 ``(M, d)``.
+
+    Blocks of 2^18 rows from ``numpy.random.default_rng([seed, b])``; peak memory ``M d 4`` bytes
+    plus one block.
+    """
+    M = max(1, math.ceil(math.exp(rate * d)))
+    if M >= 2**31:
+        raise ValueError(f"M = {M} codewords is beyond int32 indexing; lower `rate` or `d`.")
+    r = rho * math.sqrt(d)
+    out = np.empty((M, d), np.float32)
+    for b in range(-(-M // _GEN_BLOCK)):
+        lo, hi = b * _GEN_BLOCK, min((b + 1) * _GEN_BLOCK, M)
+        g = np.random.default_rng([seed, b]).standard_normal((hi - lo, d))
+        out[lo:hi] = (r * g / np.linalg.norm(g, axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
+def _lab_fn(block: int):
+    """Jitted ``(X, Y, inv_s2) -> (lse, mean, max_dot)`` streaming over row blocks of ``Y``."""
+
+    @jax.jit
+    def f(X, Y, inv_s2):
+        M = Y.shape[0]
+        n, d = X.shape
+        B = min(block, M)
+        nb = -(-M // B)
+        offs = jnp.arange(B)
+
+        def body(b, carry):
+            m, s, acc, mx = carry
+            lo = b * B
+            start = jnp.minimum(lo, M - B)
+            Yb = jax.lax.dynamic_slice_in_dim(Y, start, B, axis=0)
+            dots = X @ Yb.T  # (n, B)
+            dots = jnp.where((start + offs >= lo)[None, :], dots, -jnp.inf)
+            bm = jnp.max(dots, axis=1)
+            new_m = jnp.maximum(m, bm * inv_s2)
+            c = jnp.exp(m - new_m)
+            e = jnp.exp(dots * inv_s2 - new_m[:, None])
+            return (new_m, s * c + jnp.sum(e, axis=1), acc * c[:, None] + e @ Yb,
+                    jnp.maximum(mx, bm))
+
+        init = (jnp.full((n,), -jnp.inf, X.dtype), jnp.zeros((n,), X.dtype),
+                jnp.zeros((n, d), X.dtype), jnp.full((n,), -jnp.inf, X.dtype))
+        m, s, acc, mx = jax.lax.fori_loop(0, nb, body, init)
+        return m, s, acc / s[:, None], mx
+
+    return f
+
+
+def adversary_flags(codebook, x, sigma, eps, p=2.0, *, log_m=None, block: int = 1 << 15,
+                    batch: int = 512):
+    """The three tests of ``LRAdversary(codebook, eps, p)`` for many queries ``x`` ``(n, d)`` at one ``sigma``.
+
+    ``codebook`` ``(M, d)`` float32 with common norm ``r``. Returns a dict of float64/bool numpy
+    arrays: ``informative``, ``in_band``, ``log_lr``, ``diff`` (``|s_P - s_Q|``), ``max_cos``.
+    Needs ``jax_enable_x64`` for the float64 parts.
+    """
+    Y = jnp.asarray(codebook, jnp.float32)
+    M, d = Y.shape
+    r = float(np.linalg.norm(np.asarray(codebook[0], np.float64)))
+    log_m = math.log(M) if log_m is None else log_m
+    fn = _lab_fn(block)
+    x = np.asarray(x, np.float64)
+    s2 = float(sigma) ** 2
+    out = {k: [] for k in ("informative", "in_band", "log_lr", "diff", "max_cos")}
+    lo, hi = (float(v) for v in norm_band(float(sigma), float(d), eps, p, r / math.sqrt(d)))
+    log_b = math.log(2.0 * r / s2)
+    log_lam = math.log(0.5) + p * (math.log(eps) - math.log(2.0) - log_b)
+    for i in range(0, x.shape[0], batch):
+        xb = x[i:i + batch]
+        m, s, mean, mx = (np.asarray(v, np.float64) for v in fn(
+            jnp.asarray(xb, jnp.float32), Y, jnp.asarray(1.0 / s2, jnp.float32)))
+        xi = np.linalg.norm(xb, axis=1)
+        kappa = r * xi / s2
+        lam, a = (np.asarray(v) for v in bessel_terms(jnp.asarray(kappa), float(d)))
+        log_lr = m + np.log(s) - log_m - lam
+        m_q = (r * a / xi)[:, None] * xb
+        diff = np.linalg.norm(mean - m_q, axis=1) / s2
+        band = (xi * xi >= lo) & (xi * xi <= hi)
+        out["informative"].append(band & (log_lr >= log_lam) & (diff > 0.5 * eps))
+        out["in_band"].append(band)
+        out["log_lr"].append(log_lr)
+        out["diff"].append(diff)
+        out["max_cos"].append(mx / (r * xi))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def reference_points(d: int, sigma: float, n: int, seed: int, rho: float = 1.0) -> np.ndarray:
+    """``n`` draws of ``Q_sigma``: ``y' + sigma z`` with ``y'`` uniform on ``S_r``, float64 ``(n, d)``."""
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((n, d))
+    y = rho * math.sqrt(d) * g / np.linalg.norm(g, axis=1, keepdims=True)
+    return y + sigma * rng.standard_normal((n, d))
+
+
+def exact_informative_fraction(d: int, rate: float, ratios, n: int, seed: int = 0, *, eps=0.05,
+                               p=2.0, rho=1.0, codebook=None, log=None):
+    """Measured informative fraction at ``sigma = ratio * sigma_c(Rbar)``, one random codebook.
+
+    ``n``: queries per ratio (an int, or one per ratio). Rows: ``ratio, sigma, n, exact,
+    exact_se, in_band, median_max_cos, seconds``. ``codebook``:
+    reuse an array from :func:`random_sphere_codebook` (else one is drawn from ``seed``).
+    """
+    if codebook is None:
+        codebook = random_sphere_codebook(d, rate, seed, rho)
+    codebook = jnp.asarray(codebook, jnp.float32)  # one device copy for all ratios
+    log_m = math.log(codebook.shape[0])
+    ns = [int(n)] * len(ratios) if np.ndim(n) == 0 else [int(v) for v in n]
+    sc = rho / math.sqrt(math.expm1(2.0 * log_m / d))
+    rows = []
+    for k, (ratio, n) in enumerate(zip(ratios, ns)):
+        t0 = time.time()
+        s = float(ratio) * sc
+        x = reference_points(d, s, n, seed * 1_000_003 + 7919 * (k + 1), rho)
+        res = adversary_flags(codebook, x, s, eps, p, log_m=log_m)
+        f = float(res["informative"].mean())
+        rows.append(dict(d=d, rate=rate, M=codebook.shape[0], ratio=float(ratio), sigma=s,
+                         n=n, exact=f, exact_se=math.sqrt(max(f * (1 - f), 1.0 / n) / n),
+                         in_band=float(res["in_band"].mean()),
+                         median_max_cos=float(np.median(res["max_cos"])),
+                         seconds=time.time() - t0))
+        if log is not None:
+            log(f"d={d} R={rate} ratio={ratio:.3f} exact={f:.3f} ({rows[-1]['seconds']:.0f}s)")
+    return rows
+
+
+def formula_fraction(d: int, log_m: float, sigmas, eps=0.05, p=2.0, rho=1.0, *, n=4000, seed=5,
+                     **kwargs):
+    """``pi_bar_d(sigma)`` of :func:`~jscore.lowerbound.informative.profile` at ``sigmas`` (numpy)."""
+    draws = typical_norm_draws(jax.random.key(seed), float(d), n)
+    fn = jax.jit(lambda s, dr, lm, e, pp, rh: profile(s, float(d), None, e, pp, rh, draws=dr,
+                                                      log_m=lm, **kwargs))
+    ftype = jnp.result_type(float)
+    return np.asarray(fn(jnp.asarray(sigmas, ftype), draws, jnp.asarray(log_m, ftype),
+                         jnp.asarray(eps, ftype), jnp.asarray(p, ftype), jnp.asarray(rho, ftype)))
+
+
+def compare(rows, eps=0.05, p=2.0, rho=1.0, *, n=4000):
+    """Add ``formula`` (current default), ``formula_old`` (0/1 guard) and deviations to lab rows."""
+    d = rows[0]["d"]
+    log_m = math.log(rows[0]["M"])
+    sig = np.array([r["sigma"] for r in rows])
+    new = formula_fraction(d, log_m, sig, eps, p, rho, n=n)
+    old = formula_fraction(d, log_m, sig, eps, p, rho, n=n, guard="indicator")
+    out = []
+    for r, a, b in zip(rows, new, old):
+        out.append(dict(r, formula=float(a), formula_old=float(b), dev=float(a - r["exact"]),
+                        dev_old=float(b - r["exact"])))
+    return out
+
+
+def summarize(rows):
+    """``{max_dev, at_ratio, max_dev_old, at_ratio_old}`` of absolute deviations."""
+    i = int(np.argmax([abs(r["dev"]) for r in rows]))
+    j = int(np.argmax([abs(r["dev_old"]) for r in rows]))
+    return dict(d=rows[0]["d"], rate=rows[0]["rate"], M=rows[0]["M"],
+                max_dev=abs(rows[i]["dev"]), at_ratio=rows[i]["ratio"],
+                max_dev_old=abs(rows[j]["dev_old"]), at_ratio_old=rows[j]["ratio"])
+
+
+def sampler_informative(sampler, d: int, rate: float, Ks, n: int, seed: int = 0, *, eps=0.05,
+                        p=2.0, num_offsets: int = 4, sigma_min=0.02, sigma_max=20.0):
+    """``P(exists informative)`` of a sampler against the exact adversary vs the formula.
+
+    For each K the geometric grid of :func:`~jscore.lowerbound.exact_experiments.offset_grid`
+    with stratified log-offsets ``(u + 0.37)/num_offsets``; ``n`` chains per offset. ``exact``:
+    fraction of chains that got an informative answer from ``LRAdversary`` on one random
+    codebook; ``formula`` / ``formula_old``: mean trajectory estimate of
+    :func:`~jscore.lowerbound.trajectory.assemble` (default / 0/1 guard) on the coupled
+    reference run (same keys, so the same trajectory up to the first informative answer), and
+    its ``lower``/``upper`` bounds. Rows ``K, exact, exact_se, formula, formula_old, lower, upper``.
+    """
+    from ..oracles.adversary import LRAdversary
+    from ..sampling import sample
+    from ..targets.codebook import SphereCodebook
+    from .exact_experiments import offset_grid
+    from .trajectory import assemble, reference_run
+
+    cb = SphereCodebook.random(jax.random.key(seed), d, rate)
+    log_m = math.log(cb.num_codewords)
+    adv = LRAdversary(cb, eps, p)
+    rows = []
+    for K in Ks:
+        acc = np.zeros(5)
+        for u in range(num_offsets):
+            sig = jnp.asarray(offset_grid(int(K), sigma_min, sigma_max, (u + 0.37) / num_offsets))
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), int(K)), u)
+            res = sample(adv, sampler, sig, key, num_samples=n)
+            traj, _ = reference_run(sampler, sig, key, d, n)
+            b = assemble(traj, float(d), None, eps, p, log_m=log_m)
+            bo = assemble(traj, float(d), None, eps, p, log_m=log_m, guard="indicator")
+            acc += [float(np.mean(np.asarray(res.stats.extra["informative"]))),
+                    float(jnp.mean(b.estimate)), float(jnp.mean(bo.estimate)),
+                    float(jnp.mean(b.lower)), float(jnp.mean(b.upper))]
+        ex, fo, fo_old, lo, up = acc / num_offsets
+        rows.append(dict(d=d, rate=rate, M=cb.num_codewords, K=int(K), exact=ex,
+                         exact_se=math.sqrt(max(ex * (1 - ex), 1.0 / n) / (n * num_offsets)),
+                         formula=fo, formula_old=fo_old, lower=lo, upper=up, dev=fo - ex,
+                         dev_old=fo_old - ex))
+    return rows
+
+
+def write_results(all_rows, out_dir, extra=None):
+    """CSV + JSON + PNG overlay (exact vs formula, one panel per d) under ``out_dir``."""
+    import os
+
+    os.makedirs(out_dir, exist_ok=True)
+    flat = [r for rows in all_rows for r in rows]
+    with open(os.path.join(out_dir, "validation.csv"), "w", newline="") as f:
+        names = list(dict.fromkeys(k for r in flat for k in r))
+        w = csv.DictWriter(f, fieldnames=names)
+        w.writeheader()
+        w.writerows(flat)
+    summary = [summarize(rows) for rows in all_rows]
+    with open(os.path.join(out_dir, "validation.json"), "w") as f:
+        json.dump(dict(summary=summary, rows=flat, **(extra or {})), f, indent=1)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(all_rows), figsize=(4 * len(all_rows), 3.2), squeeze=False)
+    for ax, rows, sm in zip(axes[0], all_rows, summary):
+        x = [r["ratio"] for r in rows]
+        ax.errorbar(x, [r["exact"] for r in rows], yerr=[2 * r["exact_se"] for r in rows],
+                    fmt="ko", ms=3, label="exact codebook")
+        ax.plot(x, [r["formula"] for r in rows], "C0-", label=f"formula (max dev {sm['max_dev']:.3f})")
+        ax.plot(x, [r["formula_old"] for r in rows], "C3--",
+                label=f"0/1 guard (max dev {sm['max_dev_old']:.3f})")
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$\sigma/\sigma_c$")
+        ax.set_title(f"d={sm['d']}, R={sm['rate']}, M={sm['M']}", fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("informative fraction")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "validation.png"), dpi=90)
+    plt.close(fig)
+    return summary
+
+
+__all__ = ["random_sphere_codebook", "adversary_flags", "reference_points",
+           "exact_informative_fraction", "formula_fraction", "compare", "summarize",
+           "sampler_informative", "write_results"]
