@@ -4,8 +4,9 @@ For Euler and Heun on the Gaussian-mixture target, the compiled executable's
 ``memory_analysis()`` gives argument, output, temporary and aliased bytes; the peak is
 ``arguments + outputs + temporaries - aliased``. Reported as a multiple of the state size
 ``N d * 4`` bytes, for: chains drawn inside (``num_samples``), user-given ``x_init`` (an argument
-that must survive the call, so it is not donated), and with a per-step trace (``Record(every=8,
-x=True)``) to show what a trace costs. On GPU the allocator's ``peak_bytes_in_use`` after
+that must survive the call, so it is not donated), chains run in 4 chunks (``chunk_size = N/4``:
+temporaries scale with the chunk), and with a per-step trace (``Record(every=8, x=True)``) to
+show what a trace costs. On GPU the allocator's ``peak_bytes_in_use`` after
 actually running the ``num_samples`` case (fresh process) is reported too.
 
 Goal (performance.md): peak within 3x the state without a trace.
@@ -74,6 +75,9 @@ def main(argv=None):
         cases = {
             "num_samples": (lambda o, s, sig, k: js.sample(o, s, sig, k, num_samples=n), ()),
             "x_init": (lambda o, s, sig, k, x: js.sample(o, s, sig, k, x_init=x), (x_init,)),
+            f"num_samples+chunk_size={n // 4}": (
+                lambda o, s, sig, k: js.sample(o, s, sig, k, num_samples=n, chunk_size=n // 4), (),
+            ),
             "num_samples+trace(every=8,x)": (
                 lambda o, s, sig, k: js.sample(o, s, sig, k, num_samples=n,
                                                record=js.Record(every=8, x=True)),
