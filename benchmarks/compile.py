@@ -61,8 +61,10 @@ def compile_times(dim, chains, steps):
     rows = {}
     for name, factory in CATALOGUE.items():
         sampler = factory()
+        # data-dependent samplers (adaptive, Picard) need a budget: 4 queries per grid step
+        mq = None if sampler.query_capacity(steps, True) is not None else 4 * steps
         fn = jax.jit(
-            lambda o, s, sig, k: js.sample(o, s, sig, k, num_samples=chains),
+            lambda o, s, sig, k, mq=mq: js.sample(o, s, sig, k, num_samples=chains, max_queries=mq),
         )
         t0 = time.perf_counter()
         lowered = fn.lower(oracle, sampler, sigmas, key)
