@@ -146,7 +146,7 @@ def main(argv=None):
 
     # per-step bookkeeping: 1 chain, where the state arithmetic is negligible
     tiny = build(args.dims[0], 1, steps)
-    tt = _common.time_interleaved({"exec": tiny["exec"], "scan": tiny["scan"]}, 101)
+    tt = _common.time_interleaved({"exec": tiny["exec"], "scan": tiny["scan"]}, 101, pause=0.0)
     tiny_exec, tiny_scan = _common.median(tt["exec"]), _common.median(tt["scan"])
     bookkeeping_per_step = max(0.0, (tiny_exec - tiny_scan) / steps)
     host = {}
