@@ -80,7 +80,10 @@ class Heun(AbstractFixedStepSampler):
 
         def perturb(carry):
             n, y = carry
-            k = key() if isinstance(key, _StepKey) else key
+            # the barrier ties the key to the loop counter: without it XLA hoists the
+            # (loop-invariant) draw out of the loop, drawing noise every step even without churn
+            n, k = jax.lax.optimization_barrier((n, key))
+            k = k() if isinstance(k, _StepKey) else k
             z = jax.random.normal(k, y.shape, y.dtype)
             # sqrt(sigma_hat^2 - sigma^2) = sigma sqrt(gamma (2 + gamma)), exact 0 when gamma = 0
             return n + 1, y + self.s_noise * sigma * jnp.sqrt(gamma * (2.0 + gamma)) * z
