@@ -77,22 +77,32 @@ def block(x):
     return jax.block_until_ready(x)
 
 
-def time_interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict:
-    """Run each zero-argument callable ``warmup`` times, then ``repeats`` rounds in rotating order.
+def time_interleaved(fns: dict, repeats: int, warmup: int = 1, pause: float = 0.2) -> dict:
+    """Run each zero-argument callable ``warmup`` times, then ``repeats`` rounds, each in a fresh
+    random order (seeded), with ``pause`` seconds (untimed) before every timed call.
 
-    Returns ``{name: [seconds, ...]}``. Garbage collection is off while timing.
+    The shuffle keeps any implementation from always running right after the same other one, and
+    the pause lets the previous call's worker threads go idle first (PyTorch's OpenMP threads
+    spin for up to ~200 ms after a parallel region, taking a core from whatever runs next).
+    Returns ``{name: [seconds, ...]}`` (index r = round r). Garbage collection is off while timing.
     """
+    import random
+
     names = list(fns)
     for name in names:
         for _ in range(warmup):
             block(fns[name]())
     times = {name: [] for name in names}
+    rng = random.Random(0)
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        for r in range(repeats):
-            order = names[r % len(names):] + names[: r % len(names)]
+        for _ in range(repeats):
+            order = names[:]
+            rng.shuffle(order)
             for name in order:
+                if pause:
+                    time.sleep(pause)
                 t0 = time.perf_counter()
                 block(fns[name]())
                 times[name].append(time.perf_counter() - t0)

@@ -48,7 +48,7 @@ print(json.dumps({{"first_call_seconds": time.perf_counter() - t0}}))
 """
 
 
-def compile_times(dim, chains, steps):
+def compile_times(dim, chains, steps, names=None):
     import jax
 
     import jscore as js
@@ -59,10 +59,18 @@ def compile_times(dim, chains, steps):
     sigmas = js.schedules.karras(steps)
     key = jax.random.key(0)
     rows = {}
+    if names:
+        unknown = sorted(set(names) - set(CATALOGUE))
+        if unknown:
+            raise SystemExit(f"--samplers: unknown {unknown}; known: {sorted(CATALOGUE)}")
     for name, factory in CATALOGUE.items():
+        if names and name not in names:
+            continue
         sampler = factory()
+        # data-dependent samplers (adaptive, Picard) need a budget: 4 queries per grid step
+        mq = None if sampler.query_capacity(steps, True) is not None else 4 * steps
         fn = jax.jit(
-            lambda o, s, sig, k: js.sample(o, s, sig, k, num_samples=chains),
+            lambda o, s, sig, k, mq=mq: js.sample(o, s, sig, k, num_samples=chains, max_queries=mq),
         )
         t0 = time.perf_counter()
         lowered = fn.lower(oracle, sampler, sigmas, key)
@@ -130,13 +138,16 @@ def main(argv=None):
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--chains", type=int, default=256)
     p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--samplers", default=None,
+                   help="comma-separated catalogue names (default: the whole catalogue)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     _common.setup_platform(args.device)
     env = _common.env_info()
     print(f"device: {_common.device_label(env)}; jax {env['jax']}")
     print(f"compile time of js.sample (d={args.dim}, {args.chains} chains, {args.steps} steps):")
-    rows = compile_times(args.dim, args.chains, args.steps)
+    names = args.samplers.split(",") if args.samplers else None
+    rows = compile_times(args.dim, args.chains, args.steps, names)
     traces = retrace_counts(args.dim, args.chains, args.steps)
     print(f"traces for 3 churn values + 3 grids of one length: {traces} (expected 1)")
     print("persistent compilation cache (two fresh processes):")

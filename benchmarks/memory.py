@@ -4,8 +4,9 @@ For Euler and Heun on the Gaussian-mixture target, the compiled executable's
 ``memory_analysis()`` gives argument, output, temporary and aliased bytes; the peak is
 ``arguments + outputs + temporaries - aliased``. Reported as a multiple of the state size
 ``N d * 4`` bytes, for: chains drawn inside (``num_samples``), user-given ``x_init`` (an argument
-that must survive the call, so it is not donated), and with a per-step trace (``Record(every=8,
-x=True)``) to show what a trace costs. On GPU the allocator's ``peak_bytes_in_use`` after
+that must survive the call, so it is not donated), chains run in 4 chunks (``chunk_size = N/4``:
+temporaries scale with the chunk), and with a per-step trace (``Record(every=8, x=True)``) to
+show what a trace costs. On GPU the allocator's ``peak_bytes_in_use`` after
 actually running the ``num_samples`` case (fresh process) is reported too.
 
 Goal (performance.md): peak within 3x the state without a trace.
@@ -50,6 +51,10 @@ def main(argv=None):
     p.add_argument("--dim", type=int, default=1024)
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--run", action="store_true", help="also run the num_samples case (GPU: peak_bytes_in_use)")
+    p.add_argument("--threefry-unrolled", action="store_true",
+                   help="diagnostic: lower threefry unrolled on CPU (as jax does on GPU) instead of "
+                        "jax's CPU rolled loop, whose 4 state-sized temporaries bound noisy steps "
+                        "(uses jax internals; for --device cpu only)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     _common.setup_platform(args.device)
@@ -57,6 +62,18 @@ def main(argv=None):
     import jax.numpy as jnp
 
     import jscore as js
+
+    lowering = "jax default (CPU: rolled loop)" if args.device == "cpu" else "jax default"
+    if args.threefry_unrolled:
+        try:
+            from jax._src.interpreters import mlir
+            from jax._src.random import threefry2x32 as tf
+
+            mlir.register_lowering(tf.threefry2x32_p, tf._threefry2x32_lowering_rule, platform="cpu")
+            lowering = "unrolled (GPU's lowering, patched in on CPU)"
+        except (ImportError, AttributeError) as e:  # jax internals moved
+            print(f"--threefry-unrolled unavailable in this jax ({e}); using the default lowering")
+    print(f"threefry lowering: {lowering}")
 
     log2 = args.log2_size or (26 if args.device == "gpu" else 24)
     d = args.dim
@@ -74,6 +91,9 @@ def main(argv=None):
         cases = {
             "num_samples": (lambda o, s, sig, k: js.sample(o, s, sig, k, num_samples=n), ()),
             "x_init": (lambda o, s, sig, k, x: js.sample(o, s, sig, k, x_init=x), (x_init,)),
+            f"num_samples+chunk_size={n // 4}": (
+                lambda o, s, sig, k: js.sample(o, s, sig, k, num_samples=n, chunk_size=n // 4), (),
+            ),
             "num_samples+trace(every=8,x)": (
                 lambda o, s, sig, k: js.sample(o, s, sig, k, num_samples=n,
                                                record=js.Record(every=8, x=True)),
@@ -108,7 +128,8 @@ def main(argv=None):
             print("  measured: the backend reports no memory_stats (CPU); compiled analysis only")
         del res
     payload = {"benchmark": "memory", "env": env, "device": _common.device_label(env),
-               "n": n, "d": d, "steps": args.steps, "state_bytes": state, "compiled": rows,
+               "n": n, "d": d, "steps": args.steps, "state_bytes": state,
+               "threefry_lowering": lowering, "compiled": rows,
                "measured": measured}
     print(f"saved {_common.save_json('memory', payload, args.out)}")
     return payload

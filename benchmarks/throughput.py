@@ -18,7 +18,8 @@ Implementations timed in the same process, interleaved, as whole jitted loops:
 
 Reported: seconds (median of the repeats), coordinate-queries per second ``N d Q / t`` (Q = score
 evaluations per chain: N for Euler, 2N - 1 for Heun, the same for every implementation), the
-ratio ``t_peer / t_jscore`` (> 1: jscore is faster), the largest deviation of each peer's final
+ratio ``t_peer / t_jscore`` (> 1: jscore is faster) as medians' ratio, as the median over rounds of
+the same round's ratio (``paired``: robust to load drifting between rounds) and as min / min, the largest deviation of each peer's final
 state from jscore's, and on GPU the fraction of the state-bandwidth floor: one read and one write
 of the ``N x d`` float32 state per score evaluation at the bandwidth of a large elementwise op
 measured in the same run.
@@ -212,6 +213,11 @@ def run_case(sampler_name, d, n, steps, repeats, device, bandwidth):
             "seconds_all": times[name],
             "coord_queries_per_s": n * d * q / t,
             "ratio_vs_jscore": t / med["jscore"],
+            # per round, the peer's time over jscore's from the same round (adjacent in time, so
+            # the machine's load hits both alike), then the median over rounds; and min / min
+            "ratio_paired_median": _common.median(
+                [a / b for a, b in zip(times[name], times["jscore"])]),
+            "ratio_min": min(times[name]) / min(times["jscore"]),
             "max_rel_dev_from_jscore": dev[name],
         }
         if bandwidth is not None:
@@ -258,6 +264,7 @@ def main(argv=None):
                 print(
                     f"  {name:8s} {1e3 * r['seconds_median']:9.1f} ms  "
                     f"{r['coord_queries_per_s']:.3e} coord-q/s  t/t_jscore {r['ratio_vs_jscore']:6.2f}"
+                    f" (paired {r['ratio_paired_median']:5.2f}, min {r['ratio_min']:5.2f})"
                     f"  dev {r['max_rel_dev_from_jscore']:.1e}{extra}",
                     flush=True,
                 )

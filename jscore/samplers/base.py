@@ -113,7 +113,9 @@ class AbstractFixedStepSampler(AbstractSampler):
     # Internal: pass the step key as a lazy ``_StepKey`` (call it to get the key).
     _lazy_step_key: ClassVar[bool] = False
     # Internal: ``step`` itself returns the input state of a chain whose ledger is exhausted after
-    # the step (so the loop's own select, which cannot fuse across a cond, is left out).
+    # the step (so the loop's own select is left out). Such a ``step`` takes a keyword
+    # ``may_exhaust``: False when the budget provably covers the grid, so that the select is the
+    # identity and the step need not keep its input state alive (the update can be in place).
     _selects_on_exhaustion: ClassVar[bool] = False
 
     @abc.abstractmethod
@@ -140,7 +142,10 @@ class AbstractFixedStepSampler(AbstractSampler):
         def body(carry, i):
             x, state, ostate, ledger, trace = carry
             k = _StepKey(key, i) if self._lazy_step_key else step_key(key, i)
-            x_new, state_new, ostate, ledger = self.step(oracle, i, sigmas, x, state, ostate, ledger, k)
+            extra = {"may_exhaust": not never_exhausts} if self._selects_on_exhaustion else {}
+            x_new, state_new, ostate, ledger = self.step(
+                oracle, i, sigmas, x, state, ostate, ledger, k, **extra
+            )
             keep = ~ledger.exhausted
             if never_exhausts or self._selects_on_exhaustion:  # select is the identity / done
                 x, state = x_new, state_new

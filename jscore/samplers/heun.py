@@ -34,7 +34,7 @@ class Heun(AbstractFixedStepSampler):
     s_noise: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
 
     _lazy_step_key: ClassVar[bool] = True  # the key is only needed with churn
-    _selects_on_exhaustion: ClassVar[bool] = True  # fused into the update, inside the cond
+    _selects_on_exhaustion: ClassVar[bool] = True  # fused into the update
 
     def __check_init__(self):
         check_range("s_churn", self.s_churn, 0.0)
@@ -62,32 +62,35 @@ class Heun(AbstractFixedStepSampler):
         g = jnp.minimum(self.s_churn / num_steps, math.sqrt(2.0) - 1.0)
         return jnp.where(in_window, g, jnp.zeros_like(s)).astype(sigmas.dtype)
 
-    def step(self, oracle, i, sigmas, x, state, ostate, ledger, key):
-        # Without churn (s_churn = 0, the PF-ODE) no noise is drawn: the whole step sits in a
-        # cond on ``s_churn > 0``, which does not depend on the chain or the grid, so under the
-        # engine's vmap it stays a real branch and the N x d normal draws (and the per-chain key
-        # derivation, a lazy _StepKey) are skipped. The no-churn branch is the churn formula with
-        # gamma = 0 exactly (x_hat = x, sigma_hat = sigma), so results are bit-identical.
-        churn_on = jnp.minimum(self.s_churn / (sigmas.shape[0] - 1), math.sqrt(2.0) - 1.0) > 0
-        # the oracle (any pytree, possibly with non-array leaves) is closed over, not an operand
-        return jax.lax.cond(
-            churn_on,
-            lambda *a: self._step(oracle, i, sigmas, *a, churn=True),
-            lambda *a: self._step(oracle, i, sigmas, *a, churn=False),
-            x, state, ostate, ledger, key,
-        )
-
-    def _step(self, oracle, i, sigmas, x, state, ostate, ledger, key, *, churn: bool):
+    def step(self, oracle, i, sigmas, x, state, ostate, ledger, key, *, may_exhaust: bool = True):
+        """One EDM step. ``may_exhaust=False`` (passed by the engine when the budget provably
+        covers the grid) leaves out the exhaustion select, so the input state need not outlive
+        the step."""
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        if churn:
-            gamma = self.gammas(sigmas)[i]
-            sigma_hat = sigma * (1.0 + gamma)
-            key = key() if isinstance(key, _StepKey) else key
-            z = jax.random.normal(key, x.shape, x.dtype)
+        gamma = self.gammas(sigmas)[i]
+        sigma_hat = sigma * (1.0 + gamma)  # = sigma exactly when gamma = 0
+        # Churn noise is drawn in a while loop of 0 or 1 iterations (1 iff s_churn > 0, which does
+        # not depend on the chain or the grid, so under the engine's vmap the loop stays real):
+        # without churn (the PF-ODE) no noise is drawn, the per-chain key derivation (a lazy
+        # _StepKey) is skipped, and x_hat is x itself, updated in place (a cond around the step
+        # would return the new state in a separate buffer: one more state-sized temporary and a
+        # copy per step). With churn, x_hat is the same formula as before; with gamma = 0 (a step
+        # outside the churn window) it adds exactly 0.
+        churn_on = jnp.minimum(self.s_churn / (sigmas.shape[0] - 1), math.sqrt(2.0) - 1.0) > 0
+
+        def perturb(carry):
+            n, y = carry
+            # the barrier ties the key to the loop counter: without it XLA hoists the
+            # (loop-invariant) draw out of the loop, drawing noise every step even without churn
+            n, k = jax.lax.optimization_barrier((n, key))
+            k = k() if isinstance(k, _StepKey) else k
+            z = jax.random.normal(k, y.shape, y.dtype)
             # sqrt(sigma_hat^2 - sigma^2) = sigma sqrt(gamma (2 + gamma)), exact 0 when gamma = 0
-            x_hat = x + self.s_noise * sigma * jnp.sqrt(gamma * (2.0 + gamma)) * z
-        else:
-            sigma_hat, x_hat = sigma, x
+            return n + 1, y + self.s_noise * sigma * jnp.sqrt(gamma * (2.0 + gamma)) * z
+
+        _, x_hat = jax.lax.while_loop(
+            lambda c: c[0] < churn_on.astype(jnp.int32), perturb, (jnp.zeros((), jnp.int32), x)
+        )
 
         score, ostate, ledger = charged_query(oracle, x_hat, sigma_hat, ostate, ledger)
         d = -sigma_hat * score  # eps_hat(x_hat, sigma_hat)
@@ -100,9 +103,11 @@ class Heun(AbstractFixedStepSampler):
         d2 = -sigma_next * score2
         x_corr = x_hat + (sigma_next - sigma_hat) * 0.5 * (d + d2)
         x_new = jnp.where(not_last, x_corr, x_pred)
-        # an exhausted chain keeps its input state (the engine's rule, applied here so that it
-        # fuses with the update instead of costing a pass after the cond)
-        return jnp.where(ledger.exhausted, x, x_new), state, ostate, ledger
+        if may_exhaust:
+            # an exhausted chain keeps its input state (the engine's rule, applied here so that
+            # it fuses with the update instead of costing a pass of its own)
+            x_new = jnp.where(ledger.exhausted, x, x_new)
+        return x_new, state, ostate, ledger
 
 
 __all__ = ["Heun"]
