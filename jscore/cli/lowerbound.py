@@ -227,7 +227,8 @@ def run_exact(args) -> int:
                                      sigma_min=args.sigma_min, sigma_max=args.sigma_max, log=log)
                 _print_table(f"decoder success vs K (d = {d}, averaged over rates and offsets)",
                              rows, ["sampler", "oracle", "K", "success", "success_se",
-                                    "informative", "levels_mean", "queries_mean"])
+                                    "informative", "levels_mean", "queries_mean", "units",
+                                    "rates"])
                 log(f"success d={d}: {time.perf_counter() - t0:.0f} s")
             if "search" in exps:
                 t0 = time.perf_counter()
