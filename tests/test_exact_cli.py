@@ -18,7 +18,7 @@ TINY = ["lowerbound", "exact", "--dims", "12", "--rates", "0.3", "--ks", "2", "-
         "--offsets", "1", "--samplers", "euler", "--oracles", "exact,reference",
         "--tv", "12,0.3", "--tv-ratios", "1.0", "--tv-points", "64", "--searches", "8",
         "--audit-dim", "12", "--audit-rate", "0.3", "--audit-ps", "2", "--audit-sigmas", "2",
-        "--audit-points", "64", "--experiment", "tv,success,search"]
+        "--audit-points", "64", "--experiment", "tv,success"]
 
 
 def _rows(path):
@@ -32,8 +32,7 @@ def test_exact_cli_writes_resumes_and_recomputes_only_missing_units(tmp_path, ca
     assert main(TINY + ["--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "decoder success vs K" in text and "TV(P_sigma, Q_sigma) vs Phi" in text
-    assert "adaptive searcher" in text
-    for name in ["tv", "success", "search"]:
+    for name in ["tv", "success"]:
         assert (out / f"{name}.png").stat().st_size > 5_000, name
     units = _rows(out / "success_units.csv")
     assert len(units) == 2 and {u["oracle"] for u in units} == {"exact", "reference"}
@@ -42,17 +41,15 @@ def test_exact_cli_writes_resumes_and_recomputes_only_missing_units(tmp_path, ca
     assert float(by["exact"]["levels_mean"]) == 2.0 and float(by["exact"]["queries_mean"]) == 2.0
     summary = _rows(out / "success.csv")
     assert [(r["oracle"], r["K"]) for r in summary] == [("exact", "2"), ("reference", "2")]
-    assert len(_rows(out / "tv.csv")) == 1
-    (search,) = _rows(out / "search.csv")
-    # one centre: the searcher asks it and then makes the final query (or gives up after 1)
-    assert float(search["num_centres"]) == 1 and 1.0 <= float(search["mean_queries"]) <= 2.0
+    (tv,) = _rows(out / "tv.csv")
+    assert 0.0 < float(tv["tv"]) < 1.0 and float(tv["ratio"]) == 1.0
     assert (out / "run.log").read_text().count("lowerbound exact:") == 1
 
     # rerun: every unit is already on disk, so nothing may be computed again
     def boom(*a, **k):
         raise AssertionError("a completed unit was recomputed")
 
-    for name in ["sample", "tv_planted", "adaptive_search"]:
+    for name in ["sample", "tv_planted"]:
         monkeypatch.setattr(E, name, boom)
     assert main(TINY + ["--out", str(out)]) == 0
     assert len(_rows(out / "success_units.csv")) == 2
@@ -138,10 +135,11 @@ def test_controls_exact_and_reference_oracles():
 
 @pytest.mark.slow
 def test_exact_cli_audit_and_adversary(tmp_path, capsys):
-    """The audit and the adversary path of ``lowerbound exact`` (slow: two more compilations)."""
+    """The audit, the searcher and the adversary path of ``lowerbound exact`` (slow: three more
+    compilations)."""
     out = tmp_path / "lab"
-    argv = [a for a in TINY if a != "tv,success,search"]
-    argv[argv.index("--experiment") + 1:argv.index("--experiment") + 1] = ["audit,success"]
+    argv = [a for a in TINY if a != "tv,success"]
+    argv[argv.index("--experiment") + 1:argv.index("--experiment") + 1] = ["audit,success,search"]
     argv[argv.index("--oracles") + 1] = "adversary"
     assert main(argv + ["--out", str(out)]) == 0
     assert "audit" in capsys.readouterr().out
@@ -153,3 +151,7 @@ def test_exact_cli_audit_and_adversary(tmp_path, capsys):
     (unit,) = _rows(out / "success_units.csv")
     assert unit["oracle"] == "adversary" and 0.0 <= float(unit["informative"]) <= 1.0
     assert (out / "audit.png").stat().st_size > 5_000
+    (search,) = _rows(out / "search.csv")
+    # one centre: the searcher asks it and then makes the final query (or gives up after 1)
+    assert float(search["num_centres"]) == 1 and 1.0 <= float(search["mean_queries"]) <= 2.0
+    assert (out / "search.png").stat().st_size > 5_000
