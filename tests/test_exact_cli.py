@@ -1,4 +1,4 @@
-"""``jscore lowerbound exact`` (issue 5): files, resume, bad arguments, and the section-8 controls."""
+"""``jscore lowerbound exact`` (issue 5): files, resume, bad arguments, section-8 controls."""
 
 import csv
 import sys
@@ -155,3 +155,20 @@ def test_exact_cli_audit_and_adversary(tmp_path, capsys):
     # one centre: the searcher asks it and then makes the final query (or gives up after 1)
     assert float(search["num_centres"]) == 1 and 1.0 <= float(search["mean_queries"]) <= 2.0
     assert (out / "search.png").stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_audit_all_p_equals_library_audit():
+    """One shared pass per sigma gives exactly the per-(eps, p) statistics of ``audit``."""
+    cb = js.targets.SphereCodebook.random(jax.random.key(0), 12, 0.3)
+    key = jax.random.key(5)
+    for s in [0.3, 2.5, 4.0]:
+        rows = E.audit_all_p(cb, [0.05, 0.01], [1.0, 2.0], s, 2000, key)
+        for r in rows:
+            ref = js.lowerbound.audit(js.oracles.LRAdversary(cb, r["eps"], r["p"]), cb, [s],
+                                      n=2000, key=key, log=False)
+            for k in ["lp_error", "upper", "max_error", "informative", "lambda_hat", "eta_hat",
+                      "bound"]:
+                np.testing.assert_allclose(r[k], getattr(ref, k)[0], rtol=2e-5, atol=1e-7,
+                                           err_msg=f"{k} at sigma={s}, {r['eps']}, {r['p']}")
+

@@ -359,12 +359,14 @@ def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
     from :func:`offset_grid` (K levels then 0). Success = decoder pass rate (theta0).
     """
     book = ResumableCSV(os.path.join(out_dir, "success_units.csv"), SUCCESS_FIELDS, SUCCESS_KEY)
-    d, eps, p, chains, offsets, seed = int(d), float(eps), float(p), int(chains), int(offsets), int(seed)
+    d, eps, p, seed = int(d), float(eps), float(p), int(seed)
+    chains, offsets = int(chains), int(offsets)
     common = dict(d=d, chains=chains, seed=seed, eps=eps, p=p, offsets=offsets)
     for ri, rate in enumerate(rates):
         rate = float(rate)
         todo = [(K, u, s, o) for K in Ks for u in range(offsets) for s in samplers for o in oracles
-                if not book.done(sampler=s, oracle=o, rate=rate, K=int(K), offset_index=u, **common)]
+                if not book.done(sampler=s, oracle=o, rate=rate, K=int(K), offset_index=u,
+                                 **common)]
         if not todo:
             continue
         kr = jax.random.fold_in(jax.random.key(seed), round(rate * 1e6))
@@ -392,7 +394,8 @@ def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
             log(f"success R={rate} K={K} u={u} {sname}/{oname}: {succ:.2f} "
                 f"({time.perf_counter() - t0:.1f} s)")
     units = [r for r in book.select(**common)
-             if float(r["rate"]) in {float(x) for x in rates} and int(r["K"]) in {int(k) for k in Ks}
+             if float(r["rate"]) in {float(x) for x in rates}
+             and int(r["K"]) in {int(k) for k in Ks}
              and r["sampler"] in samplers and r["oracle"] in oracles]
     summary = summarize_success(units)
     if summary:
@@ -479,7 +482,8 @@ def run_search(out_dir, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35), n=1000, eps
                          predicted_queries=row["predicted_queries"],
                          disjoint_prediction=(C + 1) / 2 + 1,
                          seconds=round(time.perf_counter() - t0, 3)))
-        log(f"search d={d} R={rate}: {row['mean_queries']:.3f} queries, hits {row['mean_hits']:.2f}")
+        log(f"search d={d} R={rate}: {row['mean_queries']:.3f} queries, "
+            f"hits {row['mean_hits']:.2f}")
     rows = [r for r in book.select(d=d, num_centres=C, n=n, seed=seed, eps=eps, p=p)
             if float(r["rate"]) in set(rates)]
     if rows:
@@ -511,19 +515,24 @@ def _planted_tests(adv, codebook, sigma, key, n, batch):
 def audit_all_p(codebook, eps, ps, sigma, n, key, *, batch_size=256):
     """Audit rows of the LR adversary at one ``sigma`` for every ``p`` in ``ps`` from one pass.
 
+    ``eps`` may also be a list: then the rows are for every ``(eps, p)`` pair, eps-major (the
+    pass does not depend on eps or p). Each row holds ``eps``, ``p`` and the statistics below.
+
     The answer differs from ``s_P`` only when it is not informative, and then by exactly
     ``|s_P - s_Q|``, so ``e = |s_P - s_Q| 1{not informative}`` with the informative test of each
     ``p`` (band, ``log L >= log lambda``, ``|s_P - s_Q| > eps/2``) applied to the shared per-point
-    quantities; statistics as in :func:`jscore.lowerbound.audit` (UCB = ``(m + 3 sd/sqrt n)^{1/p}``).
+    quantities; statistics as in :func:`jscore.lowerbound.audit`
+    (UCB = ``(m + 3 sd/sqrt n)^{1/p}``).
     """
     from ..oracles.adversary import LRAdversary
 
     dtype = jnp.result_type(float)
-    base = LRAdversary(codebook, eps, float(ps[0]))
+    epss = [float(e) for e in eps] if np.ndim(eps) else [float(eps)]
+    base = LRAdversary(codebook, epss[0], float(ps[0]))
     n2, llr, diff = (np.asarray(v, np.float64) for v in _planted_tests(
         base, codebook, jnp.asarray(sigma, dtype), key, n, batch_size))
     out = []
-    for p in ps:
+    for eps, p in [(e, float(p)) for e in epss for p in ps]:
         prm = LRAdversary(codebook, eps, float(p)).parameters(sigma, dtype)
         in_band = (n2 >= float(prm.band_lo)) & (n2 <= float(prm.band_hi))
         lr_fail = llr < float(prm.log_lambda)
@@ -534,7 +543,8 @@ def audit_all_p(codebook, eps, ps, sigma, n, key, *, batch_size=256):
         sd = ep.std(ddof=1) if n > 1 else 0.0
         lam, eta = float(lr_fail.mean()), float((~in_band).mean())
         B = float(prm.bound)
-        out.append(dict(lp_error=m ** (1 / p), upper=(m + 3 * sd / math.sqrt(n)) ** (1 / p),
+        out.append(dict(eps=eps, p=p, lp_error=m ** (1 / p),
+                        upper=(m + 3 * sd / math.sqrt(n)) ** (1 / p),
                         max_error=float(e.max()), informative=float(informative.mean()),
                         lambda_hat=lam, eta_hat=eta, bound=eps / 2 + B * (lam + eta) ** (1 / p),
                         B=B))
@@ -569,9 +579,10 @@ def run_audit(out_dir, *, d=40, rate=0.25, eps=0.05, ps=(1.0, 2.0, 4.0), num=41,
         t0 = time.perf_counter()
         res = audit_all_p(cb, eps, todo, s, n, jax.random.fold_in(key, 1 + i))
         dt = round(time.perf_counter() - t0, 3)
-        for p, r in zip(todo, res):
-            book.append(dict(d=d, rate=rate, M=cb.num_codewords, eps=eps, p=p, n=n, seed=seed,
-                             sigma_index=i, sigma=s, ratio=s / sc, **r,
+        for r in res:
+            book.append(dict(d=d, rate=rate, M=cb.num_codewords, eps=eps, p=r.pop("p"), n=n,
+                             seed=seed, sigma_index=i, sigma=s, ratio=s / sc,
+                             **{k: v for k, v in r.items() if k != "eps"},
                              passed=bool(r["upper"] <= eps), seconds=dt))
         log(f"audit sigma/sigma_c={s / sc:.4g}: max upper/eps over p = "
             f"{max(r['upper'] for r in res) / eps:.3g} ({dt:.1f} s)")
