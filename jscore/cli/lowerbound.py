@@ -1,4 +1,5 @@
-"""``jscore lowerbound scale``: the sqrt(d) scaling sweep of the lower-bound lab from one command.
+"""``jscore lowerbound scale``: the sqrt(d) scaling sweep of the lower-bound lab from one command;
+``jscore lowerbound exact``: the exact-codebook experiments at small d (see :func:`run_exact`).
 
 Prints a table on stdout and writes ``scaling.json`` (after every dimension), ``scaling.csv`` and
 ``scaling.png`` (K*(d) and N(d) with fitted slopes and bootstrap CIs next to the window-profile
@@ -57,13 +58,220 @@ def add_parser(subparsers):
     s.add_argument("--out", default="jscore-lowerbound",
                    help="output folder for JSON, CSV and PNG (default: %(default)s)")
     s.set_defaults(func=run)
+    _add_exact_parser(sub)
     return p
+
+
+EXACT_EXPERIMENTS = ("tv", "success", "search", "audit")
+EXACT_ORACLES = ("adversary", "exact", "reference")
+
+
+def _ints(text: str):
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_exact_parser(sub):
+    """``lowerbound exact``: the exact-codebook experiments (a)-(c) and the audit (issue 5)."""
+    e = sub.add_parser(
+        "exact", help="exact-codebook lab at small d: TV vs Phi, sampler success vs K, adaptive "
+                      "searcher, admissibility audit (resumable CSV + PNG)")
+    e.add_argument("--experiment", type=_names, default=list(EXACT_EXPERIMENTS),
+                   help="comma-separated subset of tv, success, search, audit, or all "
+                        "(default: all)")
+    e.add_argument("--dims", type=_ints, default=[32],
+                   help="dimensions of success and search (default: %(default)s)")
+    e.add_argument("--rates", type=_floats, default=[0.15, 0.2, 0.25, 0.3, 0.35],
+                   help="hidden-rate grid of success and search (default: %(default)s)")
+    e.add_argument("--ks", type=_ints, default=[2, 3, 4, 6, 8, 12, 16, 24],
+                   help="numbers of geometric levels K (default: %(default)s)")
+    e.add_argument("--chains", type=int, default=100,
+                   help="chains per (sampler, oracle, rate, K, offset) unit (default 100)")
+    e.add_argument("--offsets", type=int, default=4, help="stratified random log-offsets per K (4)")
+    e.add_argument("--samplers", type=_names,
+                   default=["euler", "heun", "euler_ancestral", "dpmpp_2m"],
+                   help="catalogue sampler names (default: %(default)s)")
+    e.add_argument("--oracles", type=_names, default=list(EXACT_ORACLES),
+                   help="adversary, exact, reference (default: all three)")
+    e.add_argument("--eps", type=float, default=0.05, help="adversary L^p accuracy (0.05)")
+    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent (2)")
+    e.add_argument("--sigma-min", type=float, default=0.02)
+    e.add_argument("--sigma-max", type=float, default=20.0)
+    e.add_argument("--tv", type=_floats, default=[32, 0.3, 48, 0.25], metavar="D,R,D,R",
+                   help="(d, rate) pairs of the TV curve (default: 32,0.3,48,0.25)")
+    e.add_argument("--tv-ratios", type=_floats, default=[0.8, 0.9, 1.0, 1.1, 1.25, 1.6],
+                   help="sigma/sigma_c of the TV curve (default: %(default)s)")
+    e.add_argument("--tv-points", type=int, default=2000, help="planted points per TV value")
+    e.add_argument("--searches", type=int, default=1000, help="searches per hidden rate (1000)")
+    e.add_argument("--audit-dim", type=int, default=40)
+    e.add_argument("--audit-rate", type=float, default=0.25)
+    e.add_argument("--audit-ps", type=_floats, default=[1.0, 2.0, 4.0])
+    e.add_argument("--audit-sigmas", type=int, default=41,
+                   help="log-spaced sigma from sigma_c/30 to 30 sigma_c, plus sigma-min/max (41)")
+    e.add_argument("--audit-points", type=int, default=10_000, help="planted points per sigma")
+    e.add_argument("--max-codewords", type=float, default=2e7,
+                   help="refuse codebooks larger than this (memory guard; default 2e7)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", default="jscore-lowerbound-exact",
+                   help="output folder (CSV, PNG, log); rerunning resumes (default: %(default)s)")
+    e.set_defaults(func=run_exact)
+    return e
+
+
+def _check_exact_args(args):
+    """Clear ValueErrors for bad ``lowerbound exact`` options; returns the experiment list."""
+    import math
+
+    exps = list(EXACT_EXPERIMENTS) if args.experiment in (["all"], []) else args.experiment
+    bad = [x for x in exps if x not in EXACT_EXPERIMENTS]
+    if bad:
+        raise ValueError(f"unknown --experiment {bad}; choose from {', '.join(EXACT_EXPERIMENTS)} "
+                         "or all")
+    bad = [o for o in args.oracles if o not in EXACT_ORACLES]
+    if bad or not args.oracles:
+        raise ValueError(f"unknown --oracles {bad or '(empty)'}; choose from "
+                         f"{', '.join(EXACT_ORACLES)}")
+
+    def pos_int(name, v, lo=1):
+        if not (isinstance(v, int) and v >= lo):
+            raise ValueError(f"--{name} must be an integer >= {lo}, got {v!r}")
+
+    for name in ("chains", "offsets", "tv_points", "searches", "audit_dim", "audit_points"):
+        pos_int(name.replace("_", "-"), getattr(args, name))
+    pos_int("audit-sigmas", args.audit_sigmas, 2)
+    if not args.dims or any(d < 2 for d in args.dims):
+        raise ValueError(f"--dims must be integers >= 2, got {args.dims}")
+    if not args.ks or any(k < 1 for k in args.ks):
+        raise ValueError(f"--ks must be integers >= 1 (numbers of levels), got {args.ks}")
+    if not args.rates or any(not r > 0 for r in args.rates):
+        raise ValueError(f"--rates must be positive (nats per dimension), got {args.rates}")
+    if not args.eps > 0:
+        raise ValueError(f"--eps must be > 0, got {args.eps}")
+    if not args.p >= 1 or any(not p >= 1 for p in args.audit_ps):
+        raise ValueError(f"--p and --audit-ps must be >= 1, got {args.p}, {args.audit_ps}")
+    if not 0 < args.sigma_min < args.sigma_max:
+        raise ValueError(f"need 0 < --sigma-min < --sigma-max, got {args.sigma_min}, "
+                         f"{args.sigma_max}")
+    if len(args.tv) % 2 or not args.tv:
+        raise ValueError(f"--tv takes pairs d,rate (even length), got {args.tv}")
+    if any(not f > 0 for f in args.tv_ratios) or not args.tv_ratios:
+        raise ValueError(f"--tv-ratios must be positive, got {args.tv_ratios}")
+    sizes = []
+    if "success" in exps or "search" in exps:
+        sizes += [(d, r) for d in args.dims for r in args.rates]
+    if "tv" in exps:
+        sizes += [(int(args.tv[i]), args.tv[i + 1]) for i in range(0, len(args.tv), 2)]
+    if "audit" in exps:
+        sizes.append((args.audit_dim, args.audit_rate))
+    for d, r in sizes:
+        if not (d >= 2 and r > 0):
+            raise ValueError(f"bad (d, rate) = ({d}, {r}): need d >= 2 and rate > 0")
+        M = math.exp(r * d)
+        if M > args.max_codewords:
+            raise ValueError(
+                f"d = {d}, rate = {r} needs M = exp(rate d) = {M:.3g} codewords "
+                f"({M * d * 4 / 2**30:.1f} GiB float32), above --max-codewords "
+                f"{args.max_codewords:.3g}; lower d or the rate, or raise --max-codewords")
+    return exps
+
+
+def run_exact(args) -> int:
+    """Run ``lowerbound exact``: each experiment appends finished units to its CSV in ``--out``
+    (flushed per unit) and skips units already there, then rebuilds its summary CSV and PNG."""
+    import os
+    import time
+
+    from ..lowerbound import exact_experiments as E
+    from ..samplers.catalogue import make
+
+    exps = _check_exact_args(args)
+    samplers = {name: make(name) for name in args.samplers} if "success" in exps else {}
+    os.makedirs(args.out, exist_ok=True)
+    logf = open(os.path.join(args.out, "run.log"), "a")
+
+    def log(msg):
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
+        print(line, file=sys.stderr, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    t_all = time.perf_counter()
+    log(f"lowerbound exact: {' '.join(sys.argv[1:]) or vars(args)}")
+    try:
+        if "audit" in exps:
+            t0 = time.perf_counter()
+            rows = E.run_audit(args.out, d=args.audit_dim, rate=args.audit_rate, eps=args.eps,
+                               ps=args.audit_ps, num=args.audit_sigmas, n=args.audit_points,
+                               include=(args.sigma_min, args.sigma_max), seed=args.seed, log=log)
+            _print_table("audit (max over sigma of the L^p error; UCB = upper confidence bound)",
+                         rows, ["p", "num_sigmas", "max_lp_error", "max_upper_over_eps",
+                                "argmax_ratio", "zero_error_up_to_ratio", "passed"])
+            log(f"audit: {time.perf_counter() - t0:.0f} s")
+        if "tv" in exps:
+            t0 = time.perf_counter()
+            pairs = [(int(args.tv[i]), args.tv[i + 1]) for i in range(0, len(args.tv), 2)]
+            rows = E.run_tv(args.out, settings=pairs, ratios=args.tv_ratios, n=args.tv_points,
+                            seed=args.seed, log=log)
+            _print_table("TV(P_sigma, Q_sigma) vs Phi", rows,
+                         ["d", "rate", "M", "ratio", "tv", "tv_se", "planted_exceed", "phi",
+                          "tv_minus_phi"])
+            log(f"tv: {time.perf_counter() - t0:.0f} s")
+        for d in args.dims:
+            if "success" in exps:
+                t0 = time.perf_counter()
+                rows = E.run_success(args.out, samplers, d=d, rates=args.rates, Ks=args.ks,
+                                     chains=args.chains, offsets=args.offsets, eps=args.eps,
+                                     p=args.p, seed=args.seed, oracles=args.oracles,
+                                     sigma_min=args.sigma_min, sigma_max=args.sigma_max, log=log)
+                _print_table(f"decoder success vs K (d = {d}, averaged over rates and offsets)",
+                             rows, ["sampler", "oracle", "K", "success", "success_se",
+                                    "informative", "levels_mean", "queries_mean", "units",
+                                    "rates"])
+                log(f"success d={d}: {time.perf_counter() - t0:.0f} s")
+            if "search" in exps:
+                t0 = time.perf_counter()
+                rows = E.run_search(args.out, d=d, rates=args.rates, n=args.searches,
+                                    eps=args.eps, p=args.p, seed=args.seed, log=log)
+                _print_table(f"optimal adaptive searcher (d = {d})", rows,
+                             ["rate", "M", "num_centres", "mean_queries", "mean_queries_se",
+                              "found", "mean_hits", "predicted_queries", "disjoint_prediction"])
+                log(f"search d={d}: {time.perf_counter() - t0:.0f} s")
+    finally:
+        log(f"lowerbound exact finished part: {time.perf_counter() - t_all:.0f} s")
+        logf.close()
+    print(f"results: {args.out}/")
+    return 0
+
+
+def _print_table(title, rows, cols):
+    def fmt(v):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return str(v)
+        return f"{f:.4g}"
+
+    print(title)
+    if not rows:
+        print("  (no rows)")
+        return
+    cells = [[fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
+    print("  " + " ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for x in cells:
+        print("  " + " ".join(v.rjust(w) for v, w in zip(x, widths)))
+    print(flush=True)
 
 
 def run(args) -> int:
     """Run the sub-command parsed by :func:`add_parser`; returns the exit code."""
     from ..lowerbound.scaling import eps_value, format_table, scaling
 
+    if getattr(args, "lowerbound_command", "scale") == "exact":
+        return run_exact(args)
     if getattr(args, "lowerbound_command", "scale") != "scale":
         raise SystemExit(f"unknown lowerbound command {args.lowerbound_command!r}")
     eps = args.eps
