@@ -55,6 +55,9 @@ def add_parser(subparsers):
     s.add_argument("--robustness", action="store_true",
                    help="also the p x eps robustness grid of the window width")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true",
+                   help="discard results of an earlier run in --out (by default a rerun of the "
+                        "same configuration resumes: finished dimensions are read back)")
     s.add_argument("--out", default="jscore-lowerbound",
                    help="output folder for JSON, CSV and PNG (default: %(default)s)")
     s.set_defaults(func=run)
@@ -283,7 +286,7 @@ def run(args) -> int:
         dims=args.dims, samplers=args.samplers, p=args.p, eps=eps, rate=args.rate,
         rate_lo=args.rate_lo, rate_hi=args.rate_hi, n_rates=args.n_rates, n_xi=args.n_xi,
         n_offsets=args.offsets, n_chains=args.chains, k_max=args.k_max,
-        robustness=args.robustness, seed=args.seed, out_dir=args.out,
+        robustness=args.robustness, seed=args.seed, out_dir=args.out, overwrite=args.overwrite,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print(format_table(results))
