@@ -5,7 +5,8 @@
 # schedules* (one **cell** per combination) at every dimension `d` and seed, and answers "how many
 # queries Q*(d) does this sampler need to reach a given error, and how does that grow with d?".
 # Every (cell, d, step count, seed chunk) is one fsynced JSON line on disk, so a killed sweep
-# resumes where it stopped; seeds are sharded over all local devices.
+# resumes where it stopped; seeds are sharded over all local devices. (Without a config,
+# `jscore sweep` runs the codebook-free lower-bound sweep instead: see notebook 03.)
 #
 # `SCALE` multiplies the number of seeds and extends the dimension ladder.
 
@@ -47,7 +48,8 @@ print("devices:", jax.devices())
 
 # %% [markdown]
 # ## A sweep spec in TOML
-# `jscore sweep --print-config` prints the built-in default as a starting point. Components are
+# `jscore sweep gaussian-steps-vs-d --print-config` prints a built-in sampler sweep as a starting
+# point (a plain `jscore sweep` runs the sqrt(d) lower-bound sweep of notebook 03). Components are
 # strings `name:key=value,...` (or TOML tables); integer lists accept ranges such as `"0-63"` and
 # `"16-4096:x4"` (16, 64, 256, ...).
 #
