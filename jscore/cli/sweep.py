@@ -29,6 +29,7 @@ command, the work is split by task index and rows go to ``OUT/rows-p<i>.jsonl`` 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -86,8 +87,6 @@ def run(args) -> int:
         import jax
 
         jax.distributed.initialize(**distributed)
-    import os
-
     if args.config is None:
         spec = default_spec()
     elif args.config in BUILTIN_SPECS and not os.path.exists(args.config):

@@ -17,21 +17,16 @@ Every field has the default of :func:`jscore.lowerbound.scaling`; unknown keys r
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
 import os
 import time
 
-from .spec import parse_int_list
+from ..lowerbound.scalar import scalar_spec
+from ..lowerbound.scaling import DEFAULT_DIMS, DEFAULT_SAMPLERS, eps_value, format_table, scaling
+from .spec import _toml_value, parse_int_list
 
 EXPERIMENT = "lowerbound"
-
-
-def _default(name):
-    from ..lowerbound import scaling as _sc
-
-    return {"dims": tuple(_sc.DEFAULT_DIMS), "samplers": tuple(_sc.DEFAULT_SAMPLERS)}[name]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +45,8 @@ class LowerBoundSweep:
     """
 
     name: str = "lowerbound-sqrt-d"
-    dims: tuple = dataclasses.field(default_factory=lambda: _default("dims"))
-    samplers: tuple = dataclasses.field(default_factory=lambda: _default("samplers"))
+    dims: tuple = DEFAULT_DIMS
+    samplers: tuple = DEFAULT_SAMPLERS
     p: float = 2.0
     eps: str | float = "1/d"
     rate: float = 0.3
@@ -66,11 +61,7 @@ class LowerBoundSweep:
     seed: int = 0
 
     def __post_init__(self):
-        from ..lowerbound.scalar import scalar_spec
-        from ..lowerbound.scaling import eps_value
-
-        dims = tuple(parse_int_list(list(self.dims) if not isinstance(self.dims, str) else self.dims,
-                                    "dims"))
+        dims = tuple(parse_int_list(self.dims, "dims"))
         if min(dims) < 2:
             raise ValueError(f"`dims` must all be >= 2, got {min(dims)}.")
         object.__setattr__(self, "dims", dims)
@@ -121,16 +112,7 @@ class LowerBoundSweep:
         """The spec as TOML that :func:`jscore.sweeps.load_spec` reads back to an equal spec."""
         lines = ["# jscore lower-bound sweep (lower_bound.md sections 6-8)",
                  f'experiment = "{EXPERIMENT}"']
-        for k, v in dataclasses.asdict(self).items():
-            if isinstance(v, bool):
-                v = "true" if v else "false"
-            elif isinstance(v, str):
-                v = json.dumps(v)
-            elif isinstance(v, (list, tuple)):
-                v = "[" + ", ".join(json.dumps(x) for x in v) + "]"
-            else:
-                v = repr(v)
-            lines.append(f"{k} = {v}")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(self).items()]
         return "\n".join(lines)
 
     def describe(self) -> str:
@@ -175,16 +157,12 @@ class LowerBoundSweepResult:
         return self.results["rows"]
 
     def table(self) -> str:
-        from ..lowerbound.scaling import format_table
-
         return format_table(self.results)
 
 
 def run_lowerbound(spec: LowerBoundSweep, *, out=None, resume="auto", overwrite=False,
                    quiet=False, plot=True, log=None) -> LowerBoundSweepResult:
     """Run ``spec`` into ``out`` (default ``jscore-sweep-<name>``); see :func:`jscore.sweep`."""
-    from ..lowerbound.scaling import format_table, scaling
-
     out = out or f"jscore-sweep-{spec.name}"
     if log is None:
         import sys
