@@ -3,6 +3,7 @@
 - :func:`run_fixed_steps`: the ``lax.scan`` of :class:`AbstractFixedStepSampler.solve`, starting
   from a given sampler state (for samplers that make a query before the first step, e.g. UniPC).
 - :func:`langevin_step`: one Langevin step with the per-chain SNR step-size rule.
+- :func:`log_step`: the log-step ``h = log(sigma/sigma')`` (placeholder 1 into sigma' = 0).
 - stable phi-functions of exponential integrators.
 - :func:`set_exhausted`: mark a chain's ledger as out of budget (e.g. Picard's ``max_sweeps``).
 """
@@ -45,6 +46,13 @@ def langevin_step(oracle, x, sigma, ostate, ledger, key, *, snr=None, eta=None, 
     eta = jnp.asarray(eta, x.dtype)
     x_new = x + eta * score + jnp.sqrt(2.0 * eta) * z
     return jnp.where(ledger.queries > q0, x_new, x), ostate, ledger
+
+
+def log_step(sigma, sigma_next):
+    """``h = log(sigma/sigma')`` of a step, and 1 where ``sigma' = 0`` (a placeholder for the
+    branch-free updates, whose step into 0 is selected away)."""
+    pos = sigma_next > 0
+    return jnp.where(pos, jnp.log(sigma / jnp.where(pos, sigma_next, 1.0)), 1.0)
 
 
 def _series(h, coeffs):
@@ -96,6 +104,7 @@ __all__ = [
     "run_fixed_steps",
     "snr_step_size",
     "langevin_step",
+    "log_step",
     "phi2_neg",
     "phi3_neg",
     "phi1m1",
