@@ -81,8 +81,9 @@ class DPM2Ancestral(_TwoStageAncestral):
     ``y' = y + (sigma_down - sigma) (u - D(u, sigma_m))/sigma_m + s_noise sigma_up z``.
 
     The step into sigma' = 0 (``sigma_down = 0``) is Euler, i.e. returns ``D_0`` (one query, no
-    noise). ``eta = 0`` is ``DPMSolver(order=2)`` (k-diffusion ``dpm_2`` without churn). Weak order
-    1 for ``eta > 0`` (the ancestral split), 2 at ``eta = 0``.
+    noise). ``eta = 0`` is ``DPMSolver(order=2)`` (k-diffusion ``dpm_2`` without churn), order 2.
+    Weak order measured on Gaussian targets (exact law, ``eta = 1``): 2; not established for
+    non-Gaussian targets.
     Per chain: Q = R = 2N - 1 (grid ending at 0) or 2N (ending at sigma_N > 0); N_sigma = Q for
     ``eta < 1``, and N_sigma = N (ending at 0) or N + 1 for ``eta = 1``, where the midpoint level is
     the next grid level (``sigma_m = sigma'``).
@@ -101,8 +102,9 @@ class DPMSolverPP2SAncestral(_TwoStageAncestral):
     ``sigma_m = sqrt(sigma sigma_down)``, ``u = (sigma_m/sigma) y + (1 - sigma_m/sigma) D_0``,
     ``y' = (sigma_down/sigma) y + (1 - sigma_down/sigma) D(u, sigma_m) + s_noise sigma_up z``.
 
-    The step into sigma' = 0 returns ``D_0`` (one query, no noise). Weak order 1 for ``eta > 0``;
-    ``eta = 0`` is the deterministic DPM-Solver++(2S), order 2.
+    The step into sigma' = 0 returns ``D_0`` (one query, no noise). ``eta = 0`` is the
+    deterministic DPM-Solver++(2S), order 2. Weak order measured on Gaussian targets (exact law,
+    ``eta = 1``): 2; not established for non-Gaussian targets.
     Per chain: Q = R = 2N - 1 (grid ending at 0) or 2N (ending at sigma_N > 0); N_sigma = Q for
     ``eta < 1``, and N_sigma = N (ending at 0) or N + 1 for ``eta = 1``, where the midpoint level is
     the next grid level (``sigma_m = sigma'``).

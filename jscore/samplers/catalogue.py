@@ -44,7 +44,7 @@ CATALOGUE = {
     # k-diffusion's samplers under k-diffusion's names
     "dpmpp_2m_sde": partial(DPMSolverPPMultistepSDE, order=2, solver_type="midpoint"),
     "dpmpp_2m_sde_heun": partial(DPMSolverPPMultistepSDE, order=2, solver_type="heun"),
-    "dpmpp_3m_sde": partial(DPMSolverPPMultistepSDE, order=3, solver_type="heun"),
+    "dpmpp_3m_sde": partial(DPMSolverPPMultistepSDE, order=3),
     "dpmpp_2s_ancestral": DPMSolverPP2SAncestral,
     "dpmpp_sde": DPMSolverPPSinglestepSDE,
     "dpm_2_ancestral": DPM2Ancestral,

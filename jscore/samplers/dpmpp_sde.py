@@ -39,7 +39,8 @@ class DPMSolverPPMultistepSDE(AbstractFixedStepSampler):
 
     with the correction ``C`` of the step's order ``p_i = min(order, i + 1)`` (lower-order warm-up):
     ``p = 1``: ``C = 0``; ``p = 2``: ``C = c2 delta0`` with ``c2 = (1 - e^{-H})/2``
-    (``solver_type="midpoint"``) or ``c2 = phi2(H) = (e^{-H} - 1)/H + 1`` (``"heun"``); ``p = 3``:
+    (``solver_type="midpoint"``) or ``c2 = phi2(H) = (e^{-H} - 1)/H + 1`` (``"heun"``; the default
+    ``None`` is k-diffusion's choice: midpoint for ``order=2``, heun in 3M's warm-up); ``p = 3``:
     ``delta1 = (D_{i-1} - D_{i-2})/r1``, ``C = phi2(H) (delta0 + r0 (delta0 - delta1)/(r0 + r1))
     - phi3(H) (delta0 - delta1)/(r0 + r1)``, ``phi3 = phi2/H - 1/2`` (k-diffusion's coefficients).
 
@@ -48,13 +49,16 @@ class DPMSolverPPMultistepSDE(AbstractFixedStepSampler):
     ``[sigma_{i+1}, sigma_i]``, which are disjoint, so the law is the same. ``eta = 0`` gives the
     ODE solver (``order=2``, midpoint: exactly ``DPMSolverPP(order=2)``).
 
-    Weak order on Gaussian targets (measured, ``eta = 1``): 1 for every configuration (the
-    multistep correction differences noisy states); at ``eta = 0``: 2 (2M), 3 (3M).
+    Order: the exponential part is exact for the linear drift; the correction is k-diffusion's
+    multistep extrapolation, 2M second order and 3M (``phi3`` with coefficient 1, as in the peers'
+    ``dpmpp_3m``) also second order. Weak order measured on Gaussian targets (exact law, geometric
+    grids to sigma_min = 0.5): 2 for 2M (both forms) and 3M, at ``eta = 1`` and ``eta = 0``; it is
+    not established for non-Gaussian targets.
     Per chain: Q = N_sigma = R = N on any grid. ``x`` may have any shape.
     """
 
     order: int = eqx.field(default=2, static=True)
-    solver_type: str = eqx.field(default="midpoint", static=True)
+    solver_type: str | None = eqx.field(default=None, static=True)
     eta: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
     s_noise: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
 
@@ -63,13 +67,22 @@ class DPMSolverPPMultistepSDE(AbstractFixedStepSampler):
             raise ValueError(
                 f"`order` must be 1, 2 or 3 for DPMSolverPPMultistepSDE, got {self.order!r}."
             )
-        check_option("solver_type", self.solver_type, _SOLVER_TYPES)
+        if self.solver_type is not None:
+            check_option("solver_type", self.solver_type, _SOLVER_TYPES)
         check_range("eta", self.eta, 0.0)
         check_range("s_noise", self.s_noise, 0.0)
 
     @property
     def is_stochastic(self) -> bool:
         return _maybe_stochastic(self.eta, self.s_noise)
+
+    @property
+    def second_order_form(self) -> str:
+        """The order-2 correction used: ``solver_type``, or k-diffusion's default for this order
+        (``"midpoint"`` in 2M, ``"heun"`` in 3M's warm-up step)."""
+        if self.solver_type is not None:
+            return self.solver_type
+        return "heun" if self.order == 3 else "midpoint"
 
     def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
         return num_steps
@@ -90,7 +103,7 @@ class DPMSolverPPMultistepSDE(AbstractFixedStepSampler):
         x_next = (sigma_next / sigma) * jnp.exp(-self.eta * h) * x + one_m * d0
         if self.order >= 2:
             delta0 = (d0 - state[0]) / r0
-            c2 = 0.5 * one_m if self.solver_type == "midpoint" else phi2_neg(big_h)
+            c2 = 0.5 * one_m if self.second_order_form == "midpoint" else phi2_neg(big_h)
             corr = jnp.where(p >= 2, c2, 0.0) * delta0
             if self.order == 3:
                 s_1, s_2 = sigmas[jnp.maximum(i - 1, 0)], sigmas[jnp.maximum(i - 2, 0)]
@@ -137,8 +150,10 @@ class DPMSolverPPSinglestepSDE(AbstractFixedStepSampler):
     sigma' = 0 returns ``D_0`` (one query). ``eta = 0``: deterministic DPM-Solver++(2S), equal to
     ``DPMSolverPP2SAncestral(eta=0)`` when ``r = 1/2``.
 
-    Weak order on Gaussian targets (measured, ``eta = 1``): 1. Per chain (grid ending at 0):
-    Q = N_sigma = R = 2N - 1; ending at sigma_N > 0: 2N. ``x`` may have any shape.
+    Weak order measured on Gaussian targets (exact law): 2 (``eta = 1`` and ``eta = 1/2``; the
+    deterministic ``eta = 0`` form has order 2). Per chain (grid ending at 0): Q = N_sigma = R =
+    2N - 1; ending at sigma_N > 0: 2N (levels ``sigma_s`` are off the grid for ``r < 1``; at
+    ``r = 1``, ``sigma_s = sigma'`` and N_sigma = N, or N + 1). ``x`` may have any shape.
     """
 
     eta: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
