@@ -91,6 +91,14 @@ def phi1m1(a):
     return jnp.where(small, ser, jnp.expm1(al) / al - 1.0)
 
 
+def maybe_positive(*params) -> bool:
+    """Whether all ``params`` are > 0 (a sampler's ``is_stochastic``); True when any is traced."""
+    try:
+        return bool(all(p > 0 for p in params))
+    except jax.errors.ConcretizationTypeError:
+        return True
+
+
 def set_exhausted(ledger, flag):
     """Ledger with ``exhausted |= flag``."""
     return eqx.tree_at(lambda l: l.exhausted, ledger, ledger.exhausted | jnp.asarray(flag, bool))
@@ -108,6 +116,7 @@ __all__ = [
     "phi2_neg",
     "phi3_neg",
     "phi1m1",
+    "maybe_positive",
     "set_exhausted",
     "check_nonneg_int",
 ]

@@ -16,9 +16,9 @@ from jaxtyping import Array, Float
 
 from .._checks import check_range
 from ..counting import charged_query
+from ._common import maybe_positive
 from .ancestral import ancestral_coefficients
 from .base import AbstractFixedStepSampler, as_param
-from .dpmpp_sde import _maybe_stochastic
 
 
 def _midpoint(sigma, sigma_down, sigma_next, eta):
@@ -29,9 +29,9 @@ def _midpoint(sigma, sigma_down, sigma_next, eta):
     return jnp.where(sigma_next > 0, mid, sigma)
 
 
-class _TwoStageAncestral(AbstractFixedStepSampler):
-    """Shared fields, counts and step; subclasses give the stages ``_first`` (to the midpoint
-    ``u``) and ``_second`` (from ``u`` and ``D(u, sigma_m)`` to ``sigma_down``)."""
+class TwoQueryStochastic(AbstractFixedStepSampler):
+    """Base of the two-query-per-step stochastic samplers: ``eta`` in [0, 1] (the ancestral
+    split), ``s_noise``; Q = 2N - 1 on a grid ending at 0 (the step into 0 is one query), else 2N."""
 
     eta: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
     s_noise: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
@@ -42,13 +42,18 @@ class _TwoStageAncestral(AbstractFixedStepSampler):
 
     @property
     def is_stochastic(self) -> bool:
-        return _maybe_stochastic(self.eta, self.s_noise)
+        return maybe_positive(self.eta, self.s_noise)
 
     def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
         return 2 * num_steps - 1 if ends_at_zero else 2 * num_steps
 
     def init(self, sigmas, x):
         return None
+
+
+class _TwoStageAncestral(TwoQueryStochastic):
+    """Shared step; subclasses give the stages ``_first`` (to the midpoint ``u``) and ``_second``
+    (from ``u`` and ``D(u, sigma_m)`` to ``sigma_down``)."""
 
     @abc.abstractmethod
     def _first(self, x, d0, sigma, sigma_mid):

@@ -15,18 +15,12 @@ from jaxtyping import Array, Float
 
 from .._checks import check_option, check_range
 from ..counting import charged_query
-from ._common import log_step, phi2_neg, phi3_neg
+from ._common import log_step, maybe_positive, phi2_neg, phi3_neg
 from .ancestral import ancestral_coefficients
+from .ancestral_2s import TwoQueryStochastic
 from .base import AbstractFixedStepSampler, as_param
 
 _SOLVER_TYPES = ("midpoint", "heun")
-
-
-def _maybe_stochastic(*params) -> bool:
-    try:
-        return bool(all(p > 0 for p in params))
-    except jax.errors.ConcretizationTypeError:  # traced: assume it may be
-        return True
 
 
 class DPMSolverPPMultistepSDE(AbstractFixedStepSampler):
@@ -74,7 +68,7 @@ class DPMSolverPPMultistepSDE(AbstractFixedStepSampler):
 
     @property
     def is_stochastic(self) -> bool:
-        return _maybe_stochastic(self.eta, self.s_noise)
+        return maybe_positive(self.eta, self.s_noise)
 
     @property
     def second_order_form(self) -> str:
@@ -134,7 +128,7 @@ def bridge_normals(key, shape, dtype, frac):
     return jnp.sqrt(frac) * z_full + jnp.sqrt(1.0 - frac) * b, z_full
 
 
-class DPMSolverPPSinglestepSDE(AbstractFixedStepSampler):
+class DPMSolverPPSinglestepSDE(TwoQueryStochastic):
     """Singlestep stochastic DPM-Solver++ (k-diffusion ``sample_dpmpp_sde``), two stages per step.
 
     Step ``sigma -> sigma' > 0``: ``sigma_s = sigma e^{-r h}``, ``D_0 = D(y, sigma)``;
@@ -156,24 +150,10 @@ class DPMSolverPPSinglestepSDE(AbstractFixedStepSampler):
     ``r = 1``, ``sigma_s = sigma'`` and N_sigma = N, or N + 1). ``x`` may have any shape.
     """
 
-    eta: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
-    s_noise: Float[Array, ""] = eqx.field(default=1.0, converter=as_param)
     r: Float[Array, ""] = eqx.field(default=0.5, converter=as_param)
 
-    def __check_init__(self):
-        check_range("eta", self.eta, 0.0, 1.0)
-        check_range("s_noise", self.s_noise, 0.0)
+    def __check_init__(self):  # eta and s_noise are checked by the base
         check_range("r", self.r, 0.0, 1.0, lo_open=True)
-
-    @property
-    def is_stochastic(self) -> bool:
-        return _maybe_stochastic(self.eta, self.s_noise)
-
-    def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
-        return 2 * num_steps - 1 if ends_at_zero else 2 * num_steps
-
-    def init(self, sigmas, x):
-        return None
 
     def step(self, oracle, i, sigmas, x, state, ostate, ledger, key):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
