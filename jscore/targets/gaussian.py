@@ -10,13 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .._checks import check_positive_int, concrete
+from .._checks import as_real, check_positive_int, concrete
 from ..typing import Key, Sample, Score, Sigma
 from .base import AbstractTarget
 
 
-def _float_array(x):
-    return jnp.asarray(x, dtype=jnp.result_type(float))
+_float_array = as_real
 
 
 class Gaussian(AbstractTarget):
