@@ -54,7 +54,24 @@ def as_real(x):
     """
     if not is_real(x):
         return x
-    return jnp.asarray(x, dtype=jnp.result_type(float))
+    dtype = jnp.result_type(float)
+    v = concrete(x)
+    if v is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = v.astype(dtype)
+        if np.any(np.isfinite(v) & ~np.isfinite(cast)):
+            return _TooLarge(v)  # refused by check_real_fields, naming the field
+    return jnp.asarray(x, dtype=dtype)
+
+
+class _TooLarge:
+    """Marker left by :func:`as_real` for a finite value that overflows the float dtype."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return repr(self.value)
 
 
 def check_real(name: str, value, *, fix: str = ""):
@@ -77,6 +94,11 @@ def check_real_fields(module) -> None:
         value = getattr(module, f.name)
         where = f"{type(module).__name__}(`{f.name}`)"
         if f.metadata.get("converter") is as_real:
+            if isinstance(value, _TooLarge):
+                raise ValueError(
+                    f"{where} = {value} does not fit in {np.dtype(jnp.result_type(float)).name}; "
+                    "use a smaller value or enable jax_enable_x64."
+                )
             if not is_real(value):
                 raise TypeError(
                     f"{where} must be a real number or array, got {value!r} of type "
@@ -151,6 +173,15 @@ def check_option(name: str, value, allowed) -> str:
     return value
 
 
+def check_scalar(name: str, value) -> None:
+    """ValueError unless ``value`` is a scalar (0-d); traced scalars (under ``vmap``) pass."""
+    shape = np.shape(value) if not hasattr(value, "shape") else value.shape
+    if shape != ():
+        raise ValueError(
+            f"`{name}` must be a scalar, got shape {tuple(shape)}; vmap over it to sweep values."
+        )
+
+
 def check_range(name: str, value, lo=None, hi=None, *, lo_open=False, hi_open=False, fix="",
                 allow_inf=False):
     """Check a possibly-array knob when it is concrete; traced values pass through.
@@ -166,6 +197,12 @@ def check_range(name: str, value, lo=None, hi=None, *, lo_open=False, hi_open=Fa
         raise ValueError(f"`{name}` must not be NaN, got {v}.")
     if not allow_inf and np.any(np.isinf(v)):
         raise ValueError(f"`{name}` must be finite, got {v}.{(' ' + fix) if fix else ''}")
+    dtype = jnp.result_type(float)
+    if np.any(np.isfinite(v) & (np.abs(v.astype(np.float64)) > np.finfo(dtype).max)):
+        raise ValueError(
+            f"`{name}` = {v} does not fit in {np.dtype(dtype).name}; use a smaller value or enable "
+            "jax_enable_x64."
+        )
     bad = np.zeros(v.shape, bool)
     if lo is not None:
         bad |= (v <= lo) if lo_open else (v < lo)

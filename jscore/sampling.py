@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_bool, check_positive_int, concrete
+from ._checks import check_bool, check_fits, check_positive_int, check_range, concrete, is_real
 from .counting import Ledger
 from .oracles.base import AbstractOracle
 from .results import Record, Result, Status
@@ -185,6 +185,21 @@ def _sample_single(oracle, sampler, sigmas, key, x0, plan, record, throw):
     return res
 
 
+def _check_points(x_init):
+    """``x_init`` as a real array of the default float dtype (finite where concrete)."""
+    if not is_real(x_init):
+        raise TypeError(
+            f"`x_init` must be a real array of initial points, got {type(x_init).__name__}"
+            f"{' of dtype ' + str(x_init.dtype) if hasattr(x_init, 'dtype') else ''}."
+        )
+    if not isinstance(x_init, jax.Array):
+        x_init = np.asarray(x_init, np.float64)
+    check_range("x_init", x_init, fix="Initial points must be finite.")
+    if any(s == 0 for s in np.shape(x_init)):
+        raise ValueError(f"`x_init` must not be empty, got shape {np.shape(x_init)}.")
+    return jnp.asarray(x_init, dtype=_float_dtype())
+
+
 def _check_record(record):
     if record is not None and not isinstance(record, Record):
         raise TypeError(f"`record` must be a js.Record or None, got {type(record).__name__}.")
@@ -240,7 +255,7 @@ def sample(
     if chunk_size is not None:
         chunk_size = check_positive_int("chunk_size", chunk_size)
     if x_init is not None:
-        x_init = jnp.asarray(x_init)
+        x_init = _check_points(x_init)
         if x_init.ndim != 2:
             raise ValueError(
                 f"`x_init` must have shape (n, d) for js.sample, got {x_init.shape}; use "
@@ -259,6 +274,10 @@ def sample(
             raise ValueError("Pass `num_samples` (number of chains) or `x_init` of shape (n, d).")
         dim = _resolve_dim(oracle, None)
     num_samples = check_positive_int("num_samples", num_samples)
+    itemsize = np.dtype(_float_dtype()).itemsize
+    # the initial points, the final samples and the running state of a block, at the least
+    check_fits(f"`num_samples` = {num_samples} chains in dimension {dim}", 3.0 * num_samples * dim * itemsize,
+               "use fewer chains per call (results do not depend on how chains are split).")
     plan = _plan(oracle, sampler, sigmas, dim, max_queries)
     seeds = jnp.arange(num_samples, dtype=jnp.uint32)
     block = chain_block(dim) if chunk_size is None else min(chunk_size, num_samples)
@@ -288,7 +307,7 @@ def sample_one(
     sigmas = check_sigmas(sigmas)
     _check_record(record)
     if x_init is not None:
-        x_init = jnp.asarray(x_init)
+        x_init = _check_points(x_init)
         if x_init.ndim != 1:
             raise ValueError(
                 f"`x_init` must have shape (d,) for js.sample_one, got {x_init.shape}; use "

@@ -8,10 +8,13 @@ Formulas: samplers.md section 14.
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_bool, check_positive_int, check_range, concrete, is_real
+from ._checks import check_bool, check_positive_int, check_range, check_real, check_scalar, concrete, is_real
 
 _COSINE_S = 0.008
 
@@ -35,10 +38,24 @@ def _namespace(*args):
 MAX_LEVELS = 10**8
 
 
-def _start(n, append_zero):
-    """Validate the arguments every schedule shares; returns ``n``."""
+def _host_quiet(fn):
+    """Run a schedule with NumPy's overflow warnings off: :func:`_finish` refuses the result."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _start(n, append_zero, **scalars):
+    """Validate the arguments every schedule shares (``scalars``: real scalars); returns ``n``."""
     n = check_positive_int("n", n, maximum=MAX_LEVELS)
     check_bool("append_zero", append_zero)
+    for name, value in scalars.items():
+        check_real(name, value)
+        check_scalar(name, value)
     return n
 
 
@@ -71,9 +88,10 @@ def _check_min_max(sigma_min, sigma_max):
         )
 
 
+@_host_quiet
 def karras(n: int, sigma_min=0.002, sigma_max=80.0, rho=7.0, append_zero: bool = True):
     """EDM grid: ``sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho``."""
-    n = _start(n, append_zero)
+    n = _start(n, append_zero, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
     _check_min_max(sigma_min, sigma_max)
     check_range("rho", rho, 0.0, lo_open=True)
     xp, f = _namespace(sigma_min, sigma_max, rho)
@@ -84,6 +102,7 @@ def karras(n: int, sigma_min=0.002, sigma_max=80.0, rho=7.0, append_zero: bool =
     return _finish(xp, sig, append_zero, dict(n=n, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho))
 
 
+@_host_quiet
 def geometric(n: int, sigma_min, sigma_max, offset=0.0, append_zero: bool = True):
     """Log-uniform grid ``log sigma_i = log smax - (i + offset) * Delta``, ``Delta = log(smax/smin)/(n-1)``.
 
@@ -91,7 +110,7 @@ def geometric(n: int, sigma_min, sigma_max, offset=0.0, append_zero: bool = True
     uniformly per chain makes the union of grids cover ``[smin e^-Delta, smax]`` uniformly in log
     sigma while each chain keeps n levels (samplers.md section 14).
     """
-    n = _start(n, append_zero)
+    n = _start(n, append_zero, sigma_min=sigma_min, sigma_max=sigma_max, offset=offset)
     _check_min_max(sigma_min, sigma_max)
     check_range("offset", offset, 0.0, 1.0, hi_open=True)
     xp, f = _namespace(sigma_min, sigma_max, offset)
@@ -115,9 +134,10 @@ def vp_time(sigma, beta_min=0.1, beta_max=20.0):
     return (-beta_min + jnp.sqrt(beta_min**2 + 2.0 * db * jnp.log1p(sigma * sigma))) / db
 
 
+@_host_quiet
 def vp_linear(n: int, beta_min=0.1, beta_max=20.0, t_min=1e-3, append_zero: bool = True):
     """Score-SDE VP-linear grid: VP time ``u_i`` uniform from 1 to ``t_min``, ``sigma = vp_sigma(u)``."""
-    n = _start(n, append_zero)
+    n = _start(n, append_zero, beta_min=beta_min, beta_max=beta_max, t_min=t_min)
     check_range("beta_min", beta_min, 0.0, lo_open=True)
     check_range("beta_max", beta_max, 0.0, lo_open=True)
     check_range("t_min", t_min, 0.0, 1.0, lo_open=True, hi_open=True)
@@ -142,13 +162,14 @@ def _cosine_sigma(u, s, xp=jnp):
     return xp.sqrt(f0 / fu - 1.0)
 
 
+@_host_quiet
 def cosine(n: int, sigma_min=0.002, sigma_max=80.0, s=_COSINE_S, append_zero: bool = True):
     """Improved-DDPM cosine grid, ``abar(u) = f(u)/f(0)``, ``f(u) = cos^2(pi (u + s) / (2 (1 + s)))``.
 
     VP time u is uniform on ``[u(sigma_max), u(sigma_min)]`` (sigma -> inf as u -> 1, so sigma_max
     caps it; u(80) = 0.99198).
     """
-    n = _start(n, append_zero)
+    n = _start(n, append_zero, sigma_min=sigma_min, sigma_max=sigma_max, s=s)
     _check_min_max(sigma_min, sigma_max)
     check_range("s", s, 0.0, lo_open=True)
     xp, f = _namespace(sigma_min, sigma_max, s)
@@ -164,9 +185,10 @@ def cosine(n: int, sigma_min=0.002, sigma_max=80.0, s=_COSINE_S, append_zero: bo
     return _finish(xp, sig, append_zero, dict(n=n, sigma_min=sigma_min, sigma_max=sigma_max))
 
 
+@_host_quiet
 def ou_uniform(n: int, t_min, t_max, append_zero: bool = True):
     """OU-time-uniform grid: ``t_i`` uniform from ``t_max`` to ``t_min``, ``sigma_i = sqrt(expm1(2 t_i))``."""
-    n = _start(n, append_zero)
+    n = _start(n, append_zero, t_min=t_min, t_max=t_max)
     check_range("t_min", t_min, 0.0, lo_open=True)
     check_range("t_max", t_max, 0.0, lo_open=True)
     tmin, tmax = concrete(t_min), concrete(t_max)
@@ -188,9 +210,11 @@ def check_sigmas(sigmas, name: str = "sigmas"):
             f"`{name}` must be a 1-D array of real noise levels, got {sigmas!r} of type "
             f"{type(sigmas).__name__}; build one with js.schedules.karras(n)."
         )
-    if isinstance(sigmas, (list, tuple)):
+    if not isinstance(sigmas, jax.Array):  # host values: checked in float64 before the cast
         sigmas = np.asarray(sigmas, dtype=np.float64)
-    arr = jnp.asarray(sigmas)
+        if sigmas.ndim == 1:
+            check_range(name, sigmas, 0.0, fix="Noise levels are finite and >= 0.")
+    arr = jnp.asarray(sigmas) if isinstance(sigmas, jax.Array) else sigmas
     if arr.ndim != 1:
         raise ValueError(
             f"`{name}` must be a 1-D array of noise levels, got shape {arr.shape}; build one with "
@@ -201,9 +225,7 @@ def check_sigmas(sigmas, name: str = "sigmas"):
             f"`{name}` needs at least 2 entries (one step), got {arr.shape[0]}; e.g. "
             "js.schedules.karras(n) returns n + 1 levels ending at 0."
         )
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
-        arr = arr.astype(jnp.result_type(float))
-    arr = arr.astype(jnp.result_type(float))
+    arr = jnp.asarray(arr, dtype=jnp.result_type(float))
     v = concrete(arr)
     if v is not None:
         if not np.all(np.isfinite(v)):
