@@ -83,12 +83,13 @@ def check_real(name: str, value, *, fix: str = ""):
         )
 
 
-def check_real_fields(module) -> None:
+def check_real_fields(module, *, scalar: bool = False) -> None:
     """Check a module's fields at construction, naming the field on failure.
 
     - fields converted by :func:`as_real`: real-valued (no bool, str, complex, None), never NaN;
     - static fields annotated ``bool``: a real bool (``"False"`` or ``0`` refused);
-    - static fields annotated ``int``: an int, not a bool or a float such as ``2.0``.
+    - static fields annotated ``int``: an int, not a bool or a float such as ``2.0``;
+    - with ``scalar=True`` (samplers), numeric fields must be scalars (vmap to sweep them).
     """
     for f in dataclasses.fields(module):
         value = getattr(module, f.name)
@@ -107,6 +108,11 @@ def check_real_fields(module) -> None:
             v = concrete(value)
             if v is not None and np.any(np.isnan(v)):
                 raise ValueError(f"{where} must not be NaN, got {v}.")
+            if scalar and np.shape(value) != ():
+                raise ValueError(
+                    f"{where} must be a scalar, got shape {np.shape(value)}; vmap over samplers "
+                    "to sweep it."
+                )
         elif f.metadata.get("static") and f.type in ("bool", bool):
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{where} must be True or False, got {value!r} of type {type(value).__name__}.")

@@ -200,6 +200,7 @@ class Noisy(AbstractOracle):
             )
         # --- p
         check_real("p", p)
+        check_range("p", np.asarray(p, np.float64), 1.0, fix="Use 1 <= p < inf.")
         self.p = _param(p)
         if self.p.shape != ():
             raise ValueError(f"`p` must be a scalar, got shape {self.p.shape}.")
@@ -213,6 +214,7 @@ class Noisy(AbstractOracle):
         else:
             self.eps_fn = None
             check_real("eps", eps, fix="Pass a number >= 0, a per-level array, or a callable eps(sigma).")
+            check_range("eps", np.asarray(eps, np.float64), 0.0, fix="The error size eps must be >= 0 and finite.")
             e = _param(eps)
             check_range("eps", e, 0.0, math.inf, hi_open=True, fix="The error size eps must be >= 0 and finite.")
             if e.ndim == 0:

@@ -81,7 +81,7 @@ class AbstractSampler(eqx.Module):
     """Base of every sampler. See the module docstring for the protocol."""
 
     def __check_init__(self):
-        check_real_fields(self)
+        check_real_fields(self, scalar=True)
 
     @property
     @abc.abstractmethod
