@@ -65,6 +65,11 @@ CATALOGUE = {
 
 def make(name: str, **kwargs):
     """Build the catalogue sampler ``name`` with keyword overrides of its fields."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"`name` must be a sampler name (str), got {name!r} of type {type(name).__name__}; "
+            f"available: {', '.join(sorted(CATALOGUE))}."
+        )
     try:
         factory = CATALOGUE[name]
     except KeyError:
