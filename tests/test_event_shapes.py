@@ -31,7 +31,15 @@ def event_score(x, sigma):
     return -x / (var + sigma * sigma)
 
 
-@pytest.mark.parametrize("name", sorted(CATALOGUE))
+# compile-heavy samplers (data-dependent loops, Picard sweeps, corrector ladders) run in the slow suite
+_SLOW = {"adaptive", "adaptive_3", "adaptive_ggf", "parallel_picard", "randomized_midpoint",
+         "randomized_midpoint_parallel", "annealed_langevin", "single_level", "pc", "unipc_3",
+         "dpm_solver_3", "ei_relative"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in sorted(CATALOGUE)]
+)
 def test_every_catalogue_sampler_runs_on_event_shaped_states(name):
     sampler = js.samplers.catalogue.make(name)
     n_fixed = sampler.num_queries(GRID.shape[0] - 1, True)
@@ -89,7 +97,7 @@ def test_conv_denoiser_through_sample():
     oracle = js.oracles.Denoiser(model)
     x0 = 5.0 * jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
     grid = js.schedules.karras(5, sigma_min=0.02, sigma_max=5.0)
-    for name in ("heun", "dpmpp_2m"):
+    for name in ("heun",):
         sampler = js.samplers.catalogue.make(name)
         res = js.sample(oracle, sampler, grid, jax.random.key(2), x_init=x0)
         assert res.x.shape == (4, 8, 8, 1) and bool(jnp.all(jnp.isfinite(res.x)))
