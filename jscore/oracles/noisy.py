@@ -296,6 +296,10 @@ class Noisy(AbstractOracle):
     def dim(self):
         return self.inner.dim
 
+    @property
+    def event_shape(self):
+        return self.inner.event_shape
+
     def init(self, key, dim) -> NoisyState:
         return NoisyState(
             inner=self.inner.init(key, dim),
