@@ -95,6 +95,8 @@ def _plan(oracle, sampler, sigmas, event_shape, max_queries) -> _Plan:
                 "`max_queries` to bound it."
             )
         budget = int(capacity)
+    if isinstance(event_shape, numbers.Integral):  # a flat dimension d means (d,)
+        event_shape = (int(event_shape),)
     dim = math.prod(event_shape)
     return _Plan(dim=dim, event_shape=tuple(event_shape), budget=budget, capacity=int(capacity))
 
