@@ -666,6 +666,12 @@ def test_network_oracle_from_checkpoint_and_factory(tmp_path, monkeypatch, cache
     with pytest.raises(ValueError, match="dimension 3 but the cell has d = 4"):
         engine.validate(load_spec(_tiny_toml("['gaussian']", "[{name = 'network', checkpoint = '"
                                              + str(tmp_path / "d3" / "model.eqx") + "'}]", "4", "['kl']")))
+    # a `jscore train --out` directory works as well as its model file
+    from jscore.sweeps import registry
+
+    o = registry.network_oracle(js.targets.Gaussian.isotropic(5), checkpoint=str(tmp_path / "d{d}"))
+    x = jnp.linspace(-1.0, 1.0, 5)
+    np.testing.assert_array_equal(o.query(x, 0.3, None)[0], js.oracles.Network(models[5]).query(x, 0.3, None)[0])
     with pytest.raises(ValueError, match="exactly one of"):
         engine.validate(load_spec(_tiny_toml("['gaussian']", "['network']", "4", "['kl']")))
     with pytest.raises(ValueError, match="cannot import factory"):

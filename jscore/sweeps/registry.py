@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import pathlib
 from typing import Callable
 
 import jax
@@ -133,7 +134,7 @@ def _load_factory(path: str):
 def network_oracle(target, checkpoint: str | None = None, factory: str | None = None, **params):
     """A learned oracle for a cell at dimension ``target.dim``.
 
-    - ``checkpoint``: a ``jscore train`` model file (``.../model.eqx``), read with
+    - ``checkpoint``: a ``jscore train`` output directory or model file (``.../model.eqx``), read with
       :func:`jscore.nets.load`; ``{d}`` in the path is replaced by the cell's dimension, so one
       spec can sweep per-d checkpoints. The model must answer in the cell's dimension.
     - ``factory``: ``"module:function"``, called as ``function(dim, **params)``; it returns a
@@ -146,12 +147,10 @@ def network_oracle(target, checkpoint: str | None = None, factory: str | None = 
     if checkpoint is not None:
         if params:
             raise TypeError(f"network: options {sorted(params)} only apply with `factory`.")
-        path = str(checkpoint).replace("{d}", str(d))
-        try:
-            model = _nets.load(path)
-        except FileNotFoundError:
-            raise ValueError(f"network: checkpoint {path!r} does not exist.") from None
-        oracle = _oracles.Network(model)
+        path = pathlib.Path(str(checkpoint).replace("{d}", str(d)))
+        if path.is_dir():  # a `jscore train --out` directory
+            path = path / "model.eqx"
+        oracle = _oracles.Network(_nets.load(path))
     else:
         made = _load_factory(factory)(d, **params)
         oracle = made if isinstance(made, _oracles.AbstractOracle) else _oracles.Network(made)
