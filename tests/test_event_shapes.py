@@ -34,7 +34,7 @@ def event_score(x, sigma):
 # compile-heavy samplers (data-dependent loops, Picard sweeps, corrector ladders) run in the slow suite
 _SLOW = {"adaptive", "adaptive_3", "adaptive_ggf", "parallel_picard", "randomized_midpoint",
          "randomized_midpoint_parallel", "annealed_langevin", "single_level", "pc", "unipc_3",
-         "dpm_solver_3", "ei_relative"}
+         "dpm_solver_3", "ei_relative", "dpmpp_3m", "unipc"}
 
 
 @pytest.mark.parametrize(
