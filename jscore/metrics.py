@@ -1,6 +1,7 @@
 """Error metrics between samples and targets, with standard errors where they are estimates.
 
-Sample metrics take batches: ``samples`` of shape ``(n, d)``. Score-error metrics
+Sample metrics take batches: ``samples`` of shape ``(n, d)`` or ``(n, *event_shape)`` (image-shaped
+samples are flattened to ``(n, d)`` rows, ``d = prod(event_shape)``). Score-error metrics
 (:func:`score_error`, :func:`score_error_profile`) measure an oracle against a target's exact score.
 """
 
@@ -15,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .oracles.base import in_shape
+
 
 def gaussian_w2(mean_a, var_a, mean_b, var_b):
     """Closed-form W2 between diagonal Gaussians ``N(mean_a, diag var_a)`` and ``N(mean_b, diag var_b)``.
@@ -28,9 +31,18 @@ def gaussian_w2(mean_a, var_a, mean_b, var_b):
     return jnp.sqrt(w2sq)
 
 
+def flat_rows(samples):
+    """``samples (n, *event_shape)`` as ``(n, d)`` rows (unchanged when already 2-D)."""
+    x = samples if hasattr(samples, "reshape") else np.asarray(samples)
+    if x.ndim < 2:
+        raise ValueError(f"`samples` must have shape (n, d) or (n, *event_shape), got {x.shape}.")
+    return x if x.ndim == 2 else x.reshape(x.shape[0], -1)
+
+
 def moment_fit_w2(samples, mean, var):
-    """W2 between the diagonal-Gaussian moment fit of ``samples (n, d)`` and ``N(mean, diag var)``."""
-    x = jnp.asarray(samples)
+    """W2 between the diagonal-Gaussian moment fit of ``samples (n, d)`` and ``N(mean, diag var)``
+    (``mean``/``var`` flat ``(d,)`` or scalars)."""
+    x = flat_rows(jnp.asarray(samples))
     return gaussian_w2(x.mean(0), x.var(0, ddof=1), mean, var)
 
 
@@ -60,6 +72,8 @@ def energy_distance(x, y):
     returns a Python float.
     """
     x, y = np.asarray(x), np.asarray(y)
+    if x.ndim > 2 or y.ndim > 2:
+        x, y = flat_rows(x), flat_rows(y)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(x.shape[0], y.shape[0]) < 2:
         raise ValueError(
             f"energy_distance needs (n, d) and (m, d) arrays with n, m >= 2, got {x.shape} and {y.shape}."
@@ -75,8 +89,8 @@ def mode_tv(samples, means, weights=None):
     Returns ``(tv, se)`` where ``se`` is the delta-method standard error of the empirical masses'
     TV under multinomial sampling (a rough scale of the TV's sampling noise floor).
     """
-    x = np.asarray(samples, dtype=np.float64)
-    m = np.asarray(means, dtype=np.float64)
+    x = flat_rows(np.asarray(samples, dtype=np.float64))
+    m = flat_rows(np.asarray(means, dtype=np.float64))
     k = m.shape[0]
     w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
     d2 = (x * x).sum(1)[:, None] - 2.0 * x @ m.T + (m * m).sum(1)[None, :]
@@ -161,6 +175,7 @@ def _error_norms(oracle, target, sigmas, x0, z, okeys, batch_size):
     """
     dim = target.dim
     n = x0.shape[0]
+    oracle = in_shape(oracle, oracle.event_shape or (dim,))  # image-shaped oracles see their shape
 
     def at(sigma):
         def one(xj0, zj, kj):

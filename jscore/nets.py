@@ -48,6 +48,14 @@ def edm_coefficients(sigma, sigma_data):
     return sd2 / (s2 + sd2), sigma * sigma_data / r, 1.0 / r, 0.25 * jnp.log(sigma)
 
 
+def edm_score(raw, x, sigma, sigma_data):
+    """Score of an EDM-preconditioned network ``raw(c_in x, c_noise) = F``:
+    ``(D - x) / sigma^2 = -c_in^2 x + (sd c_in / sigma) F``, without the cancellation of ``D - x``."""
+    _, _, c_in, c_noise = edm_coefficients(sigma, sigma_data)
+    f = raw(c_in * x, c_noise).astype(x.dtype)
+    return -x * (c_in * c_in) + (sigma_data * c_in / sigma) * f
+
+
 def fourier_features(c, num_freqs: int, max_freq: float):
     """``[c, cos(w_k c), sin(w_k c)]`` with ``w_k`` geometric from 1 to ``max_freq``; shape ``(1 + 2K,)``."""
     w = jnp.asarray(np.geomspace(1.0, max_freq, num_freqs), jnp.result_type(c, float))
@@ -205,10 +213,7 @@ class DenoiserMLP(eqx.Module):
         """``(D - x) / sigma^2 = -x / (sigma^2 + sd^2) + sd F / (sigma sqrt(sigma^2 + sd^2))``."""
         self._check_x(x)
         sigma = jnp.asarray(sigma, x.dtype)
-        _, _, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)
-        f = self.raw(c_in * x, c_noise).astype(x.dtype)
-        sd = self.sigma_data
-        return -x * (c_in * c_in) + (sd * c_in / sigma) * f
+        return edm_score(lambda x_in, c_noise: self.raw(x_in, c_noise), x, sigma, self.sigma_data)
 
 
 #: Classes :func:`load` can rebuild from a checkpoint's JSON.

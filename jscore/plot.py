@@ -103,7 +103,8 @@ def histograms(rows, axes=None):
     for ax, k in zip(axes, ("queries", "levels", "rounds")):
         for i, (s, vals) in enumerate(sorted(per.items())):
             v = np.asarray(vals[k])
-            bins = np.unique(np.geomspace(max(v.min(), 1), max(v.max(), 2), 30).round())
+            # at least two edges, also when every chain made the same count
+            bins = np.unique(np.geomspace(max(v.min(), 1), max(v.max(), v.min() + 1, 2), 30).round())
             ax.hist(v, bins=bins, alpha=0.5, color=f"C{i % 10}", label=s)
         ax.set_xscale("log")
         ax.set_xlabel(k + " per chain")
@@ -120,8 +121,9 @@ def sweep_figures(res, out_dir: str) -> list[str]:
         fig, axes = _figure()
         qstar_vs_dim(res.qstar, res.slopes, ax=axes[0])
         paths.append(_save(fig, os.path.join(out_dir, "qstar.png")))
-    metric = spec.qstar.metric if spec.qstar is not None else spec.metrics[0]
-    if res.evals:
+    # a sweep may have no error metric (e.g. adversary cells: counts and oracle statistics only)
+    metric = spec.qstar.metric if spec.qstar is not None else (spec.metrics or (None,))[0]
+    if res.evals and metric is not None:
         fig, axes = _figure()
         error_vs_queries(res.evals, metric, ax=axes[0], target=spec.qstar.target if spec.qstar else None)
         paths.append(_save(fig, os.path.join(out_dir, "error_vs_queries.png")))

@@ -8,6 +8,11 @@ targets, to float rounding where XLA batches a target's products (the mixture). 
 ``y_0 = sigmas[0] * z``, the sampler's noise and the oracle's randomness come from separate named
 streams (:mod:`jscore.seeds`).
 
+States may have any *event shape*: ``x_init`` of shape ``(n, *event_shape)`` (e.g. ``(n, 8, 8, 1)``
+for images) gives samples of that shape. Samplers run on the flattened ``(d,)`` state,
+``d = prod(event_shape)`` (so every sampler works unchanged and counts do not depend on the
+shape); the oracle is asked at points of the event shape.
+
 Both functions are jitted with ``eqx.filter_jit``: array fields of the oracle and sampler, the grid
 values and the key are traced, so changing them does not recompile; shapes, ``num_samples``,
 ``max_queries``, ``record`` and ``chunk_size`` are static.
@@ -16,6 +21,8 @@ values and the key are traced, so changing them does not recompile; shapes, ``nu
 from __future__ import annotations
 
 import collections
+import math
+import numbers
 
 import equinox as eqx
 import jax
@@ -24,7 +31,7 @@ import numpy as np
 
 from ._checks import check_bool, check_fits, check_positive_int, check_range, concrete, is_real
 from .counting import Ledger
-from .oracles.base import AbstractOracle
+from .oracles.base import AbstractOracle, in_shape
 from .results import Record, Result, Status
 from .samplers.base import AbstractSampler
 from .schedules import check_sigmas
@@ -38,6 +45,7 @@ class _Plan(eqx.Module):
     """Static facts about one run, validated on the host before anything is traced."""
 
     dim: int = eqx.field(static=True)
+    event_shape: tuple = eqx.field(static=True)
     budget: int = eqx.field(static=True)
     capacity: int = eqx.field(static=True)
 
@@ -55,7 +63,7 @@ def _check_types(oracle, sampler) -> None:
         )
 
 
-def _plan(oracle, sampler, sigmas, dim, max_queries) -> _Plan:
+def _plan(oracle, sampler, sigmas, event_shape, max_queries) -> _Plan:
     num_steps = sigmas.shape[0] - 1
     values = concrete(sigmas)
     if values is not None:
@@ -86,24 +94,41 @@ def _plan(oracle, sampler, sigmas, dim, max_queries) -> _Plan:
                 "`max_queries` to bound it."
             )
         budget = int(capacity)
-    return _Plan(dim=dim, budget=budget, capacity=int(capacity))
+    if isinstance(event_shape, numbers.Integral):  # a flat dimension d means (d,)
+        event_shape = (int(event_shape),)
+    dim = math.prod(event_shape)
+    return _Plan(dim=dim, event_shape=tuple(event_shape), budget=budget, capacity=int(capacity))
 
 
-def _resolve_dim(oracle, x_init_dim):
-    odim = oracle.dim if isinstance(oracle, AbstractOracle) else None
-    if x_init_dim is not None:
-        if odim is not None and x_init_dim != odim:
+def _resolve_event_shape(oracle, x_event, batched: bool = True) -> tuple:
+    """The event shape of one point: from ``x_init`` (checked against the oracle) or the oracle."""
+    odim = oracle.dim
+    oshape = oracle.event_shape
+    if x_event is not None:
+        x_event = tuple(x_event)
+        if not x_event:
+            raise ValueError("`x_init` points must have at least one axis, e.g. (d,) or (H, W, C).")
+        lead = "n, " if batched else ""
+        if oshape is not None and x_event != tuple(oshape):
             raise ValueError(
-                f"`x_init` has dimension {x_init_dim} but the oracle answers in dimension {odim}; "
-                f"pass x_init of shape (n, {odim})."
+                f"`x_init` points have shape {x_event} but the oracle answers at points of shape "
+                f"{tuple(oshape)}; pass x_init of shape ({lead}{', '.join(map(str, oshape))})."
             )
-        return x_init_dim
+        if odim is not None and math.prod(x_event) != odim:
+            raise ValueError(
+                f"`x_init` has dimension {math.prod(x_event)} but the oracle answers in dimension "
+                f"{odim} (x_init points have shape {x_event}); pass x_init of shape ({lead}d,) = "
+                f"({lead}{odim},) or ({lead}*event_shape) with {odim} elements per point."
+            )
+        return x_event
+    if oshape is not None:
+        return tuple(oshape)
     if odim is None:
         raise ValueError(
-            "This oracle accepts any dimension, so the dimension must come from `x_init`; pass "
-            "x_init of shape (n, d)."
+            "This oracle accepts any dimension, so the shape of a point must come from `x_init`; "
+            "pass x_init of shape (n, *event_shape), e.g. (n, d), or give the oracle an event_shape."
         )
-    return odim
+    return (odim,)
 
 
 def _float_dtype():
@@ -117,6 +142,7 @@ def _run_chain(oracle, sampler, sigmas, key, x0, plan: _Plan, record):
         z = jax.random.normal(stream(key, INIT), (plan.dim,), dtype)
         x0 = sigmas[0] * z
     ostate = oracle.init(stream(key, ORACLE), plan.dim)
+    oracle = in_shape(oracle, plan.event_shape)
     ledger = Ledger.empty(plan.budget, plan.capacity, dtype)
     sol = sampler.solve(oracle, sigmas, x0, stream(key, SAMPLER), ostate, ledger, record)
     finite = jnp.all(jnp.isfinite(sol.x))
@@ -169,7 +195,21 @@ def _sample_batch(oracle, sampler, sigmas, key, x_init, seeds, plan, record, blo
         x_init = jnp.concatenate([x_init, jnp.zeros((pad,) + x_init.shape[1:], x_init.dtype)])
         x_init = x_init.reshape((num_blocks, block) + x_init.shape[1:])
     out = jax.lax.map(lambda a: jax.vmap(one)(*a), (seeds, x_init))
-    return jax.tree_util.tree_map(lambda a: a.reshape((num_blocks * block,) + a.shape[2:])[:n], out)
+    res = jax.tree_util.tree_map(lambda a: a.reshape((num_blocks * block,) + a.shape[2:])[:n], out)
+    return _with_event_shape(res, plan.event_shape)
+
+
+def _with_event_shape(res: Result, event_shape) -> Result:
+    """``res`` with its flat samples (and recorded states) reshaped to ``(..., *event_shape)``."""
+    if len(event_shape) == 1:
+        return res
+    def unflatten(a):
+        return jnp.reshape(a, a.shape[:-1] + tuple(event_shape))
+
+    res = eqx.tree_at(lambda r: r.x, res, unflatten(res.x))
+    if res.trace is not None and res.trace.x is not None:
+        res = eqx.tree_at(lambda r: r.trace.x, res, unflatten(res.trace.x))
+    return res
 
 
 @eqx.filter_jit
@@ -182,7 +222,7 @@ def _sample_single(oracle, sampler, sigmas, key, x0, plan, record, throw):
         )
         x = eqx.error_if(x, res.status == Status.nonfinite, Status.nonfinite.message)
         res = eqx.tree_at(lambda r: r.x, res, x)
-    return res
+    return _with_event_shape(res, plan.event_shape)
 
 
 def _check_points(x_init):
@@ -229,7 +269,8 @@ def sample(
     - ``sigmas``: strictly decreasing grid ``(N + 1,)``; ``sigmas[-1] = 0`` ends with Tweedie.
     - ``key``: a PRNG key; chain i uses ``fold_in(key, i)``.
     - ``num_samples``: number of chains n (or give ``x_init``).
-    - ``x_init``: ``(n, d)`` initial points replacing ``sigmas[0] * z``.
+    - ``x_init``: ``(n, *event_shape)`` initial points replacing ``sigmas[0] * z``, e.g. ``(n, d)``
+      or ``(n, H, W, C)``; without it, points have the oracle's ``event_shape`` (or ``(dim,)``).
     - ``max_queries``: static per-chain budget. For fixed-grid samplers it must be at least their
       exact cost; for adaptive ones it bounds the loop. A chain that runs out keeps its last
       completed state and gets status ``budget_exhausted``.
@@ -242,7 +283,7 @@ def sample(
       products): float rounding only, measured at most 1.1e-5 on a 16-component mixture at d = 64
       in float32 (coordinate-wise targets stay bitwise equal).
 
-    **Returns:** a :class:`jscore.Result` with ``x (n, d)``, ``stats.queries/levels/rounds (n,)``,
+    **Returns:** a :class:`jscore.Result` with ``x (n, *event_shape)``, ``stats.queries/levels/rounds (n,)``,
     ``status (n,)`` and ``trace``.
 
     **Raises:** ``ValueError``/``TypeError`` on structural mistakes (shapes, grid order, budget
@@ -256,10 +297,10 @@ def sample(
         chunk_size = check_positive_int("chunk_size", chunk_size)
     if x_init is not None:
         x_init = _check_points(x_init)
-        if x_init.ndim != 2:
+        if x_init.ndim < 2:
             raise ValueError(
-                f"`x_init` must have shape (n, d) for js.sample, got {x_init.shape}; use "
-                "js.sample_one for a single (d,) point."
+                f"`x_init` must have shape (n, d) or (n, *event_shape) for js.sample, got "
+                f"{x_init.shape}; use js.sample_one for a single point."
             )
         if num_samples is not None and num_samples != x_init.shape[0]:
             raise ValueError(
@@ -267,18 +308,21 @@ def sample(
                 "pass one of them."
             )
         num_samples = x_init.shape[0]
-        x_init = x_init.astype(_float_dtype())
-        dim = _resolve_dim(oracle, x_init.shape[1])
+        event_shape = _resolve_event_shape(oracle, x_init.shape[1:])
+        x_init = x_init.astype(_float_dtype()).reshape(num_samples, -1)
     else:
         if num_samples is None:
-            raise ValueError("Pass `num_samples` (number of chains) or `x_init` of shape (n, d).")
-        dim = _resolve_dim(oracle, None)
+            raise ValueError(
+                "Pass `num_samples` (number of chains) or `x_init` of shape (n, *event_shape)."
+            )
+        event_shape = _resolve_event_shape(oracle, None)
     num_samples = check_positive_int("num_samples", num_samples)
+    dim = math.prod(event_shape)
     itemsize = np.dtype(_float_dtype()).itemsize
     # the initial points, the final samples and the running state of a block, at the least
     check_fits(f"`num_samples` = {num_samples} chains in dimension {dim}", 3.0 * num_samples * dim * itemsize,
                "use fewer chains per call (results do not depend on how chains are split).")
-    plan = _plan(oracle, sampler, sigmas, dim, max_queries)
+    plan = _plan(oracle, sampler, sigmas, event_shape, max_queries)
     seeds = jnp.arange(num_samples, dtype=jnp.uint32)
     block = chain_block(dim) if chunk_size is None else min(chunk_size, num_samples)
     return _sample_batch(oracle, sampler, sigmas, key, x_init, seeds, plan, record, block)
@@ -295,7 +339,7 @@ def sample_one(
     record: Record | None = None,
     throw: bool = True,
 ) -> Result:
-    """Run one chain; the unbatched form of :func:`sample` (``x`` has shape ``(d,)``).
+    """Run one chain; the unbatched form of :func:`sample` (``x`` has the event shape, e.g. ``(d,)``).
 
     ``sample(..., key, num_samples=n).x[i] == sample_one(..., jax.random.fold_in(key, i)).x``.
     With ``throw=True`` (default) a chain that exhausts its budget or becomes non-finite raises at
@@ -308,16 +352,16 @@ def sample_one(
     _check_record(record)
     if x_init is not None:
         x_init = _check_points(x_init)
-        if x_init.ndim != 1:
+        if x_init.ndim < 1:
             raise ValueError(
-                f"`x_init` must have shape (d,) for js.sample_one, got {x_init.shape}; use "
-                "js.sample for a batch."
+                f"`x_init` must be one point of shape event_shape (e.g. (d,)) for js.sample_one, "
+                f"got a scalar; use js.sample for a batch."
             )
-        x_init = x_init.astype(_float_dtype())
-        dim = _resolve_dim(oracle, x_init.shape[0])
+        event_shape = _resolve_event_shape(oracle, x_init.shape, batched=False)
+        x_init = x_init.astype(_float_dtype()).reshape(-1)
     else:
-        dim = _resolve_dim(oracle, None)
-    plan = _plan(oracle, sampler, sigmas, dim, max_queries)
+        event_shape = _resolve_event_shape(oracle, None)
+    plan = _plan(oracle, sampler, sigmas, event_shape, max_queries)
     return _sample_single(oracle, sampler, sigmas, key, x_init, plan, record, check_bool("throw", throw))
 
 

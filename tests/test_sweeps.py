@@ -14,7 +14,9 @@ import subprocess
 import sys
 import time
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -637,3 +639,70 @@ def test_nonfinite_metric_statistics_count_as_failures(tmp_path, cache_dir):
     (ev,) = analysis.evaluations(res.rows, ["kl"])
     assert ev["nonfinite_metric_chains"] == bad and ev["failures"] >= bad
     assert ev["kl"] == float("inf")
+
+
+# ----------------------------------------------------------------------------- learned and adversary oracles
+
+
+def _tiny_toml(targets, oracles, dims, metrics, steps=4):
+    return (f"name = 'byo'\ntargets = {targets}\noracles = {oracles}\nsamplers = ['euler']\n"
+            f"schedules = ['karras']\ndims = '{dims}'\nseeds = '0-3'\nsteps = '{steps}'\nmetrics = {metrics}\n")
+
+
+def test_network_oracle_from_checkpoint_and_factory(tmp_path, monkeypatch, cache_dir):
+    models = {d: js.nets.DenoiserMLP(d, width=8, depth=1, key=jax.random.key(d)) for d in (3, 5)}
+    for d, m in models.items():  # zero last layer at init: perturb so the network is not Gaussian
+        m = eqx.tree_at(lambda t: t.proj_out.bias, m, 0.3 * jnp.ones(d))
+        models[d] = m
+        (tmp_path / f"d{d}").mkdir()
+        js.nets.save(tmp_path / f"d{d}" / "model.eqx", m)
+    (tmp_path / "byo_factory.py").write_text(
+        "import jax, jscore as js\n"
+        "def make(dim, width=8):\n"
+        "    return js.nets.DenoiserMLP(dim, width=width, depth=1, key=jax.random.key(100 + dim))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ckpt = str(tmp_path / "d{d}" / "model.eqx")
+    oracles = ("[{name = 'network', checkpoint = '" + ckpt + "'}, "
+               "{name = 'network', factory = 'byo_factory:make', width = 8}]")
+    res = js.sweep(load_spec(_tiny_toml("['gaussian']", oracles, "3,5", "['kl']")),
+                   out=str(tmp_path / "out"), quiet=True, cache_dir=cache_dir)
+    assert len(res.evals) == 4
+    for e in res.evals:
+        d = e["dim"]
+        model = (models[d] if "checkpoint" in e["cell"]["oracle"]
+                 else js.nets.DenoiserMLP(d, width=8, depth=1, key=jax.random.key(100 + d)))
+        ref = js.sample(js.oracles.Network(model), js.samplers.Euler(), js.schedules.karras(4),
+                        jax.random.key(0), num_samples=4)
+        x = np.asarray(ref.x, np.float64)  # target N(0, I): u1 = sum x, u2 = sum x^2 per chain
+        np.testing.assert_allclose(e["_feats"]["u1"], x.sum(1), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(e["_feats"]["u2"], (x * x).sum(1), rtol=1e-5)
+    with pytest.raises(ValueError, match="dimension 3 but the cell has d = 4"):
+        engine.validate(load_spec(_tiny_toml("['gaussian']", "[{name = 'network', checkpoint = '"
+                                             + str(tmp_path / "d3" / "model.eqx") + "'}]", "4", "['kl']")))
+    # a `jscore train --out` directory works as well as its model file
+    from jscore.sweeps import registry
+
+    o = registry.network_oracle(js.targets.Gaussian.isotropic(5), checkpoint=str(tmp_path / "d{d}"))
+    x = jnp.linspace(-1.0, 1.0, 5)
+    np.testing.assert_array_equal(o.query(x, 0.3, None)[0], js.oracles.Network(models[5]).query(x, 0.3, None)[0])
+    with pytest.raises(ValueError, match="exactly one of"):
+        engine.validate(load_spec(_tiny_toml("['gaussian']", "['network']", "4", "['kl']")))
+    with pytest.raises(ValueError, match="cannot import factory"):
+        engine.validate(load_spec(_tiny_toml("['gaussian']", "[{name = 'network', factory = 'no_such_mod:f'}]",
+                                             "4", "['kl']")))
+
+
+def test_adversary_and_reference_oracles_in_a_sweep(tmp_path, cache_dir):
+    toml = _tiny_toml("['sphere_codebook:rate=0.3']", "['adversary:eps=0.5', 'reference']", "6", "[]", steps=6)
+    res = js.sweep(load_spec(toml), out=str(tmp_path / "out"), quiet=True, cache_dir=cache_dir)
+    cb = js.targets.SphereCodebook.random(jax.random.key(0), 6, 0.3, 1.0)
+    grid = js.schedules.karras(6)
+    refs = {"adversary:eps=0.5": js.oracles.LRAdversary(cb, 0.5), "reference": js.oracles.Reference(cb.reference)}
+    for row in res.rows:
+        r = js.sample(refs[row["cell"]["oracle"]], js.samplers.Euler(), grid, jax.random.key(0), num_samples=4)
+        for k in ("informative", "first_informative", "informative_count"):
+            assert row["per_seed"]["oracle." + k] == np.asarray(getattr(r.stats, k)).astype(int).tolist()
+        assert row["per_seed"]["queries"] == [6] * 4
+    with pytest.raises(TypeError, match="SphereCodebook"):
+        engine.validate(load_spec(_tiny_toml("['gaussian']", "['adversary:eps=0.5']", "6", "[]")))

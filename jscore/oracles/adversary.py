@@ -183,7 +183,8 @@ class LRAdversary(AbstractOracle):
         return AdversaryState(jnp.zeros((), bool), zero, zero, zero)
 
     def query(self, x, sigma, state: AdversaryState):
-        score, flag = self.score_and_flag(x, sigma)
+        score, flag = self.score_and_flag(jnp.reshape(x, (-1,)), sigma)  # any event shape
+        score = jnp.reshape(score, x.shape)
         k = state.queries + 1
         first = jnp.where(~state.informative & flag, k, state.first_informative)
         new = AdversaryState(

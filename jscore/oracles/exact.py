@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from ..targets.base import AbstractTarget
-from .base import AbstractOracle
+from .base import AbstractOracle, flat_call
 
 
 class Exact(AbstractOracle):
-    """Answers every query with ``target.score(x, sigma)``; stateless and deterministic."""
+    """Answers every query with ``target.score(x, sigma)``; stateless and deterministic.
+
+    Event-shaped points (e.g. ``(8, 8, 1)`` for a target of dim 64) are flattened for the target."""
 
     target: AbstractTarget
 
@@ -23,7 +27,7 @@ class Exact(AbstractOracle):
         return self.target.dim
 
     def query(self, x, sigma, state):
-        return self.target.score(x, sigma), state
+        return flat_call(self.target.score, x, sigma), state
 
 
 class Reference(AbstractOracle):
@@ -49,11 +53,9 @@ class Reference(AbstractOracle):
         return self.target.dim
 
     def query(self, x, sigma, state):
-        return self.target.score(x, sigma), state
+        return flat_call(self.target.score, x, sigma), state
 
     def report(self, state) -> dict:
-        import jax.numpy as jnp
-
         zero = jnp.zeros((), jnp.int32)
         return {"informative": jnp.zeros((), bool), "first_informative": zero,
                 "informative_count": zero}

@@ -55,7 +55,7 @@ from jaxtyping import Array, Float, Int
 from .._checks import check_positive_int, check_range, check_real, concrete
 from ..targets.base import AbstractTarget
 from ..targets.gaussian import Gaussian
-from .base import AbstractOracle
+from .base import AbstractOracle, flat_call
 from .exact import Exact
 
 _KINDS = ("gaussian", "bias", "relative")
@@ -300,6 +300,10 @@ class Noisy(AbstractOracle):
     def dim(self):
         return self.inner.dim
 
+    @property
+    def event_shape(self):
+        return self.inner.event_shape
+
     def init(self, key, dim) -> NoisyState:
         return NoisyState(
             inner=self.inner.init(key, dim),
@@ -353,7 +357,10 @@ class Noisy(AbstractOracle):
     def query(self, x, sigma, state: NoisyState):
         sigma = jnp.asarray(sigma, x.dtype)
         score, inner_state = self.inner.query(x, sigma, state.inner)
-        e = self.eps_at(sigma).astype(x.dtype) * self.unit_error(x, sigma, state)
+        # the error field is drawn on the flattened point (d = prod(event_shape)); an error_fn
+        # sees that (d,) vector
+        e = flat_call(lambda v: self.unit_error(v, sigma, state), x)
+        e = self.eps_at(sigma).astype(x.dtype) * e
         new_state = NoisyState(inner=inner_state, key=state.key, count=state.count + 1)
         return score + e, new_state
 

@@ -2,6 +2,8 @@
 
 A sampler is an Equinox module whose numeric hyper-parameters are array fields (changing their
 values never retraces). It works on one chain (``x`` of shape ``(d,)``); the engine vmaps it.
+Image-shaped states are flattened by the engine before ``solve`` (``d = prod(event_shape)``) and
+the oracle is asked at event-shaped points, so a sampler never sees the event shape.
 
 Every sampler implements ``solve``, which runs the whole chain and threads the oracle state and a
 :class:`jscore.counting.Ledger` (the per-chain query counts) through its loop. Fixed-grid samplers

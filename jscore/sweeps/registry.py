@@ -9,16 +9,20 @@ this jscore build gives a clear error before any compute.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
+import pathlib
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import nets as _nets
 from .. import oracles as _oracles
 from .. import schedules as _schedules
 from ..samplers import catalogue as _catalogue
-from ..targets import Gaussian, GaussianMixture
+from ..targets import Gaussian, GaussianCodebook, GaussianMixture, SphereCodebook
 
 
 # ----------------------------------------------------------------------------- targets
@@ -51,7 +55,24 @@ def gmm_family(dim: int, k: int = 2, radius: float = 4.0, std: float = 1.0, seed
     return GaussianMixture(jnp.asarray(g, jnp.result_type(float)), float(std), w)
 
 
-TARGETS: dict[str, Callable] = {"gaussian": gaussian_family, "gmm": gmm_family}
+def _codebook_family(cls, name):
+    def family(dim: int, rate: float = 0.5, rho: float = 1.0, seed: int = 0):
+        if not isinstance(seed, int):
+            raise TypeError(f"{name}: `seed` must be an int, got {seed!r}.")
+        return cls.random(jax.random.key(seed), dim, rate, rho)
+
+    family.__name__ = f"{name}_family"
+    family.__doc__ = (f"``{cls.__name__}.random(key(seed), dim, rate, rho)``: ``ceil(exp(rate * dim))`` "
+                      "codewords (the adversary's hidden codebook).")
+    return family
+
+
+TARGETS: dict[str, Callable] = {
+    "gaussian": gaussian_family,
+    "gmm": gmm_family,
+    "sphere_codebook": _codebook_family(SphereCodebook, "sphere_codebook"),
+    "gaussian_codebook": _codebook_family(GaussianCodebook, "gaussian_codebook"),
+}
 
 
 # ----------------------------------------------------------------------------- oracles
@@ -97,9 +118,67 @@ def _from_js(class_name: str, issue: str):
     return build
 
 
+def _load_factory(path: str):
+    mod, sep, attr = str(path).partition(":")
+    if not sep or not mod or not attr:
+        raise ValueError(f"network: `factory` must be 'module:function', got {path!r}.")
+    try:
+        fn = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"network: cannot import factory {path!r}: {e}") from None
+    if not callable(fn):
+        raise TypeError(f"network: factory {path!r} is not callable.")
+    return fn
+
+
+def network_oracle(target, checkpoint: str | None = None, factory: str | None = None, **params):
+    """A learned oracle for a cell at dimension ``target.dim``.
+
+    - ``checkpoint``: a ``jscore train`` output directory or model file (``.../model.eqx``), read with
+      :func:`jscore.nets.load`; ``{d}`` in the path is replaced by the cell's dimension, so one
+      spec can sweep per-d checkpoints. The model must answer in the cell's dimension.
+    - ``factory``: ``"module:function"``, called as ``function(dim, **params)``; it returns a
+      jscore oracle, or a denoiser model ``D(x, sigma)`` (wrapped in :class:`jscore.oracles.Network`).
+    """
+    if (checkpoint is None) == (factory is None):
+        raise ValueError("network: pass exactly one of `checkpoint` (a jscore train model file) or "
+                         "`factory` ('module:function').")
+    d = target.dim
+    if checkpoint is not None:
+        if params:
+            raise TypeError(f"network: options {sorted(params)} only apply with `factory`.")
+        path = pathlib.Path(str(checkpoint).replace("{d}", str(d)))
+        if path.is_dir():  # a `jscore train --out` directory
+            path = path / "model.eqx"
+        oracle = _oracles.Network(_nets.load(path))
+    else:
+        made = _load_factory(factory)(d, **params)
+        oracle = made if isinstance(made, _oracles.AbstractOracle) else _oracles.Network(made)
+    if oracle.dim is not None and oracle.dim != d:
+        raise ValueError(f"network: the model answers in dimension {oracle.dim} but the cell has "
+                         f"d = {d}; use a checkpoint per d ('{{d}}' in the path) or restrict `dims`.")
+    return oracle
+
+
+def adversary_oracle(target, eps: float, p: float = 2.0):
+    """:class:`jscore.oracles.LRAdversary` hiding a codebook target (``sphere_codebook``, ...)."""
+    return _oracles.LRAdversary(target, eps, p)
+
+
+def reference_oracle(target):
+    """:class:`jscore.oracles.Reference` of a codebook target: the hypothesis-free control."""
+    reference = getattr(target, "reference", None)
+    if reference is None:
+        raise TypeError(f"reference: needs a codebook target, got {type(target).__name__}.")
+    return _oracles.Reference(reference)
+
+
 ORACLES: dict[str, OracleEntry] = {
     "exact": OracleEntry(_exact, bucketable=True, is_exact=True),
     "noisy": OracleEntry(_from_js("Noisy", "the noisy-oracle issue"), requires="Noisy"),
+    "network": OracleEntry(network_oracle),
+    "adversary": OracleEntry(adversary_oracle),
+    "reference": OracleEntry(reference_oracle),
 }
 
 
@@ -163,4 +242,7 @@ __all__ = [
     "make_sampler",
     "gaussian_family",
     "gmm_family",
+    "network_oracle",
+    "adversary_oracle",
+    "reference_oracle",
 ]
