@@ -13,7 +13,10 @@ Registered by ``jscore.cli`` through :func:`add_parser` / :func:`run`; also runn
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+
+from ._util import check_out_dir, float_at_least, int_at_least
 
 
 def _floats(text: str):
@@ -42,16 +45,16 @@ def add_parser(subparsers):
                    help="comma-separated sampler names in scalar form: euler, ddim, "
                         "euler_ancestral, euler_maruyama, heun, dpmpp_2m, randomized_midpoint "
                         "(default: %(default)s)")
-    s.add_argument("--p", type=float, default=2.0, help="L^p exponent of the accuracy (default 2)")
+    s.add_argument("--p", type=float_at_least(1.0), default=2.0, help="L^p exponent of the accuracy (default 2)")
     s.add_argument("--eps", default="1/d", help="accuracy rule: 1/d, 1/sqrt(d), 1/d^2 or a number")
-    s.add_argument("--rate", type=float, default=0.3, help="rate of the window table (0.3)")
-    s.add_argument("--rate-lo", type=float, default=0.15)
-    s.add_argument("--rate-hi", type=float, default=0.45)
-    s.add_argument("--n-rates", type=int, default=9, help="rate grid size for N, K*, searcher")
-    s.add_argument("--n-xi", type=int, default=1000, help="reference-norm draws per profile")
-    s.add_argument("--offsets", type=int, default=8, help="random log-offsets per K (samplers)")
-    s.add_argument("--chains", type=int, default=2, help="chains per offset (stochastic samplers)")
-    s.add_argument("--k-max", type=int, default=1024, help="largest number of levels tried")
+    s.add_argument("--rate", type=float_at_least(0.0, strict=True), default=0.3, help="rate of the window table (0.3)")
+    s.add_argument("--rate-lo", type=float_at_least(0.0, strict=True), default=0.15)
+    s.add_argument("--rate-hi", type=float_at_least(0.0, strict=True), default=0.45)
+    s.add_argument("--n-rates", type=int_at_least(2), default=9, help="rate grid size for N, K*, searcher")
+    s.add_argument("--n-xi", type=int_at_least(10), default=1000, help="reference-norm draws per profile")
+    s.add_argument("--offsets", type=int_at_least(1), default=8, help="random log-offsets per K (samplers)")
+    s.add_argument("--chains", type=int_at_least(1), default=2, help="chains per offset (stochastic samplers)")
+    s.add_argument("--k-max", type=int_at_least(2), default=1024, help="largest number of levels tried")
     s.add_argument("--robustness", action="store_true",
                    help="also the p x eps robustness grid of the window width")
     s.add_argument("--seed", type=int, default=0)
@@ -91,31 +94,31 @@ def _add_exact_parser(sub):
                    help="hidden-rate grid of success and search (default: %(default)s)")
     e.add_argument("--ks", type=_ints, default=[2, 3, 4, 6, 8, 12, 16, 24],
                    help="numbers of geometric levels K (default: %(default)s)")
-    e.add_argument("--chains", type=int, default=100,
+    e.add_argument("--chains", type=int_at_least(1), default=100,
                    help="chains per (sampler, oracle, rate, K, offset) unit (default 100)")
-    e.add_argument("--offsets", type=int, default=4, help="stratified random log-offsets per K (4)")
+    e.add_argument("--offsets", type=int_at_least(1), default=4, help="stratified random log-offsets per K (4)")
     e.add_argument("--samplers", type=_names,
                    default=["euler", "heun", "euler_ancestral", "dpmpp_2m"],
                    help="catalogue sampler names (default: %(default)s)")
     e.add_argument("--oracles", type=_names, default=list(EXACT_ORACLES),
                    help="adversary, exact, reference (default: all three)")
-    e.add_argument("--eps", type=float, default=0.05, help="adversary L^p accuracy (0.05)")
-    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent (2)")
-    e.add_argument("--sigma-min", type=float, default=0.02)
-    e.add_argument("--sigma-max", type=float, default=20.0)
+    e.add_argument("--eps", type=float_at_least(0.0, strict=True), default=0.05, help="adversary L^p accuracy (0.05)")
+    e.add_argument("--p", type=float_at_least(1.0), default=2.0, help="adversary L^p exponent (2)")
+    e.add_argument("--sigma-min", type=float_at_least(0.0, strict=True), default=0.02)
+    e.add_argument("--sigma-max", type=float_at_least(0.0, strict=True), default=20.0)
     e.add_argument("--tv", type=_floats, default=[32, 0.3, 48, 0.25], metavar="D,R,D,R",
                    help="(d, rate) pairs of the TV curve (default: 32,0.3,48,0.25)")
     e.add_argument("--tv-ratios", type=_floats, default=[0.8, 0.9, 1.0, 1.1, 1.25, 1.6],
                    help="sigma/sigma_c of the TV curve (default: %(default)s)")
-    e.add_argument("--tv-points", type=int, default=2000, help="planted points per TV value")
-    e.add_argument("--searches", type=int, default=1000, help="searches per hidden rate (1000)")
-    e.add_argument("--audit-dim", type=int, default=40)
-    e.add_argument("--audit-rate", type=float, default=0.25)
+    e.add_argument("--tv-points", type=int_at_least(1), default=2000, help="planted points per TV value")
+    e.add_argument("--searches", type=int_at_least(1), default=1000, help="searches per hidden rate (1000)")
+    e.add_argument("--audit-dim", type=int_at_least(2), default=40)
+    e.add_argument("--audit-rate", type=float_at_least(0.0, strict=True), default=0.25)
     e.add_argument("--audit-ps", type=_floats, default=[1.0, 2.0, 4.0])
-    e.add_argument("--audit-sigmas", type=int, default=41,
+    e.add_argument("--audit-sigmas", type=int_at_least(2), default=41,
                    help="log-spaced sigma from sigma_c/30 to 30 sigma_c, plus sigma-min/max (41)")
-    e.add_argument("--audit-points", type=int, default=10_000, help="planted points per sigma")
-    e.add_argument("--max-codewords", type=float, default=2e7,
+    e.add_argument("--audit-points", type=int_at_least(1), default=10_000, help="planted points per sigma")
+    e.add_argument("--max-codewords", type=float_at_least(1.0), default=2e7,
                    help="refuse codebooks larger than this (memory guard; default 2e7)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", default="jscore-lowerbound-exact",
@@ -149,6 +152,10 @@ def _check_exact_args(args):
         raise ValueError(f"--dims must be integers >= 2, got {args.dims}")
     if not args.ks or any(k < 1 for k in args.ks):
         raise ValueError(f"--ks must be integers >= 1 (numbers of levels), got {args.ks}")
+    lists = {"rates": args.rates, "tv": args.tv, "tv-ratios": args.tv_ratios, "audit-ps": args.audit_ps}
+    for name, vals in lists.items():
+        if not all(math.isfinite(v) for v in vals):
+            raise ValueError(f"--{name} must be finite numbers, got {vals}")
     if not args.rates or any(not r > 0 for r in args.rates):
         raise ValueError(f"--rates must be positive (nats per dimension), got {args.rates}")
     if not args.eps > 0:
@@ -192,6 +199,7 @@ def run_exact(args) -> int:
 
     exps = _check_exact_args(args)
     samplers = {name: make(name) for name in args.samplers} if "success" in exps else {}
+    check_out_dir(args.out)
     os.makedirs(args.out, exist_ok=True)
     logf = open(os.path.join(args.out, "run.log"), "a")
 
@@ -269,6 +277,25 @@ def _print_table(title, rows, cols):
     print(flush=True)
 
 
+def _check_scale_args(args, eps) -> None:
+    """ValueError/TypeError for bad ``lowerbound scale`` options, before any compute: the checks of
+    :class:`jscore.sweeps.LowerBoundSweep` (the same experiment as a sweep config)."""
+    from ..sweeps.lowerbound import LowerBoundSweep
+
+    if not args.dims or any(not (math.isfinite(d) and d == int(d) and 2 <= d < 2**32)
+                            for d in args.dims):
+        raise ValueError(f"`dims` must be whole numbers in [2, 2^32) (the PRNG stream of d is "
+                         f"fold_in(key, d)), got {args.dims or '(empty)'}; e.g. --dims 100,1000")
+    if not args.rate_lo <= args.rate <= args.rate_hi:
+        raise ValueError(f"need `rate_lo` <= `rate` <= `rate_hi`, got {args.rate_lo:g}, "
+                         f"{args.rate:g}, {args.rate_hi:g}; e.g. --rate-lo 0.15 --rate 0.3 "
+                         "--rate-hi 0.45")
+    LowerBoundSweep(dims=tuple(int(d) for d in args.dims), samplers=tuple(args.samplers), p=args.p,
+                    eps=eps, rate=args.rate, rate_lo=args.rate_lo, rate_hi=args.rate_hi,
+                    n_rates=args.n_rates, n_xi=args.n_xi, n_offsets=args.offsets,
+                    n_chains=args.chains, k_max=args.k_max, seed=args.seed)
+
+
 def run(args) -> int:
     """Run the sub-command parsed by :func:`add_parser`; returns the exit code."""
     from ..lowerbound.scaling import eps_value, format_table, scaling
@@ -282,6 +309,8 @@ def run(args) -> int:
         eps = float(eps)
     except ValueError:
         eps_value(100.0, eps)  # validates the rule name
+    _check_scale_args(args, eps)
+    check_out_dir(args.out)
     results = scaling(
         dims=args.dims, samplers=args.samplers, p=args.p, eps=eps, rate=args.rate,
         rate_lo=args.rate_lo, rate_hi=args.rate_hi, n_rates=args.n_rates, n_xi=args.n_xi,

@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from ._util import check_out_dir, finite_float, float_at_least, int_at_least
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -35,32 +37,32 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("target")
     g.add_argument("--target", choices=("gmm", "gaussian"), default="gmm")
-    g.add_argument("--dim", type=int, default=16, help="data dimension d (default 16)")
-    g.add_argument("--components", type=int, default=8, help="gmm: number of components K")
-    g.add_argument("--spread", type=float, default=1.0,
+    g.add_argument("--dim", type=int_at_least(1), default=16, help="data dimension d (default 16)")
+    g.add_argument("--components", type=int_at_least(1), default=8, help="gmm: number of components K")
+    g.add_argument("--spread", type=finite_float, default=1.0,
                    help="gmm: component means are spread * N(0, I_d) (default 1.0)")
-    g.add_argument("--target-std", type=float, default=0.3,
+    g.add_argument("--target-std", type=float_at_least(0.0, strict=True), default=0.3,
                    help="gmm: component std; gaussian: per-coordinate std (default 0.3)")
     g.add_argument("--seed", type=int, default=0, help="seed of the target, init and training")
     g = p.add_argument_group("network")
-    g.add_argument("--width", type=int, default=128)
-    g.add_argument("--depth", type=int, default=3)
+    g.add_argument("--width", type=int_at_least(1), default=128)
+    g.add_argument("--depth", type=int_at_least(0), default=3)
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=2000)
-    g.add_argument("--batch", type=int, default=256)
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--ema", type=float, default=0.999)
+    g.add_argument("--steps", type=int_at_least(1), default=2000)
+    g.add_argument("--batch", type=int_at_least(1), default=256)
+    g.add_argument("--lr", type=float_at_least(0.0, strict=True), default=1e-3)
+    g.add_argument("--ema", type=float_at_least(0.0), default=0.999)
     g.add_argument("--sigma-dist", choices=("lognormal", "loguniform"), default="lognormal")
-    g.add_argument("--chunk", type=int, default=100, help="steps per jitted chunk")
-    g.add_argument("--checkpoint-every", type=int, default=1, help="chunks between checkpoints")
+    g.add_argument("--chunk", type=int_at_least(1), default=100, help="steps per jitted chunk")
+    g.add_argument("--checkpoint-every", type=int_at_least(1), default=1, help="chunks between checkpoints")
     g.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     g = p.add_argument_group("evaluation")
-    g.add_argument("--eval-n", type=int, default=4096, help="Monte-Carlo samples per level")
-    g.add_argument("--eval-levels", type=int, default=13, help="number of sigma levels")
-    g.add_argument("--eval-min", type=float, default=0.01)
-    g.add_argument("--eval-max", type=float, default=10.0)
-    g.add_argument("--p", type=float, default=2.0, help="exponent of the L^p(p_sigma) error")
+    g.add_argument("--eval-n", type=int_at_least(2), default=4096, help="Monte-Carlo samples per level")
+    g.add_argument("--eval-levels", type=int_at_least(1), default=13, help="number of sigma levels")
+    g.add_argument("--eval-min", type=float_at_least(0.0, strict=True), default=0.01)
+    g.add_argument("--eval-max", type=float_at_least(0.0, strict=True), default=10.0)
+    g.add_argument("--p", type=float_at_least(1.0), default=2.0, help="exponent of the L^p(p_sigma) error")
     g.add_argument("--no-plot", action="store_true", help="skip profile.png")
     p.add_argument("--out", required=True, help="output directory")
     return p
@@ -88,6 +90,23 @@ def make_target(args):
             "spread": args.spread, "std": args.target_std, "seed": args.seed,
             "means": np.asarray(means).tolist()}
     return js.targets.GaussianMixture(means, args.target_std), spec
+
+
+def _check_same_target(path: pathlib.Path, spec: dict, resume: bool) -> None:
+    """Refuse (before writing anything) to resume into ``--out`` whose ``target.json`` describes
+    another target; ``--no-resume`` starts over."""
+    if not resume or not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = None
+    if old != json.loads(json.dumps(spec)):
+        raise ValueError(
+            f"`out`: {str(path.parent)!r} holds a run of another target ({path.name} differs from "
+            f"--target {spec['target']} --dim {spec['dim']} ...); use another --out, or "
+            "--no-resume to start over there."
+        )
 
 
 def sigma_data_of(target) -> float:
@@ -140,16 +159,15 @@ def run(args) -> int:
 
     import jscore as js
 
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     target, spec = make_target(args)
     if not (0 < args.eval_min < args.eval_max) or args.eval_levels < 1:
         raise ValueError("Need 0 < --eval-min < --eval-max and --eval-levels >= 1.")
+    out = pathlib.Path(check_out_dir(args.out))
+    _check_same_target(out / "target.json", spec, resume=not args.no_resume)
     sd = sigma_data_of(target)
     key = jax.random.key(args.seed)
     k_init, k_train, k_eval = (jax.random.fold_in(key, i) for i in (1, 2, 3))
     model0 = js.nets.DenoiserMLP(args.dim, width=args.width, depth=args.depth, sigma_data=sd, key=k_init)
-    (out / "target.json").write_text(json.dumps(spec, indent=1))
     t0 = time.perf_counter()
     res = js.train.fit(
         model0, target, k_train, num_steps=args.steps, batch_size=args.batch,
@@ -158,6 +176,7 @@ def run(args) -> int:
         resume=not args.no_resume, progress=not args.no_progress,
     )
     train_s = time.perf_counter() - t0
+    (out / "target.json").write_text(json.dumps(spec, indent=1))  # fit made `out`, checked the run
     np.save(out / "losses.npy", res.losses)
     sigmas = np.geomspace(args.eval_min, args.eval_max, args.eval_levels)
     prof = js.metrics.score_error_profile(js.oracles.Network(res.model), target, sigmas, k_eval, args.p, args.eval_n)
