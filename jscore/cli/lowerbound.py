@@ -308,7 +308,10 @@ def run(args) -> int:
     try:
         eps = float(eps)
     except ValueError:
-        eps_value(100.0, eps)  # validates the rule name
+        try:
+            eps_value(100.0, eps)  # validates the rule name
+        except ValueError as e:
+            raise ValueError(f"`eps`: {e}") from None
     _check_scale_args(args, eps)
     check_out_dir(args.out)
     results = scaling(
