@@ -1,7 +1,8 @@
 """Command line: ``jscore <command> [options]`` (also ``python -m jscore``).
 
 Each sub-command lives in its own module of this package with ``add_parser(subparsers)`` and
-``run(args) -> int``; ``COMMANDS`` lists them in help order.
+``run(args) -> int`` (and optionally ``FLAGS``: library argument name -> flag, for error
+messages); ``COMMANDS`` lists them in help order.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"{__name__}.{name}")
         p = module.add_parser(sub)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _flags=getattr(module, "FLAGS", {}))
     return parser
 
 
@@ -55,9 +56,11 @@ def main(argv=None) -> int:
 
 def _flag_names(message: str, args) -> str:
     """Show a library argument named in backticks (`n_rates`) as the CLI flag (--n-rates) when
-    the command has that option."""
+    the command has that option (a command module's ``FLAGS`` maps other argument names)."""
     def flag(m):
         name = m.group(1)
+        if name in getattr(args, "_flags", {}):
+            return args._flags[name]
         return "--" + name.replace("_", "-") if hasattr(args, name) else m.group(0)
 
     return re.sub(r"`([a-z][a-z0-9_]*)`", flag, message)

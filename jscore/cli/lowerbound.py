@@ -30,6 +30,9 @@ def _names(text: str):
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+FLAGS = {"n_offsets": "--offsets", "n_chains": "--chains"}  # LowerBoundSweep's names -> flags
+
+
 def add_parser(subparsers):
     """Add the ``lowerbound`` command (with its ``scale`` sub-command) to ``subparsers``."""
     from ..lowerbound.scaling import DEFAULT_DIMS, DEFAULT_SAMPLERS
@@ -94,31 +97,31 @@ def _add_exact_parser(sub):
                    help="hidden-rate grid of success and search (default: %(default)s)")
     e.add_argument("--ks", type=_ints, default=[2, 3, 4, 6, 8, 12, 16, 24],
                    help="numbers of geometric levels K (default: %(default)s)")
-    e.add_argument("--chains", type=int_at_least(1), default=100,
+    e.add_argument("--chains", type=int, default=100,
                    help="chains per (sampler, oracle, rate, K, offset) unit (default 100)")
-    e.add_argument("--offsets", type=int_at_least(1), default=4, help="stratified random log-offsets per K (4)")
+    e.add_argument("--offsets", type=int, default=4, help="stratified random log-offsets per K (4)")
     e.add_argument("--samplers", type=_names,
                    default=["euler", "heun", "euler_ancestral", "dpmpp_2m"],
                    help="catalogue sampler names (default: %(default)s)")
     e.add_argument("--oracles", type=_names, default=list(EXACT_ORACLES),
                    help="adversary, exact, reference (default: all three)")
-    e.add_argument("--eps", type=float_at_least(0.0, strict=True), default=0.05, help="adversary L^p accuracy (0.05)")
-    e.add_argument("--p", type=float_at_least(1.0), default=2.0, help="adversary L^p exponent (2)")
-    e.add_argument("--sigma-min", type=float_at_least(0.0, strict=True), default=0.02)
-    e.add_argument("--sigma-max", type=float_at_least(0.0, strict=True), default=20.0)
+    e.add_argument("--eps", type=float, default=0.05, help="adversary L^p accuracy (0.05)")
+    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent (2)")
+    e.add_argument("--sigma-min", type=float, default=0.02)
+    e.add_argument("--sigma-max", type=float, default=20.0)
     e.add_argument("--tv", type=_floats, default=[32, 0.3, 48, 0.25], metavar="D,R,D,R",
                    help="(d, rate) pairs of the TV curve (default: 32,0.3,48,0.25)")
     e.add_argument("--tv-ratios", type=_floats, default=[0.8, 0.9, 1.0, 1.1, 1.25, 1.6],
                    help="sigma/sigma_c of the TV curve (default: %(default)s)")
-    e.add_argument("--tv-points", type=int_at_least(1), default=2000, help="planted points per TV value")
-    e.add_argument("--searches", type=int_at_least(1), default=1000, help="searches per hidden rate (1000)")
-    e.add_argument("--audit-dim", type=int_at_least(2), default=40)
-    e.add_argument("--audit-rate", type=float_at_least(0.0, strict=True), default=0.25)
+    e.add_argument("--tv-points", type=int, default=2000, help="planted points per TV value")
+    e.add_argument("--searches", type=int, default=1000, help="searches per hidden rate (1000)")
+    e.add_argument("--audit-dim", type=int, default=40)
+    e.add_argument("--audit-rate", type=float, default=0.25)
     e.add_argument("--audit-ps", type=_floats, default=[1.0, 2.0, 4.0])
-    e.add_argument("--audit-sigmas", type=int_at_least(2), default=41,
+    e.add_argument("--audit-sigmas", type=int, default=41,
                    help="log-spaced sigma from sigma_c/30 to 30 sigma_c, plus sigma-min/max (41)")
-    e.add_argument("--audit-points", type=int_at_least(1), default=10_000, help="planted points per sigma")
-    e.add_argument("--max-codewords", type=float_at_least(1.0), default=2e7,
+    e.add_argument("--audit-points", type=int, default=10_000, help="planted points per sigma")
+    e.add_argument("--max-codewords", type=float, default=2e7,
                    help="refuse codebooks larger than this (memory guard; default 2e7)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", default="jscore-lowerbound-exact",
@@ -158,6 +161,10 @@ def _check_exact_args(args):
             raise ValueError(f"--{name} must be finite numbers, got {vals}")
     if not args.rates or any(not r > 0 for r in args.rates):
         raise ValueError(f"--rates must be positive (nats per dimension), got {args.rates}")
+    for name in ("eps", "p", "sigma_min", "sigma_max", "audit_rate", "max_codewords"):
+        if not math.isfinite(getattr(args, name)):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got "
+                             f"{getattr(args, name)}")
     if not args.eps > 0:
         raise ValueError(f"--eps must be > 0, got {args.eps}")
     if not args.p >= 1 or any(not p >= 1 for p in args.audit_ps):

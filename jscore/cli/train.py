@@ -24,7 +24,12 @@ import time
 
 import numpy as np
 
-from ._util import check_out_dir, finite_float, float_at_least, int_at_least
+from ._util import check_out_dir
+
+
+# arguments of js.train.fit named in its errors -> the flags that set them
+FLAGS = {"num_steps": "--steps", "batch_size": "--batch", "learning_rate": "--lr",
+         "ema_decay": "--ema", "chunk_size": "--chunk"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -37,32 +42,32 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("target")
     g.add_argument("--target", choices=("gmm", "gaussian"), default="gmm")
-    g.add_argument("--dim", type=int_at_least(1), default=16, help="data dimension d (default 16)")
-    g.add_argument("--components", type=int_at_least(1), default=8, help="gmm: number of components K")
-    g.add_argument("--spread", type=finite_float, default=1.0,
+    g.add_argument("--dim", type=int, default=16, help="data dimension d (default 16)")
+    g.add_argument("--components", type=int, default=8, help="gmm: number of components K")
+    g.add_argument("--spread", type=float, default=1.0,
                    help="gmm: component means are spread * N(0, I_d) (default 1.0)")
-    g.add_argument("--target-std", type=float_at_least(0.0, strict=True), default=0.3,
+    g.add_argument("--target-std", type=float, default=0.3,
                    help="gmm: component std; gaussian: per-coordinate std (default 0.3)")
     g.add_argument("--seed", type=int, default=0, help="seed of the target, init and training")
     g = p.add_argument_group("network")
-    g.add_argument("--width", type=int_at_least(1), default=128)
-    g.add_argument("--depth", type=int_at_least(0), default=3)
+    g.add_argument("--width", type=int, default=128)
+    g.add_argument("--depth", type=int, default=3)
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int_at_least(1), default=2000)
-    g.add_argument("--batch", type=int_at_least(1), default=256)
-    g.add_argument("--lr", type=float_at_least(0.0, strict=True), default=1e-3)
-    g.add_argument("--ema", type=float_at_least(0.0), default=0.999)
+    g.add_argument("--steps", type=int, default=2000)
+    g.add_argument("--batch", type=int, default=256)
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--ema", type=float, default=0.999)
     g.add_argument("--sigma-dist", choices=("lognormal", "loguniform"), default="lognormal")
-    g.add_argument("--chunk", type=int_at_least(1), default=100, help="steps per jitted chunk")
-    g.add_argument("--checkpoint-every", type=int_at_least(1), default=1, help="chunks between checkpoints")
+    g.add_argument("--chunk", type=int, default=100, help="steps per jitted chunk")
+    g.add_argument("--checkpoint-every", type=int, default=1, help="chunks between checkpoints")
     g.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     g = p.add_argument_group("evaluation")
-    g.add_argument("--eval-n", type=int_at_least(2), default=4096, help="Monte-Carlo samples per level")
-    g.add_argument("--eval-levels", type=int_at_least(1), default=13, help="number of sigma levels")
-    g.add_argument("--eval-min", type=float_at_least(0.0, strict=True), default=0.01)
-    g.add_argument("--eval-max", type=float_at_least(0.0, strict=True), default=10.0)
-    g.add_argument("--p", type=float_at_least(1.0), default=2.0, help="exponent of the L^p(p_sigma) error")
+    g.add_argument("--eval-n", type=int, default=4096, help="Monte-Carlo samples per level")
+    g.add_argument("--eval-levels", type=int, default=13, help="number of sigma levels")
+    g.add_argument("--eval-min", type=float, default=0.01)
+    g.add_argument("--eval-max", type=float, default=10.0)
+    g.add_argument("--p", type=float, default=2.0, help="exponent of the L^p(p_sigma) error")
     g.add_argument("--no-plot", action="store_true", help="skip profile.png")
     p.add_argument("--out", required=True, help="output directory")
     return p
@@ -77,6 +82,8 @@ def make_target(args):
 
     if args.dim < 1:
         raise ValueError(f"--dim must be >= 1, got {args.dim}.")
+    if not math.isfinite(args.spread):
+        raise ValueError(f"--spread must be a finite number, got {args.spread}.")
     if not args.target_std > 0:
         raise ValueError(f"--target-std must be > 0, got {args.target_std}.")
     if args.target == "gaussian":
@@ -160,8 +167,13 @@ def run(args) -> int:
     import jscore as js
 
     target, spec = make_target(args)
-    if not (0 < args.eval_min < args.eval_max) or args.eval_levels < 1:
-        raise ValueError("Need 0 < --eval-min < --eval-max and --eval-levels >= 1.")
+    if not (0 < args.eval_min < args.eval_max < math.inf) or args.eval_levels < 1:
+        raise ValueError("Need 0 < --eval-min < --eval-max < inf and --eval-levels >= 1, got "
+                         f"{args.eval_min}, {args.eval_max}, {args.eval_levels}.")
+    if not 1 <= args.p < math.inf:
+        raise ValueError(f"--p must satisfy 1 <= p < inf, got {args.p}.")
+    if args.eval_n < 2:
+        raise ValueError(f"--eval-n must be >= 2 (Monte-Carlo samples per level), got {args.eval_n}.")
     out = pathlib.Path(check_out_dir(args.out))
     _check_same_target(out / "target.json", spec, resume=not args.no_resume)
     sd = sigma_data_of(target)
