@@ -144,6 +144,7 @@ LISTED = [  # (argv after the command prefix, flag the message must name)
     ("exact", ["--max-codewords", "nan"], "--max-codewords"),
     ("exact", ["--rates", "inf"], "--rates"),
     ("sweep", ["--chunk", "0"], "--chunk"),
+    ("sweep", ["--dims", "5000000000", "--no-cache"], "--dims"),  # the lower-bound sweep's d < 2^32
 ]
 
 
