@@ -61,3 +61,89 @@ def append_jsonl(path, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def check_out_dir(path, flag: str = "--out") -> str:
+    """Refuse an output folder that cannot be created or written, without creating anything.
+
+    ``path`` may not exist yet: then its nearest existing ancestor must be a writable directory.
+    Raises ``ValueError`` naming ``flag``; returns ``path``. Call it before any compute.
+    """
+    import tempfile
+
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ValueError(f"{flag}: expected a folder path, got {path!r}.")
+    path = os.fspath(path)
+    probe = os.path.abspath(path)
+    while not os.path.lexists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        what = "is a file" if probe == os.path.abspath(path) else f"lies under the file {probe!r}"
+        raise ValueError(f"{flag}: {path!r} {what}, not a folder; pass a folder path.")
+    try:  # a nameless temporary file: proves the folder is writable and leaves nothing behind
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"{flag}: cannot write into {probe!r} ({e.strerror or e}); pass a writable folder."
+        ) from None
+    return path
+
+
+def _ranged(kind, lo=None, hi=None, strict=False):
+    """An argparse ``type=`` for a number of ``kind`` (int or float) with ``lo <= v <= hi``
+    (``lo < v`` with ``strict``); floats must be finite."""
+    import argparse
+    import math
+
+    bound = (f"> {lo:g}" if strict else f">= {lo:g}") if lo is not None else ""
+    if hi is not None:
+        bound += f"{' and ' if bound else ''}<= {hi:g}"
+    need = ("an integer" if kind is int else "a finite number") + (f" {bound}" if bound else "")
+
+    def convert(text):
+        try:
+            v = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {need}, got {text!r}") from None
+        ok = kind is int or math.isfinite(v)
+        ok = ok and (lo is None or (v > lo if strict else v >= lo)) and (hi is None or v <= hi)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be {need}, got {text!r}")
+        return v
+
+    convert.__name__ = kind.__name__  # argparse names the type in some messages
+    convert.kind, convert.lo, convert.strict = kind, lo, strict  # for tests that fuzz the flags
+    return convert
+
+
+def int_at_least(lo: int):
+    """argparse ``type=``: an integer ``>= lo``."""
+    return _ranged(int, lo)
+
+
+def float_at_least(lo: float, strict: bool = False):
+    """argparse ``type=``: a finite float ``>= lo`` (``> lo`` with ``strict``)."""
+    return _ranged(float, lo, strict=strict)
+
+
+def int_list_at_least(lo: int):
+    """argparse ``type=``: a :func:`parse_int_list` list whose entries are all ``>= lo``."""
+    import argparse
+
+    def convert(text):
+        try:
+            vals = parse_int_list(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        bad = [v for v in vals if v < lo]
+        if bad:
+            raise argparse.ArgumentTypeError(f"entries must be integers >= {lo}, got {bad} in {text!r}")
+        return vals
+
+    convert.__name__ = "list"
+    convert.kind, convert.lo, convert.strict = list, lo, False
+    return convert
+
+
+finite_float = _ranged(float)  # argparse ``type=``: any finite float

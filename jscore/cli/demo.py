@@ -21,7 +21,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ._util import append_jsonl, environment, parse_int_list
+from ._util import append_jsonl, check_out_dir, environment, int_at_least, int_list_at_least
 
 
 def add_parser(subparsers):
@@ -31,11 +31,11 @@ def add_parser(subparsers):
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dim", type=int, default=16, help="dimension d (default 16)")
-    p.add_argument("--components", type=int, default=8, help="mixture components K (default 8)")
-    p.add_argument("--num-samples", type=int, default=1024, help="chains per run (default 1024)")
-    p.add_argument("--workers", type=int, default=2, help="runs compiled/executed concurrently (default 2)")
-    p.add_argument("--budgets", default="10,40", help="query budgets (default 10,40)")
+    p.add_argument("--dim", type=int_at_least(2), default=16, help="dimension d (default 16)")
+    p.add_argument("--components", type=int_at_least(1), default=8, help="mixture components K (default 8)")
+    p.add_argument("--num-samples", type=int_at_least(2), default=1024, help="chains per run (default 1024)")
+    p.add_argument("--workers", type=int_at_least(1), default=2, help="runs compiled/executed concurrently (default 2)")
+    p.add_argument("--budgets", type=int_list_at_least(1), default="10,40", help="query budgets (default 10,40)")
     p.add_argument(
         "--samplers",
         default="default",
@@ -88,6 +88,32 @@ def steps_for_budget(sampler, budget: int) -> int | None:
     return best
 
 
+def _jobs(names, budgets) -> list:
+    """``(name, sampler, budget, steps, max_queries)`` for every sampler and budget it fits."""
+    import numpy as np
+
+    from .. import schedules
+    from ..samplers import CATALOGUE
+
+    jobs = []
+    for name in names:
+        sampler = CATALOGUE[name]()
+        data_dependent = sampler.num_queries(1, True) is None
+        for budget in budgets:
+            if data_dependent:  # grid of B/2 steps; the sampler's own rule sets the cost, capped at 4B
+                steps, max_queries = max(1, budget // 2), 4 * budget
+            else:
+                steps, max_queries = steps_for_budget(sampler, budget), None
+            if steps is None:
+                continue
+            try:
+                sampler.check_grid(np.asarray(schedules.karras(steps)))
+            except ValueError:
+                continue
+            jobs.append((name, sampler, budget, steps, max_queries))
+    return jobs
+
+
 def run(args) -> int:
     import jax
     import numpy as np
@@ -96,7 +122,7 @@ def run(args) -> int:
     from ..oracles import Exact
     from ..samplers import CATALOGUE
 
-    budgets = parse_int_list(args.budgets)
+    budgets = args.budgets
     if args.num_samples < 2:
         raise ValueError(f"`--num-samples` must be at least 2, got {args.num_samples}.")
     if args.samplers == "all":
@@ -108,6 +134,11 @@ def run(args) -> int:
     for n in names:
         if n not in CATALOGUE:
             raise ValueError(f"Unknown sampler {n!r}; available: {', '.join(sorted(CATALOGUE))}.")
+    jobs = _jobs(names, budgets)
+    if not jobs:
+        raise ValueError(f"no sampler in {', '.join(names)} fits a budget of {budgets} queries; "
+                         "raise `budgets`.")
+    check_out_dir(args.out)
     os.makedirs(args.out, exist_ok=True)
     rows_path = os.path.join(args.out, "demo.jsonl")
     if os.path.exists(rows_path):
@@ -128,22 +159,6 @@ def run(args) -> int:
     print(f"noise floor of an exact sampler: mode_tv ~ {tv_se:.3f} (1 SE), energy ~ 0 +- {abs(floor_energy):.3f}")
     print(header)
     print("-" * len(header))
-    jobs = []
-    for name in names:
-        sampler = CATALOGUE[name]()
-        data_dependent = sampler.num_queries(1, True) is None
-        for budget in budgets:
-            if data_dependent:  # grid of B/2 steps; the sampler's own rule sets the cost, capped at 4B
-                steps, max_queries = max(1, budget // 2), 4 * budget
-            else:
-                steps, max_queries = steps_for_budget(sampler, budget), None
-            if steps is None:
-                continue
-            try:
-                sampler.check_grid(np.asarray(schedules.karras(steps)))
-            except ValueError:
-                continue
-            jobs.append((name, sampler, budget, steps, max_queries))
 
     def run_job(job):
         name, sampler, budget, steps, max_queries = job
@@ -155,7 +170,7 @@ def run(args) -> int:
     samples_for_plot = {}
     t0 = time.perf_counter()
     # XLA compiles release the GIL: a small thread pool overlaps compilation of independent runs
-    with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
         for job, (res, summ, tv, energy) in zip(jobs, pool.map(run_job, jobs)):
             name, _, budget, steps, max_queries = job
             row = {

@@ -13,7 +13,10 @@ Registered by ``jscore.cli`` through :func:`add_parser` / :func:`run`; also runn
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+
+from ._util import check_out_dir, float_at_least, int_at_least
 
 
 def _floats(text: str):
@@ -25,6 +28,9 @@ def _floats(text: str):
 
 def _names(text: str):
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+FLAGS = {"n_offsets": "--offsets", "n_chains": "--chains"}  # LowerBoundSweep's names -> flags
 
 
 def add_parser(subparsers):
@@ -42,16 +48,16 @@ def add_parser(subparsers):
                    help="comma-separated sampler names in scalar form: euler, ddim, "
                         "euler_ancestral, euler_maruyama, heun, dpmpp_2m, randomized_midpoint "
                         "(default: %(default)s)")
-    s.add_argument("--p", type=float, default=2.0, help="L^p exponent of the accuracy (default 2)")
+    s.add_argument("--p", type=float_at_least(1.0), default=2.0, help="L^p exponent of the accuracy (default 2)")
     s.add_argument("--eps", default="1/d", help="accuracy rule: 1/d, 1/sqrt(d), 1/d^2 or a number")
-    s.add_argument("--rate", type=float, default=0.3, help="rate of the window table (0.3)")
-    s.add_argument("--rate-lo", type=float, default=0.15)
-    s.add_argument("--rate-hi", type=float, default=0.45)
-    s.add_argument("--n-rates", type=int, default=9, help="rate grid size for N, K*, searcher")
-    s.add_argument("--n-xi", type=int, default=1000, help="reference-norm draws per profile")
-    s.add_argument("--offsets", type=int, default=8, help="random log-offsets per K (samplers)")
-    s.add_argument("--chains", type=int, default=2, help="chains per offset (stochastic samplers)")
-    s.add_argument("--k-max", type=int, default=1024, help="largest number of levels tried")
+    s.add_argument("--rate", type=float_at_least(0.0, strict=True), default=0.3, help="rate of the window table (0.3)")
+    s.add_argument("--rate-lo", type=float_at_least(0.0, strict=True), default=0.15)
+    s.add_argument("--rate-hi", type=float_at_least(0.0, strict=True), default=0.45)
+    s.add_argument("--n-rates", type=int_at_least(2), default=9, help="rate grid size for N, K*, searcher")
+    s.add_argument("--n-xi", type=int_at_least(10), default=1000, help="reference-norm draws per profile")
+    s.add_argument("--offsets", type=int_at_least(1), default=8, help="random log-offsets per K (samplers)")
+    s.add_argument("--chains", type=int_at_least(1), default=2, help="chains per offset (stochastic samplers)")
+    s.add_argument("--k-max", type=int_at_least(2), default=1024, help="largest number of levels tried")
     s.add_argument("--robustness", action="store_true",
                    help="also the p x eps robustness grid of the window width")
     s.add_argument("--seed", type=int, default=0)
@@ -149,8 +155,16 @@ def _check_exact_args(args):
         raise ValueError(f"--dims must be integers >= 2, got {args.dims}")
     if not args.ks or any(k < 1 for k in args.ks):
         raise ValueError(f"--ks must be integers >= 1 (numbers of levels), got {args.ks}")
+    lists = {"rates": args.rates, "tv": args.tv, "tv-ratios": args.tv_ratios, "audit-ps": args.audit_ps}
+    for name, vals in lists.items():
+        if not all(math.isfinite(v) for v in vals):
+            raise ValueError(f"--{name} must be finite numbers, got {vals}")
     if not args.rates or any(not r > 0 for r in args.rates):
         raise ValueError(f"--rates must be positive (nats per dimension), got {args.rates}")
+    for name in ("eps", "p", "sigma_min", "sigma_max", "audit_rate", "max_codewords"):
+        if not math.isfinite(getattr(args, name)):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got "
+                             f"{getattr(args, name)}")
     if not args.eps > 0:
         raise ValueError(f"--eps must be > 0, got {args.eps}")
     if not args.p >= 1 or any(not p >= 1 for p in args.audit_ps):
@@ -192,6 +206,7 @@ def run_exact(args) -> int:
 
     exps = _check_exact_args(args)
     samplers = {name: make(name) for name in args.samplers} if "success" in exps else {}
+    check_out_dir(args.out)
     os.makedirs(args.out, exist_ok=True)
     logf = open(os.path.join(args.out, "run.log"), "a")
 
@@ -269,6 +284,25 @@ def _print_table(title, rows, cols):
     print(flush=True)
 
 
+def _check_scale_args(args, eps) -> None:
+    """ValueError/TypeError for bad ``lowerbound scale`` options, before any compute: the checks of
+    :class:`jscore.sweeps.LowerBoundSweep` (the same experiment as a sweep config)."""
+    from ..sweeps.lowerbound import LowerBoundSweep
+
+    if not args.dims or any(not (math.isfinite(d) and d == int(d) and 2 <= d < 2**32)
+                            for d in args.dims):
+        raise ValueError(f"`dims` must be whole numbers in [2, 2^32) (the PRNG stream of d is "
+                         f"fold_in(key, d)), got {args.dims or '(empty)'}; e.g. --dims 100,1000")
+    if not args.rate_lo <= args.rate <= args.rate_hi:
+        raise ValueError(f"need `rate_lo` <= `rate` <= `rate_hi`, got {args.rate_lo:g}, "
+                         f"{args.rate:g}, {args.rate_hi:g}; e.g. --rate-lo 0.15 --rate 0.3 "
+                         "--rate-hi 0.45")
+    LowerBoundSweep(dims=tuple(int(d) for d in args.dims), samplers=tuple(args.samplers), p=args.p,
+                    eps=eps, rate=args.rate, rate_lo=args.rate_lo, rate_hi=args.rate_hi,
+                    n_rates=args.n_rates, n_xi=args.n_xi, n_offsets=args.offsets,
+                    n_chains=args.chains, k_max=args.k_max, seed=args.seed)
+
+
 def run(args) -> int:
     """Run the sub-command parsed by :func:`add_parser`; returns the exit code."""
     from ..lowerbound.scaling import eps_value, format_table, scaling
@@ -281,7 +315,12 @@ def run(args) -> int:
     try:
         eps = float(eps)
     except ValueError:
-        eps_value(100.0, eps)  # validates the rule name
+        try:
+            eps_value(100.0, eps)  # validates the rule name
+        except ValueError as e:
+            raise ValueError(f"`eps`: {e}") from None
+    _check_scale_args(args, eps)
+    check_out_dir(args.out)
     results = scaling(
         dims=args.dims, samplers=args.samplers, p=args.p, eps=eps, rate=args.rate,
         rate_lo=args.rate_lo, rate_hi=args.rate_hi, n_rates=args.n_rates, n_xi=args.n_xi,

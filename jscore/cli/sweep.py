@@ -32,6 +32,8 @@ import argparse
 import os
 import sys
 
+from ._util import check_out_dir, int_at_least
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
@@ -52,7 +54,7 @@ def _add_arguments(p):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="require existing rows of this config and continue them")
     g.add_argument("--overwrite", action="store_true", help="discard existing rows in --out first")
-    p.add_argument("--devices", type=int, help="local devices to shard seeds over (default: all)")
+    p.add_argument("--devices", type=int_at_least(1), help="local devices to shard seeds over (default: all)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--print-config", action="store_true", help="print the spec as TOML and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar (for CI)")
@@ -61,7 +63,7 @@ def _add_arguments(p):
     p.add_argument("--no-cache", action="store_true", help="leave JAX's compilation cache setting alone")
     p.add_argument("--dims", help="override dims, e.g. 16-4096:pow2 or 100,1000,10000")
     p.add_argument("--seeds", help="override seeds, e.g. 0-1023")
-    p.add_argument("--chunk", type=int, help="override seeds per compiled call")
+    p.add_argument("--chunk", type=int_at_least(1), help="override seeds per compiled call")
     p.add_argument("--coordinator", help="jax.distributed coordinator address HOST:PORT")
     p.add_argument("--num-processes", type=int, help="jax.distributed process count")
     p.add_argument("--process-id", type=int, help="jax.distributed index of this process")
@@ -106,9 +108,10 @@ def run(args) -> int:
     if args.dry_run:
         print(sweep(spec, dry_run=True).describe())
         return 0
+    out = check_out_dir(args.out or f"jscore-sweep-{spec.name}")
     res = sweep(
         spec,
-        out=args.out,
+        out=out,
         devices=args.devices,
         quiet=args.quiet,
         resume=True if args.resume else "auto",

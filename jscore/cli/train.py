@@ -24,6 +24,13 @@ import time
 
 import numpy as np
 
+from ._util import check_out_dir
+
+
+# arguments of js.train.fit named in its errors -> the flags that set them
+FLAGS = {"num_steps": "--steps", "batch_size": "--batch", "learning_rate": "--lr",
+         "ema_decay": "--ema", "chunk_size": "--chunk"}
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -75,6 +82,8 @@ def make_target(args):
 
     if args.dim < 1:
         raise ValueError(f"--dim must be >= 1, got {args.dim}.")
+    if not math.isfinite(args.spread):
+        raise ValueError(f"--spread must be a finite number, got {args.spread}.")
     if not args.target_std > 0:
         raise ValueError(f"--target-std must be > 0, got {args.target_std}.")
     if args.target == "gaussian":
@@ -88,6 +97,23 @@ def make_target(args):
             "spread": args.spread, "std": args.target_std, "seed": args.seed,
             "means": np.asarray(means).tolist()}
     return js.targets.GaussianMixture(means, args.target_std), spec
+
+
+def _check_same_target(path: pathlib.Path, spec: dict, resume: bool) -> None:
+    """Refuse (before writing anything) to resume into ``--out`` whose ``target.json`` describes
+    another target; ``--no-resume`` starts over."""
+    if not resume or not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = None
+    if old != json.loads(json.dumps(spec)):
+        raise ValueError(
+            f"`out`: {str(path.parent)!r} holds a run of another target ({path.name} differs from "
+            f"--target {spec['target']} --dim {spec['dim']} ...); use another --out, or "
+            "--no-resume to start over there."
+        )
 
 
 def sigma_data_of(target) -> float:
@@ -140,16 +166,20 @@ def run(args) -> int:
 
     import jscore as js
 
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     target, spec = make_target(args)
-    if not (0 < args.eval_min < args.eval_max) or args.eval_levels < 1:
-        raise ValueError("Need 0 < --eval-min < --eval-max and --eval-levels >= 1.")
+    if not (0 < args.eval_min < args.eval_max < math.inf) or args.eval_levels < 1:
+        raise ValueError("Need 0 < --eval-min < --eval-max < inf and --eval-levels >= 1, got "
+                         f"{args.eval_min}, {args.eval_max}, {args.eval_levels}.")
+    if not 1 <= args.p < math.inf:
+        raise ValueError(f"--p must satisfy 1 <= p < inf, got {args.p}.")
+    if args.eval_n < 2:
+        raise ValueError(f"--eval-n must be >= 2 (Monte-Carlo samples per level), got {args.eval_n}.")
+    out = pathlib.Path(check_out_dir(args.out))
+    _check_same_target(out / "target.json", spec, resume=not args.no_resume)
     sd = sigma_data_of(target)
     key = jax.random.key(args.seed)
     k_init, k_train, k_eval = (jax.random.fold_in(key, i) for i in (1, 2, 3))
     model0 = js.nets.DenoiserMLP(args.dim, width=args.width, depth=args.depth, sigma_data=sd, key=k_init)
-    (out / "target.json").write_text(json.dumps(spec, indent=1))
     t0 = time.perf_counter()
     res = js.train.fit(
         model0, target, k_train, num_steps=args.steps, batch_size=args.batch,
@@ -158,6 +188,7 @@ def run(args) -> int:
         resume=not args.no_resume, progress=not args.no_progress,
     )
     train_s = time.perf_counter() - t0
+    (out / "target.json").write_text(json.dumps(spec, indent=1))  # fit made `out`, checked the run
     np.save(out / "losses.npy", res.losses)
     sigmas = np.geomspace(args.eval_min, args.eval_max, args.eval_levels)
     prof = js.metrics.score_error_profile(js.oracles.Network(res.model), target, sigmas, k_eval, args.p, args.eval_n)

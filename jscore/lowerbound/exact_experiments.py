@@ -204,6 +204,7 @@ class ResumableCSV:
 
     Every :meth:`append` writes one row and flushes it to disk (fsync), so an interrupted run
     loses at most the unit in progress; rerunning with the same options skips completed units.
+    Opening the file cuts a torn last line (no newline) in place, so that unit is recomputed.
     Keys compare as ``str`` of the values (Python floats round-trip through ``repr``).
     """
 
@@ -215,6 +216,10 @@ class ResumableCSV:
         if missing:
             raise ValueError(f"key fields {missing} are not columns of {self.path}")
         self.rows, rows = [], []
+        if os.path.exists(self.path):
+            from ..sweeps.store import cut_torn_tail
+
+            cut_torn_tail(self.path)  # a torn last line (interrupted write) is recomputed
         if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
             with open(self.path, newline="") as f:
                 reader = csv.DictReader(f)
@@ -224,8 +229,8 @@ class ResumableCSV:
                         "it was written by another version or experiment. Use a new --out folder "
                         "or delete the file.")
                 rows = [r for r in reader if r.get(self.fields[-1]) not in (None, "")]
-        # a truncated last line (interrupted write) has an empty last column and is dropped; a unit
-        # written twice (two runs on one folder) counts once
+        # a row with an empty last column is dropped; a unit written twice (two runs on one folder)
+        # counts once
         seen = set()
         for r in rows:
             k = self._key(r)
@@ -246,16 +251,10 @@ class ResumableCSV:
         if list(row) != self.fields:
             raise ValueError(f"row columns {list(row)} differ from {self.fields}")
         new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
-        if not new:  # an interrupted write can leave a partial line without its newline
-            with open(self.path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                partial = f.read(1) not in (b"\n", b"\r")
         with open(self.path, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.fields)
             if new:
                 w.writeheader()
-            elif partial:
-                f.write("\r\n")
             w.writerow(row)
             f.flush()
             os.fsync(f.fileno())

@@ -421,6 +421,10 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
     t_start = time.time()
     for name in samplers:
         scalar_spec(name)  # validate names early
+    bad = [d for d in dims if not 2 <= float(d) < 2**32]  # d seeds fold_in(key, d): a uint32
+    if not len(dims) or bad:
+        raise ValueError(f"`dims` must be a non-empty list of dimensions in [2, 2^32), got "
+                         f"{list(dims)}.")
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
     key = jax.random.key(seed)

@@ -201,6 +201,37 @@ class Plan:
         return "\n".join(lines)
 
 
+LIVE_CHAIN_ARRAYS = 3  # at least x, the oracle's answer and the update live at once per chain
+
+
+def device_memory_bytes() -> int:
+    """Memory of the first device (``bytes_limit`` where the backend reports it, else the host's
+    physical memory)."""
+    stats = None
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # pragma: no cover - backends without memory statistics
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def check_memory(spec: SweepSpec) -> None:
+    """``ValueError`` before any allocation when one compiled call cannot fit: ``chunk`` chains of
+    the largest d need at least ``LIVE_CHAIN_ARRAYS * chunk * d`` floats on one device."""
+    item = 8 if jax.config.jax_enable_x64 else 4
+    d = max(spec.dims)
+    need = LIVE_CHAIN_ARRAYS * spec.chunk * d * item
+    have = device_memory_bytes()
+    if need > have:
+        raise ValueError(
+            f"`dims`: d = {d} with `chunk` = {spec.chunk} needs at least {need / 2**30:.3g} GiB per "
+            f"compiled call ({LIVE_CHAIN_ARRAYS} arrays of chunk x d x {item} bytes), more than the "
+            f"{have / 2**30:.3g} GiB of this device; lower `dims` or `chunk`."
+        )
+
+
 def validate(spec: SweepSpec, backend: str | None = None) -> Plan:
     """Check every name, range and combination of ``spec`` on the host and build the plan.
 
@@ -230,6 +261,7 @@ def validate(spec: SweepSpec, backend: str | None = None) -> Plan:
                 "query budgets support fixed-step samplers (exact cost per step count) only."
             )
         samplers[sp] = smp
+    check_memory(spec)
     # build every (target, oracle) once at a small d to catch bad parameters
     probe_d = spec.dims[0]
     cells = []

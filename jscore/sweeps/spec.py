@@ -405,6 +405,9 @@ def load_spec(path_or_text):
                 data = tomllib.load(f)
         except FileNotFoundError:
             raise ValueError(f"Sweep config {text!r} does not exist.") from None
+        except OSError as e:  # a directory, unreadable, ...
+            raise ValueError(f"Sweep config {text!r} cannot be read ({e.strerror or e}); pass a "
+                             "TOML file or a built-in name.") from None
     else:
         data = tomllib.loads(text)
     # allow a [sweep] table or top-level keys

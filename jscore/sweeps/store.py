@@ -3,7 +3,7 @@
 Each process appends to its own ``rows-p<i>.jsonl``. A row is one ``os.write`` of one line on an
 ``O_APPEND`` descriptor followed by ``fsync``, so after a crash (even SIGKILL) the file holds whole
 rows plus at most one torn last line. Readers ignore a torn line; the writer cuts it off before
-appending. Rows are keyed by ``(cell, dim, num_steps, chunk)``: a restarted sweep skips the keys it
+appending and drops corrupt complete lines (rewriting the file atomically). Rows are keyed by ``(cell, dim, num_steps, chunk)``: a restarted sweep skips the keys it
 finds and recomputes the rest, and consolidation keeps the first row of any key, so no row is lost
 or duplicated.
 """
@@ -80,15 +80,16 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _repair_tail(path: str) -> None:
-    """Cut a torn last line (no trailing newline) left by a crash mid-write."""
+def cut_torn_tail(path: str) -> int:
+    """Truncate a torn last line (no trailing newline, left by a crash mid-write) in place and
+    fsync; returns the number of bytes cut (0 when the file ends in a newline or is empty)."""
     size = os.path.getsize(path)
     if size == 0:
-        return
+        return 0
     with open(path, "rb+") as f:
         f.seek(size - 1)
         if f.read(1) == b"\n":
-            return
+            return 0
         # find the last newline
         pos, block = size, 1 << 16
         keep = 0
@@ -104,19 +105,40 @@ def _repair_tail(path: str) -> None:
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
+    return size - keep
+
+
+def _parse_row(line: bytes):
+    """The row of one complete line, or None for a corrupt one (bad JSON or no row key)."""
+    try:
+        row = json.loads(line)
+        row_key(row)
+    except (ValueError, TypeError, KeyError):  # JSONDecodeError/UnicodeDecodeError are ValueErrors
+        return None
+    return row
+
+
+def _repair_tail(path: str) -> None:
+    """Make ``path`` hold only whole, valid rows before appending: cut a torn last line in place,
+    then, if any complete line is corrupt, rewrite the file atomically without it."""
+    cut_torn_tail(path)
+    with open(path, "rb") as f:
+        lines = f.readlines()
+    good = [ln for ln in lines if _parse_row(ln) is not None]
+    if len(good) < len(lines):
+        atomic_write_text(path, b"".join(good).decode("utf-8"))
 
 
 def read_rows_file(path: str) -> list[dict]:
-    """Complete rows of one file (a torn last line is ignored)."""
+    """Complete, valid rows of one file (a torn last line and corrupt lines are ignored)."""
     rows = []
     with open(path, "rb") as f:
         for line in f:
             if not line.endswith(b"\n"):
                 break  # torn tail (a writer may still be appending)
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+            row = _parse_row(line)
+            if row is not None:
+                rows.append(row)
     return rows
 
 
@@ -198,4 +220,4 @@ def flatten_row(row: dict) -> dict:
     return out
 
 
-__all__ = ["RowWriter", "read_rows", "read_rows_file", "row_key", "write_table", "flatten_row", "atomic_write_text"]
+__all__ = ["RowWriter", "cut_torn_tail", "read_rows", "read_rows_file", "row_key", "write_table", "flatten_row", "atomic_write_text"]
