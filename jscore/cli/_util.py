@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import re
+
+_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data):`~?([^`]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as plain help text: RST roles and double backticks dropped, ``::`` -> ``:``."""
+    text = _ROLE.sub(r"\1", doc or "")
+    return text.replace("``", "").replace("::\n", ":\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions as written and appends ``(default: X)`` to every option whose help does
+    not state its default already (``None`` and ``False`` defaults are not printed)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or any(default is v for v in (None, False, argparse.SUPPRESS))
+                or (not action.option_strings and action.nargs not in ("?", "*"))):
+            return text
+        if isinstance(default, (list, tuple)):
+            default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+        return f"{text} (default: {default})".lstrip()
 
 
 def parse_int_list(text: str) -> list[int]:
