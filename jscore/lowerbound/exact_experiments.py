@@ -1,4 +1,4 @@
-"""Exact-codebook experiments of the lower-bound lab (issue 5, item 6; lower_bound.md 8, 10, 11).
+"""Exact-codebook experiments of the lower-bound lab (docs/construction.md §8, 10, 11).
 
 All three run with explicit codebooks, so they are feasible only for small d (see the memory
 table of section 10); at d <= 64 the windows are O(1) wide and these runs are wiring tests of

@@ -1,4 +1,4 @@
-"""The sqrt(d) scaling sweep of the lower-bound lab (lower_bound.md sections 6 and 8).
+"""The sqrt(d) scaling sweep of the lower-bound lab (docs/construction.md §6 and 8).
 
 For each dimension ``d`` (default 1e2 ... 1e6), all without a codebook (section 7):
 

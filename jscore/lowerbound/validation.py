@@ -1,4 +1,4 @@
-"""Exact-codebook validation of the per-query informative probability (lower_bound.md 7.2, 11.6).
+"""Exact-codebook validation of the per-query informative probability (docs/construction.md §7.2, 11.6).
 
 The formula :func:`~jscore.lowerbound.informative.profile` predicts the fraction of
 reference-typical queries ``x ~ Q_sigma`` that :class:`~jscore.oracles.LRAdversary` answers
