@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import textwrap
 
 _ROLE = re.compile(r":(?:func|class|mod|meth|attr|data):`~?([^`]+)`")
 
@@ -18,8 +19,20 @@ def plain_text(doc: str) -> str:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps descriptions as written and appends ``(default: X)`` to every option whose help does
-    not state its default already (``None`` and ``False`` defaults are not printed)."""
+    """Wraps plain description paragraphs (paragraphs with indented or list lines stay as written)
+    and appends ``(default: X)`` to every option whose help does not state its default already
+    (``None`` and ``False`` defaults are not printed)."""
+
+    def _fill_text(self, text, width, indent):
+        out = []
+        for para in text.strip("\n").split("\n\n"):
+            lines = para.splitlines()
+            if any(line.startswith((" ", "-")) for line in lines):
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(textwrap.fill(" ".join(line.strip() for line in lines), width,
+                                         initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(out)
 
     def _get_help_string(self, action):
         text = action.help or ""

@@ -1,7 +1,7 @@
 """``jscore sweep [CONFIG]``: run a dimension sweep from a TOML file or a built-in name.
 
-Without CONFIG it runs the headline experiment, the sqrt(d) lower-bound sweep (documentation:
-"Lower-bound sweep" and "The lower-bound construction", sections "Windows" and "K*"): for
+Without CONFIG it runs the headline experiment, the sqrt(d) lower-bound sweep (docs/experiments/lowerbound_sweep.md;
+docs/construction.md §6 for windows and §8 for K*): for
 d = 1e2 ... 1e6, the window width, the window count N(d) and the number of geometric levels K*(d)
 at which the probability that some answer of the adversarial eps-accurate oracle is informative
 reaches 1/2 for Euler, Euler ancestral and Heun (a necessary condition for success, not success),

@@ -121,24 +121,25 @@ def format_table(rows) -> str:
 
 
 def _plot(path, rows, p, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plot import figure, legend_outside, log_scale, save, series, style
 
     s = np.array([r["sigma"] for r in rows])
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.fill_between(s, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.3)
-    ax.loglog(s, [r["eps"] for r in rows], "o-", label="trained network")
-    ax.loglog(s, [r["eps_init"] for r in rows], "s--", label="network at init (F = 0)")
-    ax.loglog(s, [r["score_norm"] for r in rows], ":", color="k", label=r"$\|s\|_{L^p}$ (exact score)")
-    ax.set_xlabel(r"$\sigma$")
-    ax.set_ylabel(rf"$\varepsilon(\sigma) = \|\hat s - s\|_{{L^{{{p:g}}}(p_\sigma)}}$")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with style():
+        fig, (ax,) = figure(size=(4.6, 3.4))
+        ax.fill_between(s, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.3,
+                        color="C0", label="95% CI")
+        ax.plot(s, [r["eps"] for r in rows], label="trained network", **series(0))
+        ax.plot(s, [r["eps_init"] for r in rows], label="network at init ($F = 0$)", **series(1))
+        ax.plot(s, [r["score_norm"] for r in rows], ":", color="k",
+                label=r"$\|s\|_{L^p}$ (exact score)")
+        ax.set_xscale("log")
+        log_scale(ax, "y", [r[k] for r in rows for k in ("eps", "eps_init", "score_norm",
+                                                         "ci_low")])
+        ax.set_xlabel(r"$\sigma$")
+        ax.set_ylabel(rf"$\varepsilon(\sigma) = \|\hat s - s\|_{{L^{{{p:g}}}(p_\sigma)}}$")
+        ax.set_title(title)
+        legend_outside(ax)
+        save(fig, path)
 
 
 def run(args) -> int:

@@ -1,7 +1,7 @@
 """The lower-bound sweep as a sweep spec: the default configuration of ``jscore sweep``.
 
 :class:`LowerBoundSweep` holds the arguments of :func:`jscore.lowerbound.scaling` (the sqrt(d)
-experiment of the documentation's "The lower-bound construction", sections "Windows" and "K*": window width, window count ``N(d)``, ``K*(d)`` per
+experiment of docs/construction.md §6 and §8: window width, window count ``N(d)``, ``K*(d)`` per
 sampler family with random log-offsets, the optimal adaptive searcher and the two controls, for
 d = 1e2 ... 1e6 without a codebook). ``js.sweep(LowerBoundSweep(...), out=...)`` runs it
 resumably; in TOML it is a file with ``experiment = "lowerbound"``::
