@@ -5,8 +5,8 @@ One style for every figure jscore makes:
 - [`style`][jscore.plot.style]: a context manager with the house rc settings (mathtext labels,
   sizes for a one-column figure, light grid, no top/right spines);
 - [`figure`][jscore.plot.figure]: a constrained-layout figure with ``ncols`` axes;
-- [`series`][jscore.plot.series]: colour, marker and line style of the ``i``-th series, all three
-  distinct for the first 10 series and never the same triple for the first 60;
+- [`series`][jscore.plot.series]: colour, marker and line style of the ``i``-th series (no two of
+  the first 100 share colour and marker);
 - [`legend_outside`][jscore.plot.legend_outside]: the legend to the right of the axes, off the data;
 - [`log_scale`][jscore.plot.log_scale]: a log axis only where every value is positive;
 - [`save`][jscore.plot.save]: PNG (150 dpi) and PDF next to each other, written atomically.
@@ -73,9 +73,10 @@ def figure(ncols: int = 1, size=(4.6, 3.4), nrows: int = 1):
 
 
 def series(i: int) -> dict:
-    """Keyword arguments (``color``, ``marker``, ``linestyle``) of the ``i``-th series: colour and
-    marker cycle with periods 10, line style with period 6, so no two of the first 60 agree."""
-    return {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)],
+    """Keyword arguments (``color``, ``marker``, ``linestyle``) of the ``i``-th series: colours
+    (period 10) and markers are distinct for the first 10, line styles for the first 6; the marker
+    shifts by one per round of colours, so no two of the first 100 share colour and marker."""
+    return {"color": f"C{i % 10}", "marker": MARKERS[(i + i // 10) % len(MARKERS)],
             "linestyle": LINESTYLES[i % len(LINESTYLES)]}
 
 
