@@ -170,14 +170,17 @@ def run_lowerbound(spec: LowerBoundSweep, *, out=None, resume="auto", overwrite=
 
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(spec.dims), desc="lower-bound sweep", unit="d", disable=quiet,
-                   file=sys.stderr)
+        per_d = 1 + len(spec.samplers)  # the window/N/K*ideal part, then one per sampler
+        bar = tqdm(total=len(spec.dims) * per_d, desc="lower-bound sweep", unit="part",
+                   disable=quiet, file=sys.stderr)
 
         def log(msg):
             if quiet:
                 return
             bar.write(msg, file=sys.stderr)
-            if msg.startswith("d="):  # one per dimension: computed, or read back from disk
+            if msg.startswith("d="):  # a dimension's first part, or all of it read back from disk
+                bar.update(per_d if "finished earlier" in msg else 1)
+            elif msg.startswith("    ") and "K*=" in msg:  # one sampler of this dimension
                 bar.update(1)
 
     t0 = time.time()
