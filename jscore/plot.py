@@ -246,4 +246,5 @@ def _save(fig, path):
     return save(fig, path)[0]
 
 
-__all__ = ["style", "figure", "series", "legend_outside", "log_scale", "save", "qstar_vs_dim", "error_vs_queries", "histograms", "sweep_figures"]
+__all__ = ["style", "figure", "series", "legend_outside", "log_scale", "save", "qstar_vs_dim",
+           "error_vs_queries", "histograms", "sweep_figures"]

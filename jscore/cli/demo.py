@@ -50,8 +50,8 @@ def add_parser(subparsers):
     return p
 
 
-DEMO_LEGEND = """columns: budget = query budget B per chain (* = data-dependent cost); steps = grid steps;
-  queries / levels / rounds = mean score queries, distinct noise levels and adaptive rounds per
+DEMO_LEGEND = """columns: budget = query budget B per chain (* = data-dependent cost);
+  steps = grid steps; queries / levels / rounds = mean score queries, distinct noise levels and adaptive rounds per
   chain; mode_tv = TV between mode fractions and mixture weights; energy = unbiased energy
   distance to exact samples (can be < 0); status = chains that reached the end of the grid (ok)
   and chains stopped by max_queries (budget exhausted)."""
@@ -224,7 +224,8 @@ def _plot(path, ref2d, samples, rows, floor_energy):
         fig, (ax0, ax1) = figure(2, size=(4.4, 3.4))
         ax0.scatter(ref2d[:, 0], ref2d[:, 1], s=2, c="0.65", label="target (exact samples)",
                     rasterized=True)
-        for j, name in enumerate([n for n in ("euler", "heun") if n in samples] or list(samples)[:2]):
+        shown = [n for n in ("euler", "heun") if n in samples] or list(samples)[:2]
+        for j, name in enumerate(shown):
             ax0.scatter(samples[name][:, 0], samples[name][:, 1], s=2, alpha=0.6, label=name,
                         marker=series(j)["marker"], color=series(j)["color"], rasterized=True)
         ax0.set_aspect("equal")

@@ -1,7 +1,7 @@
 """``jscore sweep [CONFIG]``: run a dimension sweep from a TOML file or a built-in name.
 
-Without CONFIG it runs the headline experiment, the sqrt(d) lower-bound sweep (docs/experiments/lowerbound_sweep.md;
-docs/construction.md §6 for windows and §8 for K*): for
+Without CONFIG it runs the headline experiment, the sqrt(d) lower-bound sweep
+(docs/experiments/lowerbound_sweep.md; docs/construction.md §6 for windows and §8 for K*): for
 d = 1e2 ... 1e6, the window width, the window count N(d) and the number of geometric levels K*(d)
 at which the probability that some answer of the adversarial eps-accurate oracle is informative
 reaches 1/2 for Euler, Euler ancestral and Heun (a necessary condition for success, not success),
@@ -59,13 +59,17 @@ def _add_arguments(p):
     p.add_argument("--print-config", action="store_true", help="print the spec as TOML and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar (for CI)")
     p.add_argument("--no-plot", action="store_true", help="do not write PNG figures")
-    p.add_argument("--cache-dir", default="default", help="persistent JAX compilation cache directory; 'default' = a private folder "
+    p.add_argument("--cache-dir", default="default",
+                   help="persistent JAX compilation cache directory; 'default' = a private folder "
                         "under the user cache")
     p.add_argument("--no-cache", action="store_true", help="leave JAX's compilation cache setting alone")
-    p.add_argument("--dims", help="override the spec's dims, e.g. 16-4096:pow2 or 100,1000,10000 (default: the spec's)")
+    p.add_argument("--dims", help="override the spec's dims, e.g. 16-4096:pow2 or 100,1000,10000 "
+                                  "(default: the spec's)")
     p.add_argument("--seeds", help="override the spec's seeds, e.g. 0-1023 (default: the spec's)")
-    p.add_argument("--chunk", type=int, help="override the spec's seeds per compiled call (default: the spec's)")
-    p.add_argument("--coordinator", help="jax.distributed coordinator address HOST:PORT (default: single process)")
+    p.add_argument("--chunk", type=int,
+                   help="override the spec's seeds per compiled call (default: the spec's)")
+    p.add_argument("--coordinator",
+                   help="jax.distributed coordinator address HOST:PORT (default: single process)")
     p.add_argument("--num-processes", type=int, help="jax.distributed process count")
     p.add_argument("--process-id", type=int, help="jax.distributed index of this process")
     p.add_argument("--distributed", choices=["auto"], help="jax.distributed.initialize() with cluster auto-detection")
