@@ -51,10 +51,10 @@ def add_parser(subparsers):
 
 
 DEMO_LEGEND = """columns: budget = query budget B per chain (* = data-dependent cost);
-  steps = grid steps; queries / levels / rounds = mean score queries, distinct noise levels and adaptive rounds per
-  chain; mode_tv = TV between mode fractions and mixture weights; energy = unbiased energy
-  distance to exact samples (can be < 0); status = chains that reached the end of the grid (ok)
-  and chains stopped by max_queries (budget exhausted)."""
+  steps = grid steps; queries / levels / rounds = mean score queries, distinct noise levels and
+  adaptive rounds per chain; mode_tv = TV between mode fractions and mixture weights;
+  energy = unbiased energy distance to exact samples (can be < 0); status = chains that reached
+  the end of the grid (ok) and chains stopped by max_queries (budget exhausted)."""
 
 
 def status_text(status: dict) -> str:
