@@ -21,11 +21,15 @@ DATA = 4  #: exact target samples drawn for metrics
 
 def as_key(key):
     """Accept a typed key (``jax.random.key``) or a raw uint32 key (``jax.random.PRNGKey``)."""
-    if isinstance(key, int):
+    if isinstance(key, int) and not isinstance(key, bool):
         raise TypeError(
             f"`key` must be a JAX PRNG key, got the int {key}; pass jax.random.key({key})."
         )
-    key = jnp.asarray(key) if not hasattr(key, "dtype") else key
+    if not hasattr(key, "dtype"):
+        raise TypeError(
+            f"`key` must be a JAX PRNG key, got {key!r} of type {type(key).__name__}; pass "
+            "jax.random.key(0)."
+        )
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
             raise ValueError(f"`key` must be a single key, got a key array of shape {key.shape}.")

@@ -251,13 +251,14 @@ def test_heun_step_direct_call_with_plain_key():
         oracle, 2, sig, x, None, None, led, step_key(stream, 3))[0]))  # the key is used
 
 
-def test_blockwise_initial_draw_matches_per_chain(monkeypatch):
-    """sample() draws initial points blockwise (lax.map) to bound temporaries; chain i is still
-    exactly sample_one(fold_in(key, i)), whatever the block size."""
+def test_blockwise_run_matches_per_chain(monkeypatch):
+    """sample() runs chains in fixed blocks (lax.map over vmapped blocks); on a coordinate-wise
+    target chain i is still exactly sample_one(fold_in(key, i)), whatever the block size."""
     import jscore.sampling as sampling
 
-    monkeypatch.setattr(sampling, "_INIT_BLOCK", 16)  # d = 8: blocks of 2 chains, 7 chains
-    _, oracle = _problem(d=8)
+    monkeypatch.setitem(sampling._BLOCK_ELEMENTS, "cpu", 16)  # d = 8: blocks of 2 chains, 7 chains
+    assert sampling.chain_block(8) == 2
+    oracle = js.oracles.Exact(js.targets.Gaussian(jnp.linspace(-1.0, 1.0, 8), 0.5))
     sig = js.schedules.karras(4)
     key = jax.random.key(12)
     a = js.sample(oracle, js.samplers.Euler(), sig, key, num_samples=7)
@@ -372,7 +373,7 @@ def test_euler_loop_compiles_like_a_hand_written_scan():
     # compile js.sample's own executable once (as js.sample does) and run it
     args = (oracle, js.samplers.Euler(), sig, jax.random.key(0), x0,
             jnp.arange(n, dtype=jnp.uint32),
-            sampling._plan(oracle, js.samplers.Euler(), sig, d, None), None, None)
+            sampling._plan(oracle, js.samplers.Euler(), sig, d, None), None, n)  # one block
     compiled = sampling._sample_batch.lower(*args).compile()
     res = compiled(*args)
     scan_compiled = jax.jit(scan).lower(x0, sig, t).compile()

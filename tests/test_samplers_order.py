@@ -49,11 +49,11 @@ DETERMINISTIC = [
     ("dpm_solver_2", lambda: S.DPMSolver(order=2), 2, (16, 32, 64), True),
     ("dpm_solver_3", lambda: S.DPMSolver(order=3), 3, (16, 32, 64), False),
     ("dpmpp_2m", lambda: S.DPMSolverPP(order=2), 2, (64, 128, 256), False),
-    ("dpmpp_3m", lambda: S.DPMSolverPP(order=3), 3, (64, 128, 256), False),
+    ("dpmpp_3m_exact", lambda: S.DPMSolverPP(order=3), 3, (64, 128, 256), False),
     ("unipc_2", lambda: S.UniPC(order=2), 3, (32, 64, 128), False),
     ("unipc_1", lambda: S.UniPC(order=1), 2, (16, 32, 64, 128), True),
     ("unipc_3", lambda: S.UniPC(order=3), 4, (256, 512, 1024), True),
-    ("dpmpp_3m_reference_c3", lambda: S.DPMSolverPP(order=3, reference_coeffs=True), 2, (256, 512, 1024), True),
+    ("dpmpp_3m", lambda: S.make("dpmpp_3m"), 2, (256, 512, 1024), True),  # peers' c3 = 1
 ]
 
 

@@ -623,3 +623,17 @@ def test_existing_results_of_another_config_are_refused(small_sweep, cache_dir):
     np.testing.assert_array_equal([q["qstar_interp"] for q in again.qstar], [q["qstar_interp"] for q in res.qstar])
     # analysis-only options do not change the configuration
     assert spec.replace(bootstrap=7, ci=0.9).config_hash == spec.config_hash
+
+
+def test_nonfinite_metric_statistics_count_as_failures(tmp_path, cache_dir):
+    """eps = 1e30 overflows the float32 per-chain KL statistics: those chains are failures and the
+    metric is inf, never a NaN row reported with 0 failures."""
+    spec = SweepSpec(samplers=["euler"], oracles=["noisy:eps=1e30"], dims="3", seeds="0-3", chunk=4,
+                     steps="3", metrics=["kl"], name="huge-eps")
+    res = js.sweep(spec, out=str(tmp_path / "huge"), quiet=True, plot=False, cache_dir=cache_dir)
+    u2 = np.concatenate([np.asarray(r["per_seed"]["u2"], np.float64) for r in res.rows])
+    bad = int((~np.isfinite(u2)).sum())
+    assert bad > 0  # the premise: float32 statistics overflow at this eps
+    (ev,) = analysis.evaluations(res.rows, ["kl"])
+    assert ev["nonfinite_metric_chains"] == bad and ev["failures"] >= bad
+    assert ev["kl"] == float("inf")

@@ -31,14 +31,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int
 
-from .._checks import check_range
+from .._checks import as_real, check_range
 from ..targets.base import AbstractTarget
 from ..targets.codebook import GaussianCodebook, SphereCodebook
 from .base import AbstractOracle
 
 
-def _float_array(x):
-    return jnp.asarray(x, dtype=jnp.result_type(float))
+_float_array = as_real
 
 
 class AdversaryParams(NamedTuple):

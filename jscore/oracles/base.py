@@ -16,11 +16,15 @@ from typing import Any
 
 import equinox as eqx
 
+from .._checks import check_real_fields
 from ..typing import Key, Sample, Score, Sigma
 
 
 class AbstractOracle(eqx.Module):
     """Answers score queries ``S(x, sigma) ~ grad_x log p_sigma(x)``."""
+
+    def __check_init__(self):
+        check_real_fields(self)
 
     @property
     def dim(self) -> int | None:

@@ -52,7 +52,7 @@ import numpy as np
 from jax.scipy.special import gammaln
 from jaxtyping import Array, Float, Int
 
-from .._checks import check_positive_int, check_range, concrete
+from .._checks import check_positive_int, check_range, check_real, concrete
 from ..targets.base import AbstractTarget
 from ..targets.gaussian import Gaussian
 from .base import AbstractOracle
@@ -199,6 +199,8 @@ class Noisy(AbstractOracle):
                 "callable error_fn(x, sigma, key) -> (d,)."
             )
         # --- p
+        check_real("p", p)
+        check_range("p", np.asarray(p, np.float64), 1.0, fix="Use 1 <= p < inf.")
         self.p = _param(p)
         if self.p.shape != ():
             raise ValueError(f"`p` must be a scalar, got shape {self.p.shape}.")
@@ -211,6 +213,8 @@ class Noisy(AbstractOracle):
             self.eps_fn, self.eps = eps, None
         else:
             self.eps_fn = None
+            check_real("eps", eps, fix="Pass a number >= 0, a per-level array, or a callable eps(sigma).")
+            check_range("eps", np.asarray(eps, np.float64), 0.0, fix="The error size eps must be >= 0 and finite.")
             e = _param(eps)
             check_range("eps", e, 0.0, math.inf, hi_open=True, fix="The error size eps must be >= 0 and finite.")
             if e.ndim == 0:
@@ -311,7 +315,9 @@ class Noisy(AbstractOracle):
         sigma = jnp.asarray(sigma, jnp.result_type(float))
         if self.eps_fn is not None:
             e = jnp.asarray(self.eps_fn(sigma), sigma.dtype)
-            return eqx.error_if(e, ~(e >= 0), "`eps(sigma)` returned a negative or NaN error size.")
+            # a negative or NaN error size makes this answer NaN: the chain ends with status
+            # `nonfinite` (per chain), never a batch-wide exception
+            return jnp.where(e >= 0, e, jnp.nan)
         if self.log_levels is None:
             return self.eps
         return jnp.interp(jnp.log(sigma), self.log_levels, self.eps)

@@ -13,6 +13,11 @@ from .exponential import ExponentialIntegrator as ExponentialIntegrator
 from .dpm_solver import DPMSolver as DPMSolver
 from .dpm_solver import DPMSolverPP as DPMSolverPP
 from .unipc import UniPC as UniPC
+from .dpmpp_sde import DPMSolverPPMultistepSDE as DPMSolverPPMultistepSDE
+from .dpmpp_sde import DPMSolverPPSinglestepSDE as DPMSolverPPSinglestepSDE
+from .ancestral_2s import DPM2Ancestral as DPM2Ancestral
+from .ancestral_2s import DPMSolverPP2SAncestral as DPMSolverPP2SAncestral
+from .lms import LMS as LMS
 from .langevin import PredictorCorrector as PredictorCorrector
 from .langevin import AnnealedLangevin as AnnealedLangevin
 from .midpoint import RandomizedMidpoint as RandomizedMidpoint

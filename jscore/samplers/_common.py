@@ -3,6 +3,7 @@
 - :func:`run_fixed_steps`: the ``lax.scan`` of :class:`AbstractFixedStepSampler.solve`, starting
   from a given sampler state (for samplers that make a query before the first step, e.g. UniPC).
 - :func:`langevin_step`: one Langevin step with the per-chain SNR step-size rule.
+- :func:`log_step`: the log-step ``h = log(sigma/sigma')`` (placeholder 1 into sigma' = 0).
 - stable phi-functions of exponential integrators.
 - :func:`set_exhausted`: mark a chain's ledger as out of budget (e.g. Picard's ``max_sweeps``).
 """
@@ -47,6 +48,13 @@ def langevin_step(oracle, x, sigma, ostate, ledger, key, *, snr=None, eta=None, 
     return jnp.where(ledger.queries > q0, x_new, x), ostate, ledger
 
 
+def log_step(sigma, sigma_next):
+    """``h = log(sigma/sigma')`` of a step, and 1 where ``sigma' = 0`` (a placeholder for the
+    branch-free updates, whose step into 0 is selected away)."""
+    pos = sigma_next > 0
+    return jnp.where(pos, jnp.log(sigma / jnp.where(pos, sigma_next, 1.0)), 1.0)
+
+
 def _series(h, coeffs):
     out = jnp.zeros_like(h)
     for c in reversed(coeffs):
@@ -83,6 +91,14 @@ def phi1m1(a):
     return jnp.where(small, ser, jnp.expm1(al) / al - 1.0)
 
 
+def maybe_positive(*params) -> bool:
+    """Whether all ``params`` are > 0 (a sampler's ``is_stochastic``); True when any is traced."""
+    try:
+        return bool(all(p > 0 for p in params))
+    except jax.errors.ConcretizationTypeError:
+        return True
+
+
 def set_exhausted(ledger, flag):
     """Ledger with ``exhausted |= flag``."""
     return eqx.tree_at(lambda l: l.exhausted, ledger, ledger.exhausted | jnp.asarray(flag, bool))
@@ -96,9 +112,11 @@ __all__ = [
     "run_fixed_steps",
     "snr_step_size",
     "langevin_step",
+    "log_step",
     "phi2_neg",
     "phi3_neg",
     "phi1m1",
+    "maybe_positive",
     "set_exhausted",
     "check_nonneg_int",
 ]

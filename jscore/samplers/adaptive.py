@@ -149,7 +149,8 @@ class Adaptive(AbstractSampler):
 
         def cond(st):
             c, ostate, ledger, trace = st
-            return (remaining(c.sigma) >= 1e-5) & ~ledger.exhausted
+            # a chain whose state became non-finite stops (status `nonfinite`, not a budget run-out)
+            return (remaining(c.sigma) >= 1e-5) & ~ledger.exhausted & jnp.all(jnp.isfinite(c.x))
 
         def body(st):
             c, ostate, ledger, trace = st
@@ -179,6 +180,11 @@ class Adaptive(AbstractSampler):
                 n_acc=c.n_acc + accept.astype(jnp.int32),
                 n_rej=c.n_rej + (~accept).astype(jnp.int32),
             )
+            # A non-finite answer at the accepted state itself (the start of the step) cannot be
+            # cured by a smaller step: the chain is marked non-finite instead of retrying until the
+            # budget runs out (which would hide the NaN behind `budget_exhausted`).
+            broken = ~jnp.all(jnp.isfinite(start))
+            new = eqx.tree_at(lambda k: k.x, new, jnp.where(broken, jnp.nan, new.x))
             ok = ~ledger.exhausted  # an attempt cut short by the budget is discarded
             c = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, c)
             if trace is not None:

@@ -21,6 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._checks import as_real, check_real_fields
 from ..counting import Ledger
 from ..results import Record, Trace
 from ..seeds import step_key
@@ -55,9 +56,9 @@ class _StepKey(eqx.Module):
         return step_key(self.stream, self.i)
 
 
-def as_param(x):
-    """Converter for numeric hyper-parameters: an array of the default float dtype."""
-    return jnp.asarray(x, dtype=jnp.result_type(float))
+#: Converter for numeric hyper-parameters: an array of the default float dtype (see
+#: :func:`jscore._checks.as_real`; a non-real value is refused by ``__check_init__``, naming the field).
+as_param = as_real
 
 
 def _budget_covers(sampler, num_steps, ledger) -> bool:
@@ -78,6 +79,9 @@ def _budget_covers(sampler, num_steps, ledger) -> bool:
 
 class AbstractSampler(eqx.Module):
     """Base of every sampler. See the module docstring for the protocol."""
+
+    def __check_init__(self):
+        check_real_fields(self, scalar=True)
 
     @property
     @abc.abstractmethod

@@ -14,10 +14,13 @@ from .heun import Heun
 from .sde import EulerMaruyama
 
 from .adaptive import Adaptive
+from .ancestral_2s import DPM2Ancestral, DPMSolverPP2SAncestral
 from .controls import SingleLevel
 from .dpm_solver import DPMSolver, DPMSolverPP
+from .dpmpp_sde import DPMSolverPPMultistepSDE, DPMSolverPPSinglestepSDE
 from .exponential import ExponentialIntegrator
 from .langevin import AnnealedLangevin, PredictorCorrector
+from .lms import LMS
 from .midpoint import RandomizedMidpoint
 from .picard import ParallelPicard
 from .unipc import UniPC
@@ -34,7 +37,18 @@ CATALOGUE = {
     "dpm_solver_2": partial(DPMSolver, order=2),
     "dpm_solver_3": partial(DPMSolver, order=3),
     "dpmpp_2m": partial(DPMSolverPP, order=2),
-    "dpmpp_3m": partial(DPMSolverPP, order=3),
+    # the peers' (diffusers, k-diffusion, DPM-Solver code) 3M coefficient c3 = 1 under their name;
+    # the exact Taylor coefficient c3 = 2 as dpmpp_3m_exact (trade-off: DPMSolverPP docstring)
+    "dpmpp_3m": partial(DPMSolverPP, order=3, reference_coeffs=True),
+    "dpmpp_3m_exact": partial(DPMSolverPP, order=3),
+    # k-diffusion's samplers under k-diffusion's names
+    "dpmpp_2m_sde": partial(DPMSolverPPMultistepSDE, order=2, solver_type="midpoint"),
+    "dpmpp_2m_sde_heun": partial(DPMSolverPPMultistepSDE, order=2, solver_type="heun"),
+    "dpmpp_3m_sde": partial(DPMSolverPPMultistepSDE, order=3),
+    "dpmpp_2s_ancestral": DPMSolverPP2SAncestral,
+    "dpmpp_sde": DPMSolverPPSinglestepSDE,
+    "dpm_2_ancestral": DPM2Ancestral,
+    "lms": partial(LMS, order=4),
     "unipc": partial(UniPC, order=2),
     "unipc_3": partial(UniPC, order=3),
     "pc": PredictorCorrector,
@@ -51,6 +65,11 @@ CATALOGUE = {
 
 def make(name: str, **kwargs):
     """Build the catalogue sampler ``name`` with keyword overrides of its fields."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"`name` must be a sampler name (str), got {name!r} of type {type(name).__name__}; "
+            f"available: {', '.join(sorted(CATALOGUE))}."
+        )
     try:
         factory = CATALOGUE[name]
     except KeyError:

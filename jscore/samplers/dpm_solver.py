@@ -150,8 +150,28 @@ class DPMSolverPP(AbstractFixedStepSampler):
       ``phi2 = (e^{-h} - 1)/h + 1``, ``phi3 = phi2/h - 1/2``, ``c3 = 2`` (exact Taylor coefficient;
       ``reference_coeffs=True`` gives the reference implementations' ``c3 = 1``, global order 2).
 
+    Catalogue: ``dpmpp_3m`` is the peers' form (``reference_coeffs=True``: diffusers, k-diffusion
+    and the DPM-Solver code), ``dpmpp_3m_exact`` the exact ``c3 = 2``. Measured trade-off (float64,
+    Karras grids sigma in [0.002, 80] ending at 0, 3-component mixture in d = 16 with std 0.6,
+    512 chains, RMS distance to a 4096-step solution from the same starts):
+
+    ======  ==================  ==================
+    N       c3 = 1 (dpmpp_3m)   c3 = 2 (_exact)
+    ======  ==================  ==================
+    11      0.94                1.65
+    22      0.056               0.088
+    44      0.0119              0.0128
+    88      2.5e-3              2.0e-3
+    176     5.2e-4              2.6e-4
+    352     1.1e-4              3.3e-5
+    ======  ==================  ==================
+
+    i.e. the peers' form is the more accurate on coarse grids (below ~50 steps here), while c3 = 2
+    converges at order 3 (slope 2.9-3.0 from N = 88 on; c3 = 1: 2.2) and wins on fine grids.
+
     Step orders ``p_i = min(order, i + 1)`` (``lower_order_final=True``: ``min(order, i + 1, N - i)``);
-    the step into sigma = 0 is first order (returns ``D_{N-1}``). Deterministic; order 2 (2M) / 3 (3M).
+    the step into sigma = 0 is first order (returns ``D_{N-1}``). Deterministic; order 2 (2M) /
+    3 (3M; 2 with ``reference_coeffs=True``).
     Per chain: Q = N_sigma = N, R = Q, on any grid.
     """
 

@@ -48,7 +48,7 @@ class ParallelPicard(AbstractSampler):
 
     def __check_init__(self):
         check_positive_int("window", self.window)
-        check_range("tol", self.tol, 0.0)
+        check_range("tol", self.tol, 0.0, allow_inf=True)  # tol = inf: never stop early
         check_range("eta", self.eta, 0.0, 1.0)
         if self.max_sweeps is not None:
             check_positive_int("max_sweeps", self.max_sweeps)

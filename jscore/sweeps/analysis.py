@@ -38,6 +38,14 @@ def evaluations(rows: list[dict], metrics) -> list[dict]:
         stats = {k: v for k, v in per.items() if k not in _META and not k.startswith("oracle.")}
         feats = host_features(stats, info)
         ok = per["status"] == int(Status.success)
+        # a chain whose metric statistics over- or underflowed (e.g. eps = 1e30) is a failure too,
+        # never a silent NaN in the table
+        stat_ok = np.ones_like(ok)
+        for v in stats.values():
+            v = np.asarray(v)
+            if v.ndim >= 1 and v.shape[0] == ok.shape[0] and np.issubdtype(v.dtype, np.floating):
+                stat_ok &= np.all(np.isfinite(v.reshape(v.shape[0], -1)), axis=1)
+        ok = ok & stat_ok
         rec = {
             "cell_id": cid,
             "cell": rs[0]["cell"],
@@ -50,6 +58,7 @@ def evaluations(rows: list[dict], metrics) -> list[dict]:
             "levels_mean": float(per["levels"].mean()),
             "rounds_mean": float(per["rounds"].mean()),
             "failures": int((~ok).sum()),
+            "nonfinite_metric_chains": int((~stat_ok).sum()),
             "compile_seconds": float(sum(r["compile_seconds"] for r in rs)),
             "run_seconds": float(sum(r["run_seconds"] for r in rs)),
             "_feats": feats,

@@ -12,11 +12,15 @@ import abc
 import equinox as eqx
 import jax.numpy as jnp
 
+from .._checks import check_real_fields
 from ..typing import Key, Sample, Score, Sigma
 
 
 class AbstractTarget(eqx.Module):
     """A distribution on R^d whose noised score is known in closed form at every sigma >= 0."""
+
+    def __check_init__(self):
+        check_real_fields(self)
 
     @property
     @abc.abstractmethod

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_positive_int, check_range
+from .._checks import as_real, check_positive_int, check_range
 from ..typing import Key, Sample, Score, Sigma
 from .base import AbstractTarget
 from .gaussian import Gaussian
@@ -121,8 +121,7 @@ def stream_codebook(x, codebook, scale, row_bias=None, row_scale=None, *, block_
     return CodebookPass(m + jnp.log(s), mean, bi, bv)
 
 
-def _float_array(x):
-    return jnp.asarray(x, dtype=jnp.result_type(float))
+_float_array = as_real
 
 
 def _num_codewords(dim: int, rate) -> int:

@@ -10,13 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .._checks import check_positive_int, concrete
+from .._checks import as_real, check_real_fields, check_positive_int, check_range, concrete
 from ..typing import Key, Sample, Score, Sigma
 from .base import AbstractTarget
 
 
-def _float_array(x):
-    return jnp.asarray(x, dtype=jnp.result_type(float))
+_float_array = as_real
 
 
 class Gaussian(AbstractTarget):
@@ -31,6 +30,7 @@ class Gaussian(AbstractTarget):
     var: Float[Array, "*d"] = eqx.field(converter=_float_array)
 
     def __check_init__(self):
+        check_real_fields(self)  # types first: the shape checks below need arrays
         if self.mean.ndim != 1 or self.mean.shape[0] < 1:
             raise ValueError(
                 f"`mean` must have shape (d,) with d >= 1, got {self.mean.shape}; for an "
@@ -41,9 +41,8 @@ class Gaussian(AbstractTarget):
                 f"`var` must be a scalar or have the shape of `mean` {self.mean.shape}, got "
                 f"{self.var.shape}."
             )
-        v = concrete(self.var)
-        if v is not None and np.any(v < 0):
-            raise ValueError(f"`var` must be non-negative, got min {v.min()}.")
+        check_range("mean", self.mean, fix="The mean must be finite.")
+        check_range("var", self.var, 0.0, fix="The variance must be finite and >= 0.")
 
     @classmethod
     def isotropic(cls, dim: int, mean=0.0, var=1.0) -> "Gaussian":

@@ -23,13 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .._checks import check_positive_int, concrete
+from .._checks import as_real, check_real, check_real_fields, check_positive_int, check_range, concrete
 from ..typing import Key, Sample, Score, Sigma
 from .base import AbstractTarget
 
 
-def _float_array(x):
-    return jnp.asarray(x, dtype=jnp.result_type(float))
+_float_array = as_real
 
 
 class GaussianMixture(AbstractTarget):
@@ -47,7 +46,11 @@ class GaussianMixture(AbstractTarget):
     def __init__(self, means, std, weights=None):
         self.means = means
         self.std = std
-        m = jnp.asarray(self.means)
+        check_range("means", means, fix="The component means must be finite.")
+        check_range("std", std, 0.0, fix="The component std must be finite and >= 0.")
+        if weights is not None:
+            check_real("weights", weights)
+        m = jnp.asarray(self.means, dtype=jnp.result_type(float))
         if m.ndim != 2 or m.shape[0] < 1 or m.shape[1] < 1:
             raise ValueError(
                 f"`means` must have shape (K, d) with K, d >= 1, got {m.shape}; for one "
@@ -57,24 +60,30 @@ class GaussianMixture(AbstractTarget):
         if weights is None:
             log_w = jnp.full((k,), -math.log(k), dtype=m.dtype)
         else:
-            w = jnp.asarray(weights, dtype=m.dtype)
-            if w.shape != (k,):
-                raise ValueError(f"`weights` must have shape ({k},), got {w.shape}.")
-            wv = concrete(w)
-            if wv is not None and (np.any(wv < 0) or not np.sum(wv) > 0):
-                raise ValueError(
-                    f"`weights` must be non-negative with a positive sum, got {wv}."
-                )
-            log_w = jnp.log(w) - jnp.log(jnp.sum(w))
+            check_range("weights", weights, 0.0, fix="Weights must be finite and >= 0.")
+            wv = concrete(weights)
+            if wv is not None:  # normalise on the host in float64 (no overflow for huge weights)
+                wv = np.asarray(wv, np.float64)
+                if wv.shape != (k,):
+                    raise ValueError(f"`weights` must have shape ({k},), got {wv.shape}.")
+                if not np.sum(wv) > 0:
+                    raise ValueError(f"`weights` must have a positive sum, got {wv}.")
+                with np.errstate(divide="ignore"):
+                    log_w = jnp.asarray(np.log(wv / np.sum(wv)), m.dtype)
+            else:
+                w = jnp.asarray(weights, dtype=m.dtype)
+                if w.shape != (k,):
+                    raise ValueError(f"`weights` must have shape ({k},), got {w.shape}.")
+                log_w = jnp.log(w) - jnp.log(jnp.sum(w))
         self.log_weights = log_w
         self.half_sq_norms = 0.5 * jnp.sum(m * m, axis=-1)
 
     def __check_init__(self):
+        check_real_fields(self)  # types first: the shape checks below need arrays
         if self.std.shape != ():
             raise ValueError(f"`std` must be a scalar, got shape {self.std.shape}.")
-        s = concrete(self.std)
-        if s is not None and s < 0:
-            raise ValueError(f"`std` must be non-negative, got {s}.")
+        check_range("std", self.std, 0.0, fix="The component std must be finite and >= 0.")
+        check_range("means", self.means, fix="The component means must be finite.")
 
     @property
     def dim(self) -> int:

@@ -19,7 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._checks import check_positive_int, check_range
+from .._checks import as_real, check_positive_int, check_range
 from ..typing import Key, Sample, Score, Sigma
 from .base import AbstractTarget
 
@@ -32,8 +32,7 @@ def log_bessel_mgf_and_ratio(kappa, d):
     return f(kappa, d)
 
 
-def _float_array(x):
-    return jnp.asarray(x, dtype=jnp.result_type(float))
+_float_array = as_real
 
 
 def _ratio_over_kappa(kappa, A, d):
