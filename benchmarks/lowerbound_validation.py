@@ -1,6 +1,6 @@
 """Informative fraction at reference points: exact codebooks vs the section-7.2 formula.
 
-lower_bound.md 11.6 (issue 6, item 4). For each (d, R) one random codebook, the measured
+docs/construction.md §11.6. For each (d, R) one random codebook, the measured
 fraction of ``x ~ Q_sigma`` that ``LRAdversary(eps, p)`` answers informatively (batched lab of
 :mod:`jscore.lowerbound.validation`), against ``pi_bar_d(sigma)`` of the formula (default
 soft guard) and of the previous 0/1 guard. The lab rows are cached as ``lab_d{d}_R{R}.json``

@@ -1,6 +1,6 @@
 """Per-chain query accounting carried through every sampler loop.
 
-Definitions (samplers.md section 15), per chain:
+Definitions (docs/sampler_reference.md §15), per chain:
 
 - ``queries`` (Q): oracle calls charged to the chain: every stage, corrector step, rejected
   adaptive attempt and the terminal Tweedie call. Values derived from an answer (D, eps-hat,

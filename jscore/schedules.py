@@ -3,7 +3,7 @@
 Every function returns ``n`` positive levels ``sigma_0 > ... > sigma_{n-1}`` and, with
 ``append_zero=True`` (the default, as in EDM and k-diffusion), a final ``0.0``: length ``n + 1``.
 Numeric arguments may be traced (e.g. ``vmap`` over a per-chain ``offset``); ``n`` is static.
-Formulas: samplers.md section 14.
+Formulas: docs/sampler_reference.md §14.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def geometric(n: int, sigma_min, sigma_max, offset=0.0, append_zero: bool = True
 
     ``offset`` in ``[0, 1)`` shifts the whole grid down by a fraction of one log-step; drawing it
     uniformly per chain makes the union of grids cover ``[smin e^-Delta, smax]`` uniformly in log
-    sigma while each chain keeps n levels (samplers.md section 14).
+    sigma while each chain keeps n levels (docs/sampler_reference.md §14).
     """
     n = _start(n, append_zero, sigma_min=sigma_min, sigma_max=sigma_max, offset=offset)
     _check_min_max(sigma_min, sigma_max)

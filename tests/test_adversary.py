@@ -1,4 +1,4 @@
-"""LRAdversary (lower_bound.md section 5), Reference control and flag accounting through js.sample."""
+"""LRAdversary (docs/construction.md §5), Reference control and flag accounting through js.sample."""
 
 import math
 

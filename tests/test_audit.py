@@ -1,4 +1,4 @@
-"""Admissibility audit (lower_bound.md section 5) and the honest metrics of section 9."""
+"""Admissibility audit (docs/construction.md §5) and the honest metrics of section 9."""
 
 import math
 import types

@@ -40,3 +40,70 @@ def test_demo_bad_input_is_one_clear_line(tmp_path, capsys):
 def test_console_help():
     out = subprocess.run([sys.executable, "-m", "jscore", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "demo" in out.stdout
+
+
+def _all_parsers():
+    """(name, parser) for the top-level parser and every (sub-)command, recursively."""
+    import argparse
+
+    from jscore.cli import build_parser
+
+    todo, out = [("jscore", build_parser())], []
+    while todo:
+        name, p = todo.pop()
+        out.append((name, p))
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                todo += [(f"{name} {k}", v) for k, v in a.choices.items()]
+    return out
+
+
+def test_every_command_has_a_description_and_every_option_help_and_default():
+    import argparse
+
+    parsers = _all_parsers()
+    names = {n for n, _ in parsers}
+    assert {"jscore demo", "jscore sweep", "jscore train", "jscore lowerbound",
+            "jscore lowerbound scale", "jscore lowerbound exact"} <= names
+    for name, p in parsers:
+        assert p.description and len(p.description) > 40, name
+        text = p.format_help()
+        assert "``" not in text and ":func:" not in text and ":class:" not in text, name
+        fmt = p._get_formatter()
+        for a in p._actions:
+            if isinstance(a, (argparse._HelpAction, argparse._VersionAction,
+                              argparse._SubParsersAction)):
+                continue
+            assert a.help, f"{name} {a.option_strings or a.dest}: no help"
+            shown = fmt._get_help_string(a)
+            has_default = a.default is None or a.default is False or "default" in shown
+            assert has_default, f"{name} {a.option_strings}: default {a.default!r} not shown"
+
+
+def test_top_level_help_lists_commands_without_importing_jax():
+    code = ("import sys; from jscore.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'jax' not in sys.modules, 'jscore --help imported jax'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for name in ("demo", "sweep", "train", "lowerbound"):
+        assert name in out.stdout
+
+
+def test_demo_status_text_names_budget_exhausted_chains():
+    from jscore.cli.demo import status_text
+
+    assert status_text({"success": 29, "budget_exhausted": 227, "nonfinite": 0}) == (
+        "29 ok, 227 budget exhausted")
+    assert status_text({"success": 3, "budget_exhausted": 0, "nonfinite": 1}) == "3 ok, 1 nonfinite"
+
+
+def test_no_module_cites_internal_reference_notes():
+    import pathlib
+
+    import jscore
+
+    root = pathlib.Path(jscore.__file__).parent
+    bad = [str(f) for f in root.rglob("*.py")
+           if "lower_bound" + ".md" in f.read_text() or "samplers" + ".md" in f.read_text()]
+    assert not bad, f"cite the documentation pages instead: {bad}"

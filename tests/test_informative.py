@@ -1,4 +1,4 @@
-"""Spherical caps log S_d and the per-query informative probability pi (lower_bound.md 6, 7.2, 7.3)."""
+"""Spherical caps log S_d and the per-query informative probability pi (docs/construction.md §6, 7.2, 7.3)."""
 
 import math
 
@@ -124,7 +124,7 @@ def test_pi_limits_and_window_at_large_d(x64):
 
 
 def test_profile_reference_row_d40(x64):
-    """lower_bound.md 11.6 (d = 40, R = 0.25, M = 22 027, eps = 0.05, p = 2).
+    """docs/construction.md §11.6 (d = 40, R = 0.25, M = 22 027, eps = 0.05, p = 2).
 
     The spec's formula row (0.32 at 2.5 sigma_c) is the 0/1 guard's ("indicator"); the default
     one-big-jump liquid term reads the exact-codebook row there (0.26-0.27 in the spec's lab,
@@ -203,7 +203,7 @@ def test_truncated_tends_to_indicator_at_large_d(x64):
 @pytest.mark.slow
 def test_profile_guard_variants_d40(x64):
     """The spec's 0/1 guard at its finite-d cosine under-fires on the liquid side at d = 40, and
-    without the collective term the liquid side collapses (lower_bound.md 7.2: underestimated by
+    without the collective term the liquid side collapses (docs/construction.md §7.2: underestimated by
     up to 0.54)."""
     d = 40.0
     log_m = math.log(22027)

@@ -1,5 +1,5 @@
 """The batched exact-codebook lab of jscore.lowerbound.validation, and the formula against it
-(lower_bound.md 7.2, 11.6; issue 6 item 4)."""
+(docs/construction.md §7.2, 11.6)."""
 
 import math
 

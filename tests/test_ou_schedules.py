@@ -67,7 +67,7 @@ def test_geometric_offset_shift(x64):
 
 def test_vp_linear_and_cosine_reference_values(x64):
     s = schedules.vp_linear(1000)
-    # samplers.md: vp_linear with defaults spans sigma in [0.0105, 152.2]
+    # docs/sampler_reference.md: vp_linear with defaults spans sigma in [0.0105, 152.2]
     np.testing.assert_allclose(s[0], 152.2, rtol=1e-3)
     np.testing.assert_allclose(s[-2], 0.0105, rtol=2e-2)
     np.testing.assert_allclose(schedules.vp_time(80.0), 0.9335, atol=1e-4)

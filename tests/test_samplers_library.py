@@ -1,8 +1,8 @@
-"""Sampler library (samplers.md sections 5-13): exact accounting (section 15), per-chain independence,
+"""Sampler library (docs/sampler_reference.md §5-13): exact accounting (section 15), per-chain independence,
 no-retrace, Picard/midpoint relations and base equivalences.
 
 Counts are checked against an instrumented oracle that tallies its own calls in its state, and
-against the table of samplers.md section 15 written out independently here (not the samplers'
+against the table of docs/sampler_reference.md §15 written out independently here (not the samplers'
 ``num_queries``). Both grid ends (sigma_N = 0 and sigma_N > 0) run in ONE compile per sampler by
 vmapping ``sample_one`` over the two grids (traced grids also exercise the traced code paths).
 """

@@ -83,7 +83,7 @@ def test_stochastic_laws_match_full_vector(x64, sampler, d):
 
 # ------------------------------------------------------------------ DPM-Solver++ 2M (full vectors)
 def _dpmpp_2m_full(target, sigmas, x):
-    """samplers.md section 7 (data prediction, 2M), written out on full vectors."""
+    """docs/sampler_reference.md §7 (data prediction, 2M), written out on full vectors."""
     sig = np.asarray(sigmas)
     out = []
     d_prev = None
@@ -123,7 +123,7 @@ def test_dpmpp_2m_matches_full_vector(x64):
 
 # ------------------------------------------------------------------ randomized midpoint (full vectors)
 def _rm_chain(target, sigmas, key, x):
-    """samplers.md section 10, K = J = 1, EDM form, on full vectors: returns query norms (2N-1,)."""
+    """docs/sampler_reference.md §10, K = J = 1, EDM form, on full vectors: returns query norms (2N-1,)."""
     sig = jnp.asarray(sigmas)
     d = x.shape[0]
 

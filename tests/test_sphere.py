@@ -1,4 +1,4 @@
-"""Bessel layer (Lambda_d, A_d) and the UniformSphere reference target (lower_bound.md 3.3, 11.1-2)."""
+"""Bessel layer (Lambda_d, A_d) and the UniformSphere reference target (docs/construction.md §3.3, 11.1-2)."""
 
 import math
 from fractions import Fraction

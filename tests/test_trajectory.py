@@ -1,4 +1,4 @@
-"""Trajectory assembly (lower_bound.md 7.1, 7.4) and validation against the exact lab."""
+"""Trajectory assembly (docs/construction.md §7.1, 7.4) and validation against the exact lab."""
 
 import math
 
@@ -128,7 +128,7 @@ def test_sweep_end_to_end(x64, tmp_path):
 # ------------------------------------------------------------------ against the exact lab
 @pytest.mark.slow
 def test_informative_fraction_matches_exact_codebook_d40(x64):
-    """lower_bound.md 7.2 / 11.6: the formula against an exact codebook at reference points.
+    """docs/construction.md §7.2 / 11.6: the formula against an exact codebook at reference points.
 
     With the one-big-jump liquid term (default) the deviation is within 0.06 everywhere,
     including the liquid tail (2.5 sigma_c), where the spec's 0/1 guard read 0.32 against

@@ -2,7 +2,8 @@
 
 Each sub-command lives in its own module of this package with ``add_parser(subparsers)`` and
 ``run(args) -> int`` (and optionally ``FLAGS``: library argument name -> flag, for error
-messages); ``COMMANDS`` lists them in help order.
+messages); ``COMMANDS`` maps their names, in help order, to one-line summaries.
+``jscore --help`` imports none of them (nor JAX): only the command being run is loaded.
 """
 
 from __future__ import annotations
@@ -13,28 +14,50 @@ import os
 import re
 import sys
 
-COMMANDS = ("demo", "sweep", "train", "lowerbound")
+COMMANDS = {
+    "demo": "every sampler on a Gaussian mixture at a few query budgets: error vs score queries",
+    "sweep": "a dimension sweep; without CONFIG the sqrt(d) lower-bound sweep (the main job)",
+    "train": "train a score network on a target and measure its error profile eps(sigma)",
+    "lowerbound": "lower-bound lab: the codebook-free sqrt(d) sweep (scale) and the "
+                  "exact-codebook experiments at small d (exact)",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands=None) -> argparse.ArgumentParser:
+    """The ``jscore`` parser; ``commands``: names whose full parsers are built (default: all);
+    the others get a one-line stub, so building the top-level help imports nothing heavy."""
+    from .. import __version__
+    from ._util import HelpFormatter
+
     parser = argparse.ArgumentParser(
         prog="jscore",
         description="Diffusion sampling as a score-oracle problem: run samplers against score "
-        "oracles and count queries, distinct noise levels and adaptive rounds per chain.",
+        "oracles and count queries, distinct noise levels and adaptive rounds per chain. "
+        "'jscore COMMAND --help' describes each command.",
+        formatter_class=HelpFormatter,
     )
-    from .. import __version__
-
     parser.add_argument("--version", action="version", version=f"jscore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name, summary in COMMANDS.items():
+        if commands is not None and name not in commands:
+            sub.add_parser(name, help=summary, add_help=False)
+            continue
         module = importlib.import_module(f"{__name__}.{name}")
         p = module.add_parser(sub)
         p.set_defaults(_run=module.run, _flags=getattr(module, "FLAGS", {}))
     return parser
 
 
+def _command(argv) -> str | None:
+    """The sub-command named in ``argv`` (its first non-option word), if it is one."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command(argv)
+    parser = build_parser(() if command is None else (command,))
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()

@@ -2,9 +2,47 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import re
+import textwrap
+
+_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data):`~?([^`]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as plain help text: RST roles and double backticks dropped, ``::`` -> ``:``."""
+    text = _ROLE.sub(r"\1", doc or "")
+    return text.replace("``", "").replace("::\n", ":\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps plain description paragraphs (paragraphs with indented or list lines stay as written)
+    and appends ``(default: X)`` to every option whose help does not state its default already
+    (``None`` and ``False`` defaults are not printed)."""
+
+    def _fill_text(self, text, width, indent):
+        out = []
+        for para in text.strip("\n").split("\n\n"):
+            lines = para.splitlines()
+            if any(line.startswith((" ", "-")) for line in lines):
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(textwrap.fill(" ".join(line.strip() for line in lines), width,
+                                         initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(out)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or any(default is v for v in (None, False, argparse.SUPPRESS))
+                or (not action.option_strings and action.nargs not in ("?", "*"))):
+            return text
+        if isinstance(default, (list, tuple)):
+            default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+        return f"{text} (default: {default})".lstrip()
 
 
 def parse_int_list(text: str) -> list[int]:

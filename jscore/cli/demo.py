@@ -21,32 +21,48 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from ._util import append_jsonl, check_out_dir, environment, int_at_least, int_list_at_least
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser(
-        "demo",
-        help="run every sampler on a 2-D-projected Gaussian mixture at a few query budgets",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--dim", type=int_at_least(2), default=16, help="dimension d (default 16)")
-    p.add_argument("--components", type=int_at_least(1), default=8, help="mixture components K (default 8)")
-    p.add_argument("--num-samples", type=int_at_least(2), default=1024, help="chains per run (default 1024)")
-    p.add_argument("--workers", type=int_at_least(1), default=2, help="runs compiled/executed concurrently (default 2)")
-    p.add_argument("--budgets", type=int_list_at_least(1), default="10,40", help="query budgets (default 10,40)")
+    from . import COMMANDS
+    from ._util import HelpFormatter, plain_text
+
+    p = subparsers.add_parser("demo", help=COMMANDS["demo"], description=plain_text(__doc__),
+                              formatter_class=HelpFormatter)
+    p.add_argument("--dim", type=int_at_least(2), default=8, help="dimension d")
+    p.add_argument("--components", type=int_at_least(1), default=8, help="mixture components K")
+    p.add_argument("--num-samples", type=int_at_least(2), default=512, help="chains per run")
+    p.add_argument("--workers", type=int_at_least(1), default=2, help="runs compiled/executed concurrently")
+    p.add_argument("--budgets", type=int_list_at_least(1), default="10,40",
+                   help="comma list of query budgets per chain")
     p.add_argument(
         "--samplers",
         default="default",
         help="comma list of catalogue names; 'default' = one configuration per sampler class; "
         "'all' = every catalogue entry",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="jscore-demo", help="output folder (default ./jscore-demo)")
-    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    p.add_argument("--seed", type=int, default=0, help="seed of the chains and the target samples")
+    p.add_argument("--out", default="jscore-demo", help="output folder (JSON rows, PNG and PDF)")
+    p.add_argument("--no-plot", action="store_true", help="skip the figure")
     p.add_argument("--quiet", action="store_true", help="print only the table")
     return p
+
+
+DEMO_LEGEND = """columns: budget = query budget B per chain (* = data-dependent cost);
+  steps = grid steps; queries / levels / rounds = mean score queries, distinct noise levels and
+  adaptive rounds per chain; mode_tv = TV between mode fractions and mixture weights;
+  energy = unbiased energy distance to exact samples (can be < 0); status = chains that reached
+  the end of the grid (ok) and chains stopped by max_queries (budget exhausted)."""
+
+
+def status_text(status: dict) -> str:
+    """``{"success": 29, "budget_exhausted": 227, ...}`` as ``"29 ok, 227 budget exhausted"``."""
+    parts = [f"{status.get('success', 0)} ok"]
+    parts += [f"{v} {k.replace('_', ' ')}" for k, v in status.items() if k != "success" and v]
+    return ", ".join(parts)
 
 
 def demo_target(dim: int, components: int, radius: float = 3.0, std: float = 0.3):
@@ -90,8 +106,6 @@ def steps_for_budget(sampler, budget: int) -> int | None:
 
 def _jobs(names, budgets) -> list:
     """``(name, sampler, budget, steps, max_queries)`` for every sampler and budget it fits."""
-    import numpy as np
-
     from .. import schedules
     from ..samplers import CATALOGUE
 
@@ -116,8 +130,7 @@ def _jobs(names, budgets) -> list:
 
 def run(args) -> int:
     import jax
-    import numpy as np
-
+    
     from .. import metrics, sample, schedules, summarize
     from ..oracles import Exact
     from ..samplers import CATALOGUE
@@ -154,9 +167,12 @@ def run(args) -> int:
     _, tv_se = metrics.mode_tv(ref, target.means, target.weights)
     env = environment()
 
-    header = f"{'sampler':<18}{'budget':>7}{'steps':>6}{'queries':>9}{'levels':>8}{'rounds':>8}{'mode_tv':>9}{'energy':>9}  status"
+    nw = max(len("sampler"), *(len(x) for x in names)) + 2
+    header = f"{'sampler':<{nw}}{'budget':>7}{'steps':>6}{'queries':>9}{'levels':>8}{'rounds':>8}{'mode_tv':>9}{'energy':>9}  status"
     print(f"jscore demo: d={args.dim}, K={args.components}, {n} chains per run, device {env['device_kind']}")
     print(f"noise floor of an exact sampler: mode_tv ~ {tv_se:.3f} (1 SE), energy ~ 0 +- {abs(floor_energy):.3f}")
+    if not args.quiet:
+        print(DEMO_LEGEND)
     print(header)
     print("-" * len(header))
 
@@ -188,11 +204,10 @@ def run(args) -> int:
             }
             rows.append(row)
             append_jsonl(rows_path, row)
-            ok = summ["status"]["success"]
             mark = "*" if max_queries is not None else " "
             print(
-                f"{name:<18}{budget:>6}{mark}{steps:>6}{row['queries']:>9.1f}{row['levels']:>8.1f}"
-                f"{row['rounds']:>8.1f}{tv:>9.3f}{energy:>9.3f}  {ok}/{n} ok",
+                f"{name:<{nw}}{budget:>6}{mark}{steps:>6}{row['queries']:>9.1f}{row['levels']:>8.1f}"
+                f"{row['rounds']:>8.1f}{tv:>9.3f}{energy:>9.3f}  {status_text(summ['status'])}",
                 flush=True,
             )
             samples_for_plot[name] = np.asarray(res.x[:, :2])
@@ -205,44 +220,51 @@ def run(args) -> int:
     if not args.quiet:
         print(f"\n{len(rows)} runs in {elapsed:.1f} s; rows in {rows_path}")
     if not args.no_plot and rows:
-        png = os.path.join(args.out, "demo.png")
-        _plot(png, np.asarray(ref[:, :2]), samples_for_plot, rows, floor_energy)
+        files = _plot(os.path.join(args.out, "demo.png"), np.asarray(ref[:, :2]),
+                      samples_for_plot, rows, floor_energy)
         if not args.quiet:
-            print(f"figure: {png}")
+            print(f"figures: {', '.join(files)}")
     return 0
 
 
 def _plot(path, ref2d, samples, rows, floor_energy):
-    import matplotlib
+    """Left: first two coordinates of Euler and Heun samples against the target. Right: energy
+    distance against queries per chain on log-log axes; runs within noise of an exact sampler
+    (energy <= 2 |floor|) are drawn as open markers on the floor line."""
+    from ..plot import figure, legend_outside, save, series, style
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.8))
-    ax0.scatter(ref2d[:, 0], ref2d[:, 1], s=3, c="0.7", label="target (exact)")
-    for name in [n for n in ("euler", "heun") if n in samples] or list(samples)[:2]:
-        ax0.scatter(samples[name][:, 0], samples[name][:, 1], s=3, alpha=0.6, label=name)
-    ax0.set_aspect("equal")
-    ax0.set_title("samples, first two coordinates (largest budget)")
-    ax0.legend(markerscale=4, fontsize=8)
-    by_sampler: dict = {}
-    for r in rows:
-        by_sampler.setdefault(r["sampler"], []).append((r["queries"], r["energy"]))
-    colors = plt.get_cmap("tab20").colors
-    styles = ("o-", "s--")
-    for j, (name, pts) in enumerate(sorted(by_sampler.items())):
-        q, e = zip(*sorted(pts))
-        ax1.plot(q, e, styles[(j // 20) % 2], color=colors[j % 20], label=name, ms=3)
-    floor = max(abs(floor_energy), 1e-4)
-    ax1.axhspan(-floor, floor, color="0.85", label="exact-sampler noise band")
-    ax1.set_xscale("log")
-    # the unbiased energy distance can be slightly negative: symlog shows it honestly
-    ax1.set_yscale("symlog", linthresh=floor)
-    ax1.set_ylim(bottom=-3 * floor)
-    ax1.set_xlabel("score queries per chain")
-    ax1.set_ylabel("energy distance to target")
-    ax1.set_title("error vs queries")
-    ax1.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    floor = max(2 * abs(floor_energy), 1e-4)
+    with style():
+        fig, (ax0, ax1) = figure(2, size=(4.4, 3.4))
+        ax0.scatter(ref2d[:, 0], ref2d[:, 1], s=2, c="0.65", label="target (exact samples)",
+                    rasterized=True)
+        shown = [n for n in ("euler", "heun") if n in samples] or list(samples)[:2]
+        for j, name in enumerate(shown):
+            ax0.scatter(samples[name][:, 0], samples[name][:, 1], s=2, alpha=0.6, label=name,
+                        marker=series(j)["marker"], color=series(j)["color"], rasterized=True)
+        ax0.set_aspect("equal")
+        ax0.set_xlabel("$x_1$")
+        ax0.set_ylabel("$x_2$")
+        ax0.set_title("samples at the largest budget")
+        ax0.legend(markerscale=4, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
+        by_sampler: dict = {}
+        for r in rows:
+            by_sampler.setdefault(r["sampler"], []).append((r["queries"], r["energy"]))
+        for j, (name, pts) in enumerate(sorted(by_sampler.items())):
+            q, e = (np.asarray(v, float) for v in zip(*sorted(pts)))
+            st = series(j)
+            shown = np.maximum(e, floor)
+            ax1.plot(q, shown, label=name, lw=1, ms=4, **st)
+            below = e <= floor
+            ax1.plot(q[below], shown[below], st["marker"], mfc="white", color=st["color"], ms=4,
+                     ls="none")
+        ax1.axhspan(floor / 3, floor, color="0.88", zorder=0,
+                    label="within noise of an exact sampler")
+        ax1.set_xscale("log")
+        ax1.set_yscale("log")
+        ax1.set_ylim(bottom=floor / 3)
+        ax1.set_xlabel("score queries per chain")
+        ax1.set_ylabel("energy distance to the target")
+        ax1.set_title("error vs queries (open: within noise)")
+        legend_outside(ax1, ncol=1)
+        return save(fig, path)

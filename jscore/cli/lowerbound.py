@@ -35,24 +35,40 @@ FLAGS = {"n_offsets": "--offsets", "n_chains": "--chains"}  # LowerBoundSweep's 
 
 def add_parser(subparsers):
     """Add the ``lowerbound`` command (with its ``scale`` sub-command) to ``subparsers``."""
+    from . import COMMANDS
+    from ._util import HelpFormatter
     from ..lowerbound.scaling import DEFAULT_DIMS, DEFAULT_SAMPLERS
 
     p = subparsers.add_parser(
-        "lowerbound", help="lower-bound lab: codebook-free large-d simulation and the sqrt(d) sweep"
-    )
-    sub = p.add_subparsers(dest="lowerbound_command", required=True)
-    s = sub.add_parser("scale", help="window width, N(d), K*(d) per sampler, slopes, figure")
+        "lowerbound", help=COMMANDS["lowerbound"], formatter_class=HelpFormatter,
+        description="The lower-bound lab. 'scale': the codebook-free sqrt(d) sweep up to "
+        "d = 1e6 (the default job of 'jscore sweep'). 'exact': experiments with explicit "
+        "codebooks at small d (TV curve, sampler success, adaptive searcher, admissibility "
+        "audit). The documentation's 'The lower-bound construction' explains both.")
+    sub = p.add_subparsers(dest="lowerbound_command", required=True, metavar="{scale,exact}")
+    s = sub.add_parser(
+        "scale", help="window width, N(d), K*(d) per sampler, slopes, figure",
+        formatter_class=HelpFormatter,
+        description="The codebook-free sqrt(d) sweep: for each d, the window of informative "
+        "noise levels (edges and width at rate --rate), the window count N(d) over the rate "
+        "grid, the optimal adaptive searcher, and for each sampler K*(d), the number of "
+        "geometric levels at which the probability that some answer of the adversary is "
+        "informative reaches 1/2 (a necessary condition for success, not success). Log-log "
+        "slopes with bootstrap CIs; scaling.json (after every d), scaling.csv and the figure in "
+        "--out. A rerun of the same configuration resumes.")
     s.add_argument("--dims", type=_floats, default=list(DEFAULT_DIMS),
-                   help="comma-separated dimensions (default: %(default)s)")
+                   help="comma-separated dimensions")
     s.add_argument("--samplers", type=_names, default=list(DEFAULT_SAMPLERS),
                    help="comma-separated sampler names in scalar form: euler, ddim, "
-                        "euler_ancestral, euler_maruyama, heun, dpmpp_2m, randomized_midpoint "
-                        "(default: %(default)s)")
-    s.add_argument("--p", type=float_at_least(1.0), default=2.0, help="L^p exponent of the accuracy (default 2)")
+                        "euler_ancestral, euler_maruyama, heun, dpmpp_2m, randomized_midpoint")
+    s.add_argument("--p", type=float_at_least(1.0), default=2.0, help="L^p exponent of the oracle's accuracy")
     s.add_argument("--eps", default="1/d", help="accuracy rule: 1/d, 1/sqrt(d), 1/d^2 or a number")
-    s.add_argument("--rate", type=float_at_least(0.0, strict=True), default=0.3, help="rate of the window table (0.3)")
-    s.add_argument("--rate-lo", type=float_at_least(0.0, strict=True), default=0.15)
-    s.add_argument("--rate-hi", type=float_at_least(0.0, strict=True), default=0.45)
+    s.add_argument("--rate", type=float_at_least(0.0, strict=True), default=0.3,
+                   help="hidden rate R of the window table")
+    s.add_argument("--rate-lo", type=float_at_least(0.0, strict=True), default=0.15,
+                   help="lowest hidden rate of the grid")
+    s.add_argument("--rate-hi", type=float_at_least(0.0, strict=True), default=0.45,
+                   help="highest hidden rate of the grid")
     s.add_argument("--n-rates", type=int_at_least(2), default=9, help="rate grid size for N, K*, searcher")
     s.add_argument("--n-xi", type=int_at_least(10), default=1000, help="reference-norm draws per profile")
     s.add_argument("--offsets", type=int_at_least(1), default=8, help="random log-offsets per K (samplers)")
@@ -60,7 +76,7 @@ def add_parser(subparsers):
     s.add_argument("--k-max", type=int_at_least(2), default=1024, help="largest number of levels tried")
     s.add_argument("--robustness", action="store_true",
                    help="also the p x eps robustness grid of the window width")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of norms, offsets and chains")
     s.add_argument("--overwrite", action="store_true",
                    help="discard results of an earlier run in --out (by default a rerun of the "
                         "same configuration resumes: finished dimensions are read back)")
@@ -84,10 +100,20 @@ def _ints(text: str):
 
 
 def _add_exact_parser(sub):
-    """``lowerbound exact``: the exact-codebook experiments (a)-(c) and the audit (issue 5)."""
+    """``lowerbound exact``: the exact-codebook experiments (TV, success, search) and the audit."""
+    from ._util import HelpFormatter
+
     e = sub.add_parser(
         "exact", help="exact-codebook lab at small d: TV vs Phi, sampler success vs K, adaptive "
-                      "searcher, admissibility audit (resumable CSV + PNG)")
+                      "searcher, admissibility audit (resumable CSV + PNG)",
+        formatter_class=HelpFormatter,
+        description="Experiments with explicit random spherical codebooks at small d (M = "
+        "exp(rate d) codewords): tv, the total variation between the noised target and the "
+        "noised reference against the normal prediction Phi; success, the decoder success of "
+        "catalogue samplers against K geometric levels for the adversary, exact and reference "
+        "oracles; search, the optimal adaptive searcher; audit, the admissibility audit of the "
+        "adversary (its L^p error, with an upper confidence bound, at every sigma). Each "
+        "experiment appends finished units to a CSV in --out; rerunning skips them.")
     e.add_argument("--experiment", type=_names, default=list(EXACT_EXPERIMENTS),
                    help="comma-separated subset of tv, success, search, audit, or all "
                         "(default: all)")
@@ -98,32 +124,33 @@ def _add_exact_parser(sub):
     e.add_argument("--ks", type=_ints, default=[2, 3, 4, 6, 8, 12, 16, 24],
                    help="numbers of geometric levels K (default: %(default)s)")
     e.add_argument("--chains", type=int, default=100,
-                   help="chains per (sampler, oracle, rate, K, offset) unit (default 100)")
-    e.add_argument("--offsets", type=int, default=4, help="stratified random log-offsets per K (4)")
+                   help="chains per (sampler, oracle, rate, K, offset) unit")
+    e.add_argument("--offsets", type=int, default=4, help="stratified random log-offsets per K")
     e.add_argument("--samplers", type=_names,
                    default=["euler", "heun", "euler_ancestral", "dpmpp_2m"],
                    help="catalogue sampler names (default: %(default)s)")
     e.add_argument("--oracles", type=_names, default=list(EXACT_ORACLES),
                    help="adversary, exact, reference (default: all three)")
-    e.add_argument("--eps", type=float, default=0.05, help="adversary L^p accuracy (0.05)")
-    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent (2)")
-    e.add_argument("--sigma-min", type=float, default=0.02)
-    e.add_argument("--sigma-max", type=float, default=20.0)
+    e.add_argument("--eps", type=float, default=0.05, help="adversary L^p accuracy eps")
+    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent p")
+    e.add_argument("--sigma-min", type=float, default=0.02, help="smallest level of the grids")
+    e.add_argument("--sigma-max", type=float, default=20.0, help="largest level of the grids")
     e.add_argument("--tv", type=_floats, default=[32, 0.3, 48, 0.25], metavar="D,R,D,R",
                    help="(d, rate) pairs of the TV curve (default: 32,0.3,48,0.25)")
     e.add_argument("--tv-ratios", type=_floats, default=[0.8, 0.9, 1.0, 1.1, 1.25, 1.6],
                    help="sigma/sigma_c of the TV curve (default: %(default)s)")
     e.add_argument("--tv-points", type=int, default=2000, help="planted points per TV value")
-    e.add_argument("--searches", type=int, default=1000, help="searches per hidden rate (1000)")
-    e.add_argument("--audit-dim", type=int, default=40)
-    e.add_argument("--audit-rate", type=float, default=0.25)
-    e.add_argument("--audit-ps", type=_floats, default=[1.0, 2.0, 4.0])
+    e.add_argument("--searches", type=int, default=1000, help="searches per hidden rate")
+    e.add_argument("--audit-dim", type=int, default=40, help="dimension of the audit")
+    e.add_argument("--audit-rate", type=float, default=0.25, help="hidden rate of the audit")
+    e.add_argument("--audit-ps", type=_floats, default=[1.0, 2.0, 4.0],
+                   help="L^p exponents audited")
     e.add_argument("--audit-sigmas", type=int, default=41,
-                   help="log-spaced sigma from sigma_c/30 to 30 sigma_c, plus sigma-min/max (41)")
+                   help="log-spaced sigma from sigma_c/30 to 30 sigma_c, plus sigma-min/max")
     e.add_argument("--audit-points", type=int, default=10_000, help="planted points per sigma")
     e.add_argument("--max-codewords", type=float, default=2e7,
                    help="refuse codebooks larger than this (memory guard; default 2e7)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="seed of codebooks, points and chains")
     e.add_argument("--out", default="jscore-lowerbound-exact",
                    help="output folder (CSV, PNG, log); rerunning resumes (default: %(default)s)")
     e.set_defaults(func=run_exact)

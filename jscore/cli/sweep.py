@@ -1,9 +1,11 @@
 """``jscore sweep [CONFIG]``: run a dimension sweep from a TOML file or a built-in name.
 
-Without CONFIG it runs the headline experiment, the sqrt(d) lower-bound sweep (lower_bound.md 6-8):
-for d = 1e2 ... 1e6, the window width, the window count N(d) and the number of geometric levels
-K*(d) that Euler, Euler ancestral and Heun need against the adversarial eps-accurate oracle, with
-log-log slopes and bootstrap CIs (about 0.45: sqrt(d) up to a log), a table on stdout and
+Without CONFIG it runs the headline experiment, the sqrt(d) lower-bound sweep
+(docs/experiments/lowerbound_sweep.md; docs/construction.md §6 for windows and §8 for K*): for
+d = 1e2 ... 1e6, the window width, the window count N(d) and the number of geometric levels K*(d)
+at which the probability that some answer of the adversarial eps-accurate oracle is informative
+reaches 1/2 for Euler, Euler ancestral and Heun (a necessary condition for success, not success),
+with log-log slopes and bootstrap CIs (about 0.45: sqrt(d) up to a log), a table on stdout and
 ``scaling.json/csv/png`` in --out (default ``jscore-sweep-lowerbound-sqrt-d``), in a few minutes on
 2 CPU cores. Built-in names: ``lowerbound-sqrt-d`` (the default) and ``gaussian-steps-vs-d``
 (steps-to-error Q*(d) of Euler/Heun/DPM-Solver++ on N(0, I_d)).
@@ -32,16 +34,14 @@ import argparse
 import os
 import sys
 
-from ._util import check_out_dir, int_at_least
+from ._util import HelpFormatter, check_out_dir, int_at_least, plain_text
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser(
-        "sweep",
-        help="run a dimension sweep (Q*(d), slopes, figures)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    from . import COMMANDS
+
+    p = subparsers.add_parser("sweep", help=COMMANDS["sweep"], description=plain_text(__doc__),
+                              formatter_class=HelpFormatter)
     _add_arguments(p)
     return p
 
@@ -59,15 +59,33 @@ def _add_arguments(p):
     p.add_argument("--print-config", action="store_true", help="print the spec as TOML and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar (for CI)")
     p.add_argument("--no-plot", action="store_true", help="do not write PNG figures")
-    p.add_argument("--cache-dir", default="default", help="persistent compilation cache (private dir)")
+    p.add_argument("--cache-dir", default="default",
+                   help="persistent JAX compilation cache directory; 'default' = a private folder "
+                        "under the user cache")
     p.add_argument("--no-cache", action="store_true", help="leave JAX's compilation cache setting alone")
-    p.add_argument("--dims", help="override dims, e.g. 16-4096:pow2 or 100,1000,10000")
-    p.add_argument("--seeds", help="override seeds, e.g. 0-1023")
-    p.add_argument("--chunk", type=int_at_least(1), help="override seeds per compiled call")
-    p.add_argument("--coordinator", help="jax.distributed coordinator address HOST:PORT")
+    p.add_argument("--dims", help="override the spec's dims, e.g. 16-4096:pow2 or 100,1000,10000 "
+                                  "(default: the spec's)")
+    p.add_argument("--seeds", help="override the spec's seeds, e.g. 0-1023 (default: the spec's)")
+    p.add_argument("--chunk", type=int_at_least(1),
+                   help="override the spec's seeds per compiled call (default: the spec's)")
+    p.add_argument("--coordinator",
+                   help="jax.distributed coordinator address HOST:PORT (default: single process)")
     p.add_argument("--num-processes", type=int, help="jax.distributed process count")
     p.add_argument("--process-id", type=int, help="jax.distributed index of this process")
     p.add_argument("--distributed", choices=["auto"], help="jax.distributed.initialize() with cluster auto-detection")
+
+
+LOWERBOUND_LEGEND = """columns (one row per dimension d; eps = 1/d, p = 2 unless configured):
+  lower, upper  edges of the window of informative noise levels, in log(sigma/sigma_c), R = 0.3
+  w             window width upper - lower;  w*sqd = w sqrt(d) (grows like sqrt(log d))
+  w_norm        w sqrt(d / ln(d/eps)): flat in d if the width is sqrt(log(d/eps)/d)
+  N             number of disjoint windows over the rate range (the sqrt(d) count)
+  K*ideal       geometric levels at which P(some answer is informative) reaches 1/2 for queries
+                at reference-typical points at every level
+  search        expected queries of the optimal adaptive searcher (about (N+1)/2)
+  K*<sampler>   the same K* for the sampler's own trajectory: a necessary condition for
+                success against the adversary, not success itself
+slopes: log-log slope of each column against d, with a 95% bootstrap CI (1/2 = sqrt(d))."""
 
 
 def run(args) -> int:
@@ -120,6 +138,8 @@ def run(args) -> int:
         plot=not args.no_plot,
     )
     if res.complete and res.rows:
+        if lower_bound and not args.quiet:
+            print(LOWERBOUND_LEGEND)
         print(res.table())
         figs = [f for f in res.files if f.endswith(".png")]
         print(f"results: {res.out}" + (f"; figures: {', '.join(figs)}" if figs else ""))
@@ -128,8 +148,8 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     """Stand-alone entry (``python -m jscore.cli.sweep``), same options as ``jscore sweep``."""
-    p = argparse.ArgumentParser(prog="jscore sweep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="jscore sweep", description=plain_text(__doc__),
+                                formatter_class=HelpFormatter)
     _add_arguments(p)
     args = p.parse_args(argv)
     try:

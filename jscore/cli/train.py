@@ -33,31 +33,37 @@ FLAGS = {"num_steps": "--steps", "batch_size": "--batch", "learning_rate": "--lr
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from . import COMMANDS
+    from ._util import HelpFormatter
+
     p = subparsers.add_parser(
         "train",
-        help="train a score network on a target and report its measured error profile eps(sigma)",
+        help=COMMANDS["train"],
+        formatter_class=HelpFormatter,
         description="Train an EDM-preconditioned denoiser MLP by denoising score matching on exact "
         "samples of a closed-form target, save it, and measure its L^p(p_sigma) score error "
         "against the exact score on a grid of noise levels.",
     )
     g = p.add_argument_group("target")
-    g.add_argument("--target", choices=("gmm", "gaussian"), default="gmm")
-    g.add_argument("--dim", type=int, default=16, help="data dimension d (default 16)")
+    g.add_argument("--target", choices=("gmm", "gaussian"), default="gmm",
+                   help="closed-form target: Gaussian mixture or a Gaussian")
+    g.add_argument("--dim", type=int, default=16, help="data dimension d")
     g.add_argument("--components", type=int, default=8, help="gmm: number of components K")
     g.add_argument("--spread", type=float, default=1.0,
-                   help="gmm: component means are spread * N(0, I_d) (default 1.0)")
+                   help="gmm: component means are spread * N(0, I_d)")
     g.add_argument("--target-std", type=float, default=0.3,
-                   help="gmm: component std; gaussian: per-coordinate std (default 0.3)")
+                   help="gmm: component std; gaussian: per-coordinate std")
     g.add_argument("--seed", type=int, default=0, help="seed of the target, init and training")
     g = p.add_argument_group("network")
-    g.add_argument("--width", type=int, default=128)
-    g.add_argument("--depth", type=int, default=3)
+    g.add_argument("--width", type=int, default=128, help="hidden units per MLP layer")
+    g.add_argument("--depth", type=int, default=3, help="hidden layers of the MLP")
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=2000)
-    g.add_argument("--batch", type=int, default=256)
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--ema", type=float, default=0.999)
-    g.add_argument("--sigma-dist", choices=("lognormal", "loguniform"), default="lognormal")
+    g.add_argument("--steps", type=int, default=2000, help="optimizer steps")
+    g.add_argument("--batch", type=int, default=256, help="samples per step")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    g.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
+    g.add_argument("--sigma-dist", choices=("lognormal", "loguniform"), default="lognormal",
+                   help="training distribution of the noise level sigma")
     g.add_argument("--chunk", type=int, default=100, help="steps per jitted chunk")
     g.add_argument("--checkpoint-every", type=int, default=1, help="chunks between checkpoints")
     g.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
@@ -65,8 +71,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval-n", type=int, default=4096, help="Monte-Carlo samples per level")
     g.add_argument("--eval-levels", type=int, default=13, help="number of sigma levels")
-    g.add_argument("--eval-min", type=float, default=0.01)
-    g.add_argument("--eval-max", type=float, default=10.0)
+    g.add_argument("--eval-min", type=float, default=0.01, help="smallest sigma evaluated")
+    g.add_argument("--eval-max", type=float, default=10.0, help="largest sigma evaluated")
     g.add_argument("--p", type=float, default=2.0, help="exponent of the L^p(p_sigma) error")
     g.add_argument("--no-plot", action="store_true", help="skip profile.png")
     p.add_argument("--out", required=True, help="output directory")
@@ -141,24 +147,25 @@ def format_table(rows) -> str:
 
 
 def _plot(path, rows, p, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plot import figure, legend_outside, log_scale, save, series, style
 
     s = np.array([r["sigma"] for r in rows])
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.fill_between(s, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.3)
-    ax.loglog(s, [r["eps"] for r in rows], "o-", label="trained network")
-    ax.loglog(s, [r["eps_init"] for r in rows], "s--", label="network at init (F = 0)")
-    ax.loglog(s, [r["score_norm"] for r in rows], ":", color="k", label=r"$\|s\|_{L^p}$ (exact score)")
-    ax.set_xlabel(r"$\sigma$")
-    ax.set_ylabel(rf"$\varepsilon(\sigma) = \|\hat s - s\|_{{L^{{{p:g}}}(p_\sigma)}}$")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with style():
+        fig, (ax,) = figure(size=(4.6, 3.4))
+        ax.fill_between(s, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.3,
+                        color="C0", label="95% CI")
+        ax.plot(s, [r["eps"] for r in rows], label="trained network", **series(0))
+        ax.plot(s, [r["eps_init"] for r in rows], label="network at init ($F = 0$)", **series(1))
+        ax.plot(s, [r["score_norm"] for r in rows], ":", color="k",
+                label=r"$\|s\|_{L^p}$ (exact score)")
+        ax.set_xscale("log")
+        log_scale(ax, "y", [r[k] for r in rows for k in ("eps", "eps_init", "score_norm",
+                                                         "ci_low")])
+        ax.set_xlabel(r"$\sigma$")
+        ax.set_ylabel(rf"$\varepsilon(\sigma) = \|\hat s - s\|_{{L^{{{p:g}}}(p_\sigma)}}$")
+        ax.set_title(title)
+        legend_outside(ax)
+        save(fig, path)
 
 
 def run(args) -> int:

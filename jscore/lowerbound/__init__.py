@@ -1,4 +1,4 @@
-"""The lower-bound lab (lower_bound.md): hard instance, adversary, audit and honest metrics."""
+"""The lower-bound lab (docs/construction.md): hard instance, adversary, audit and honest metrics."""
 
 from .bessel import bessel_ratio as bessel_ratio
 from .bessel import bessel_ratio_derivative as bessel_ratio_derivative

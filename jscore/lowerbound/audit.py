@@ -1,4 +1,4 @@
-"""Admissibility audit of a score oracle on a codebook instance (lower_bound.md section 5).
+"""Admissibility audit of a score oracle on a codebook instance (docs/construction.md §5).
 
 For each sigma of a log-spaced grid (default: 41 values from sigma_c/30 to 30 sigma_c, sigma_c =
 rho / sqrt(exp(2 R-bar) - 1)) draw ``n`` planted points ``x = y_J + sigma z`` and measure

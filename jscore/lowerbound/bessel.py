@@ -1,4 +1,4 @@
-"""Stable log-mgf and mean cosine of the uniform sphere (lower_bound.md section 3.3).
+"""Stable log-mgf and mean cosine of the uniform sphere (docs/construction.md §3.3).
 
 For ``u ~ Unif(S^{d-1})`` and ``kappa >= 0``::
 

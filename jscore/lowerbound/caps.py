@@ -1,4 +1,4 @@
-"""Spherical caps: ``log S_d(t)`` and the typical largest cosine ``t_1`` (lower_bound.md section 7.3).
+"""Spherical caps: ``log S_d(t)`` and the typical largest cosine ``t_1`` (docs/construction.md §7.3).
 
 For ``u ~ Unif(S^{d-1})``::
 

@@ -1,4 +1,4 @@
-"""Exact-codebook experiments of the lower-bound lab (issue 5, item 6; lower_bound.md 8, 10, 11).
+"""Exact-codebook experiments of the lower-bound lab (docs/construction.md §8, 10, 11).
 
 All three run with explicit codebooks, so they are feasible only for small d (see the memory
 table of section 10); at d <= 64 the windows are O(1) wide and these runs are wiring tests of
@@ -176,26 +176,22 @@ def write_rows(rows, path):
 
 
 def plot_rows(rows, x: str, y: str, group: str | None, path, *, title: str = ""):
-    """Line plot of ``y`` vs ``x`` (one line per value of ``group``) saved as a PNG."""
-    import matplotlib
+    """Line plot of ``y`` vs ``x`` (one line per value of ``group``) saved as PNG and PDF."""
+    from ..plot import figure, legend_outside, save, series, style
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    keys = sorted({r[group] for r in rows}) if group else [None]
-    for k in keys:
-        sub = [r for r in rows if group is None or r[group] == k]
-        ax.plot([r[x] for r in sub], [r[y] for r in sub], "o-", label=str(k) if group else None)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    if title:
-        ax.set_title(title)
-    if group:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with style():
+        fig, (ax,) = figure(size=(4.6, 3.4))
+        keys = sorted({r[group] for r in rows}) if group else [None]
+        for i, k in enumerate(keys):
+            sub = [r for r in rows if group is None or r[group] == k]
+            ax.plot([r[x] for r in sub], [r[y] for r in sub], label=str(k) if group else None,
+                    **series(i))
+        ax.set_xlabel(x.replace("_", " "))
+        ax.set_ylabel(y.replace("_", " "))
+        if title:
+            ax.set_title(title)
+        legend_outside(ax, title=group)
+        save(fig, path)
 
 
 # ----------------------------------------------------------------------------- resumable runs
@@ -311,30 +307,27 @@ def run_tv(out_dir, *, settings=((32, 0.3), (48, 0.25)), ratios=(0.8, 0.9, 1.0, 
 
 
 def _plot_tv(rows, path):
-    import matplotlib
+    from ..plot import figure, legend_outside, save, style
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    groups = sorted({(int(r["d"]), float(r["rate"])) for r in rows})
-    for i, (d, rate) in enumerate(groups):
-        sub = sorted((r for r in rows if int(r["d"]) == d and float(r["rate"]) == rate),
-                     key=lambda r: float(r["ratio"]))
-        x = [float(r["ratio"]) for r in sub]
-        c = f"C{i}"
-        ax.errorbar(x, [float(r["tv"]) for r in sub], yerr=[2 * float(r["tv_se"]) for r in sub],
-                    fmt="o-", color=c, label=f"TV, d={d}, R={rate}")
-        ax.plot(x, [float(r["phi"]) for r in sub], "--", color=c, label=f"Phi(u), d={d}")
-        ax.plot(x, [float(r["planted_exceed"]) for r in sub], ":", color=c,
-                label=f"P(i > log M), d={d}")
-    ax.set_xscale("log")
-    ax.set_xlabel("sigma / sigma_c")
-    ax.set_ylabel("TV(P_sigma, Q_sigma)")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with style():
+        fig, (ax,) = figure(size=(4.6, 3.4))
+        groups = sorted({(int(r["d"]), float(r["rate"])) for r in rows})
+        for i, (d, rate) in enumerate(groups):
+            sub = sorted((r for r in rows if int(r["d"]) == d and float(r["rate"]) == rate),
+                         key=lambda r: float(r["ratio"]))
+            x = [float(r["ratio"]) for r in sub]
+            c = f"C{i}"
+            ax.errorbar(x, [float(r["tv"]) for r in sub],
+                        yerr=[2 * float(r["tv_se"]) for r in sub], fmt="o-", color=c,
+                        label=f"TV ($\\pm$2 SE), $d$={d}, $R$={rate}")
+            ax.plot(x, [float(r["phi"]) for r in sub], "--", color=c, label=f"$\\Phi(u)$, $d$={d}")
+            ax.plot(x, [float(r["planted_exceed"]) for r in sub], ":", marker="^", color=c,
+                    label=f"$P(i > \\log M)$, $d$={d}")
+        ax.set_xscale("log")
+        ax.set_xlabel("$\\sigma/\\sigma_c$")
+        ax.set_ylabel("$\\mathrm{TV}(P_\\sigma, Q_\\sigma)$")
+        legend_outside(ax)
+        save(fig, path)
 
 
 SUCCESS_FIELDS = ["sampler", "oracle", "d", "rate", "M", "K", "offset_index", "offsets", "offset",
@@ -425,28 +418,24 @@ def summarize_success(units):
 
 
 def _plot_success(summary, path, d):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plot import figure, legend_outside, save, series, style
 
     orcs = sorted({r["oracle"] for r in summary})
-    fig, axes = plt.subplots(1, len(orcs), figsize=(4 * len(orcs), 3.4), squeeze=False)
-    for ax, o in zip(axes[0], orcs):
-        for i, s in enumerate(sorted({r["sampler"] for r in summary})):
-            sub = sorted((r for r in summary if r["oracle"] == o and r["sampler"] == s),
-                         key=lambda r: r["K"])
-            ax.plot([r["K"] for r in sub], [r["success"] for r in sub], "o-", color=f"C{i}",
-                    label=s)
-        ax.set_xscale("log")
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_xlabel("K (geometric levels)")
-        ax.set_title(f"{o}, d={d}", fontsize=9)
-    axes[0][0].set_ylabel("decoder success")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with style():
+        fig, axes = figure(len(orcs), size=(3.4, 3.0))
+        for ax, o in zip(axes, orcs):
+            for i, s in enumerate(sorted({r["sampler"] for r in summary})):
+                sub = sorted((r for r in summary if r["oracle"] == o and r["sampler"] == s),
+                             key=lambda r: r["K"])
+                ax.errorbar([r["K"] for r in sub], [r["success"] for r in sub],
+                            yerr=[2 * float(r["success_se"]) for r in sub], label=s, **series(i))
+            ax.set_xscale("log")
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlabel("$K$ (geometric levels)")
+            ax.set_title(f"{o} oracle, $d$ = {d}")
+        axes[0].set_ylabel("decoder success ($\\pm$2 SE)")
+        legend_outside(axes[-1])
+        save(fig, path)
 
 
 SEARCH_FIELDS = ["d", "rate", "M", "num_centres", "n", "seed", "eps", "p", "mean_queries",
@@ -621,26 +610,24 @@ def _zero_prefix(ratio, lp):
 
 
 def _plot_audit(rows, path, eps):
-    import matplotlib
+    from ..plot import figure, legend_outside, save, series, style
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for i, p in enumerate(sorted({r["p"] for r in rows})):
-        sub = sorted((r for r in rows if r["p"] == p), key=lambda r: r["ratio"])
-        ax.plot([r["ratio"] for r in sub], [r["upper"] for r in sub], "o-", ms=3, color=f"C{i}",
-                label=f"p={p:g}: UCB")
-        ax.plot([r["ratio"] for r in sub], [r["lp_error"] for r in sub], ":", color=f"C{i}")
-    ax.axhline(eps, color="k", lw=0.8, label="eps")
-    ax.axhline(eps / 2, color="k", lw=0.8, ls="--", label="eps/2")
-    ax.set_xscale("log")
-    ax.set_xlabel("sigma / sigma_c")
-    ax.set_ylabel("L^p error of the adversary")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with style():
+        fig, (ax,) = figure(size=(4.6, 3.4))
+        for i, p in enumerate(sorted({r["p"] for r in rows})):
+            sub = sorted((r for r in rows if r["p"] == p), key=lambda r: r["ratio"])
+            st = series(i)
+            ax.plot([r["ratio"] for r in sub], [r["upper"] for r in sub], ms=3,
+                    label=f"$p$ = {p:g}: upper confidence bound", **st)
+            ax.plot([r["ratio"] for r in sub], [r["lp_error"] for r in sub], ":",
+                    color=st["color"], label=f"$p$ = {p:g}: estimate")
+        ax.axhline(eps, color="k", lw=0.8, label="$\\varepsilon$")
+        ax.axhline(eps / 2, color="k", lw=0.8, ls="--", label="$\\varepsilon/2$")
+        ax.set_xscale("log")
+        ax.set_xlabel("$\\sigma/\\sigma_c$")
+        ax.set_ylabel("$L^p(P_\\sigma)$ error of the adversary")
+        legend_outside(ax)
+        save(fig, path)
 
 
 __all__ = ["tv_curve", "success_vs_levels", "adaptive_search", "offset_grid", "write_rows",

@@ -1,6 +1,6 @@
 """Per-query informative probability of the LR adversary at codebook-independent points.
 
-lower_bound.md sections 5, 6, 7.2 and 7.3. Fix a query ``(x, sigma)`` that does not depend on the
+docs/construction.md §5, 6, 7.2 and 7.3. Fix a query ``(x, sigma)`` that does not depend on the
 codebook, with ``xi = |x|``. Over the random codebook (M i.i.d. uniform points on ``S_r``,
 ``r = rho sqrt(d)``) the probability ``pi(xi, sigma)`` that ``LRAdversary(eps, p)`` answers it
 informatively is, with ``kappa = r xi / sigma^2`` and ``B = 2 r / sigma^2``::
@@ -116,7 +116,7 @@ def capacity(sigma, rho=1.0):
 
 
 def norm_band(sigma, d, eps, p=2.0, rho=1.0):
-    """``(lo, hi)`` of the adversary's band on ``|x|^2`` at ``sigma`` (lower_bound.md section 5).
+    """``(lo, hi)`` of the adversary's band on ``|x|^2`` at ``sigma`` (docs/construction.md §5).
 
     Centred at ``r^2 + d sigma^2``; half-width ``2 sqrt((d sigma^4 + 2 r^2 sigma^2) t_sigma)`` plus
     ``2 sigma^2 t_sigma`` on the upper side, ``t_sigma = log(2/eta_sigma)``.
@@ -186,7 +186,7 @@ def informative_terms(
       ``sqrt(1 - exp(-2 Rbar))``). Ignored by ``"truncated"``.
     - ``jump``: the single codeword's factor ``f`` in the liquid test, ``"exact"`` (default)
       ``1 - 2 A_d(kappa) t + A_d(kappa)^2`` (``|u - A x/|x||^2`` for a codeword at cosine ``t``)
-      or ``"spec"`` ``1 - A_d(kappa)^2`` (lower_bound.md 7.2); ``guard="truncated"`` only.
+      or ``"spec"`` ``1 - A_d(kappa)^2`` (docs/construction.md §7.2); ``guard="truncated"`` only.
     """
     if guard not in ("truncated", "indicator"):
         raise ValueError(f"Unknown guard {guard!r}; use 'truncated' or 'indicator'.")
@@ -343,7 +343,7 @@ def guard_threshold(d, log_m, kind: str = "asymptotic"):
     (:func:`~jscore.lowerbound.caps.cap_threshold`). The two agree at large d; at d = 40
     (R = 0.25, eps = 0.05) the finite-d value (0.573 vs 0.627) switches the collective term off
     too early and the formula then reads 0.89 at sigma = 2 sigma_c where exact codebooks measure
-    0.99 (the asymptotic guard gives 0.995, and reproduces lower_bound.md's reference row).
+    0.99 (the asymptotic guard gives 0.995, and reproduces the reference row of docs/construction.md §11.6).
     """
     log_m = jnp.asarray(log_m, jnp.result_type(float))
     if kind == "asymptotic":

@@ -1,4 +1,4 @@
-"""Honest success metrics for the codebook family (lower_bound.md sections 4, 8 and 9).
+"""Honest success metrics for the codebook family (docs/construction.md §4, 8 and 9).
 
 Blind statistics (radii, projections, moments, generic two-sample tests) cannot see the codebook:
 P and Q share their radial law and low moments, so any codebook-blind test has power at most

@@ -19,7 +19,7 @@ One-evaluation updates (Euler, DDIM, ancestral/DDPM, Euler-Maruyama) are a norm 
 EDM Heun with churn adds one noise and queries twice on the same ray; DPM-Solver++ 2M is a
 deterministic ray with a two-term history; the randomized midpoint (K = J = 1) needs two noises
 per step (a 4-dimensional frame). Cost O(1) per step whatever ``d`` (1e6 and beyond). The update
-formulas are samplers.md sections 1-4, 7 and 10 (EDM/VE form).
+formulas are docs/sampler_reference.md §1-4, 7 and 10 (EDM/VE form).
 
 Samplers are described by :class:`ScalarSampler` ``(kind, params)``; :func:`scalar_spec` maps a
 ``js.samplers`` instance (or catalogue-style name) to it.
@@ -138,7 +138,7 @@ def scalar_spec(sampler) -> ScalarSampler:
 
 
 def num_queries(spec: ScalarSampler, num_steps: int, ends_at_zero: bool = True) -> int:
-    """Queries per chain (samplers.md section 15)."""
+    """Queries per chain (docs/sampler_reference.md §15)."""
     if spec.slots == 2:
         return 2 * num_steps - 1 if ends_at_zero else 2 * num_steps
     return num_steps

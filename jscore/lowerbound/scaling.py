@@ -1,4 +1,4 @@
-"""The sqrt(d) scaling sweep of the lower-bound lab (lower_bound.md sections 6 and 8).
+"""The sqrt(d) scaling sweep of the lower-bound lab (docs/construction.md §6 and 8).
 
 For each dimension ``d`` (default 1e2 ... 1e6), all without a codebook (section 7):
 
@@ -492,8 +492,6 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
         results["robustness"] = robustness_grid(seed=seed, n=n_xi, rate=rate, log=log)
     results["fits"] = _fits(results, samplers)
     results["elapsed_s"] = time.time() - t_start
-    for k, v in results["fits"].items():
-        log(f"slope {k:<24s} {v[0]:.3f}  95% CI [{v[1]:.3f}, {v[2]:.3f}]")
     if out_dir is not None:
         _write_json(results, out_dir)
         _write_csv(results, out_dir, samplers)

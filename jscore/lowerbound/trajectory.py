@@ -1,4 +1,4 @@
-"""Whole trajectories against the reference oracle (lower_bound.md sections 7.1 and 7.4).
+"""Whole trajectories against the reference oracle (docs/construction.md §7.1 and 7.4).
 
 Until its first informative answer, a sampler run against ``LRAdversary`` follows exactly the
 trajectory it follows against ``Reference`` (``s_Q``), and every query of that run is independent
@@ -184,7 +184,7 @@ def _levels_chain(sigma, valid, lo, hi, delta):
 
 
 def critical_band(d, width, rate_lo=0.15, rate_hi=0.45, rho=1.0):
-    """``[sigma_c(R_hi) e^{-w}, sigma_c(R_lo) e^{w}]`` (lower_bound.md section 1); ``width`` may be traced."""
+    """``[sigma_c(R_hi) e^{-w}, sigma_c(R_lo) e^{w}]`` (docs/construction.md §1); ``width`` may be traced."""
     lo = critical_sigma(rate_hi, rho) * jnp.exp(-width)
     hi = critical_sigma(rate_lo, rho) * jnp.exp(width)
     return lo, hi

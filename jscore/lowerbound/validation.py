@@ -1,4 +1,4 @@
-"""Exact-codebook validation of the per-query informative probability (lower_bound.md 7.2, 11.6).
+"""Exact-codebook validation of the per-query informative probability (docs/construction.md §7.2, 11.6).
 
 The formula :func:`~jscore.lowerbound.informative.profile` predicts the fraction of
 reference-typical queries ``x ~ Q_sigma`` that :class:`~jscore.oracles.LRAdversary` answers
@@ -248,28 +248,30 @@ def write_results(all_rows, out_dir, extra=None):
     summary = [summarize(rows) for rows in all_rows]
     with open(os.path.join(out_dir, "validation.json"), "w") as f:
         json.dump(dict(summary=summary, rows=flat, **(extra or {})), f, indent=1)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(all_rows), figsize=(4 * len(all_rows), 3.2), squeeze=False)
-    for ax, rows, sm in zip(axes[0], all_rows, summary):
-        x = [r["ratio"] for r in rows]
-        ax.errorbar(x, [r["exact"] for r in rows], yerr=[2 * r["exact_se"] for r in rows],
-                    fmt="ko", ms=3, label="exact codebook")
-        ax.plot(x, [r["formula"] for r in rows], "C0-", label=f"formula (max dev {sm['max_dev']:.3f})")
-        ax.plot(x, [r["formula_old"] for r in rows], "C3--",
-                label=f"0/1 guard (max dev {sm['max_dev_old']:.3f})")
-        ax.set_xscale("log")
-        ax.set_xlabel(r"$\sigma/\sigma_c$")
-        ax.set_title(f"d={sm['d']}, R={sm['rate']}, M={sm['M']}", fontsize=9)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("informative fraction")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "validation.png"), dpi=90)
-    plt.close(fig)
+    _plot_validation(all_rows, summary, os.path.join(out_dir, "validation.png"))
     return summary
+
+
+def _plot_validation(all_rows, summary, path):
+    """Exact informative fraction (+-2 SE) against the formula, one panel per d (PNG and PDF)."""
+    from ..plot import figure, save, style
+
+    with style():
+        fig, axes = figure(len(all_rows), size=(3.4, 3.0))
+        for ax, rows, sm in zip(axes, all_rows, summary):
+            x = [r["ratio"] for r in rows]
+            ax.errorbar(x, [r["exact"] for r in rows], yerr=[2 * r["exact_se"] for r in rows],
+                        fmt="ko", ms=3, label="exact codebook ($\\pm$2 SE)")
+            ax.plot(x, [r["formula"] for r in rows], "C0-",
+                    label=f"formula (max dev {sm['max_dev']:.3f})")
+            ax.plot(x, [r["formula_old"] for r in rows], "C3--", marker="s", ms=3,
+                    label=f"0/1 guard (max dev {sm['max_dev_old']:.3f})")
+            ax.set_xscale("log")
+            ax.set_xlabel(r"$\sigma/\sigma_c$")
+            ax.set_title(f"$d$ = {sm['d']}, $R$ = {sm['rate']}, $M$ = {sm['M']}")
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=6.5)
+        axes[0].set_ylabel("informative fraction")
+        save(fig, path)
 
 
 __all__ = ["random_sphere_codebook", "adversary_flags", "reference_points",

@@ -1,4 +1,4 @@
-"""Adaptive step size by an embedded pair, per chain (samplers.md section 12)."""
+"""Adaptive step size by an embedded pair, per chain (docs/sampler_reference.md §12)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ _VARIANCES = ("posterior", "large")
 
 
 def ancestral_coefficients(sigma, sigma_next, eta):
-    """``(sigma_down, sigma_up)`` of an ancestral step (samplers.md section 3).
+    """``(sigma_down, sigma_up)`` of an ancestral step (docs/sampler_reference.md §3).
 
     ``sigma_up = eta sigma' sqrt(sigma^2 - sigma'^2) / sigma``; ``sigma_down = sqrt(sigma'^2 - sigma_up^2)``,
     computed as ``sigma' sqrt((1 - eta^2) + eta^2 (sigma'/sigma)^2)`` so it never goes negative.
@@ -78,7 +78,7 @@ class EulerAncestral(AbstractFixedStepSampler):
 
 
 class DDIM(AbstractFixedStepSampler):
-    """DDIM(eta): the same map as :class:`EulerAncestral` (samplers.md section 3), default eta = 0.
+    """DDIM(eta): the same map as :class:`EulerAncestral` (docs/sampler_reference.md §3), default eta = 0.
 
     ``x' = alpha' x0_hat + sqrt(sigmabar'^2 - s_eta^2) eps_hat + s_eta z`` in OU variables equals the
     ancestral step with ``sigma_up = s_eta / alpha'``. Per chain: Q = N, N_sigma = N, R = Q.

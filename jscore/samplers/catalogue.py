@@ -31,7 +31,7 @@ CATALOGUE = {
     "euler_ancestral": EulerAncestral,
     "ddim": DDIM,
     "euler_maruyama": EulerMaruyama,
-    # samplers.md sections 5-13; data-dependent ones (adaptive, picard) need max_queries
+    # docs/sampler_reference.md §5-13; data-dependent ones (adaptive, picard) need max_queries
     "exponential_integrator": ExponentialIntegrator,
     "ei_relative": partial(ExponentialIntegrator, form="relative"),
     "dpm_solver_2": partial(DPMSolver, order=2),

@@ -1,4 +1,4 @@
-"""Negative controls (samplers.md section 13)."""
+"""Negative controls (docs/sampler_reference.md §13)."""
 
 from __future__ import annotations
 

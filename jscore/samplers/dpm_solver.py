@@ -1,6 +1,6 @@
 """DPM-Solver (singlestep, orders 2 and 3, and the fast budget variant) and DPM-Solver++ (multistep).
 
-EDM forms of samplers.md sections 6 and 7; ``lambda = -log(sigma)``, ``h = log(sigma/sigma')``,
+EDM forms of docs/sampler_reference.md §6 and 7; ``lambda = -log(sigma)``, ``h = log(sigma/sigma')``,
 ``eps_hat = -sigma S``, ``D = y + sigma^2 S``.
 """
 

@@ -1,4 +1,4 @@
-"""Exponential integrators for the OU reverse SDE (samplers.md section 5)."""
+"""Exponential integrators for the OU reverse SDE (docs/sampler_reference.md §5)."""
 
 from __future__ import annotations
 

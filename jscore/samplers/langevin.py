@@ -1,4 +1,4 @@
-"""Predictor-corrector with a Langevin corrector, and annealed Langevin dynamics (samplers.md section 9)."""
+"""Predictor-corrector with a Langevin corrector, and annealed Langevin dynamics (docs/sampler_reference.md §9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Randomized midpoint for the reverse SDE, relative-score form (samplers.md section 10)."""
+"""Randomized midpoint for the reverse SDE, relative-score form (docs/sampler_reference.md §10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parallel Picard iteration over a sliding window (ParaDiGMS, samplers.md section 11)."""
+"""Parallel Picard iteration over a sliding window (ParaDiGMS, docs/sampler_reference.md §11)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ _VARIANTS = ("ou", "variance")
 
 
 class EulerMaruyama(AbstractFixedStepSampler):
-    """Euler-Maruyama step of the reverse SDE (samplers.md section 4).
+    """Euler-Maruyama step of the reverse SDE (docs/sampler_reference.md §4).
 
     ``variant="ou"`` (default; the form analysed in theory): EM in OU time,
     ``x' = x + h (x + 2 s(x, t)) + sqrt(2h) z`` with ``h = t - t'``, written in EDM variables as

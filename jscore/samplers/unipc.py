@@ -1,4 +1,4 @@
-"""UniPC (bh2 / bh1) multistep predictor with a free corrector (samplers.md section 8)."""
+"""UniPC (bh2 / bh1) multistep predictor with a free corrector (docs/sampler_reference.md §8)."""
 
 from __future__ import annotations
 

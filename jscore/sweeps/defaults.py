@@ -20,7 +20,7 @@ DEFAULT_TARGET_KL = 0.05
 
 def default_spec() -> LowerBoundSweep:
     """The default sweep (``jscore sweep``): the codebook-free sqrt(d) lower-bound sweep, d = 1e2
-    ... 1e6, Euler, Euler ancestral and Heun against the adversary's coupling (lower_bound.md 6-8).
+    ... 1e6, Euler, Euler ancestral and Heun against the adversary's coupling (docs/construction.md §6-8).
     """
     return LowerBoundSweep()
 

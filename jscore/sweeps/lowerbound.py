@@ -1,7 +1,7 @@
 """The lower-bound sweep as a sweep spec: the default configuration of ``jscore sweep``.
 
 :class:`LowerBoundSweep` holds the arguments of :func:`jscore.lowerbound.scaling` (the sqrt(d)
-experiment of lower_bound.md sections 6-8: window width, window count ``N(d)``, ``K*(d)`` per
+experiment of docs/construction.md §6 and §8: window width, window count ``N(d)``, ``K*(d)`` per
 sampler family with random log-offsets, the optimal adaptive searcher and the two controls, for
 d = 1e2 ... 1e6 without a codebook). ``js.sweep(LowerBoundSweep(...), out=...)`` runs it
 resumably; in TOML it is a file with ``experiment = "lowerbound"``::
@@ -110,7 +110,7 @@ class LowerBoundSweep:
 
     def to_toml(self) -> str:
         """The spec as TOML that :func:`jscore.sweeps.load_spec` reads back to an equal spec."""
-        lines = ["# jscore lower-bound sweep (lower_bound.md sections 6-8)",
+        lines = ["# jscore lower-bound sweep (see the docs page 'Lower-bound sweep')",
                  f'experiment = "{EXPERIMENT}"']
         lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(self).items()]
         return "\n".join(lines)
@@ -164,16 +164,32 @@ def run_lowerbound(spec: LowerBoundSweep, *, out=None, resume="auto", overwrite=
                    quiet=False, plot=True, log=None) -> LowerBoundSweepResult:
     """Run ``spec`` into ``out`` (default ``jscore-sweep-<name>``); see :func:`jscore.sweep`."""
     out = out or f"jscore-sweep-{spec.name}"
+    bar = None
     if log is None:
         import sys
 
+        from tqdm.auto import tqdm
+
+        per_d = 1 + len(spec.samplers)  # the window/N/K*ideal part, then one per sampler
+        bar = tqdm(total=len(spec.dims) * per_d, desc="lower-bound sweep", unit="part",
+                   disable=quiet, file=sys.stderr)
+
         def log(msg):
-            if not quiet:
-                print(msg, file=sys.stderr, flush=True)
+            if quiet:
+                return
+            bar.write(msg, file=sys.stderr)
+            if msg.startswith("d="):  # a dimension's first part, or all of it read back from disk
+                bar.update(per_d if "finished earlier" in msg else 1)
+            elif msg.startswith("    ") and "K*=" in msg:  # one sampler of this dimension
+                bar.update(1)
 
     t0 = time.time()
-    results = scaling(**spec.kwargs(), out_dir=out, resume=resume, overwrite=overwrite,
-                      plot=plot, log=log)
+    try:
+        results = scaling(**spec.kwargs(), out_dir=out, resume=resume, overwrite=overwrite,
+                          plot=plot, log=log)
+    finally:
+        if bar is not None:
+            bar.close()
     with open(os.path.join(out, "table.txt"), "w") as fh:
         fh.write(format_table(results) + "\n")
     files = [os.path.join(out, f) for f in ("scaling.json", "scaling.csv", "scaling.png",

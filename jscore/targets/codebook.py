@@ -1,4 +1,4 @@
-"""Hard-instance targets of the lower-bound lab: uniform laws on random codebooks (lower_bound.md 3).
+"""Hard-instance targets of the lower-bound lab: uniform laws on random codebooks (docs/construction.md §3).
 
 ``P = Unif{y_1, ..., y_M}``, ``P_sigma = P * N(0, sigma^2 I)``. With logits
 ``l_j(x) = (<x, y_j> - |y_j|^2/2) / sigma^2`` and ``w = softmax(l)``::

@@ -1,4 +1,4 @@
-"""Uniform distribution on the sphere S_r = {y : |y| = r} in R^d (lower_bound.md section 3.3).
+"""Uniform distribution on the sphere S_r = {y : |y| = r} in R^d (docs/construction.md §3.3).
 
 The posterior of ``y / r`` given ``x = y + sigma z`` is von Mises-Fisher with mean direction
 ``x/|x|`` and concentration ``kappa = r |x| / sigma^2``, so with ``A_d = I_{d/2}/I_{d/2-1}``::

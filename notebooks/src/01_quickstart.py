@@ -16,12 +16,12 @@ SCALE = int(os.environ.get("JSCORE_NOTEBOOK_SCALE", 1))
 import jax
 import jax.numpy as jnp
 import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
 import jscore as js
+
+matplotlib.rcParams.update(js.plot.RC)  # jscore's figure style
 
 NUM_SAMPLES = 1024 * SCALE
 DIM = 16
@@ -82,13 +82,15 @@ for name, res in results.items():
     print(f"{name:18s} mode TV {tv:.3f} (exact-sampler SE {se:.3f})   energy {float(js.metrics.energy_distance(res.x, ref)):.4f}")
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
+fig, axes = plt.subplots(1, 3, figsize=(11, 4), sharex=True, sharey=True, layout="constrained")
 for ax, (name, res) in zip(axes, results.items()):
-    ax.scatter(ref[:, 0], ref[:, 1], s=2, c="0.75", label="target")
-    ax.scatter(res.x[:, 0], res.x[:, 1], s=2, label=name)
+    ax.scatter(ref[:, 0], ref[:, 1], s=2, c="0.7", label="target (exact samples)")
+    ax.scatter(res.x[:, 0], res.x[:, 1], s=2, c="C0", label=name)
     ax.set_title(name)
+    ax.set_xlabel("$x_1$")
     ax.set_aspect("equal")
-fig.tight_layout()
+axes[0].set_ylabel("$x_2$")
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2, markerscale=4)
 plt.show()
 
 # %% [markdown]

@@ -34,6 +34,8 @@ from IPython.display import Image, display
 
 import jscore as js
 
+matplotlib.rcParams.update(js.plot.RC)  # jscore's figure style
+
 
 def show(fig):
     """Render a figure inline as PNG (the Agg backend draws; nothing is written to disk)."""
