@@ -13,6 +13,11 @@ from .exponential import ExponentialIntegrator as ExponentialIntegrator
 from .dpm_solver import DPMSolver as DPMSolver
 from .dpm_solver import DPMSolverPP as DPMSolverPP
 from .unipc import UniPC as UniPC
+from .deis import DEIS as DEIS
+from .dpm_singlestep import DPMSolverSinglestep as DPMSolverSinglestep
+from .sde_dpm_solver import SDEDPMSolverPP as SDEDPMSolverPP
+from .pndm import IPNDM as IPNDM
+from .pndm import PNDM as PNDM
 from .langevin import PredictorCorrector as PredictorCorrector
 from .langevin import AnnealedLangevin as AnnealedLangevin
 from .midpoint import RandomizedMidpoint as RandomizedMidpoint

@@ -83,6 +83,30 @@ def phi1m1(a):
     return jnp.where(small, ser, jnp.expm1(al) / al - 1.0)
 
 
+def phi2m_half(a):
+    """``(e^a - 1 - a)/a^2 - 1/2`` (noise-prediction DPM-Solver's third-order weight), small-``|a|`` safe."""
+    small = jnp.abs(a) < 0.1
+    as_ = jnp.where(small, a, 1.0)
+    al = jnp.where(small, 1.0, a)
+    ser = as_ * _series(as_, [1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040, 1 / 40320])
+    return jnp.where(small, ser, phi1m1(al) / al - 0.5)
+
+
+def log_step(sigma, sigma_next):
+    """``(pos, h)``: ``pos = sigma_next > 0`` and ``h = log(sigma/sigma_next)`` (1 where not ``pos``)."""
+    pos = sigma_next > 0
+    return pos, jnp.where(pos, jnp.log(sigma / jnp.where(pos, sigma_next, 1.0)), 1.0)
+
+
+def step_order(order, i, num_steps, lower_order_final, pos):
+    """Multistep order of step ``i``: ``min(order, i + 1)`` (warm-up), also ``<= N - i`` with
+    ``lower_order_final``, and 1 into sigma = 0 (``pos`` False)."""
+    p = jnp.minimum(order, i + 1)
+    if lower_order_final:
+        p = jnp.minimum(p, num_steps - i)
+    return jnp.where(pos, p, 1)
+
+
 def set_exhausted(ledger, flag):
     """Ledger with ``exhausted |= flag``."""
     return eqx.tree_at(lambda l: l.exhausted, ledger, ledger.exhausted | jnp.asarray(flag, bool))
@@ -99,6 +123,9 @@ __all__ = [
     "phi2_neg",
     "phi3_neg",
     "phi1m1",
+    "phi2m_half",
+    "log_step",
+    "step_order",
     "set_exhausted",
     "check_nonneg_int",
 ]

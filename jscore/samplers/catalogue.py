@@ -15,11 +15,15 @@ from .sde import EulerMaruyama
 
 from .adaptive import Adaptive
 from .controls import SingleLevel
+from .deis import DEIS
+from .dpm_singlestep import DPMSolverSinglestep
 from .dpm_solver import DPMSolver, DPMSolverPP
 from .exponential import ExponentialIntegrator
 from .langevin import AnnealedLangevin, PredictorCorrector
 from .midpoint import RandomizedMidpoint
 from .picard import ParallelPicard
+from .pndm import IPNDM, PNDM
+from .sde_dpm_solver import SDEDPMSolverPP
 from .unipc import UniPC
 
 CATALOGUE = {
@@ -35,6 +39,17 @@ CATALOGUE = {
     "dpm_solver_3": partial(DPMSolver, order=3),
     "dpmpp_2m": partial(DPMSolverPP, order=2),
     "dpmpp_3m": partial(DPMSolverPP, order=3),
+    "dpmpp_2m_heun": partial(DPMSolverPP, order=2, solver_type="heun"),
+    # diffusers' DEIS, singlestep DPM-Solver++, SDE-DPM-Solver++ and (i)PNDM schedulers
+    "deis_2": partial(DEIS, order=2),
+    "deis_3": partial(DEIS, order=3),
+    "dpmpp_2s": partial(DPMSolverSinglestep, order=2),
+    "dpmpp_3s": partial(DPMSolverSinglestep, order=3),
+    "dpmpp_2s_heun": partial(DPMSolverSinglestep, order=2, solver_type="heun"),
+    "dpmpp_3s_heun": partial(DPMSolverSinglestep, order=3, solver_type="heun"),
+    "sde_dpmpp_2m": partial(SDEDPMSolverPP, order=2),
+    "ipndm": IPNDM,
+    "pndm": PNDM,
     "unipc": partial(UniPC, order=2),
     "unipc_3": partial(UniPC, order=3),
     "pc": PredictorCorrector,
