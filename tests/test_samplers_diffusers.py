@@ -294,19 +294,19 @@ def test_sde_dpmpp_2m_matches_numpy_with_the_same_noise(x64, solver_type):
 
 # ----------------------------------------------------------------- orders (Gaussian closed form)
 ORDERS = [
-    ("deis_2", S.DEIS(order=2), 2, (16, 32, 64), False),
-    ("deis_3", S.DEIS(order=3), 3, (32, 64, 128), False),
-    ("dpmpp_2m_heun", S.DPMSolverPP(order=2, solver_type="heun"), 2, (32, 64, 128), False),
+    ("deis_2", S.DEIS(order=2), 2, (16, 32, 64), True),
+    ("deis_3", S.DEIS(order=3), 3, (32, 64, 128), True),
+    ("dpmpp_2m_heun", S.DPMSolverPP(order=2, solver_type="heun"), 2, (32, 64, 128), True),
     ("dpmpp_2s", S.DPMSolverSinglestep(order=2), 2, (16, 32, 64), False),
-    ("dpmpp_2s_heun", S.DPMSolverSinglestep(order=2, solver_type="heun"), 2, (16, 32, 64), False),
+    ("dpmpp_2s_heun", S.DPMSolverSinglestep(order=2, solver_type="heun"), 2, (16, 32, 64), True),
     # order 3 needs full groups (N % 3 == 0, no lower-order tail: an order-1 last step is O(h^2))
-    ("dpmpp_3s", S.DPMSolverSinglestep(order=3, lower_order_final=False), 3, (24, 48, 96), False),
-    ("dpmpp_3s_heun", S.DPMSolverSinglestep(order=3, solver_type="heun", lower_order_final=False), 3, (24, 48, 96), False),
+    ("dpmpp_3s", S.DPMSolverSinglestep(order=3, lower_order_final=False), 3, (24, 48, 96), True),
+    ("dpmpp_3s_heun", S.DPMSolverSinglestep(order=3, solver_type="heun", lower_order_final=False), 3, (48, 96, 192), False),
     ("dpm_3s_heun", S.DPMSolverSinglestep(order=3, solver_type="heun", algorithm_type="dpmsolver",
                                           lower_order_final=False), 3, (24, 48, 96), True),
     ("dpm_2s_heun", S.DPMSolverSinglestep(order=2, solver_type="heun", algorithm_type="dpmsolver"), 2, (16, 32, 64), True),
     # fixed equal-step Adams-Bashforth weights on a geometric grid: order 2
-    ("ipndm", S.IPNDM(), 2, (32, 64, 128), False),
+    ("ipndm", S.IPNDM(), 2, (32, 64, 128), True),
     ("pndm", S.PNDM(), 2, (32, 64, 128), False),
 ]
 
@@ -318,3 +318,16 @@ def test_deterministic_order(x64, name, sampler, order, ns):
     errs = [_affine_w2(sampler, n, m, v) for n in ns]
     slope = _slope(ns, errs)
     assert abs(-slope - order) <= 0.3, f"{name}: slope {slope:.2f}, errors {errs}"
+
+
+@pytest.mark.slow
+def test_sde_dpmpp_2m_weak_order(x64):
+    """Weak order in law on the Gaussian closed form (moments, 8192 chains x 64 coordinates).
+    No theorem is claimed for the 2M SDE step; measured slopes 2.2-2.5 (midpoint), theory 2 asserted."""
+    sampler = S.SDEDPMSolverPP(order=2)
+    res = [_moment_error(sampler, n, 8192, jax.random.key(1)) for n in (4, 8, 16)]
+    errs = [e for e, _ in res]
+    for e, se in res:
+        assert e > 8 * se, f"error {e:.2e} too close to the Monte-Carlo floor {se:.2e}"
+    slope = _slope((4, 8, 16), errs)
+    assert abs(-slope - 2) <= 0.4, f"slope {slope:.2f}, errors {errs}"
