@@ -331,3 +331,34 @@ def test_sde_dpmpp_2m_weak_order(x64):
         assert e > 8 * se, f"error {e:.2e} too close to the Monte-Carlo floor {se:.2e}"
     slope = _slope((4, 8, 16), errs)
     assert abs(-slope - 2) <= 0.4, f"slope {slope:.2f}, errors {errs}"
+
+
+# ----------------------------------------------------------------- available everywhere
+@pytest.mark.slow
+def test_demo_sweep_and_exact_lab_run_the_new_samplers(tmp_path, capsys):
+    import json
+
+    from jscore.cli import main
+    from jscore.sweeps import load_spec
+
+    assert set(NEW) <= set(S.CATALOGUE)
+    rc = main(["demo", "--dim", "4", "--num-samples", "16", "--budgets", "8", "--samplers", ",".join(NEW),
+               "--out", str(tmp_path / "demo"), "--quiet", "--no-plot"])
+    assert rc == 0
+    rows = {r["sampler"]: r for r in json.loads((tmp_path / "demo" / "demo.json").read_text())["rows"]}
+    assert set(rows) == set(NEW)
+    assert all(0 < r["queries"] <= 8 for r in rows.values())
+    assert rows["pndm"]["queries"] == 8 and rows["pndm"]["steps"] == 7  # Q = N + 1
+
+    toml = tmp_path / "s.toml"
+    toml.write_text(f'name = "diffusers"\nsamplers = {json.dumps(NEW)}\ndims = "4"\nseeds = "0-3"\n'
+                    'chunk = 4\nsteps = "5"\nmetrics = ["kl"]\n')
+    res = js.sweep(load_spec(str(toml)), out=str(tmp_path / "sweep"), quiet=True, plot=False)
+    cost = {r["cell"]["sampler"]: r["queries_per_chain"] for r in res.rows}
+    assert cost == {name: 6 if name == "pndm" else 5 for name in NEW}
+
+    rc = main(["lowerbound", "exact", "--dims", "12", "--rates", "0.3", "--ks", "2", "--chains", "8",
+               "--offsets", "1", "--samplers", "deis_3,dpmpp_3s,sde_dpmpp_2m,pndm", "--oracles", "exact",
+               "--experiment", "success", "--out", str(tmp_path / "lab")])
+    assert rc == 0
+    assert "decoder success vs K" in capsys.readouterr().out
