@@ -362,3 +362,23 @@ def test_demo_sweep_and_exact_lab_run_the_new_samplers(tmp_path, capsys):
                "--experiment", "success", "--out", str(tmp_path / "lab")])
     assert rc == 0
     assert "decoder success vs K" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", [
+    lambda: S.DEIS(order=4), lambda: S.DPMSolverSinglestep(order=4),
+    lambda: S.DPMSolverSinglestep(solver_type="bh2"), lambda: S.DPMSolverSinglestep(algorithm_type="sde"),
+    lambda: S.SDEDPMSolverPP(order=3), lambda: S.SDEDPMSolverPP(solver_type="x"),
+    lambda: S.DPMSolverPP(solver_type="logrho"),
+])
+def test_bad_options_raise(bad):
+    with pytest.raises(ValueError):
+        bad()
+
+
+def test_singlestep_order_lists():
+    from jscore.samplers.dpm_singlestep import singlestep_orders
+
+    for order in (2, 3):
+        for n in range(1, 13):
+            for lof in (True, False):
+                assert singlestep_orders(order, n, lof) == _order_list(order, n, lof), (order, n, lof)
