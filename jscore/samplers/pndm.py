@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from ..counting import charged_query
@@ -65,7 +66,7 @@ class PNDM(AbstractFixedStepSampler):
     answer is not kept in the history; skipped, i.e. Euler/Tweedie, when ``sigma_1 = 0``). Step
     ``i >= 1`` queries ``e_i = eps(y_i, sigma_i)`` and uses the Adams-Bashforth combination of order
     ``min(i + 1, 4)`` of ``e_i, e_{i-1}, ...`` (equal-step weights, as iPNDM); the step into sigma = 0
-    uses the same rule. The pseudo Runge-Kutta warm-up of ``skip_prk_steps=False`` needs diffusers'
+    uses the same rule; the Heun branch runs only at step 0 (``lax.cond`` on the step index). The pseudo Runge-Kutta warm-up of ``skip_prk_steps=False`` needs diffusers'
     integer timesteps (half-steps in t) and is not implemented. Deterministic; global order 2 on
     smoothly varying grids (fixed weights), 3 on grids uniform in sigma (Heun warm-up).
     Per chain: Q = R = N + 1 (N if sigma_1 = 0), N_sigma = N (the Heun query re-uses sigma_1).
@@ -85,13 +86,17 @@ class PNDM(AbstractFixedStepSampler):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         score, ostate, ledger = charged_query(oracle, x, sigma, ostate, ledger)
         eps = -sigma * score
-        first = i == 0
-        u = x + (sigma_next - sigma) * eps
-        score_u, ostate, ledger = charged_query(
-            oracle, u, sigma_next, ostate, ledger, when=first & (sigma_next > 0)
-        )
-        heun = jnp.where(sigma_next > 0, 0.5 * (eps - sigma_next * score_u), eps)
-        ebar = jnp.where(first, heun, adams_bashforth(jnp.minimum(i + 1, 4), eps, state))
+        pos = sigma_next > 0
+
+        def heun(ostate, ledger):  # step 0 only: the scan index is the same for every chain
+            u = x + (sigma_next - sigma) * eps
+            score_u, ostate, ledger = charged_query(oracle, u, sigma_next, ostate, ledger, when=pos)
+            return jnp.where(pos, 0.5 * (eps - sigma_next * score_u), eps), ostate, ledger
+
+        def multistep(ostate, ledger):
+            return adams_bashforth(jnp.minimum(i + 1, 4), eps, state), ostate, ledger
+
+        ebar, ostate, ledger = jax.lax.cond(i == 0, heun, multistep, ostate, ledger)
         return x + (sigma_next - sigma) * ebar, _push(eps, state), ostate, ledger
 
 
