@@ -18,6 +18,11 @@ from .dpmpp_sde import DPMSolverPPSinglestepSDE as DPMSolverPPSinglestepSDE
 from .ancestral_2s import DPM2Ancestral as DPM2Ancestral
 from .ancestral_2s import DPMSolverPP2SAncestral as DPMSolverPP2SAncestral
 from .lms import LMS as LMS
+from .deis import DEIS as DEIS
+from .dpm_singlestep import DPMSolverSinglestep as DPMSolverSinglestep
+from .sde_dpm_solver import SDEDPMSolverPP as SDEDPMSolverPP
+from .pndm import IPNDM as IPNDM
+from .pndm import PNDM as PNDM
 from .langevin import PredictorCorrector as PredictorCorrector
 from .langevin import AnnealedLangevin as AnnealedLangevin
 from .midpoint import RandomizedMidpoint as RandomizedMidpoint

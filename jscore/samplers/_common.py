@@ -99,6 +99,24 @@ def maybe_positive(*params) -> bool:
         return True
 
 
+def phi2m_half(a):
+    """``(e^a - 1 - a)/a^2 - 1/2`` (noise-prediction DPM-Solver's third-order weight), small-``|a|`` safe."""
+    small = jnp.abs(a) < 0.1
+    as_ = jnp.where(small, a, 1.0)
+    al = jnp.where(small, 1.0, a)
+    ser = as_ * _series(as_, [1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040, 1 / 40320])
+    return jnp.where(small, ser, phi1m1(al) / al - 0.5)
+
+
+def step_order(order, i, num_steps, lower_order_final, pos):
+    """Multistep order of step ``i``: ``min(order, i + 1)`` (warm-up), also ``<= N - i`` with
+    ``lower_order_final``, and 1 into sigma = 0 (``pos`` False)."""
+    p = jnp.minimum(order, i + 1)
+    if lower_order_final:
+        p = jnp.minimum(p, num_steps - i)
+    return jnp.where(pos, p, 1)
+
+
 def set_exhausted(ledger, flag):
     """Ledger with ``exhausted |= flag``."""
     return eqx.tree_at(lambda l: l.exhausted, ledger, ledger.exhausted | jnp.asarray(flag, bool))
@@ -117,6 +135,9 @@ __all__ = [
     "phi3_neg",
     "phi1m1",
     "maybe_positive",
+    "phi2m_half",
+    "log_step",
+    "step_order",
     "set_exhausted",
     "check_nonneg_int",
 ]

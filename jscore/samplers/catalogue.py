@@ -16,6 +16,8 @@ from .sde import EulerMaruyama
 from .adaptive import Adaptive
 from .ancestral_2s import DPM2Ancestral, DPMSolverPP2SAncestral
 from .controls import SingleLevel
+from .deis import DEIS
+from .dpm_singlestep import DPMSolverSinglestep
 from .dpm_solver import DPMSolver, DPMSolverPP
 from .dpmpp_sde import DPMSolverPPMultistepSDE, DPMSolverPPSinglestepSDE
 from .exponential import ExponentialIntegrator
@@ -23,6 +25,8 @@ from .langevin import AnnealedLangevin, PredictorCorrector
 from .lms import LMS
 from .midpoint import RandomizedMidpoint
 from .picard import ParallelPicard
+from .pndm import IPNDM, PNDM
+from .sde_dpm_solver import SDEDPMSolverPP
 from .unipc import UniPC
 
 CATALOGUE = {
@@ -49,6 +53,17 @@ CATALOGUE = {
     "dpmpp_sde": DPMSolverPPSinglestepSDE,
     "dpm_2_ancestral": DPM2Ancestral,
     "lms": partial(LMS, order=4),
+    "dpmpp_2m_heun": partial(DPMSolverPP, order=2, solver_type="heun"),
+    # diffusers' DEIS, singlestep DPM-Solver++, SDE-DPM-Solver++ and (i)PNDM schedulers
+    "deis_2": partial(DEIS, order=2),
+    "deis_3": partial(DEIS, order=3),
+    "dpmpp_2s": partial(DPMSolverSinglestep, order=2),
+    "dpmpp_3s": partial(DPMSolverSinglestep, order=3),
+    "dpmpp_2s_heun": partial(DPMSolverSinglestep, order=2, solver_type="heun"),
+    "dpmpp_3s_heun": partial(DPMSolverSinglestep, order=3, solver_type="heun"),
+    "sde_dpmpp_2m": partial(SDEDPMSolverPP, order=2),
+    "ipndm": IPNDM,
+    "pndm": PNDM,
     "unipc": partial(UniPC, order=2),
     "unipc_3": partial(UniPC, order=3),
     "pc": PredictorCorrector,

@@ -10,10 +10,13 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_positive_int
+from .._checks import check_option, check_positive_int
 from ..counting import charged_query
-from ._common import phi1m1, phi2_neg, phi3_neg, run_fixed_steps
+from ._common import log_step, phi1m1, phi2_neg, phi3_neg, run_fixed_steps, step_order
 from .base import AbstractFixedStepSampler
+
+
+SOLVER_TYPES = ("midpoint", "heun")
 
 
 def fast_orders(budget: int) -> list[int]:
@@ -143,7 +146,11 @@ class DPMSolverPP(AbstractFixedStepSampler):
     previous log-steps ``h_0, h_1``:
 
     - order 1: ``y' = (sigma'/sigma) y + (1 - e^{-h}) D_i``;
-    - 2M: ``Dbar = (1 + 1/(2 r0)) D_i - D_{i-1}/(2 r0)``, ``y' = (sigma'/sigma) y + (1 - e^{-h}) Dbar``;
+    - 2M: ``Dbar = (1 + 1/(2 r0)) D_i - D_{i-1}/(2 r0)``, ``y' = (sigma'/sigma) y + (1 - e^{-h}) Dbar``
+      (``solver_type="midpoint"``, the default); ``solver_type="heun"`` (diffusers' 2M heun):
+      ``y' = (sigma'/sigma) y + (1 - e^{-h}) D_i + phi2 (D_i - D_{i-1})/r0``, ``phi2`` as below.
+      Both are second order; they differ at O(h^3) per step. The solver type applies to every
+      order-2 step (the 3M warm-up step included);
     - 3M: ``delta0 = (D_i - D_{i-1})/r0``, ``delta1 = (D_{i-1} - D_{i-2})/r1``,
       ``Delta1 = delta0 + r0 (delta0 - delta1)/(r0 + r1)``, ``Delta2 = (delta0 - delta1)/(r0 + r1)``,
       ``y' = (sigma'/sigma) y + (1 - e^{-h}) D_i + phi2 Delta1 - c3 phi3 Delta2`` with
@@ -178,10 +185,12 @@ class DPMSolverPP(AbstractFixedStepSampler):
     order: int = eqx.field(default=2, static=True)
     reference_coeffs: bool = eqx.field(default=False, static=True)
     lower_order_final: bool = eqx.field(default=False, static=True)
+    solver_type: str = eqx.field(default="midpoint", static=True)
 
     def __check_init__(self):
         if self.order not in (1, 2, 3):
             raise ValueError(f"`order` must be 1, 2 or 3 for DPMSolverPP, got {self.order!r}.")
+        check_option("solver_type", self.solver_type, SOLVER_TYPES)
 
     @property
     def is_stochastic(self) -> bool:
@@ -199,14 +208,10 @@ class DPMSolverPP(AbstractFixedStepSampler):
         score, ostate, ledger = charged_query(oracle, x, sigma, ostate, ledger)
         d_i = x + sigma * sigma * score
         d_1, d_2 = state[0], state[1]
-        p = jnp.minimum(self.order, i + 1)
-        if self.lower_order_final:
-            p = jnp.minimum(p, num_steps - i)
-        pos = sigma_next > 0
-        p = jnp.where(pos, p, 1)
+        pos, h = sigma_next > 0, log_step(sigma, sigma_next)
+        p = step_order(self.order, i, num_steps, self.lower_order_final, pos)
         ratio = sigma_next / sigma
         one_m = 1.0 - ratio
-        h = jnp.where(pos, jnp.log(sigma / jnp.where(pos, sigma_next, 1.0)), 1.0)
         s_1 = sigmas[jnp.maximum(i - 1, 0)]
         s_2 = sigmas[jnp.maximum(i - 2, 0)]
         r0 = jnp.log(s_1 / sigma) / h
@@ -214,8 +219,10 @@ class DPMSolverPP(AbstractFixedStepSampler):
         r0s = jnp.where(p >= 2, r0, 1.0)
         r1s = jnp.where(p >= 3, r1, 1.0)
         x1 = ratio * x + one_m * d_i
-        dbar = (1.0 + 0.5 / r0s) * d_i - (0.5 / r0s) * d_1
-        x2 = ratio * x + one_m * dbar
+        if self.solver_type == "midpoint":
+            x2 = ratio * x + one_m * ((1.0 + 0.5 / r0s) * d_i - (0.5 / r0s) * d_1)
+        else:
+            x2 = x1 + phi2_neg(h) * (d_i - d_1) / r0s
         delta0 = (d_i - d_1) / r0s
         delta1 = (d_1 - d_2) / r1s
         big1 = delta0 + r0s * (delta0 - delta1) / (r0s + r1s)
