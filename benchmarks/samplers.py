@@ -69,7 +69,6 @@ def configs(budget):
     fixed("dpmpp_3s", S.DPMSolverSinglestep(order=3))
     fixed("dpmpp_2s_heun", S.DPMSolverSinglestep(order=2, solver_type="heun"))
     fixed("dpmpp_3s_heun", S.DPMSolverSinglestep(order=3, solver_type="heun"))
-    fixed("sde_dpmpp_2m", S.SDEDPMSolverPP(order=2))
     fixed("ipndm", S.IPNDM())
     fixed("pndm", S.PNDM())
     fixed("unipc_2", S.UniPC(order=2))

@@ -279,7 +279,7 @@ def test_sde_dpmpp_2m_matches_numpy_with_the_same_noise(x64, solver_type):
     m, v = rng.normal(size=3), np.exp(rng.uniform(-1.5, 1.0, size=3))
     oracle = js.oracles.Exact(js.targets.Gaussian(jnp.asarray(m), jnp.asarray(v)))
     key = jax.random.key(9)
-    sampler = S.SDEDPMSolverPP(order=2, solver_type=solver_type)
+    sampler = S.DPMSolverPPMultistepSDE(order=2, solver_type=solver_type)
     for sig in (js.schedules.karras(6, 0.05, 30.0), js.schedules.karras(7, 0.05, 30.0, append_zero=False)):
         y0 = 30.0 * rng.normal(size=(2, 3))
         out = np.asarray(js.sample(oracle, sampler, sig, key, x_init=jnp.asarray(y0)).x)
@@ -324,7 +324,7 @@ def test_deterministic_order(x64, name, sampler, order, ns):
 def test_sde_dpmpp_2m_weak_order(x64):
     """Weak order in law on the Gaussian closed form (moments, 8192 chains x 64 coordinates).
     No theorem is claimed for the 2M SDE step; measured slopes 2.2-2.5 (midpoint), theory 2 asserted."""
-    sampler = S.SDEDPMSolverPP(order=2)
+    sampler = S.DPMSolverPPMultistepSDE(order=2, solver_type="midpoint")
     res = [_moment_error(sampler, n, 8192, jax.random.key(1)) for n in (4, 8, 16)]
     errs = [e for e, _ in res]
     for e, se in res:
@@ -367,7 +367,7 @@ def test_demo_sweep_and_exact_lab_run_the_new_samplers(tmp_path, capsys):
 @pytest.mark.parametrize("bad", [
     lambda: S.DEIS(order=4), lambda: S.DPMSolverSinglestep(order=4),
     lambda: S.DPMSolverSinglestep(solver_type="bh2"), lambda: S.DPMSolverSinglestep(algorithm_type="sde"),
-    lambda: S.SDEDPMSolverPP(order=3), lambda: S.SDEDPMSolverPP(solver_type="x"),
+    lambda: S.DPMSolverPPMultistepSDE(order=4), lambda: S.DPMSolverPPMultistepSDE(solver_type="x"),
     lambda: S.DPMSolverPP(solver_type="logrho"),
 ])
 def test_bad_options_raise(bad):

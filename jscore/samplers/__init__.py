@@ -20,7 +20,6 @@ from .ancestral_2s import DPMSolverPP2SAncestral as DPMSolverPP2SAncestral
 from .lms import LMS as LMS
 from .deis import DEIS as DEIS
 from .dpm_singlestep import DPMSolverSinglestep as DPMSolverSinglestep
-from .sde_dpm_solver import SDEDPMSolverPP as SDEDPMSolverPP
 from .pndm import IPNDM as IPNDM
 from .pndm import PNDM as PNDM
 from .langevin import PredictorCorrector as PredictorCorrector

@@ -26,7 +26,6 @@ from .lms import LMS
 from .midpoint import RandomizedMidpoint
 from .picard import ParallelPicard
 from .pndm import IPNDM, PNDM
-from .sde_dpm_solver import SDEDPMSolverPP
 from .unipc import UniPC
 
 CATALOGUE = {
@@ -61,7 +60,8 @@ CATALOGUE = {
     "dpmpp_3s": partial(DPMSolverSinglestep, order=3),
     "dpmpp_2s_heun": partial(DPMSolverSinglestep, order=2, solver_type="heun"),
     "dpmpp_3s_heun": partial(DPMSolverSinglestep, order=3, solver_type="heun"),
-    "sde_dpmpp_2m": partial(SDEDPMSolverPP, order=2),
+    # diffusers' SDE-DPM-Solver++ 2M is k-diffusion's dpmpp_2m_sde (eta = 1): one class, both names
+    "sde_dpmpp_2m": partial(DPMSolverPPMultistepSDE, order=2, solver_type="midpoint"),
     "ipndm": IPNDM,
     "pndm": PNDM,
     "unipc": partial(UniPC, order=2),
