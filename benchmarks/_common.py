@@ -156,6 +156,25 @@ def bandwidth_probe(num_floats: int, repeats: int = 20) -> dict:
     return {"num_floats": num_floats, "seconds_median": t, "bytes": nbytes, "GBps": nbytes / t / 1e9}
 
 
+def memory_of(compiled):
+    """Compiled ``memory_analysis()`` bytes; ``peak_bytes = arguments + outputs + temporaries - aliased``
+    (None where the backend reports none)."""
+    m = compiled.memory_analysis()
+    if m is None:
+        return None
+    row = {
+        k: int(getattr(m, k))
+        for k in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+                  "alias_size_in_bytes", "generated_code_size_in_bytes")
+        if hasattr(m, k)
+    }
+    row["peak_bytes"] = (
+        row["argument_size_in_bytes"] + row["output_size_in_bytes"] + row["temp_size_in_bytes"]
+        - row.get("alias_size_in_bytes", 0)
+    )
+    return row
+
+
 # ------------------------------------------------------------------ roofline probes
 ROOFLINE_SIZES = {"cpu": {"matmul": 2048, "copy": 1 << 24}, "gpu": {"matmul": 8192, "copy": 1 << 28}}
 

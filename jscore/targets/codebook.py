@@ -67,7 +67,7 @@ class CodebookPass(NamedTuple):
     max_logit: jax.Array
 
 
-def _block_update(state, X, Y, bias, rs, offset, *, want_mean, want_index):
+def _block_update(state, X, Y, bias, rs, offset, *, want_mean, want_index, precision):
     """Fold codewords ``Y`` ``(B, d)`` (rows ``offset + [0, B)``) into the running state.
 
     ``state = (m, l, acc, idx)``: running max ``m`` ``(n,)``, ``l = sum_j exp(l_j - m)`` ``(n,)``,
@@ -76,7 +76,7 @@ def _block_update(state, X, Y, bias, rs, offset, *, want_mean, want_index):
     m, l, acc, idx = state
     dtype = X.dtype
     Y = Y.astype(dtype)
-    logits = jnp.matmul(X, Y.T, precision=_HIGHEST)  # (n, B): the only block-sized buffers
+    logits = jnp.matmul(X, Y.T, precision=precision)  # (n, B): the only block-sized buffers
     if rs is not None:
         logits = logits * rs.astype(dtype)
     if bias is not None:
@@ -87,14 +87,14 @@ def _block_update(state, X, Y, bias, rs, offset, *, want_mean, want_index):
     c = jnp.exp(m - new_m)
     l = l * c + jnp.sum(e, axis=1)
     if want_mean:
-        acc = acc * c[:, None] + jnp.matmul(e, Y, precision=_HIGHEST)
+        acc = acc * c[:, None] + jnp.matmul(e, Y, precision=precision)
     if want_index:
         idx = jnp.where(bm > m, offset + jnp.argmax(logits, axis=1).astype(jnp.int32), idx)
     return new_m, l, acc, idx
 
 
 def stream_codebook(x, codebook, scale, row_bias=None, row_scale=None, *, block_size=None,
-                    want_mean=True, want_index=False) -> CodebookPass:
+                    want_mean=True, want_index=False, precision=_HIGHEST) -> CodebookPass:
     """One fused pass computing, per query, ``l_j = scale * (row_scale_j <x, y_j> + row_bias_j)``.
 
     Flash-attention style: ``lax.scan`` over blocks of ``block_size`` codewords carrying the running
@@ -107,7 +107,8 @@ def stream_codebook(x, codebook, scale, row_bias=None, row_scale=None, *, block_
     optional ``row_bias``, ``row_scale`` ``(M,)``; ``block_size`` (static; ``None`` or ``>= M``:
     one block). Returns a :class:`CodebookPass` (``mean`` zeros unless ``want_mean``, ``index``
     zeros unless ``want_index``). Exact in exact arithmetic for every block size; matrix products
-    at ``Precision.HIGHEST`` (true float32 on accelerators).
+    at ``precision`` (default ``Precision.HIGHEST``: true float32 on accelerators; a lower one,
+    e.g. TF32, must be validated on the decisions that use it).
     """
     M, d = codebook.shape
     lead = x.shape[:-1]
@@ -119,7 +120,8 @@ def stream_codebook(x, codebook, scale, row_bias=None, row_scale=None, *, block_
     bias = None if row_bias is None else row_bias.astype(dtype)
     B = M if block_size is None else min(int(block_size), M)
     nb, tail = divmod(M, B)
-    upd = functools.partial(_block_update, want_mean=want_mean, want_index=want_index)
+    upd = functools.partial(_block_update, want_mean=want_mean, want_index=want_index,
+                            precision=precision)
 
     def piece(v, start, size):
         return None if v is None else jax.lax.dynamic_slice_in_dim(v, start, size)
