@@ -64,6 +64,15 @@ def env_info() -> dict:
     return info
 
 
+def stamp_end(info: dict) -> dict:
+    """Record the load average at the end of a run in ``info`` (``load_average_at_end``)."""
+    try:
+        info["load_average_at_end"] = os.getloadavg()
+    except OSError:  # pragma: no cover
+        pass
+    return info
+
+
 def device_label(info: dict) -> str:
     kind = info["device_kind"]
     if info["backend"] == "cpu":

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -159,10 +158,7 @@ def main(argv=None):
         print(f"  {name:16s} {r['rate_median'] / 1e9:8.1f} {unit}")
     best = max((k for k in check if k[len("stream_B"):].isdigit()), key=lambda k: rows[k]["fraction_of_matmul"])
     print(f"best block: {rows[best]['block']} ({100 * rows[best]['fraction_of_matmul']:.0f}% of matmul)")
-    try:
-        env["load_average_at_end"] = os.getloadavg()
-    except OSError:
-        pass
+    _common.stamp_end(env)
     payload = {"benchmark": "codebook_oracle", "env": env, "device": _common.device_label(env),
                "dim": d, "num_codewords": M, "queries": n, "sigma": sigma, "repeats": repeats,
                "flops_per_pass": flops, "probes": rates, "impls": rows, "best_block": rows[best]["block"]}

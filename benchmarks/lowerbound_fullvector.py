@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -113,10 +112,7 @@ def main(argv=None):
               f"({100 * f['roofline']['fraction_of_copy']:.0f}% of copy bandwidth)  P(exists inf.) "
               f"{f['estimate']:.3f} +- {f['estimate_se']:.3f} vs scalar {r['scalar']['estimate']:.3f}"
               f" +- {r['scalar']['estimate_se']:.3f} (z = {r['z_full_minus_scalar']:.1f})", flush=True)
-    try:
-        env["load_average_at_end"] = os.getloadavg()
-    except OSError:
-        pass
+    _common.stamp_end(env)
     payload = {"benchmark": "lowerbound_fullvector", "env": env, "device": _common.device_label(env),
                "rate": 0.3, "eps": "1/d", "p": 2.0, "rows": rows}
     print(f"saved {_common.save_json('lowerbound_fullvector', payload, args.out)}")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -183,10 +182,7 @@ def main(argv=None):
             print(f"  memory {name:13s} peak {m['peak_bytes'] / 2**20:7.2f} MiB = "
                   f"{m['peak_over_state']:.1f} x state, temp {m['temp_over_activation']:.1f} x "
                   f"(N x hidden)")
-    try:
-        env["load_average_at_end"] = os.getloadavg()
-    except OSError:
-        pass
+    _common.stamp_end(env)
     payload = {"benchmark": "network", "env": env, "device": _common.device_label(env),
                "model": model.hyperparams(), "chains": n, "steps": args.steps,
                "flops_per_eval": flops, "torch_max_rel_score_dev": torch_dev,

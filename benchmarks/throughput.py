@@ -322,12 +322,7 @@ def main(argv=None):
             case = run_case(sampler_name, d, n, args.steps, repeats, args.device, bandwidth, probes)
             cases.append(case)
             print_case(case)
-    try:
-        import os
-
-        env["load_average_at_end"] = os.getloadavg()
-    except OSError:
-        pass
+    _common.stamp_end(env)
     payload = {"benchmark": "throughput", "env": env, "device": _common.device_label(env),
                "bandwidth_probe": bandwidth, "log2_size": log2, "cases": cases}
     path = _common.save_json("throughput", payload, args.out)
