@@ -5,10 +5,12 @@ Per sampler: ``N`` chains of ``d``-dimensional vectors run against the reference
 norms and overlaps feed :func:`~jscore.lowerbound.trajectory.assemble`), on ``K`` geometric levels
 from 20 to 0.02 at each of 4 log-offsets (default ``K = 0.2 sqrt(d)``, near Euler's K*(d), so the
 probability is in the middle of [0, 1]), hidden rate R = 0.3, eps = 1/d, p = 2. The same
-estimate from the O(1)-per-step scalar reduction (``scalar.simulate``, same keys) is the check:
-the mean estimates must agree within their standard errors (they are different draws of the same
-law; the probabilities are computed in float64, the trajectories in float32). Timed: the full-vector run at one offset (after a warm-up call) and its state traffic, one read and one
-write of ``N x d`` float32 per query, over the copy rate of the same run.
+estimate from the O(1)-per-step scalar reduction (``scalar.simulate``, other keys) is the check:
+the mean estimates must agree within their standard errors (different draws of the same law; the
+probabilities are computed in float64, the trajectories in float32: in float32 the informative
+probabilities underflow to 0). Timed: the full-vector run at one offset (after a warm-up call)
+and its state traffic, one read and one write of ``N x d`` float32 per query, over the copy rate
+of the same run.
 
     python benchmarks/lowerbound_fullvector.py                  # CPU: d = 1e5, N = 8, K = 63
     python benchmarks/lowerbound_fullvector.py --device gpu     # GPU: d = 1e6, N = 64, K = 200
