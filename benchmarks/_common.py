@@ -64,6 +64,15 @@ def env_info() -> dict:
     return info
 
 
+def stamp_end(info: dict) -> dict:
+    """Record the load average at the end of a run in ``info`` (``load_average_at_end``)."""
+    try:
+        info["load_average_at_end"] = os.getloadavg()
+    except OSError:  # pragma: no cover
+        pass
+    return info
+
+
 def device_label(info: dict) -> str:
     kind = info["device_kind"]
     if info["backend"] == "cpu":
@@ -154,3 +163,79 @@ def bandwidth_probe(num_floats: int, repeats: int = 20) -> dict:
     t = median(ts)
     nbytes = 2 * x.size * x.dtype.itemsize
     return {"num_floats": num_floats, "seconds_median": t, "bytes": nbytes, "GBps": nbytes / t / 1e9}
+
+
+def memory_of(compiled):
+    """Compiled ``memory_analysis()`` bytes; ``peak_bytes = arguments + outputs + temporaries - aliased``
+    (None where the backend reports none)."""
+    m = compiled.memory_analysis()
+    if m is None:
+        return None
+    row = {
+        k: int(getattr(m, k))
+        for k in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+                  "alias_size_in_bytes", "generated_code_size_in_bytes")
+        if hasattr(m, k)
+    }
+    row["peak_bytes"] = (
+        row["argument_size_in_bytes"] + row["output_size_in_bytes"] + row["temp_size_in_bytes"]
+        - row.get("alias_size_in_bytes", 0)
+    )
+    return row
+
+
+# ------------------------------------------------------------------ roofline probes
+ROOFLINE_SIZES = {"cpu": {"matmul": 2048, "copy": 1 << 24}, "gpu": {"matmul": 8192, "copy": 1 << 28}}
+
+
+def roofline_probes(device: str) -> tuple[dict, dict]:
+    """The device's reference rates, to time interleaved with the workloads of the same run.
+
+    Returns ``(fns, work)``: ``xla_matmul`` (float32 ``n x n @ n x n`` at ``Precision.HIGHEST``,
+    work ``2 n^3`` flops) and ``xla_copy`` (``y = x + 1`` on float32, work = bytes read + written).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    sizes = ROOFLINE_SIZES[device]
+    n = sizes["matmul"]
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    mm = jax.jit(lambda u, v: jnp.matmul(u, v, precision=jax.lax.Precision.HIGHEST))
+    cp = jax.jit(lambda u: u + 1.0, donate_argnums=0)  # in place: no fresh pages to fault in
+    buf = [jnp.zeros((sizes["copy"],), jnp.float32)]
+
+    def copy():
+        buf[0] = cp(buf[0])
+        return buf[0]
+
+    fns = {"xla_matmul": lambda: mm(a, a), "xla_copy": copy}
+    work = {"xla_matmul": {"flops": 2.0 * n**3, "n": n},
+            "xla_copy": {"bytes": 2.0 * 4 * sizes["copy"], "num_floats": sizes["copy"]}}
+    return fns, work
+
+
+def probe_rates(times: dict, work: dict) -> dict:
+    """Median FLOP/s of the matmul probe and bytes/s of the copy probe, and their per-round series."""
+    out = {}
+    for name, w in work.items():
+        amount = w.get("flops", w.get("bytes"))
+        rates = [amount / t for t in times[name]]
+        out[name] = dict(w, seconds_all=times[name], rate_median=median(rates), rates=rates)
+    return out
+
+
+def roofline(times_impl, flops, nbytes, probes: dict) -> dict:
+    """Achieved FLOP/s and bytes/s of one workload over the probes' rates, round by round.
+
+    ``fraction_of_matmul`` = median over rounds of (flops / t) / (matmul FLOP/s of that round);
+    ``fraction_of_copy`` likewise with bytes and the copy probe. ``bound``: the limit the workload
+    is closer to (the larger fraction), i.e. the one that binds under a roofline model.
+    """
+    fm = [flops / t / r for t, r in zip(times_impl, probes["xla_matmul"]["rates"])]
+    fc = [nbytes / t / r for t, r in zip(times_impl, probes["xla_copy"]["rates"])]
+    t = median(times_impl)
+    out = {"flops": flops, "bytes": nbytes, "flops_per_s": flops / t, "bytes_per_s": nbytes / t,
+           "fraction_of_matmul": median(fm), "fraction_of_copy": median(fc)}
+    out["bound"] = "compute (matmul rate)" if out["fraction_of_matmul"] >= out[
+        "fraction_of_copy"] else "memory (copy bandwidth)"
+    return out

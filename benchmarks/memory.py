@@ -27,23 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common  # noqa: E402
 
 
-def analyse(compiled):
-    m = compiled.memory_analysis()
-    if m is None:
-        return None
-    row = {
-        k: int(getattr(m, k))
-        for k in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
-                  "alias_size_in_bytes", "generated_code_size_in_bytes")
-        if hasattr(m, k)
-    }
-    row["peak_bytes"] = (
-        row["argument_size_in_bytes"] + row["output_size_in_bytes"] + row["temp_size_in_bytes"]
-        - row.get("alias_size_in_bytes", 0)
-    )
-    return row
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
@@ -102,7 +85,7 @@ def main(argv=None):
         }
         for cname, (fn, extra) in cases.items():
             compiled = jax.jit(fn).lower(oracle, sampler, sigmas, key, *extra).compile()
-            row = analyse(compiled)
+            row = _common.memory_of(compiled)
             if row is None:
                 print(f"  {sname:6s} {cname}: memory_analysis() unavailable on this backend")
                 continue

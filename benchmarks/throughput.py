@@ -22,7 +22,11 @@ ratio ``t_peer / t_jscore`` (> 1: jscore is faster) as medians' ratio, as the me
 the same round's ratio (``paired``: robust to load drifting between rounds) and as min / min, the largest deviation of each peer's final
 state from jscore's, and on GPU the fraction of the state-bandwidth floor: one read and one write
 of the ``N x d`` float32 state per score evaluation at the bandwidth of a large elementwise op
-measured in the same run.
+measured in the same run. Roofline (every row's ``roofline``): achieved FLOP/s (``4 N d K`` per
+evaluation: the two ``N x d x K`` products) over the float32 matmul rate of the same rounds, and
+bytes/s (one read and one write of the state per evaluation) over the copy rate of the same rounds
+(``_common.roofline_probes``, timed interleaved with the implementations); ``bound`` names the
+larger fraction.
 
     python benchmarks/throughput.py                 # CPU: N d = 2^20, d in {64, 1024}
     python benchmarks/throughput.py --device gpu    # GPU: N d = 2^26, d in {1024, 16384, 262144}
@@ -46,13 +50,15 @@ DEFAULTS = {
 }
 
 
-def build_jax_impls(sampler_name, target, sigmas, steps, key):
+def build_jax_impls(sampler_name, target, sigmas, steps, key, oracle=None):
+    """jscore, scan, pyloop and diffrax for any ``target`` with a per-point ``score(x, sigma)``
+    (``oracle``: what jscore queries; default ``Exact(target)``)."""
     import jax
     import jax.numpy as jnp
 
     import jscore as js
 
-    oracle = js.oracles.Exact(target)
+    oracle = js.oracles.Exact(target) if oracle is None else oracle
     sampler = {"euler": js.samplers.Euler(), "heun": js.samplers.Heun()}[sampler_name]
     # Every JAX implementation takes the target as a jit argument, like jscore's oracle (closing
     # over it would bake the means into the executable as constants, which jscore cannot do).
@@ -131,28 +137,25 @@ def build_jax_impls(sampler_name, target, sigmas, steps, key):
     return impls, notes
 
 
-def build_torch_impl(sampler_name, target, sigmas, steps, device):
+def torch_or_none(device):
+    """``(torch, device string)``, or ``(None, why)`` when the PyTorch peer cannot run."""
     try:
         import torch
     except ImportError:
         print("torch not installed: skipping the PyTorch peer (pip install 'jscore[bench]').")
         return None, "skipped: not installed"
-    import numpy as np
-
     tdev = "cuda" if device == "gpu" else "cpu"
     if tdev == "cuda" and not torch.cuda.is_available():
         print("torch has no CUDA device: skipping the PyTorch peer.")
         return None, "skipped: no CUDA in torch"
-    means = torch.tensor(np.asarray(target.means), device=tdev)
-    log_w = torch.tensor(np.asarray(target.log_weights), device=tdev)
-    half_sq = 0.5 * (means * means).sum(-1)
-    var0 = float(target.std) ** 2
-    sig = [float(s) for s in np.asarray(sigmas)]
+    return torch, tdev
 
-    def score(x, s):
-        v = var0 + s * s
-        r = torch.softmax(log_w + (x @ means.T - half_sq) / v, dim=-1)
-        return (r @ means - x) / v
+
+def torch_loop(torch, score, sampler_name, sigmas, steps, tdev):
+    """The eager PyTorch Euler / EDM-Heun loop (``torch.no_grad``) around ``score(x, sigma)``."""
+    import numpy as np
+
+    sig = [float(s) for s in np.asarray(sigmas)]
 
     @torch.no_grad()
     def run(x0):
@@ -176,20 +179,57 @@ def build_torch_impl(sampler_name, target, sigmas, steps, device):
     return (run, to_torch), f"torch {torch.__version__}, {torch.get_num_threads()} threads, {tdev}"
 
 
-def run_case(sampler_name, d, n, steps, repeats, device, bandwidth):
+def build_torch_impl(sampler_name, target, sigmas, steps, device):
+    torch, tdev = torch_or_none(device)
+    if torch is None:
+        return None, tdev
+    import numpy as np
+
+    means = torch.tensor(np.asarray(target.means), device=tdev)
+    log_w = torch.tensor(np.asarray(target.log_weights), device=tdev)
+    half_sq = 0.5 * (means * means).sum(-1)
+    var0 = float(target.std) ** 2
+
+    def score(x, s):
+        v = var0 + s * s
+        r = torch.softmax(log_w + (x @ means.T - half_sq) / v, dim=-1)
+        return (r @ means - x) / v
+
+    return torch_loop(torch, score, sampler_name, sigmas, steps, tdev)
+
+
+def mixture_work(n, d, num_components=16):
+    """Per score evaluation of all chains: flops of the two ``N x d x K`` products and the bytes
+    of one read and one write of the state."""
+    return 4.0 * n * d * num_components, 8.0 * n * d
+
+
+def run_case(sampler_name, d, n, steps, repeats, device, bandwidth, probes=None):
+    """The mixture workload (see the module docstring)."""
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     import jscore as js
 
-    key = jax.random.key(0)
     target = _common.mixture(d, jax.random.key(1))
     sigmas = js.schedules.karras(steps)
     x0 = sigmas[0] * jax.random.normal(jax.random.key(2), (n, d), jnp.float32)
-    impls, notes = build_jax_impls(sampler_name, target, sigmas, steps, key)
-    fns = {name: (lambda f=f: f(x0)) for name, f in impls.items()}
+    impls, notes = build_jax_impls(sampler_name, target, sigmas, steps, jax.random.key(0))
     torch_impl, notes["torch"] = build_torch_impl(sampler_name, target, sigmas, steps, device)
+    return time_case(sampler_name, d, n, steps, repeats, x0, impls, notes, torch_impl,
+                     mixture_work(n, d), bandwidth, probes)
+
+
+def time_case(sampler_name, d, n, steps, repeats, x0, impls, notes, torch_impl, work, bandwidth,
+              probes=None):
+    """Check every peer against jscore, time them interleaved (with the roofline probes) and tabulate.
+
+    ``work = (flops, bytes)`` per score evaluation of all chains; ``probes``: ``(fns, work)`` of
+    :func:`_common.roofline_probes` (adds the ``roofline`` entry of each row).
+    """
+    import numpy as np
+
+    fns = {name: (lambda f=f: f(x0)) for name, f in impls.items()}
     if torch_impl is not None:
         run_t, to_torch = torch_impl
         x0_t = to_torch(x0)
@@ -202,9 +242,11 @@ def run_case(sampler_name, d, n, steps, repeats, device, bandwidth):
         out = f()
         out = out.cpu().numpy() if hasattr(out, "cpu") else np.asarray(out)
         dev[name] = float(np.max(np.abs(out - ref)) / max(1.0, float(np.max(np.abs(ref)))))
-    times = _common.time_interleaved(fns, repeats)
+    probe_fns, probe_work = probes if probes is not None else ({}, {})
+    times = _common.time_interleaved({**fns, **probe_fns}, repeats)
+    rates = _common.probe_rates(times, probe_work) if probes is not None else None
     q = steps if sampler_name == "euler" else 2 * steps - 1
-    med = {k: _common.median(v) for k, v in times.items()}
+    med = {k: _common.median(times[k]) for k in fns}
     rows = {}
     state_bytes = n * d * 4
     for name, t in med.items():
@@ -220,6 +262,8 @@ def run_case(sampler_name, d, n, steps, repeats, device, bandwidth):
             "ratio_min": min(times[name]) / min(times["jscore"]),
             "max_rel_dev_from_jscore": dev[name],
         }
+        if rates is not None:
+            row["roofline"] = _common.roofline(times[name], q * work[0], q * work[1], rates)
         if bandwidth is not None:
             floor = q * 2 * state_bytes / (bandwidth["GBps"] * 1e9)
             row["floor_seconds"] = floor
@@ -227,8 +271,26 @@ def run_case(sampler_name, d, n, steps, repeats, device, bandwidth):
         rows[name] = row
     return {
         "sampler": sampler_name, "d": d, "n": n, "steps": steps, "queries_per_chain": q,
-        "repeats": repeats, "peers": notes, "impls": rows,
+        "repeats": repeats, "peers": notes, "impls": rows, "probes": rates,
     }
+
+
+def print_case(case):
+    print(f"\n{case['sampler']}, d={case['d']}, N={case['n']}, {case['steps']} steps, "
+          f"Q={case['queries_per_chain']}")
+    for name, r in case["impls"].items():
+        extra = f"  floor {100 * r['fraction_of_floor']:.0f}%" if "fraction_of_floor" in r else ""
+        if "roofline" in r:
+            rl = r["roofline"]
+            extra += (f"  {rl['flops_per_s'] / 1e9:.1f} GFLOP/s = {100 * rl['fraction_of_matmul']:.0f}%"
+                      f" of matmul, {100 * rl['fraction_of_copy']:.0f}% of copy")
+        print(
+            f"  {name:12s} {1e3 * r['seconds_median']:9.1f} ms  "
+            f"{r['coord_queries_per_s']:.3e} coord-q/s  t/t_jscore {r['ratio_vs_jscore']:6.2f}"
+            f" (paired {r['ratio_paired_median']:5.2f}, min {r['ratio_min']:5.2f})"
+            f"  dev {r['max_rel_dev_from_jscore']:.1e}{extra}",
+            flush=True,
+        )
 
 
 def main(argv=None):
@@ -252,28 +314,15 @@ def main(argv=None):
     bandwidth = _common.bandwidth_probe(2**log2) if args.device == "gpu" else None
     if bandwidth:
         print(f"elementwise probe: {bandwidth['GBps']:.0f} GB/s (read + write)")
+    probes = _common.roofline_probes(args.device)
     cases = []
     for sampler_name in args.samplers.split(","):
         for d in dims:
             n = 2**log2 // d
-            case = run_case(sampler_name, d, n, args.steps, repeats, args.device, bandwidth)
+            case = run_case(sampler_name, d, n, args.steps, repeats, args.device, bandwidth, probes)
             cases.append(case)
-            print(f"\n{sampler_name}, d={d}, N={n}, {args.steps} steps, Q={case['queries_per_chain']}")
-            for name, r in case["impls"].items():
-                extra = f"  floor {100 * r['fraction_of_floor']:.0f}%" if "fraction_of_floor" in r else ""
-                print(
-                    f"  {name:8s} {1e3 * r['seconds_median']:9.1f} ms  "
-                    f"{r['coord_queries_per_s']:.3e} coord-q/s  t/t_jscore {r['ratio_vs_jscore']:6.2f}"
-                    f" (paired {r['ratio_paired_median']:5.2f}, min {r['ratio_min']:5.2f})"
-                    f"  dev {r['max_rel_dev_from_jscore']:.1e}{extra}",
-                    flush=True,
-                )
-    try:
-        import os
-
-        env["load_average_at_end"] = os.getloadavg()
-    except OSError:
-        pass
+            print_case(case)
+    _common.stamp_end(env)
     payload = {"benchmark": "throughput", "env": env, "device": _common.device_label(env),
                "bandwidth_probe": bandwidth, "log2_size": log2, "cases": cases}
     path = _common.save_json("throughput", payload, args.out)

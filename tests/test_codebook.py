@@ -56,7 +56,8 @@ def test_streaming_equals_one_shot_for_all_block_sizes(cls, x64, getkey):
     for bs in [None, 1, 7, M - 1]:
         c = cls(cb.codebook, block_size=bs) if cls is js.targets.SphereCodebook else cls(
             cb.codebook, rho=1.0, block_size=bs)
-        out, lp = jax.jit(jax.vmap(lambda x: (c.posterior(x, sigma), c.log_prob(x, sigma))))(xs)
+        out, lp = jax.jit(jax.vmap(lambda x: (c.posterior(x, sigma, want_index=True),
+                                                 c.log_prob(x, sigma))))(xs)
         for k, (lse, mean, idx, logp) in enumerate(ref):
             np.testing.assert_allclose(out.lse[k], lse, rtol=1e-13, err_msg=f"block {bs}")
             np.testing.assert_allclose(out.mean[k], mean, rtol=1e-11, atol=1e-12)
@@ -72,7 +73,8 @@ def test_stream_codebook_matches_logsumexp_with_row_terms(x64, getkey):
     x = jax.random.normal(getkey(), (6,))
     l = 2.5 * (rs * (Y @ x) + bias)
     for bs in [3]:
-        res = jax.jit(lambda x: stream_codebook(x, Y, 2.5, bias, rs, block_size=bs))(x)
+        res = jax.jit(lambda x: stream_codebook(x, Y, 2.5, bias, rs, block_size=bs,
+                                                 want_index=True))(x)
         np.testing.assert_allclose(res.lse, jax.nn.logsumexp(l), rtol=1e-14)
         np.testing.assert_allclose(res.max_logit, jnp.max(l), rtol=1e-14)
         assert int(res.index) == int(jnp.argmax(l))

@@ -26,10 +26,12 @@ its cost is ~4 M d = 2.3e9 flops per query per chain (logits plus the weighted c
 which is why the issue asks for it on a GPU (not run here: no accelerator). Indices are int32,
 so M < 2^31 is enforced.
 
-Measured on the 2-core CPU (``benchmarks/exact_query_cost.py``; process CPU time per query per
-chain, Euler, 100 chains, adversary): 24 us at M = 2 981 (d = 32), 91 us at M = 14 765 (d = 32),
-666 us at M = 73 131 (d = 32), 1 383 us at M = 162 755 (d = 48), i.e. 14-23 GFlop per
-CPU-second and linear in M d. Extrapolated: ~0.16 CPU-s per query per chain at d = 64, R = 0.25.
+Measured on the 2-core CPU (``benchmarks/exact_query_cost.py``, with the earlier per-point pass;
+process CPU time per query per chain, Euler, 100 chains, adversary): 24 us at M = 2 981 (d = 32),
+91 us at M = 14 765 (d = 32), 666 us at M = 73 131 (d = 32), 1 383 us at M = 162 755 (d = 48),
+i.e. 14-23 GFlop per CPU-second and linear in M d. The fused pass that replaced it reaches
+20-58 GFlop/s on the same machine (``benchmarks/codebook_oracle.py``), i.e. ~0.05-0.1 s per query
+per chain at d = 64, R = 0.25.
 
 Resumable runs (``jscore lowerbound exact``): :func:`run_tv`, :func:`run_success`,
 :func:`run_search` and :func:`run_audit` append one CSV row per finished unit (flushed and

@@ -6,11 +6,11 @@ informatively. :func:`exact_informative_fraction` measures that fraction with an
 codebook; :func:`compare` puts both side by side (rows ``ratio, sigma, exact, exact_se, formula,
 formula_old, dev, dev_old``).
 
-The lab here is a *batched* re-implementation of the adversary's three tests for many queries at
-one ``sigma`` (one matmul per codebook block, float32 logits with a running log-sum-exp, float64
-for the Bessel terms, the band and the thresholds). It is checked flag-for-flag against
-``LRAdversary.answer`` in the tests; it exists because the per-query streaming pass is ~50x slower
-on a CPU, and d = 64 at R = 0.25 (M = 8.9e6) is otherwise out of reach. The codebook is generated
+The lab here evaluates the adversary's three tests for many queries at one ``sigma`` in batches:
+the codebook part is the oracle's own fused pass (:func:`~jscore.targets.codebook.stream_codebook`,
+float32, ``batch x block`` logits at a time); the Bessel terms, the band and the thresholds are
+float64. It is checked flag-for-flag against ``LRAdversary.answer`` in the tests; d = 64 at
+R = 0.25 (M = 8.9e6) is its largest case. The codebook is generated
 in float32 blocks straight into one host array (``M d 4`` bytes: 2.3 GB at d = 64, R = 0.25).
 """
 
@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..targets.codebook import default_block_size, stream_codebook
 from .informative import bessel_terms, effective_log_m_py, norm_band, profile, typical_norm_draws
 
 _GEN_BLOCK = 1 << 18
@@ -48,41 +49,11 @@ def random_sphere_codebook(d: int, rate: float, seed: int, rho: float = 1.0) -> 
     return out
 
 
-def _lab_fn(block: int):
-    """Jitted ``(X, Y, inv_s2) -> (lse, mean, max_dot)`` streaming over row blocks of ``Y``."""
-
-    @jax.jit
-    def f(X, Y, inv_s2):
-        M = Y.shape[0]
-        n, d = X.shape
-        B = min(block, M)
-        nb = -(-M // B)
-        offs = jnp.arange(B)
-
-        def body(b, carry):
-            m, s, acc, mx = carry
-            lo = b * B
-            start = jnp.minimum(lo, M - B)
-            Yb = jax.lax.dynamic_slice_in_dim(Y, start, B, axis=0)
-            dots = X @ Yb.T  # (n, B)
-            dots = jnp.where((start + offs >= lo)[None, :], dots, -jnp.inf)
-            bm = jnp.max(dots, axis=1)
-            new_m = jnp.maximum(m, bm * inv_s2)
-            c = jnp.exp(m - new_m)
-            e = jnp.exp(dots * inv_s2 - new_m[:, None])
-            return (new_m, s * c + jnp.sum(e, axis=1), acc * c[:, None] + e @ Yb,
-                    jnp.maximum(mx, bm))
-
-        init = (jnp.full((n,), -jnp.inf, X.dtype), jnp.zeros((n,), X.dtype),
-                jnp.zeros((n, d), X.dtype), jnp.full((n,), -jnp.inf, X.dtype))
-        m, s, acc, mx = jax.lax.fori_loop(0, nb, body, init)
-        return m, s, acc / s[:, None], mx
-
-    return f
+_lab_pass = jax.jit(stream_codebook, static_argnames=("block_size", "want_mean", "want_index"))
 
 
-def adversary_flags(codebook, x, sigma, eps, p=2.0, *, log_m=None, block: int = 1 << 15,
-                    batch: int = 512):
+def adversary_flags(codebook, x, sigma, eps, p=2.0, *, log_m=None,
+                    block: int | None = None, batch: int = 512):
     """The three tests of ``LRAdversary(codebook, eps, p)`` for many queries ``x`` ``(n, d)`` at one ``sigma``.
 
     ``codebook`` ``(M, d)`` float32 with common norm ``r``. Returns a dict of float64/bool numpy
@@ -93,7 +64,6 @@ def adversary_flags(codebook, x, sigma, eps, p=2.0, *, log_m=None, block: int = 
     M, d = Y.shape
     r = float(np.linalg.norm(np.asarray(codebook[0], np.float64)))
     log_m = math.log(M) if log_m is None else log_m
-    fn = _lab_fn(block)
     x = np.asarray(x, np.float64)
     s2 = float(sigma) ** 2
     out = {k: [] for k in ("informative", "in_band", "log_lr", "diff", "max_cos")}
@@ -102,12 +72,13 @@ def adversary_flags(codebook, x, sigma, eps, p=2.0, *, log_m=None, block: int = 
     log_lam = math.log(0.5) + p * (math.log(eps) - math.log(2.0) - log_b)
     for i in range(0, x.shape[0], batch):
         xb = x[i:i + batch]
-        m, s, mean, mx = (np.asarray(v, np.float64) for v in fn(
-            jnp.asarray(xb, jnp.float32), Y, jnp.asarray(1.0 / s2, jnp.float32)))
+        res = _lab_pass(jnp.asarray(xb, jnp.float32), Y, jnp.asarray(1.0 / s2, jnp.float32),
+                        block_size=default_block_size() if block is None else block)
+        lse, mean, mx = (np.asarray(v, np.float64) for v in (res.lse, res.mean, res.max_logit))
         xi = np.linalg.norm(xb, axis=1)
         kappa = r * xi / s2
         lam, a = (np.asarray(v) for v in bessel_terms(jnp.asarray(kappa), float(d)))
-        log_lr = m + np.log(s) - log_m - lam
+        log_lr = lse - log_m - lam
         m_q = (r * a / xi)[:, None] * xb
         diff = np.linalg.norm(mean - m_q, axis=1) / s2
         band = (xi * xi >= lo) & (xi * xi <= hi)
@@ -115,7 +86,7 @@ def adversary_flags(codebook, x, sigma, eps, p=2.0, *, log_m=None, block: int = 
         out["in_band"].append(band)
         out["log_lr"].append(log_lr)
         out["diff"].append(diff)
-        out["max_cos"].append(mx / (r * xi))
+        out["max_cos"].append(mx * s2 / (r * xi))
     return {k: np.concatenate(v) for k, v in out.items()}
 
 

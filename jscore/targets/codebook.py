@@ -8,10 +8,12 @@
     log_prob(x, sigma) = logsumexp_j l_j - log M - |x|^2/(2 sigma^2) - (d/2) log(2 pi sigma^2)
 
 For :class:`SphereCodebook` all ``|y_j| = r`` and the norm term is dropped from the logits (it cancels).
-Every quantity comes from ONE pass over the codebook in blocks of ``block_size`` codewords with a
-streaming log-sum-exp (running max, rescaled partial sums and weighted codeword sums), so the
-per-query memory is ``O(block_size + d)`` whatever M is (M ~ 1e7 runs; the codebook itself takes
-``M d`` floats). The matmul uses ``Precision.HIGHEST``. Cost ``O(M d)`` per query.
+Every quantity comes from ONE fused pass over the codebook (:func:`stream_codebook`, the only
+implementation; flash-attention style): ``lax.scan`` over blocks of ``block_size`` codewords with a
+streaming log-sum-exp (running max, rescaled partial sums and weighted codeword sums), so ``n``
+queries (batched, or one per chain under ``vmap``) take ``O(n (block_size + d))`` memory whatever
+M is (M ~ 1e7 runs; the codebook itself takes ``M d`` floats). Matrix products at
+``Precision.HIGHEST``. Cost ``4 M d`` flops per query (logits and weighted sum).
 
 - :class:`SphereCodebook`: codewords i.i.d. uniform on ``S_r``, ``r = rho sqrt(d)``; reference
   ``Q = Unif(S_r)`` (:class:`~jscore.targets.UniformSphere`).
@@ -36,16 +38,27 @@ from .base import AbstractTarget
 from .gaussian import Gaussian
 from .sphere import UniformSphere, log_bessel_mgf_and_ratio
 
-DEFAULT_BLOCK_SIZE = 16384
+_CPU_BLOCK_SIZE = 512  # benchmarks/codebook_oracle.py: the n x B logits tile stays in cache
+_ACCELERATOR_BLOCK_SIZE = 65536  # fewer, larger steps; to be tuned on a device
+
+
+def default_block_size(backend: str | None = None) -> int:
+    """Codewords per block of the fused pass for ``backend`` (default: jax's default backend).
+
+    512 on CPU (fastest measured there: the ``n x 512`` logits tile stays in cache), 65536 on
+    accelerators (fewer, larger kernel launches).
+    """
+    backend = jax.default_backend() if backend is None else backend
+    return _CPU_BLOCK_SIZE if backend == "cpu" else _ACCELERATOR_BLOCK_SIZE
 _GEN_BLOCK = 1 << 18
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class CodebookPass(NamedTuple):
-    """Result of one streaming pass over the codebook for one point.
+    """Result of one streaming pass over the codebook, per query (leading axes of ``x``).
 
-    ``lse``: ``logsumexp_j l_j``; ``mean``: ``sum_j softmax(l)_j y_j`` ``(d,)``; ``index``: argmax_j
-    ``l_j`` (int32); ``max_logit``: ``max_j l_j``.
+    ``lse``: ``logsumexp_j l_j``; ``mean``: ``sum_j softmax(l)_j y_j`` ``(..., d)``; ``index``:
+    argmax_j ``l_j`` (int32, first on ties; zeros unless asked for); ``max_logit``: ``max_j l_j``.
     """
 
     lse: jax.Array
@@ -54,71 +67,88 @@ class CodebookPass(NamedTuple):
     max_logit: jax.Array
 
 
-def stream_codebook(x, codebook, scale, row_bias=None, row_scale=None, *, block_size=None,
-                    want_mean=True) -> CodebookPass:
-    """One blockwise pass computing ``l_j = scale * (row_scale_j <x, y_j> + row_bias_j)``.
+def _block_update(state, X, Y, bias, rs, offset, *, want_mean, want_index, precision):
+    """Fold codewords ``Y`` ``(B, d)`` (rows ``offset + [0, B)``) into the running state.
 
-    **Arguments:** ``x`` ``(d,)``; ``codebook`` ``(M, d)``; ``scale`` scalar; optional ``row_bias``
-    and ``row_scale`` ``(M,)``; ``block_size`` (static; ``None`` or ``>= M``: one shot).
-    Returns a :class:`CodebookPass` (``mean`` is zeros when ``want_mean=False``). Exact in exact
-    arithmetic for any block size; the last block is clamped to ``[M - B, M)`` and its rows already
-    counted are masked, so no padding copy of the codebook is made.
+    ``state = (m, l, acc, idx)``: running max ``m`` ``(n,)``, ``l = sum_j exp(l_j - m)`` ``(n,)``,
+    ``acc = sum_j exp(l_j - m) y_j`` ``(n, d)``, ``idx`` the argmax so far. ``X`` is pre-scaled.
+    """
+    m, l, acc, idx = state
+    dtype = X.dtype
+    Y = Y.astype(dtype)
+    logits = jnp.matmul(X, Y.T, precision=precision)  # (n, B): the only block-sized buffers
+    if rs is not None:
+        logits = logits * rs.astype(dtype)
+    if bias is not None:
+        logits = logits + bias.astype(dtype)
+    bm = jnp.max(logits, axis=1)
+    new_m = jnp.maximum(m, bm)
+    e = jnp.exp(logits - new_m[:, None])
+    c = jnp.exp(m - new_m)
+    l = l * c + jnp.sum(e, axis=1)
+    if want_mean:
+        acc = acc * c[:, None] + jnp.matmul(e, Y, precision=precision)
+    if want_index:
+        idx = jnp.where(bm > m, offset + jnp.argmax(logits, axis=1).astype(jnp.int32), idx)
+    return new_m, l, acc, idx
+
+
+def stream_codebook(x, codebook, scale, row_bias=None, row_scale=None, *, block_size=None,
+                    want_mean=True, want_index=False, precision=_HIGHEST) -> CodebookPass:
+    """One fused pass computing, per query, ``l_j = scale * (row_scale_j <x, y_j> + row_bias_j)``.
+
+    Flash-attention style: ``lax.scan`` over blocks of ``block_size`` codewords carrying the running
+    max ``m``, the rescaled sum ``l`` and the rescaled weighted codeword sum ``acc``; the last
+    ``M mod block_size`` rows are one more (smaller) step. Memory is ``O(n (block_size + d))`` for
+    ``n`` queries whatever ``M`` is (no ``n x M`` logits, no copy of the codebook).
+
+    **Arguments:** ``x`` ``(..., d)`` (leading axes are queries; batched, or one query under
+    ``vmap``); ``codebook`` ``(M, d)``; ``scale`` scalar (or one per query, shape ``x.shape[:-1]``);
+    optional ``row_bias``, ``row_scale`` ``(M,)``; ``block_size`` (static; ``None`` or ``>= M``:
+    one block). Returns a :class:`CodebookPass` (``mean`` zeros unless ``want_mean``, ``index``
+    zeros unless ``want_index``). Exact in exact arithmetic for every block size; matrix products
+    at ``precision`` (default ``Precision.HIGHEST``: true float32 on accelerators; a lower one,
+    e.g. TF32, must be validated on the decisions that use it).
     """
     M, d = codebook.shape
+    lead = x.shape[:-1]
     dtype = x.dtype
-    scale = jnp.asarray(scale, dtype)
-
-    def logits_of(Y, bias, rs):
-        dots = jnp.matmul(Y.astype(dtype), x, precision=_HIGHEST)
-        if rs is not None:
-            dots = dots * rs.astype(dtype)
-        if bias is not None:
-            dots = dots + bias.astype(dtype)
-        return scale * dots
-
+    X = x.reshape(-1, d)
+    n = X.shape[0]
+    scale = jnp.broadcast_to(jnp.asarray(scale, dtype), lead).reshape(n, 1)
+    Xs = X * scale  # scale folded into the queries: n d products instead of n M
+    bias = None if row_bias is None else row_bias.astype(dtype)
     B = M if block_size is None else min(int(block_size), M)
-    if B >= M:
-        l = logits_of(codebook, row_bias, row_scale)
-        mx = jnp.max(l)
-        e = jnp.exp(l - mx)
-        s = jnp.sum(e)
-        mean = (jnp.matmul(e, codebook.astype(dtype), precision=_HIGHEST) / s) if want_mean else (
-            jnp.zeros((d,), dtype))
-        return CodebookPass(mx + jnp.log(s), mean, jnp.argmax(l).astype(jnp.int32), mx)
+    nb, tail = divmod(M, B)
+    upd = functools.partial(_block_update, want_mean=want_mean, want_index=want_index,
+                            precision=precision)
 
-    nb = -(-M // B)
-    offs = jnp.arange(B, dtype=jnp.int32)
+    def piece(v, start, size):
+        return None if v is None else jax.lax.dynamic_slice_in_dim(v, start, size)
 
-    def body(b, carry):
-        m, s, acc, bi, bv = carry
-        lo = b * B
-        start = jnp.minimum(lo, M - B)
+    def scaled_bias(bv):
+        return None if bv is None else bv[None, :] * scale
+
+    def body(state, b):
+        start = b * B
         Y = jax.lax.dynamic_slice_in_dim(codebook, start, B, axis=0)
-        bias = None if row_bias is None else jax.lax.dynamic_slice_in_dim(row_bias, start, B)
-        rs = None if row_scale is None else jax.lax.dynamic_slice_in_dim(row_scale, start, B)
-        idx = start + offs
-        l = jnp.where(idx >= lo, logits_of(Y, bias, rs), -jnp.inf)
-        k = jnp.argmax(l)
-        bm = l[k]
-        new_m = jnp.maximum(m, bm)
-        c = jnp.exp(m - new_m)
-        e = jnp.exp(l - new_m)
-        s = s * c + jnp.sum(e)
-        if want_mean:
-            acc = acc * c + jnp.matmul(e, Y.astype(dtype), precision=_HIGHEST)
-        better = bm > bv
-        return new_m, s, acc, jnp.where(better, idx[k], bi), jnp.where(better, bm, bv)
+        return upd(state, Xs, Y, scaled_bias(piece(bias, start, B)), piece(row_scale, start, B),
+                   start), None
 
-    init = (
-        jnp.full((), -jnp.inf, dtype),
-        jnp.zeros((), dtype),
-        jnp.zeros((d,), dtype),
-        jnp.zeros((), jnp.int32),
-        jnp.full((), -jnp.inf, dtype),
-    )
-    m, s, acc, bi, bv = jax.lax.fori_loop(0, nb, body, init)
-    mean = acc / s if want_mean else acc
-    return CodebookPass(m + jnp.log(s), mean, bi, bv)
+    state = (jnp.full((n,), -jnp.inf, dtype), jnp.zeros((n,), dtype), jnp.zeros((n, d), dtype),
+             jnp.zeros((n,), jnp.int32))
+    if nb == 1:
+        state = body(state, jnp.zeros((), jnp.int32))[0]
+    else:
+        state = jax.lax.scan(body, state, jnp.arange(nb, dtype=jnp.int32))[0]
+    if tail:
+        lo = nb * B
+        state = upd(state, Xs, codebook[lo:], scaled_bias(None if bias is None else bias[lo:]),
+                    None if row_scale is None else row_scale[lo:], jnp.int32(lo))
+    m, l, acc, idx = state
+    mean = acc / l[:, None] if want_mean else acc
+    return CodebookPass((m + jnp.log(l)).reshape(lead), mean.reshape(lead + (d,)),
+                        idx.reshape(lead), m.reshape(lead))
 
 
 _float_array = as_real
@@ -141,6 +171,10 @@ def _num_codewords(dim: int, rate) -> int:
 def _check_block(block_size):
     if block_size is None:
         return None
+    if isinstance(block_size, str):
+        if block_size != "auto":
+            raise ValueError(f"`block_size` must be a positive int, None or 'auto', got {block_size!r}.")
+        return default_block_size()
     return check_positive_int("block_size", block_size)
 
 
@@ -178,14 +212,15 @@ class _Codebook(AbstractTarget):
     def _row_bias(self):
         return None
 
-    def _pass(self, x, sigma, want_mean=True) -> CodebookPass:
+    def _pass(self, x, sigma, want_mean=True, want_index=False) -> CodebookPass:
         sigma = jnp.asarray(sigma, x.dtype)
         return stream_codebook(x, self.codebook, 1.0 / (sigma * sigma), self._row_bias(),
-                               block_size=self.block_size, want_mean=want_mean)
+                               block_size=self.block_size, want_mean=want_mean,
+                               want_index=want_index)
 
-    def posterior(self, x: Sample, sigma: Sigma) -> CodebookPass:
-        """One pass: log-sum-exp of the logits, posterior mean, best index and best logit."""
-        return self._pass(x, sigma)
+    def posterior(self, x: Sample, sigma: Sigma, *, want_index: bool = False) -> CodebookPass:
+        """One pass: log-sum-exp of the logits, posterior mean, best logit (and index if asked)."""
+        return self._pass(x, sigma, want_index=want_index)
 
     def denoise(self, x: Sample, sigma: Sigma) -> Sample:
         return self._pass(x, sigma).mean
@@ -239,7 +274,7 @@ class _Codebook(AbstractTarget):
         norm = jnp.sqrt(jnp.sum(x * x))
         inv_row = 1.0 / jnp.linalg.norm(self.codebook, axis=-1).astype(x.dtype)
         res = stream_codebook(x, self.codebook, 1.0, None, inv_row, block_size=self.block_size,
-                              want_mean=False)
+                              want_mean=False, want_index=True)
         return res.index, res.max_logit / jnp.maximum(norm, jnp.finfo(x.dtype).tiny)
 
 
@@ -277,7 +312,7 @@ class SphereCodebook(_Codebook):
 
     radius: jax.Array
 
-    def __init__(self, codebook, *, rate=None, block_size: int | None = DEFAULT_BLOCK_SIZE):
+    def __init__(self, codebook, *, rate=None, block_size: int | str | None = "auto"):
         cb = _float_array(codebook)
         if cb.ndim != 2 or cb.shape[0] < 1 or cb.shape[1] < 1:
             raise ValueError(f"`codebook` must have shape (M, d) with M, d >= 1, got {cb.shape}.")
@@ -297,7 +332,7 @@ class SphereCodebook(_Codebook):
 
     @classmethod
     def random(cls, key: Key, dim: int, rate: float, rho: float = 1.0, *,
-               block_size: int | None = DEFAULT_BLOCK_SIZE) -> "SphereCodebook":
+               block_size: int | str | None = "auto") -> "SphereCodebook":
         """``M = ceil(exp(rate * dim))`` i.i.d. uniform codewords on ``S_r``, ``r = rho sqrt(dim)``.
 
         Generated in blocks of 2^18 rows, block b from ``fold_in(key, b)``.
@@ -334,7 +369,8 @@ class SphereCodebook(_Codebook):
     def nearest(self, x: Sample):
         """Nearest codeword by cosine: ``(index, max_j cos(x, y_j))``."""
         norm = jnp.sqrt(jnp.sum(x * x))
-        res = stream_codebook(x, self.codebook, 1.0, block_size=self.block_size, want_mean=False)
+        res = stream_codebook(x, self.codebook, 1.0, block_size=self.block_size, want_mean=False,
+                              want_index=True)
         r = self.radius.astype(x.dtype)
         return res.index, res.max_logit / (r * jnp.maximum(norm, jnp.finfo(x.dtype).tiny))
 
@@ -352,7 +388,7 @@ class GaussianCodebook(_Codebook):
     max_norm: jax.Array
 
     def __init__(self, codebook, *, rho=None, rate=None,
-                 block_size: int | None = DEFAULT_BLOCK_SIZE):
+                 block_size: int | str | None = "auto"):
         cb = _float_array(codebook)
         if cb.ndim != 2 or cb.shape[0] < 1 or cb.shape[1] < 1:
             raise ValueError(f"`codebook` must have shape (M, d) with M, d >= 1, got {cb.shape}.")
@@ -371,7 +407,7 @@ class GaussianCodebook(_Codebook):
 
     @classmethod
     def random(cls, key: Key, dim: int, rate: float, rho: float = 1.0, *,
-               block_size: int | None = DEFAULT_BLOCK_SIZE) -> "GaussianCodebook":
+               block_size: int | str | None = "auto") -> "GaussianCodebook":
         """``M = ceil(exp(rate * dim))`` i.i.d. ``N(0, rho^2 I)`` codewords."""
         dim = check_positive_int("dim", dim)
         check_range("rho", rho, lo=0.0, lo_open=True)
@@ -397,4 +433,4 @@ class GaussianCodebook(_Codebook):
         return self._log_prob_from_lse(x, sigma, lse) - log_q
 
 
-__all__ = ["SphereCodebook", "GaussianCodebook", "CodebookPass", "stream_codebook"]
+__all__ = ["SphereCodebook", "GaussianCodebook", "CodebookPass", "stream_codebook", "default_block_size"]
