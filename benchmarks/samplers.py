@@ -89,7 +89,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chains", type=int, default=512)
     ap.add_argument("--out", default="benchmarks/results/samplers_cpu.json")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated labels to run (default: all), e.g. for a partial rerun")
     args = ap.parse_args()
+    only = None if args.only is None else set(args.only.split(","))
 
     rng = np.random.default_rng(0)
     means = jnp.asarray(rng.normal(size=(8, DIM)))
@@ -102,6 +105,8 @@ def main():
           f"{'energy':>9s} {'modeTV':>7s} {'ok':>5s} {'compile+run s':>13s}")
     for budget in BUDGETS:
         for label, sampler, n, append_zero, mq in configs(budget):
+            if only is not None and label not in only:
+                continue
             sig = js.schedules.karras(n, append_zero=append_zero)
             t0 = time.perf_counter()
             res = js.sample(oracle, sampler, sig, key, num_samples=args.chains, max_queries=mq)
@@ -132,6 +137,7 @@ def main():
         x64=bool(jax.config.jax_enable_x64), eqx_on_error=os.environ.get("EQX_ON_ERROR"),
         dim=DIM, components=8, std=0.5, chains=args.chains, grid="karras(n), sigma in [0.002, 80]",
         metric="energy distance to exact samples (unbiased), mode-mass TV",
+        only=args.only, load_average=os.getloadavg(),
     )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

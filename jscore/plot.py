@@ -115,8 +115,13 @@ def save(fig, path, formats=("png", "pdf"), dpi: int = 150) -> list[str]:
     return out
 
 
-def _label(cell: dict) -> str:
-    return f"{cell['sampler']} / {cell['schedule'].split(':')[0]} / {cell['oracle']}"
+def _label(cell: dict, width: int = 28) -> str:
+    """``sampler / schedule / oracle``; a long oracle spec (e.g. a checkpoint path) is shortened,
+    so that the legend beside the axes never squeezes them away."""
+    oracle = cell["oracle"]
+    if len(oracle) > width:
+        oracle = oracle[: width - 3] + "..."
+    return f"{cell['sampler']} / {cell['schedule'].split(':')[0]} / {oracle}"
 
 
 def qstar_vs_dim(qtable, slopes=(), ax=None, key: str = "qstar_interp"):

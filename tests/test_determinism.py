@@ -25,6 +25,7 @@ def _targets():
         "gaussian": js.targets.Gaussian(jnp.linspace(-1.0, 1.0, D), 0.5),
         "mixture": js.targets.GaussianMixture(3.0 * jax.random.normal(k, (16, D)), 0.5),
         "sphere": js.targets.UniformSphere(D, 2.0),
+        "codebook": js.targets.SphereCodebook.random(k, D, rate=0.1),
     }
 
 
@@ -35,7 +36,8 @@ ORACLES = {
 
 
 @pytest.mark.parametrize("target_name,oracle_name", [
-    ("gaussian", "exact"), ("mixture", "exact"), ("mixture", "noisy"), ("sphere", "noisy")])
+    ("gaussian", "exact"), ("mixture", "exact"), ("mixture", "noisy"), ("sphere", "noisy"),
+    ("codebook", "exact")])
 def test_chain_is_bitwise_batch_invariant(target_name, oracle_name):
     oracle = ORACLES[oracle_name](_targets()[target_name])
     sampler = js.samplers.EulerAncestral()
