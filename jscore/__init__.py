@@ -26,6 +26,7 @@ _NAMES = {
     "summarize": ("results", "summarize"),
     "sample": ("sampling", "sample"),
     "sample_one": ("sampling", "sample_one"),
+    "chain_block": ("sampling", "chain_block"),
     "sweep": ("sweeps", "sweep"),
 }
 

@@ -365,4 +365,4 @@ def sample_one(
     return _sample_single(oracle, sampler, sigmas, key, x_init, plan, record, check_bool("throw", throw))
 
 
-__all__ = ["sample", "sample_one", "TRACE_COUNTS"]
+__all__ = ["sample", "sample_one", "chain_block", "TRACE_COUNTS"]

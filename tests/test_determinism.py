@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import jscore as js
+from jscore.sampling import chain_block
 
 D = 24
 
@@ -43,7 +44,7 @@ def test_chain_is_bitwise_batch_invariant(target_name, oracle_name):
     sampler = js.samplers.EulerAncestral()
     sig = js.schedules.karras(4)
     key = jax.random.key(5)
-    block = js.sampling.chain_block(D)
+    block = chain_block(D)
     n_big = block + 3  # two blocks, the second padded
     big = js.sample(oracle, sampler, sig, key, num_samples=n_big)
     small = js.sample(oracle, sampler, sig, key, num_samples=5)
@@ -59,7 +60,7 @@ def test_position_in_batch_does_not_matter():
     t = _targets()["mixture"]
     oracle = js.oracles.Exact(t)
     sig = js.schedules.karras(6)
-    block = js.sampling.chain_block(D)
+    block = chain_block(D)
     x0 = sig[0] * jax.random.normal(jax.random.key(1), (block + 2, D))
     a = js.sample(oracle, js.samplers.Heun(), sig, jax.random.key(2), x_init=x0)
     b = js.sample(oracle, js.samplers.Heun(), sig, jax.random.key(2), x_init=x0[block:][::-1])
@@ -68,7 +69,7 @@ def test_position_in_batch_does_not_matter():
 
 
 def test_chain_block_depends_on_dim_and_platform_only():
-    cb = js.sampling.chain_block
+    cb = chain_block
     assert cb(64, "cpu") == 256 and cb(1024, "cpu") == 16 and cb(10**6, "cpu") == 1
     assert cb(64, "gpu") == 2**16 and cb(10**6, "gpu") == 4
     for d in (1, 3, 100, 5000):
