@@ -169,4 +169,16 @@ class AbstractFixedStepSampler(AbstractSampler):
         return Solution(x, ostate, ledger, trace)
 
 
-__all__ = ["AbstractSampler", "AbstractFixedStepSampler", "Solution", "tree_select", "as_param"]
+class OneQueryPerStep(AbstractFixedStepSampler):
+    """Base of deterministic fixed-grid samplers that make exactly one query per step: Q = N."""
+
+    @property
+    def is_stochastic(self) -> bool:
+        return False
+
+    def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
+        return num_steps
+
+
+__all__ = ["AbstractSampler", "AbstractFixedStepSampler", "OneQueryPerStep", "Solution", "tree_select",
+           "as_param"]

@@ -10,7 +10,7 @@ from jax.scipy.special import gammainc
 
 from ..counting import charged_query
 from ._common import log_step, step_order
-from .base import AbstractFixedStepSampler
+from .base import OneQueryPerStep
 
 
 def _lower_gamma(k, h):
@@ -34,7 +34,7 @@ def deis_coefficients(h, u1, u2):
     return o1, o2, o3
 
 
-class DEIS(AbstractFixedStepSampler):
+class DEIS(OneQueryPerStep):
     """DEIS multistep, orders 1-3 (Zhang & Chen 2204.13902; diffusers' ``log_rho`` form), EDM form.
 
     The noise prediction ``eps_i = -sigma_i S(y_i, sigma_i)`` is interpolated by the Lagrange
@@ -57,13 +57,6 @@ class DEIS(AbstractFixedStepSampler):
     def __check_init__(self):
         if self.order not in (1, 2, 3):
             raise ValueError(f"`order` must be 1, 2 or 3 for DEIS, got {self.order!r}.")
-
-    @property
-    def is_stochastic(self) -> bool:
-        return False
-
-    def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
-        return num_steps
 
     def init(self, sigmas, x):
         return jnp.zeros((2,) + x.shape, x.dtype)  # eps_{i-1}, eps_{i-2}

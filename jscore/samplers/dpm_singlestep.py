@@ -9,7 +9,7 @@ import numpy as np
 from .._checks import check_option
 from ..counting import charged_query
 from ._common import log_step, phi1m1, phi2_neg, phi2m_half, phi3_neg
-from .base import AbstractFixedStepSampler
+from .base import OneQueryPerStep
 from .dpm_solver import SOLVER_TYPES
 
 _ALGORITHMS = ("dpmsolver++", "dpmsolver")
@@ -30,7 +30,7 @@ def singlestep_orders(order: int, num_steps: int, lower_order_final: bool) -> li
     return (list(range(1, p + 1)) * (n // p + 1))[:n]
 
 
-class DPMSolverSinglestep(AbstractFixedStepSampler):
+class DPMSolverSinglestep(OneQueryPerStep):
     """Singlestep DPM-Solver++ (``algorithm_type="dpmsolver++"``, data prediction ``m = D``) or
     DPM-Solver (``"dpmsolver"``, noise prediction ``m = eps_hat = -sigma S``), orders 2 and 3, as
     diffusers' ``DPMSolverSinglestepScheduler``, in EDM variables.
@@ -77,13 +77,6 @@ class DPMSolverSinglestep(AbstractFixedStepSampler):
             raise ValueError(f"`order` must be 1, 2 or 3 for DPMSolverSinglestep, got {self.order!r}.")
         check_option("solver_type", self.solver_type, SOLVER_TYPES)
         check_option("algorithm_type", self.algorithm_type, _ALGORITHMS)
-
-    @property
-    def is_stochastic(self) -> bool:
-        return False
-
-    def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
-        return num_steps
 
     def init(self, sigmas, x):
         return jnp.zeros((3,) + x.shape, x.dtype)  # y_a, m_a, m_{a+1}

@@ -13,7 +13,7 @@ import numpy as np
 from .._checks import check_option, check_positive_int
 from ..counting import charged_query
 from ._common import log_step, phi1m1, phi2_neg, phi3_neg, run_fixed_steps, step_order
-from .base import AbstractFixedStepSampler
+from .base import AbstractFixedStepSampler, OneQueryPerStep
 
 
 SOLVER_TYPES = ("midpoint", "heun")
@@ -139,7 +139,7 @@ class DPMSolver(AbstractFixedStepSampler):
         return run_fixed_steps(self, oracle, sigmas, x, None, key, ostate, ledger, record)
 
 
-class DPMSolverPP(AbstractFixedStepSampler):
+class DPMSolverPP(OneQueryPerStep):
     """Multistep DPM-Solver++ 2M / 3M (data prediction, 2211.01095) in EDM variables.
 
     ``D_i = D(y_i, sigma_i)``, ``h = log(sigma_i/sigma_{i+1})``, ``r0 = h_0/h``, ``r1 = h_1/h`` with the
@@ -191,13 +191,6 @@ class DPMSolverPP(AbstractFixedStepSampler):
         if self.order not in (1, 2, 3):
             raise ValueError(f"`order` must be 1, 2 or 3 for DPMSolverPP, got {self.order!r}.")
         check_option("solver_type", self.solver_type, SOLVER_TYPES)
-
-    @property
-    def is_stochastic(self) -> bool:
-        return False
-
-    def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
-        return num_steps
 
     def init(self, sigmas, x):
         return jnp.zeros((2,) + x.shape, x.dtype)  # D_{i-1}, D_{i-2}

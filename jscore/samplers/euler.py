@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from ..counting import charged_query
-from .base import AbstractFixedStepSampler
+from .base import OneQueryPerStep
 
 
-class Euler(AbstractFixedStepSampler):
+class Euler(OneQueryPerStep):
     """Euler step of ``dy/dsigma = eps_hat(y, sigma)``, ``eps_hat = -sigma S``:
 
     ``y' = (sigma'/sigma) y + (1 - sigma'/sigma) D(y, sigma)``; into sigma' = 0 this is Tweedie's D.
 
     Per chain: Q = N queries at N levels, R = Q. Deterministic, order 1. ``x`` is ``(d,)``.
     """
-
-    @property
-    def is_stochastic(self) -> bool:
-        return False
-
-    def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
-        return num_steps
 
     def init(self, sigmas, x):
         return None

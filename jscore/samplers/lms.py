@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..counting import charged_query
-from .base import AbstractFixedStepSampler
+from .base import OneQueryPerStep
 
 
 def lms_coefficients(sigmas, i, order: int):
@@ -39,7 +39,7 @@ def lms_coefficients(sigmas, i, order: int):
     return coeffs
 
 
-class LMS(AbstractFixedStepSampler):
+class LMS(OneQueryPerStep):
     """Linear multistep (Adams-Bashforth) for ``dy/dsigma = eps_hat(y, sigma)`` (k-diffusion ``lms``).
 
     ``eps_i = (y_i - D(y_i, sigma_i))/sigma_i``; ``y_{i+1} = y_i + sum_{j < p_i} c_{ij} eps_{i-j}`` with
@@ -59,13 +59,6 @@ class LMS(AbstractFixedStepSampler):
     def __check_init__(self):
         if not isinstance(self.order, int) or not 1 <= self.order <= 6:
             raise ValueError(f"`order` must be an int in 1..6 for LMS, got {self.order!r}.")
-
-    @property
-    def is_stochastic(self) -> bool:
-        return False
-
-    def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
-        return num_steps
 
     def init(self, sigmas, x):
         return jnp.zeros((self.order,) + x.shape, x.dtype)  # eps_i, eps_{i-1}, ...

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from ..counting import charged_query
-from .base import AbstractFixedStepSampler
+from .base import AbstractFixedStepSampler, OneQueryPerStep
 
 # Adams-Bashforth weights on eps_i, eps_{i-1}, ... (equal steps), orders 1-4
 _AB = ((1.0,), (1.5, -0.5), (23 / 12, -16 / 12, 5 / 12), (55 / 24, -59 / 24, 37 / 24, -9 / 24))
@@ -26,7 +26,7 @@ def _push(eps, hist):
     return jnp.concatenate([eps[None], hist[:-1]], axis=0)
 
 
-class IPNDM(AbstractFixedStepSampler):
+class IPNDM(OneQueryPerStep):
     """Improved PNDM (Zhang & Chen 2204.13902; diffusers' ``IPNDMScheduler``), EDM form.
 
     ``eps_i = -sigma_i S(y_i, sigma_i)``; ``y' = y + (sigma' - sigma) ebar`` (the DDIM step with the
@@ -38,13 +38,6 @@ class IPNDM(AbstractFixedStepSampler):
     smoothly varying steps (geometric, Karras) the fixed weights make it order 2.
     Per chain: Q = N_sigma = R = N, on any grid.
     """
-
-    @property
-    def is_stochastic(self) -> bool:
-        return False
-
-    def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
-        return num_steps
 
     def init(self, sigmas, x):
         return jnp.zeros((3,) + x.shape, x.dtype)  # eps_{i-1}, eps_{i-2}, eps_{i-3}

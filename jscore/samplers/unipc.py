@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from .._checks import check_option
 from ..counting import charged_query
 from ._common import run_fixed_steps
-from .base import AbstractFixedStepSampler
+from .base import OneQueryPerStep
 
 _VARIANTS = ("bh2", "bh1")
 
@@ -42,7 +42,7 @@ def _coefficients(q, rks, h, variant):
     return b_h, rho_p, rho_c
 
 
-class UniPC(AbstractFixedStepSampler):
+class UniPC(OneQueryPerStep):
     """UniPC with the bh2 predictor and the free UniC corrector (2302.04867), data prediction, EDM form.
 
     History ``m_0 = D`` at ``lambda_i``, ``m_k`` at ``lambda_{i-k}``; ``r_k = (lambda_{i-k} - lambda_i)/h``,
@@ -69,13 +69,6 @@ class UniPC(AbstractFixedStepSampler):
         if not isinstance(self.order, int) or not 1 <= self.order <= 5:
             raise ValueError(f"`order` must be an int in 1..5 for UniPC, got {self.order!r}.")
         check_option("variant", self.variant, _VARIANTS)
-
-    @property
-    def is_stochastic(self) -> bool:
-        return False
-
-    def num_queries(self, num_steps: int, ends_at_zero: bool) -> int:
-        return num_steps
 
     def init(self, sigmas, x):
         # history of D values (newest first) at the levels sigmas[i], sigmas[i-1], ...
