@@ -338,22 +338,6 @@ def test_first_pass_interpolation_is_exact_for_power_laws():
     assert flag[0] == "not_reached" and np.isnan(q[0])
 
 
-def test_loglog_fit_and_t_quantiles():
-    scipy_stats = pytest.importorskip("scipy.stats")
-    d = np.array([16, 64, 256, 1024.0])
-    fit = analysis.fit_loglog(d, 3.0 * d**0.25)
-    np.testing.assert_allclose(fit["slope"], 0.25, atol=1e-12)
-    np.testing.assert_allclose(np.exp(fit["intercept"]), 3.0, rtol=1e-12)
-    for df in (1, 2, 3, 4, 5, 10, 31, 120):
-        for p in (0.1, 0.9, 0.975, 0.995):
-            np.testing.assert_allclose(analysis.t_quantile(p, df), scipy_stats.t.ppf(p, df), rtol=1e-9)
-    rng = np.random.default_rng(0)
-    y = 2.0 * d**0.5 * np.exp(0.05 * rng.standard_normal(4))
-    fit = analysis.fit_loglog(d, y)
-    ref = scipy_stats.linregress(np.log(d), np.log(y))
-    np.testing.assert_allclose(fit["slope_se"], ref.stderr, rtol=1e-10)
-
-
 # ----------------------------------------------------------------------------- store
 
 
