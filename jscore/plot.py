@@ -155,7 +155,7 @@ def qstar_vs_dim(qtable, slopes=(), ax=None, key: str = "qstar_interp"):
     ax.set_ylabel("$Q^*(d)$ (score queries per chain)")
     if qtable:
         r0 = qtable[0]
-        ax.set_title(f"queries to reach {r0['metric']} <= {r0['target']:g}")
+        ax.set_title(f"queries to reach {r0['metric']} <= {r0['metric_target']:g}")
     return ax
 
 

@@ -180,6 +180,24 @@ qstar = {metric = "kl_affine", target = 0.1, search = "ladder"}
     assert plan.ladders[plan.cells[0].id] == (4, 9)
 
 
+def test_toml_writer_keeps_nan_and_quotes_keys():
+    """Regression: the hand-written TOML writer turned nan into -inf and left keys unquoted."""
+    import tomllib
+
+    from jscore.sweeps.spec import toml_dumps
+
+    text = toml_dumps({"x": float("nan"), "big": float("inf"), "neg": -float("inf"), "a b": 1, "k.v": "q\"uote",
+                       "skip": None, "t": {"inner key": [1, 2], "none": None}}, "a comment")
+    back = tomllib.loads(text)
+    assert text.startswith("# a comment\n")
+    assert math.isnan(back["x"]) and back["big"] == math.inf and back["neg"] == -math.inf
+    assert back["a b"] == 1 and back["k.v"] == 'q"uote' and "skip" not in back
+    assert back["t"] == {"inner key": [1, 2]}
+    spec = SweepSpec(name='odd "name" \u00e9', samplers=["euler"], targets=["gaussian"], dims="4", seeds="0-1",
+                     budgets=[4], metrics=["kl"])
+    assert load_spec(spec_to_toml(spec)) == spec
+
+
 def test_heun_with_churn_is_not_grid_padded():
     plan = engine.validate(_spec(samplers=["heun:s_churn=10", "heun"], steps="3,5,9", metrics=["kl"]))
     modes = {c.sampler.label: plan.grid_mode[c.id] for c in plan.cells}
@@ -284,6 +302,17 @@ def test_rows_complete_and_unique(small_sweep):
     for name in ("results.csv", "evals.csv", "qstar.csv", "slopes.csv", "summary.json", "qstar.png",
                  "error_vs_queries.png", "histograms.png"):
         assert os.path.getsize(os.path.join(res.out, name)) > 0
+
+
+def test_qstar_csv_keeps_the_target_and_the_threshold_apart(small_sweep):
+    """Regression: the Q* threshold used to overwrite the cell's ``target`` column of qstar.csv."""
+    from jscore.store import read_dataframe
+
+    _, res, _ = small_sweep
+    for df in (read_dataframe(res.out, table="qstar"), read_dataframe(os.path.join(res.out, "qstar.csv"))):
+        assert set(df["target"]) == {res.rows[0]["cell"]["target"]}
+        assert str(df["target"].iloc[0]).startswith("gaussian")
+        assert set(df["metric_target"]) == {0.05} and set(df["metric"]) == {"kl_affine"}
 
 
 def _euler_affine_A(grid, var):

@@ -100,7 +100,11 @@ def _first_pass(costs, vals, target):
 
 def qstar_table(evals: list[dict], metric: str, target: float, *, bootstrap: int = 1000, ci: float = 0.95,
                 seed: int = 0) -> list[dict]:
-    """Per ``(cell, d)``: Q*, its interpolation, bootstrap CIs, and the bootstrap replicates."""
+    """Per ``(cell, d)``: Q*, its interpolation, bootstrap CIs, and the bootstrap replicates.
+
+    ``metric_target`` is the threshold ``target`` on ``metric`` (the cell's target distribution
+    stays in ``cell``).
+    """
     groups = defaultdict(list)
     for e in evals:
         if metric in e:
@@ -123,7 +127,7 @@ def qstar_table(evals: list[dict], metric: str, target: float, *, bootstrap: int
             "cell": es[0]["cell"],
             "dim": dim,
             "metric": metric,
-            "target": target,
+            "metric_target": target,  # not "target": flattened rows also carry the cell's target
             "qstar": float(q[0]),
             "qstar_interp": float(qi[0]),
             "flag": str(flag[0]),
