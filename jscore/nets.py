@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import check_positive_int
+from .env import versions
 from .store import atomic_write
 
 FORMAT = "jscore.nets"
@@ -266,7 +267,7 @@ def write_checkpoint(path, tree, meta: dict) -> None:
     data = serialise(tree)
     meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION,
                 sha256=hashlib.sha256(data).hexdigest(), dtype=_float_dtype_of(tree),
-                versions=_versions())
+                versions=versions())
     atomic_write(path, data)
     atomic_write(_json_path(path), json.dumps(meta, indent=2, sort_keys=True))
 
@@ -304,15 +305,6 @@ def read_checkpoint(path, like, meta: dict | None = None):
             f"{_json_path(path).name} (truncated or modified file)."
         )
     return deserialise(data, like, what=f"checkpoint {path}")
-
-
-def _versions() -> dict:
-    import jaxlib
-
-    from . import __version__
-
-    return {"jscore": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-            "equinox": eqx.__version__}
 
 
 def _skeleton(cls, hp: dict, dtype: str | None):

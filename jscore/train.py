@@ -38,6 +38,7 @@ import optax
 
 from . import nets
 from ._checks import check_option, check_positive_int, concrete
+from .env import versions
 from .seeds import TRAIN, as_key, stream
 from .store import atomic_write
 from .targets.base import AbstractTarget
@@ -275,7 +276,7 @@ def _save_train_checkpoint(directory: pathlib.Path, state, losses, meta: dict) -
     data = nets.serialise((state, losses))
     atomic_write(directory / name, data)
     meta = dict(meta, file=name, sha256=hashlib.sha256(data).hexdigest(), format=nets.FORMAT,
-                format_version=nets.FORMAT_VERSION, kind="train", versions=nets._versions())
+                format_version=nets.FORMAT_VERSION, kind="train", versions=versions())
     atomic_write(directory / CHECKPOINT_JSON, json.dumps(meta, indent=2, sort_keys=True))
     for old in directory.glob("train-*.eqx"):
         if old.name != name:

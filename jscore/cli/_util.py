@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import textwrap
 
@@ -67,29 +66,6 @@ def parse_int_list(text: str) -> list[int]:
     if not out:
         raise ValueError(f"The integer list {text!r} is empty.")
     return out
-
-
-def environment() -> dict:
-    """Versions and device facts recorded with every result row."""
-    import equinox
-    import jax
-    import jaxlib
-
-    from .. import __version__
-
-    dev = jax.devices()[0]
-    return {
-        "jscore": __version__,
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "equinox": equinox.__version__,
-        "python": platform.python_version(),
-        "backend": jax.default_backend(),
-        "device_kind": getattr(dev, "device_kind", str(dev)),
-        "num_devices": jax.device_count(),
-        "x64": bool(jax.config.jax_enable_x64),
-        "EQX_ON_ERROR": os.environ.get("EQX_ON_ERROR", "raise"),
-    }
 
 
 def check_out_dir(path, flag: str = "--out") -> str:

@@ -23,8 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..env import environment
 from ..store import append_jsonl, atomic_write
-from ._util import check_out_dir, environment, int_at_least, int_list_at_least
+from ._util import check_out_dir, int_at_least, int_list_at_least
 
 
 def add_parser(subparsers):
@@ -170,7 +171,8 @@ def run(args) -> int:
 
     nw = max(len("sampler"), *(len(x) for x in names)) + 2
     header = f"{'sampler':<{nw}}{'budget':>7}{'steps':>6}{'queries':>9}{'levels':>8}{'rounds':>8}{'mode_tv':>9}{'energy':>9}  status"
-    print(f"jscore demo: d={args.dim}, K={args.components}, {n} chains per run, device {env['device_kind']}")
+    print(f"jscore demo: d={args.dim}, K={args.components}, {n} chains per run, "
+          f"device {env['device']['device_kind']}")
     print(f"noise floor of an exact sampler: mode_tv ~ {tv_se:.3f} (1 SE), energy ~ 0 +- {abs(floor_energy):.3f}")
     if not args.quiet:
         print(DEMO_LEGEND)

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from ..env import environment
 from ._util import check_out_dir
 
 
@@ -216,8 +217,7 @@ def run(args) -> int:
                   "final_loss_mean_last_10pct": float(np.mean(res.losses[-max(1, args.steps // 10):]))},
         "eval": {"p": args.p, "n": args.eval_n, "level": prof.level},
         "profile": rows,
-        "versions": {"jscore": js.__version__, "jax": jax.__version__,
-                     "backend": jax.default_backend()},
+        **environment(),
     }
     (out / "profile.json").write_text(json.dumps(summary, indent=1))
     print(f"trained {args.steps} steps in {train_s:.1f} s; final loss "

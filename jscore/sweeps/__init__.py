@@ -30,3 +30,8 @@ from .spec import QStarSpec as QStarSpec
 from .spec import SweepSpec as SweepSpec
 from .spec import load_spec as load_spec
 from .spec import parse_int_list as parse_int_list
+from .spec import register_experiment as register_experiment
+
+from .lowerbound import lowerbound_from_dict as _lowerbound_from_dict  # noqa: E402
+
+register_experiment("lowerbound", _lowerbound_from_dict)

@@ -24,8 +24,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import platform
-import sys
 import time
 from typing import Any
 
@@ -35,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ..env import environment as _environment
 from ..counting import Ledger
 from ..results import Status
 from ..samplers.base import AbstractFixedStepSampler
@@ -544,33 +543,8 @@ def probe_grid_padding(runner: Runner, task: Task, key, seeds, n: int, length: i
 
 
 def environment(runner: Runner | None = None) -> dict:
-    import equinox
-    import jaxlib
-
-    from .. import __version__
-
-    dev = (runner.devices if runner is not None else jax.local_devices())[0]
-    return {
-        "versions": {
-            "jscore": __version__,
-            "jax": jax.__version__,
-            "jaxlib": getattr(jaxlib, "__version__", "?"),
-            "equinox": equinox.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
-        "device": {
-            "backend": dev.platform,
-            "device_kind": dev.device_kind,
-            "num_devices": runner.num_devices if runner is not None else 1,
-            "process_index": jax.process_index(),
-            "num_processes": jax.process_count(),
-            "host": platform.node(),
-        },
-        "x64": bool(jax.config.jax_enable_x64),
-        "eqx_on_error": os.environ.get("EQX_ON_ERROR", "raise"),
-        "argv": list(sys.argv),
-    }
+    """:func:`jscore.env.environment` of the runner's devices (this process's local ones without one)."""
+    return _environment(runner.devices if runner is not None else None)
 
 
 __all__ = ["validate", "Plan", "Cell", "Runner", "Task", "ENGINE_STATS", "environment", "probe_grid_padding"]

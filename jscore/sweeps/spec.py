@@ -414,15 +414,28 @@ def load_spec(path_or_text):
     if set(data) == {"sweep"}:
         data = data["sweep"]
     experiment = data.get("experiment", "samplers")
-    if experiment == "lowerbound":
-        from .lowerbound import lowerbound_from_dict
+    if experiment == "samplers":
+        return spec_from_dict({k: v for k, v in data.items() if k != "experiment"})
+    if experiment not in EXPERIMENTS:
+        known = ", ".join(repr(k) for k in ("samplers", *EXPERIMENTS))
+        raise ValueError(f"Unknown experiment {experiment!r}; use one of {known} ('samplers', the default: "
+                         "a sampler x target x oracle sweep; 'lowerbound': the sqrt(d) sweep).")
+    return EXPERIMENTS[experiment](data)
 
-        return lowerbound_from_dict(data)
-    if experiment != "samplers":
-        raise ValueError(f"Unknown experiment {experiment!r}; use 'samplers' (the default: a "
-                         "sampler x target x oracle sweep) or 'lowerbound' (the sqrt(d) sweep).")
-    data = {k: v for k, v in data.items() if k != "experiment"}
-    return spec_from_dict(data)
+
+#: ``experiment = "<name>"`` in a TOML file -> ``from_dict(data)`` building its spec (data still
+#: holds the ``experiment`` key); ``"samplers"`` (:class:`SweepSpec`) is built in. Experiments
+#: defined in modules above this one register here, so this module never imports them.
+EXPERIMENTS: dict = {}
+
+
+def register_experiment(name: str, from_dict) -> None:
+    """Make :func:`load_spec` build ``experiment = name`` files with ``from_dict(data)``."""
+    if not isinstance(name, str) or not name or name == "samplers":
+        raise ValueError(f"register_experiment: name must be a non-empty string other than 'samplers', got {name!r}")
+    if not callable(from_dict):
+        raise TypeError(f"register_experiment: from_dict must be callable, got {from_dict!r}")
+    EXPERIMENTS[name] = from_dict
 
 
 __all__ = [
@@ -431,6 +444,7 @@ __all__ = [
     "SweepSpec",
     "load_spec",
     "parse_int_list",
+    "register_experiment",
     "spec_from_dict",
     "toml_dumps",
 ]

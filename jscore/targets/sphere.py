@@ -7,7 +7,7 @@ The posterior of ``y / r`` given ``x = y + sigma z`` is von Mises-Fisher with me
     score(x, sigma)    = (r A_d(kappa) x/|x| - x) / sigma^2
     log_prob(x, sigma) = -(|x|^2 + r^2)/(2 sigma^2) - (d/2) log(2 pi sigma^2) + Lambda_d(kappa)
 
-``Lambda_d`` and ``A_d`` come from :mod:`jscore.lowerbound.bessel` (no Bessel function is formed), so
+``Lambda_d`` and ``A_d`` come from :mod:`jscore.special` (no Bessel function is formed), so
 this is accurate and finite for d up to 1e6 and beyond, in float32 and float64.
 """
 
@@ -20,16 +20,9 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import as_real, check_positive_int, check_range
+from ..special import log_bessel_mgf_and_ratio
 from ..typing import Key, Sample, Score, Sigma
 from .base import AbstractTarget
-
-
-def log_bessel_mgf_and_ratio(kappa, d):
-    """Lazy import of :func:`jscore.lowerbound.bessel.log_bessel_mgf_and_ratio` (avoids an import
-    cycle between ``jscore.targets`` and ``jscore.lowerbound``)."""
-    from ..lowerbound.bessel import log_bessel_mgf_and_ratio as f
-
-    return f(kappa, d)
 
 
 _float_array = as_real
