@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 import jscore as js
-from jscore.cli._util import environment
+from jscore.env import environment
 from jscore.lowerbound.exact_experiments import offset_grid
 
 CASES = [(32, 0.25), (32, 0.3), (32, 0.35), (48, 0.25)]
