@@ -77,15 +77,17 @@ def test_noise_interval_covers_the_true_slope_at_the_nominal_rate():
 
 
 def test_pairs_interval_coverage_under_known_gaussian_scatter():
-    # pairs bootstrap is asymptotically exact; at n = 30 its percentile interval undercovers by ~1 point
+    # the percentile pairs bootstrap is asymptotically exact; at n = 30 points it undercovers by about
+    # two points (0.93 measured over 4 x 1000 simulations), so allow up to 3.5 points below nominal
     rng = np.random.default_rng(2)
-    d, reps = np.geomspace(10, 1e4, 30), 300
+    d, reps = np.geomspace(10, 1e4, 30), 1000
     hits = 0
-    for r in range(reps):
+    for _ in range(reps):
         y = d**0.5 * np.exp(0.3 * rng.standard_normal(d.size))
-        f = loglog_slope(d, y, n_boot=1000, seed=r)
+        f = loglog_slope(d, y, n_boot=500, seed=int(rng.integers(2**31)))
         hits += f.ci_low <= 0.5 <= f.ci_high
-    assert abs(hits / reps - 0.95) < 3 * math.sqrt(0.95 * 0.05 / reps) + 0.02
+    se = math.sqrt(0.95 * 0.05 / reps)
+    assert 0.95 - 0.035 - 3 * se < hits / reps < 0.95 + 3 * se
 
 
 def test_degenerate_inputs_say_there_is_no_interval():
