@@ -14,7 +14,7 @@ import importlib
 __version__ = "0.1.0"
 
 # sub-modules reachable as attributes, in dependency order
-_SUBMODULES = ("ou", "schedules", "seeds", "counting", "targets", "oracles", "samplers", "metrics",
+_SUBMODULES = ("ou", "schedules", "seeds", "counting", "fit", "targets", "oracles", "samplers", "metrics",
                "sweeps", "plot", "nets", "train", "lowerbound")
 # top-level names: name -> (module, attribute)
 _NAMES = {

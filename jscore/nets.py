@@ -25,9 +25,7 @@ import hashlib
 import io
 import json
 import math
-import os
 import pathlib
-import tempfile
 
 import equinox as eqx
 import jax
@@ -35,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import check_positive_int
+from .store import atomic_write
 
 FORMAT = "jscore.nets"
 FORMAT_VERSION = 1
@@ -232,22 +231,6 @@ def _float_dtype_of(tree) -> str:
     return dts.pop() if len(dts) == 1 else ",".join(sorted(dts))
 
 
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def serialise(tree) -> bytes:
     """``eqx.tree_serialise_leaves`` into bytes."""
     buf = io.BytesIO()
@@ -284,8 +267,8 @@ def write_checkpoint(path, tree, meta: dict) -> None:
     meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION,
                 sha256=hashlib.sha256(data).hexdigest(), dtype=_float_dtype_of(tree),
                 versions=_versions())
-    _atomic_write(path, data)
-    _atomic_write(_json_path(path), json.dumps(meta, indent=2, sort_keys=True).encode())
+    atomic_write(path, data)
+    atomic_write(_json_path(path), json.dumps(meta, indent=2, sort_keys=True))
 
 
 def read_checkpoint_meta(path) -> dict:

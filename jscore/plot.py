@@ -26,6 +26,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from .store import atomic_write
 
 import contextlib
 
@@ -107,11 +108,7 @@ def save(fig, path, formats=("png", "pdf"), dpi: int = 150) -> list[str]:
     root, _ = os.path.splitext(os.fspath(path))
     out = []
     for ext in formats:
-        target = f"{root}.{ext}"
-        tmp = f"{root}.tmp.{ext}"
-        fig.savefig(tmp, dpi=dpi, format=ext)
-        os.replace(tmp, target)
-        out.append(target)
+        out.append(atomic_write(f"{root}.{ext}", lambda f, ext=ext: fig.savefig(f, dpi=dpi, format=ext)))
     return out
 
 
@@ -158,7 +155,7 @@ def qstar_vs_dim(qtable, slopes=(), ax=None, key: str = "qstar_interp"):
     ax.set_ylabel("$Q^*(d)$ (score queries per chain)")
     if qtable:
         r0 = qtable[0]
-        ax.set_title(f"queries to reach {r0['metric']} <= {r0['target']:g}")
+        ax.set_title(f"queries to reach {r0['metric']} <= {r0['metric_target']:g}")
     return ax
 
 

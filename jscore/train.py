@@ -39,6 +39,7 @@ import optax
 from . import nets
 from ._checks import check_option, check_positive_int, concrete
 from .seeds import TRAIN, as_key, stream
+from .store import atomic_write
 from .targets.base import AbstractTarget
 
 _SIGMA_DISTS = ("lognormal", "loguniform")
@@ -272,10 +273,10 @@ def _save_train_checkpoint(directory: pathlib.Path, state, losses, meta: dict) -
     step = int(meta["step"])
     name = f"train-{step:09d}.eqx"
     data = nets.serialise((state, losses))
-    nets._atomic_write(directory / name, data)
+    atomic_write(directory / name, data)
     meta = dict(meta, file=name, sha256=hashlib.sha256(data).hexdigest(), format=nets.FORMAT,
                 format_version=nets.FORMAT_VERSION, kind="train", versions=nets._versions())
-    nets._atomic_write(directory / CHECKPOINT_JSON, json.dumps(meta, indent=2, sort_keys=True).encode())
+    atomic_write(directory / CHECKPOINT_JSON, json.dumps(meta, indent=2, sort_keys=True))
     for old in directory.glob("train-*.eqx"):
         if old.name != name:
             old.unlink(missing_ok=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -91,14 +90,6 @@ def environment() -> dict:
         "x64": bool(jax.config.jax_enable_x64),
         "EQX_ON_ERROR": os.environ.get("EQX_ON_ERROR", "raise"),
     }
-
-
-def append_jsonl(path, row: dict) -> None:
-    """Append one JSON row and flush it to disk, so an interrupted run keeps its rows."""
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def check_out_dir(path, flag: str = "--out") -> str:

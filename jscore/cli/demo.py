@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._util import append_jsonl, check_out_dir, environment, int_at_least, int_list_at_least
+from ..store import append_jsonl, atomic_write
+from ._util import check_out_dir, environment, int_at_least, int_list_at_least
 
 
 def add_parser(subparsers):
@@ -244,8 +245,8 @@ def run(args) -> int:
         print("* data-dependent cost: grid of budget/2 steps; the sampler's own rule sets the "
               "queries (capped at 4 x budget).")
     elapsed = time.perf_counter() - t0
-    with open(os.path.join(args.out, "demo.json"), "w") as f:
-        json.dump({"rows": rows, "noise_floor": {"mode_tv_se": tv_se, "energy": floor_energy}}, f, indent=1)
+    atomic_write(os.path.join(args.out, "demo.json"),
+                 json.dumps({"rows": rows, "noise_floor": {"mode_tv_se": tv_se, "energy": floor_energy}}, indent=1))
     if not args.quiet:
         print(f"\n{len(rows)} runs in {elapsed:.1f} s; rows in {rows_path}")
     if not args.no_plot and rows:

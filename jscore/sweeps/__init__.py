@@ -7,7 +7,6 @@ default of ``jscore sweep``) runs the codebook-free sqrt(d) lower-bound sweep in
 """
 
 from .analysis import evaluations as evaluations
-from .analysis import fit_loglog as fit_loglog
 from .analysis import qstar_table as qstar_table
 from .analysis import slopes as slopes
 from .defaults import BUILTIN_SPECS as BUILTIN_SPECS

@@ -5,9 +5,8 @@ its seed chunks; :func:`qstar_table` finds, per ``(cell, d)``, the first evaluat
 error is <= the target (``qstar``; the evaluated step counts are a ladder or a bisection path) and a
 log-log interpolation between that budget and the previous one (``qstar_interp``, which removes the
 rounding to whole steps). Confidence intervals resample seeds (paired across budgets: the same
-resampled seeds at every budget). :func:`slopes` fits ``log Q* = a + b log d`` per cell and reports
-``b`` with a t-interval from the fit and a bootstrap percentile interval; ``slope_ci`` is their
-union (conservative).
+resampled seeds at every budget). :func:`slopes` fits ``log Q* = a + b log d`` per cell with
+:func:`jscore.fit.loglog_slope`; ``slope_ci_covers`` in each row says what its interval covers.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..fit import loglog_slope
 from .measures import evaluate, get_measure, host_features
 from ..results import Status
 
@@ -100,7 +100,11 @@ def _first_pass(costs, vals, target):
 
 def qstar_table(evals: list[dict], metric: str, target: float, *, bootstrap: int = 1000, ci: float = 0.95,
                 seed: int = 0) -> list[dict]:
-    """Per ``(cell, d)``: Q*, its interpolation, bootstrap CIs, and the bootstrap replicates."""
+    """Per ``(cell, d)``: Q*, its interpolation, bootstrap CIs, and the bootstrap replicates.
+
+    ``metric_target`` is the threshold ``target`` on ``metric`` (the cell's target distribution
+    stays in ``cell``).
+    """
     groups = defaultdict(list)
     for e in evals:
         if metric in e:
@@ -123,7 +127,7 @@ def qstar_table(evals: list[dict], metric: str, target: float, *, bootstrap: int
             "cell": es[0]["cell"],
             "dim": dim,
             "metric": metric,
-            "target": target,
+            "metric_target": target,  # not "target": flattened rows also carry the cell's target
             "qstar": float(q[0]),
             "qstar_interp": float(qi[0]),
             "flag": str(flag[0]),
@@ -147,97 +151,33 @@ def qstar_table(evals: list[dict], metric: str, target: float, *, bootstrap: int
     return out
 
 
-def _t_two_sided(t: float, df: int) -> float:
-    """``P(|T| <= t)`` for Student's t with integer ``df`` (Abramowitz & Stegun 26.7.3-4)."""
-    th = math.atan(t / math.sqrt(df))
-    c2, s = math.cos(th) ** 2, math.sin(th)
-    if df % 2 == 1:
-        if df == 1:
-            return 2 * th / math.pi
-        term, acc = math.cos(th), math.cos(th)
-        for k in range(1, (df - 3) // 2 + 1):
-            term *= c2 * (2 * k) / (2 * k + 1)
-            acc += term
-        return 2 / math.pi * (th + s * acc)
-    term, acc = 1.0, 1.0
-    for k in range(1, (df - 2) // 2 + 1):
-        term *= c2 * (2 * k - 1) / (2 * k)
-        acc += term
-    return s * acc
+def slopes(qtable: list[dict], *, ci: float = 0.95, key: str = "qstar_interp", n_boot: int = 2000,
+           seed: int = 0) -> list[dict]:
+    """Per cell: log-log slope of ``key`` (Q* or its interpolation) against d, with a bootstrap CI.
 
-
-def t_quantile(p: float, df: int) -> float:
-    """Quantile of Student's t with integer ``df`` (bisection on the exact CDF; p in (0, 1))."""
-    if df <= 0 or not 0 < p < 1:
-        return float("nan")
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    target = 2 * p - 1
-    lo, hi = 0.0, 1.0
-    while _t_two_sided(hi, df) < target:
-        hi *= 2
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _t_two_sided(mid, df) < target:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * hi:
-            break
-    return 0.5 * (lo + hi)
-
-
-def fit_loglog(x, y, ci: float = 0.95) -> dict:
-    """OLS of ``log y`` on ``log x``: slope, intercept, SE and a t-interval for the slope."""
-    lx, ly = np.log(np.asarray(x, np.float64)), np.log(np.asarray(y, np.float64))
-    n = lx.size
-    if n < 2:
-        return {"slope": float("nan"), "intercept": float("nan"), "slope_se": float("nan"),
-                "slope_t_low": float("nan"), "slope_t_high": float("nan"), "num_points": int(n)}
-    xm, ym = lx.mean(), ly.mean()
-    sxx = ((lx - xm) ** 2).sum()
-    b = ((lx - xm) * (ly - ym)).sum() / sxx
-    a = ym - b * xm
-    if n > 2:
-        resid = ly - a - b * lx
-        se = math.sqrt((resid**2).sum() / (n - 2) / sxx)
-        t = t_quantile(1 - (1 - ci) / 2, n - 2)
-    else:
-        se, t = float("nan"), float("nan")
-    return {"slope": float(b), "intercept": float(a), "slope_se": se,
-            "slope_t_low": float(b - t * se), "slope_t_high": float(b + t * se), "num_points": int(n)}
-
-
-def slopes(qtable: list[dict], *, ci: float = 0.95, key: str = "qstar_interp") -> list[dict]:
-    """Per cell: log-log slope of ``key`` (Q* or its interpolation) against d, with CIs."""
+    The interval is :func:`jscore.fit.loglog_slope` with ``log_se`` the standard deviation of
+    ``log key`` over the seed-bootstrap replicates of :func:`qstar_table` (when every point has
+    two or more finite replicates): it covers the scatter across the measured d (pairs, from three
+    d on) and the Monte-Carlo error of each Q*(d) from the finite seeds; ``slope_ci_covers`` says
+    which, per row. Not model error (a log factor in Q*(d)).
+    """
     groups = defaultdict(list)
     for r in qtable:
         groups[r["cell_id"]].append(r)
-    alpha = (1 - ci) / 2
     out = []
     for cid, rs in sorted(groups.items()):
         rs = sorted((r for r in rs if r["flag"] == "ok" and np.isfinite(r[key])), key=lambda r: r["dim"])
         dims = np.array([r["dim"] for r in rs], np.float64)
         qs = np.array([r[key] for r in rs], np.float64)
-        fit = fit_loglog(dims, qs, ci) if len(rs) else fit_loglog([], [], ci)
-        rec = {"cell_id": cid, "cell": (rs[0]["cell"] if rs else None), "of": key, **fit,
-               "dims": [int(d) for d in dims]}
-        boots = [r.get("_boot_" + key) for r in rs]
-        if len(rs) >= 2 and all(b is not None for b in boots):
-            B = np.stack(boots)  # (num_dims, B)
-            lx = np.log(dims)[:, None]
-            with np.errstate(all="ignore"):
-                ly = np.log(B)
-                xm = lx.mean(0)
-                bs = ((lx - xm) * (ly - ly.mean(0))).sum(0) / ((lx - xm) ** 2).sum(0)
-            bs = bs[np.isfinite(bs)]
-            if bs.size:
-                rec["slope_boot_low"], rec["slope_boot_high"] = (float(v) for v in np.quantile(bs, [alpha, 1 - alpha]))
-        lows = [v for v in (rec.get("slope_t_low"), rec.get("slope_boot_low")) if v is not None and np.isfinite(v)]
-        highs = [v for v in (rec.get("slope_t_high"), rec.get("slope_boot_high")) if v is not None and np.isfinite(v)]
-        rec["slope_ci_low"] = float(min(lows)) if lows else float("nan")
-        rec["slope_ci_high"] = float(max(highs)) if highs else float("nan")
-        out.append(rec)
+        log_se = []
+        for r in rs:
+            b = np.asarray(r.get("_boot_" + key, []), np.float64)
+            b = np.log(b[np.isfinite(b) & (b > 0)])
+            log_se.append(float(b.std(ddof=1)) if b.size >= 2 else math.nan)
+        log_se = np.array(log_se) if rs and np.all(np.isfinite(log_se)) else None
+        fit = loglog_slope(dims, qs, log_se=log_se, n_boot=n_boot, seed=seed, level=ci)
+        out.append({"cell_id": cid, "cell": (rs[0]["cell"] if rs else None), "of": key, **fit.to_dict(),
+                    "dims": [int(d) for d in dims]})
     return out
 
 
@@ -246,4 +186,4 @@ def public(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
 
 
-__all__ = ["evaluations", "qstar_table", "slopes", "fit_loglog", "t_quantile", "public"]
+__all__ = ["evaluations", "qstar_table", "slopes", "public"]

@@ -110,30 +110,10 @@ def _as_spec(spec):
 
 
 def _prepare_out(out: str, spec: SweepSpec, overwrite: bool, resume) -> None:
-    cfg_path = os.path.join(out, "config.json")
-    if overwrite and os.path.isdir(out):
-        for p in glob.glob(os.path.join(out, "rows-p*.jsonl")) + glob.glob(os.path.join(out, "*.done")):
+    if overwrite:
+        for p in glob.glob(os.path.join(glob.escape(out), "*.done")):
             os.unlink(p)
-        if os.path.exists(cfg_path):
-            os.unlink(cfg_path)
-    os.makedirs(out, exist_ok=True)
-    has_rows = bool(glob.glob(os.path.join(out, "rows-p*.jsonl")))
-    if os.path.exists(cfg_path):
-        with open(cfg_path) as f:
-            old = json.load(f)
-        if old.get("config_hash") != spec.config_hash:
-            raise ValueError(
-                f"{out!r} holds results of another sweep configuration (hash {old.get('config_hash')} "
-                f"!= {spec.config_hash}); use another --out, or --overwrite to discard them."
-            )
-        if resume is False and has_rows:
-            raise ValueError(f"{out!r} already holds rows of this sweep; resume it or pass --overwrite.")
-    else:
-        if resume is True and not has_rows:
-            raise ValueError(f"--resume: {out!r} holds no rows of this sweep to resume.")
-        _store.atomic_write_text(
-            cfg_path, json.dumps({"config_hash": spec.config_hash, "spec": spec.to_json()}, indent=2)
-        )
+    _store.row_store(out).open(spec.config_hash, {"spec": spec.to_json()}, resume=resume, overwrite=overwrite)
 
 
 def _summary(per: dict) -> dict:
@@ -238,7 +218,7 @@ def sweep(
     bar = _progress(sum(plan.evaluations_per_task(c) for c, _ in mine) * len(chunks), quiet)
     state = {"queries": 0, "run_seconds": 0.0}
     key = jax.random.key(spec.key)
-    writer = _store.RowWriter(os.path.join(out, f"rows-p{pid}.jsonl"))
+    writer = _store.row_store(out, pid)
     probed: dict = {}
     try:
         for cell, d in mine:
@@ -298,8 +278,8 @@ def sweep(
         "queries": state["queries"],
         "probes": len(probed),
     }
-    _store.atomic_write_text(os.path.join(out, f"stats-p{pid}.json"), json.dumps(stats))
-    _store.atomic_write_text(done_marker, "")
+    _store.atomic_write(os.path.join(out, f"stats-p{pid}.json"), json.dumps(stats))
+    _store.atomic_write(done_marker, "")
     complete = True
     if nproc > 1:
         if pid != 0:
@@ -428,7 +408,7 @@ def consolidate(out: str, spec: SweepSpec | None = None, *, plot: bool = True) -
     if rows:
         summary.update({k: rows[0][k] for k in ("versions", "device", "x64", "eqx_on_error")})
     p = os.path.join(out, "summary.json")
-    _store.atomic_write_text(p, json.dumps(summary, indent=2, default=_store._json_default))
+    _store.atomic_write(p, json.dumps(summary, indent=2, default=_store.json_default))
     files.append(p)
     res = SweepResult(out, spec, rows, evals, qtab, slp, summary["num_compilations"], summary["compile_seconds"],
                       summary["run_seconds"], files)
@@ -436,7 +416,7 @@ def consolidate(out: str, spec: SweepSpec | None = None, *, plot: bool = True) -
         from .. import plot as _plot
 
         files += _plot.sweep_figures(res, out)
-    _store.atomic_write_text(os.path.join(out, "table.txt"), format_table(res) + "\n")
+    _store.atomic_write(os.path.join(out, "table.txt"), format_table(res) + "\n")
     files.append(os.path.join(out, "table.txt"))
     return res
 

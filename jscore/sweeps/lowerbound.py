@@ -24,7 +24,7 @@ import time
 
 from ..lowerbound.scalar import scalar_spec
 from ..lowerbound.scaling import DEFAULT_DIMS, DEFAULT_SAMPLERS, eps_value, format_table, scaling
-from .spec import _toml_value, parse_int_list
+from .spec import parse_int_list, toml_dumps
 
 EXPERIMENT = "lowerbound"
 
@@ -110,10 +110,8 @@ class LowerBoundSweep:
 
     def to_toml(self) -> str:
         """The spec as TOML that :func:`jscore.sweeps.load_spec` reads back to an equal spec."""
-        lines = ["# jscore lower-bound sweep (see the docs page 'Lower-bound sweep')",
-                 f'experiment = "{EXPERIMENT}"']
-        lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(self).items()]
-        return "\n".join(lines)
+        return toml_dumps({"experiment": EXPERIMENT, **dataclasses.asdict(self)},
+                          "jscore lower-bound sweep (see the docs page 'Lower-bound sweep')")
 
     def describe(self) -> str:
         """The plan in words (``jscore sweep --dry-run``)."""

@@ -432,31 +432,30 @@ __all__ = [
     "load_spec",
     "parse_int_list",
     "spec_from_dict",
+    "toml_dumps",
 ]
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v) if not (isinstance(v, float) and not math.isfinite(v)) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+def _drop_none(v):
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {v!r} as TOML")
+        return {str(k): _drop_none(x) for k, x in v.items() if x is not None}
+    if isinstance(v, (list, tuple)):
+        return [_drop_none(x) for x in v]
+    return v
+
+
+def toml_dumps(data: dict, comment: str | None = None) -> str:
+    """``data`` as a TOML document (``tomli_w``; keys quoted where needed, ``nan``/``inf`` as TOML
+    floats, ``None`` values left out since TOML has no null), after an optional ``# comment``."""
+    import tomli_w
+
+    text = tomli_w.dumps(_drop_none(data))
+    return f"# {comment}\n{text}" if comment else text
 
 
 def spec_to_toml(spec: SweepSpec) -> str:
     """The spec as a TOML document that :func:`load_spec` reads back to an equal spec."""
     d = spec.to_json()
-    lines = [f"# jscore sweep spec (config hash {spec.config_hash})"]
-    for k, v in d.items():
-        if v is None:
-            continue
-        if k in ("targets", "oracles", "samplers", "schedules"):
-            v = [c.label for c in getattr(spec, k)]
-        lines.append(f"{k} = {_toml_value(v)}")
-    return "\n".join(lines)
+    for k in ("targets", "oracles", "samplers", "schedules"):
+        d[k] = [c.label for c in getattr(spec, k)]
+    return toml_dumps(d, f"jscore sweep spec (config hash {spec.config_hash})")
