@@ -6,3 +6,4 @@ from .mixture import GaussianMixture as GaussianMixture
 from .sphere import UniformSphere as UniformSphere
 from .codebook import GaussianCodebook as GaussianCodebook
 from .codebook import SphereCodebook as SphereCodebook
+from .nested import NestedCodebook as NestedCodebook
