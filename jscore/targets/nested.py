@@ -258,14 +258,14 @@ class NestedCodebook(AbstractTarget):
         return self.num_stages * self.block_dim
 
     @property
-    def radius(self) -> float:
-        """``r = rho sqrt(k)``, the norm of every unit-scale codeword."""
-        return float(self.rho) * math.sqrt(self.block_dim)
+    def radius(self):
+        """``r = rho sqrt(k)``, the norm of every unit-scale codeword (scalar array)."""
+        return self.rho * math.sqrt(self.block_dim)
 
     @property
-    def total_radius(self) -> float:
-        """``|x_0| = r sqrt(sum_l a_l^2)`` for every clean draw."""
-        return self.radius * float(np.sqrt(np.sum(np.asarray(self.scales, np.float64) ** 2)))
+    def total_radius(self):
+        """``|x_0| = r sqrt(sum_l a_l^2)`` for every clean draw (scalar array)."""
+        return self.radius * jnp.sqrt(jnp.sum(self.scales * self.scales))
 
     def block(self, x, stage: int):
         """Block ``stage`` of ``x`` (last axis), ``(..., k)``."""
