@@ -7,3 +7,4 @@ from .sphere import UniformSphere as UniformSphere
 from .codebook import GaussianCodebook as GaussianCodebook
 from .codebook import SphereCodebook as SphereCodebook
 from .empirical import Empirical as Empirical
+from .nested import NestedCodebook as NestedCodebook
