@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 # sub-modules reachable as attributes, in dependency order
 _SUBMODULES = ("ou", "schedules", "seeds", "counting", "fit", "store", "special", "targets", "oracles",
-               "samplers", "metrics", "sweeps", "plot", "nets", "train", "lowerbound")
+               "samplers", "metrics", "sweeps", "plot", "nets", "train", "lowerbound", "data")
 # top-level names: name -> (module, attribute)
 _NAMES = {
     "QueryStats": ("counting", "QueryStats"),

@@ -107,3 +107,25 @@ def test_no_module_cites_internal_reference_notes():
     bad = [str(f) for f in root.rglob("*.py")
            if "lower_bound" + ".md" in f.read_text() or "samplers" + ".md" in f.read_text()]
     assert not bad, f"cite the documentation pages instead: {bad}"
+
+
+def test_demo_compiles_at_level_0_by_default_and_agrees_with_full_optimisation(tmp_path):
+    """The default demo asks XLA for backend optimisation level 0 (it is compile-bound); its rows
+    agree with a `--optimize` run to float32 rounding, and the header says which level ran."""
+    import subprocess
+    import sys
+
+    rows = {}
+    for flag in ([], ["--optimize"]):
+        out_dir = tmp_path / ("opt" if flag else "fast")
+        cmd = [sys.executable, "-m", "jscore", "demo", "--dim", "3", "--num-samples", "16",
+               "--budgets", "4", "--samplers", "euler,heun", "--no-plot", "--quiet",
+               "--out", str(out_dir), *flag]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        header = proc.stdout.splitlines()[0]
+        assert ("optimisation level 0" in header) == (not flag), header
+        rows[bool(flag)] = json.loads((out_dir / "demo.json").read_text())["rows"]
+    for fast, full in zip(rows[False], rows[True]):
+        assert fast["sampler"] == full["sampler"] and fast["queries"] == full["queries"]
+        assert abs(fast["energy"] - full["energy"]) <= 1e-4 * (1 + abs(full["energy"]))

@@ -16,3 +16,4 @@ from .adapters import DiscreteVP as DiscreteVP
 from .adapters import LinearVP as LinearVP
 from .adapters import CosineVP as CosineVP
 from .adapters import Continuous as Continuous
+from .nested_adversary import NestedAdversary as NestedAdversary

@@ -116,7 +116,7 @@ class ParallelPicard(AbstractSampler):
             err = jnp.where(vj > 0, diff2 / (d * jnp.where(vj > 0, vj, 1.0)),
                             jnp.where(diff2 == 0, 0.0, jnp.inf))
             ok = (err < self.tol * self.tol) & active
-            k = jnp.sum(jnp.cumprod(ok.astype(jnp.int32)))
+            k = jnp.sum(jnp.cumprod(ok.astype(jnp.int32))).astype(jnp.int32)  # int32 under x64 too
             b_new = jnp.minimum(b + jnp.minimum(1 + k, p), n)
             ys_new = jax.lax.dynamic_update_slice_in_dim(ys, y_new, b + 1, 0)
             y_e = y_new[e - b - 1]

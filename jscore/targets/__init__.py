@@ -6,3 +6,5 @@ from .mixture import GaussianMixture as GaussianMixture
 from .sphere import UniformSphere as UniformSphere
 from .codebook import GaussianCodebook as GaussianCodebook
 from .codebook import SphereCodebook as SphereCodebook
+from .empirical import Empirical as Empirical
+from .nested import NestedCodebook as NestedCodebook
