@@ -89,3 +89,30 @@ def test_sides_ordered_and_contain_default_on_the_condensed_side(x64):
         # the sides differ where the probability is intermediate
         mid = (e > 0.1) & (e < 0.9)
         assert mid.any() and np.mean(hi[mid] - lo[mid]) > 0.01
+
+
+def test_float32_trajectory_is_not_zero_at_d2000():
+    """float32: ``log M = R d = 600`` once overflowed ``exp`` (P = 0 for every chain); the
+    single-precision sides and estimate now track float64 on the same queries."""
+    from jscore.lowerbound import trajectory
+    from jscore.lowerbound.scalar import Trajectory
+
+    d, rate, eps = 2000.0, 0.3, 1 / 2000
+    sc = 1.0 / math.sqrt(math.expm1(2 * rate))
+    rng = np.random.default_rng(0)
+    sig = sc * np.exp(rng.uniform(-0.25, 0.2, (64, 6)))
+    chi = rng.chisquare(d - 1, sig.shape)
+    g = rng.standard_normal(sig.shape)
+    r = math.sqrt(d)
+    xi = np.sqrt(r * r + 2 * sig * r * g + sig * sig * (g * g + chi))
+    out = {}
+    for x64 in (False, True):
+        with jax.enable_x64(x64):
+            ft = jnp.float64 if x64 else jnp.float32
+            t = Trajectory(jnp.asarray(xi, ft), jnp.asarray(sig, ft), jnp.zeros(sig.shape, ft),
+                           jnp.ones(sig.shape, bool))
+            b = jax.jit(lambda t: trajectory.assemble(t, d, rate, eps))(t)
+            out[x64] = [np.asarray(v, np.float64) for v in (b.estimate, b.p_lower, b.p_upper)]
+    for v32, v64 in zip(out[False], out[True]):
+        assert np.all(np.isfinite(v32)) and np.mean(v64) > 0.3
+        assert abs(np.mean(v32) - np.mean(v64)) < 0.05, (np.mean(v32), np.mean(v64))

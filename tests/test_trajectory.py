@@ -59,6 +59,18 @@ def test_assembly_bounds_and_cap_merging(x64):
     pk = jax.jit(lambda x, s: inf.informative_probability(x, s, d, rate, eps))(fresh.xi, fresh.sigma)
     np.testing.assert_allclose(np.asarray(b0.upper), 1 - np.prod(1 - np.asarray(pk), axis=1),
                                rtol=1e-12)
+    # the two sides: union bound of the per-query upper side; cap model on the lower side
+    sd = jax.jit(lambda x, s: inf.informative_sides(x, s, d, rate, eps))(fresh.xi, fresh.sigma)
+    plo, phi = np.asarray(sd.lower), np.asarray(sd.upper)
+    assert np.all(plo <= phi) and np.mean(phi - plo) > 0.01
+    np.testing.assert_allclose(np.asarray(b0.p_upper), np.minimum(phi.sum(1), 1.0), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b0.p_lower), 1 - np.prod(1 - plo, axis=1), rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(b1.p_lower), plo.max(1), rtol=1e-9)
+    for b in (b0, b1):
+        assert np.all(np.asarray(b.p_lower) <= np.asarray(b.p_upper))
+    none = jax.jit(lambda t: trajectory.assemble(t, d, rate, eps, estimate=False))(fresh)
+    np.testing.assert_array_equal(np.asarray(none.p_upper), np.asarray(b0.p_upper))
+    assert np.all(np.isnan(np.asarray(none.estimate)))
 
 
 def test_levels_in_critical_band(x64):

@@ -86,13 +86,14 @@ def bessel_terms(kappa, d):
 def effective_log_m(d, rate):
     """``log M = log ceil(exp(R d))`` (the effective rate is ``log M / d``); elementwise in ``rate``.
 
-    For ``R d > 700`` the ceiling is below float resolution and ``log M = R d``.
+    For ``R d >= 30`` the ceiling changes ``log M`` by less than ``e^{-30}`` and ``log M = R d``
+    (so ``exp`` never overflows, in float32 either: ``e^{600}`` is out of float32 range).
     """
     d = _check_d(d)
     rate = jnp.asarray(rate, jnp.result_type(float))
     rd = rate * d
-    small = jnp.ceil(jnp.exp(jnp.minimum(rd, 700.0)))
-    return jnp.where(rd < 700.0, jnp.log(jnp.maximum(small, 1.0)), rd)
+    small = jnp.ceil(jnp.exp(jnp.minimum(rd, 30.0)))
+    return jnp.where(rd < 30.0, jnp.log(jnp.maximum(small, 1.0)), rd)
 
 
 def effective_log_m_py(d: float, rate: float) -> float:
