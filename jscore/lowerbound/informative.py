@@ -555,12 +555,16 @@ def typical_norm(sigma, g, c, d, rho=1.0):
     return jnp.sqrt(r * r + 2.0 * sigma * r * g + sigma * sigma * (g * g + c))
 
 
-def profile(sigma, d, rate, eps, p=2.0, rho=1.0, *, key=None, draws=None, n=1000, **kwargs):
+def profile(sigma, d, rate, eps, p=2.0, rho=1.0, *, key=None, draws=None, n=1000,
+            side="estimate", **kwargs):
     """``pi_bar_d(sigma) = E_{x ~ Q_sigma} pi(|x|, sigma)`` by the two-scalar draws; shape of ``sigma``.
 
     Pass ``draws=(g, c)`` from :func:`typical_norm_draws` to share them (common random numbers)
-    or a ``key`` and ``n``. 1e3 draws give +-0.02.
+    or a ``key`` and ``n``. 1e3 draws give +-0.02. ``side``: ``"estimate"`` (the default
+    ``pi``), ``"lower"`` or ``"upper"`` (:func:`informative_sides`; ``log_m`` only).
     """
+    if side not in ("estimate", "lower", "upper"):
+        raise ValueError(f"Unknown side {side!r}; use 'estimate', 'lower' or 'upper'.")
     if draws is None:
         if key is None:
             raise ValueError("profile needs `key` (or `draws=(g, c)`) to draw reference norms.")
@@ -568,7 +572,12 @@ def profile(sigma, d, rate, eps, p=2.0, rho=1.0, *, key=None, draws=None, n=1000
     g, c = draws
     sigma = jnp.asarray(sigma, jnp.result_type(float))
     xi = typical_norm(sigma[..., None], g, c, d, rho)
-    probs = informative_probability(xi, sigma[..., None], d, rate, eps, p, rho, **kwargs)
+    if side == "estimate":
+        probs = informative_probability(xi, sigma[..., None], d, rate, eps, p, rho, **kwargs)
+    else:
+        sd = informative_sides(xi, sigma[..., None], d, rate, eps, p, rho,
+                               log_m=kwargs.get("log_m"))
+        probs = sd.lower if side == "lower" else sd.upper
     return jnp.mean(probs, axis=-1)
 
 
@@ -589,8 +598,12 @@ def leading_order_window(d, rate, eps, p=2.0, rho=1.0):
     return lower, upper
 
 
-def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4):
+def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4,
+                 side="estimate"):
     """Edges of the window ``{sigma : pi_bar_d(sigma) > 1/2}`` in ``log(sigma/sigma_c(Rbar))``.
+
+    ``side`` picks the profile (:func:`profile`): the upper side gives the wider window, the
+    lower side the narrower one.
 
     A log-spaced scan of ``grid`` points around ``sigma_c`` (range from the leading-order edges),
     then ``rounds`` refinements of each bracketing interval by ``grid/2`` points, all with common
@@ -606,7 +619,7 @@ def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4
     draws = typical_norm_draws(key, d, n)
     ftype = jnp.result_type(float)
     t1 = guard_threshold(d, log_m)
-    prof = _profile_fn(d, n)
+    prof = _profile_fn(d, n, side)
     args = (draws, jnp.asarray(log_m, ftype), t1, jnp.asarray(eps, ftype), jnp.asarray(p, ftype),
             jnp.asarray(rho, ftype), jnp.asarray(sc, ftype))
     ls = np.linspace(-span, span, grid)
@@ -656,13 +669,16 @@ def threshold_t1(d, log_m):
     return _PROFILE_FNS[key](log_m)
 
 
-def _profile_fn(d, n):
+def _profile_fn(d, n, side="estimate"):
     """Jitted ``pi_bar`` at ``sc exp(ls)``; traced rate, eps, p, rho (and d when d >= 60)."""
     traced = d >= 60.0
-    key = (None if traced else d, jax.config.jax_enable_x64)
+    key = (None if traced else d, jax.config.jax_enable_x64, side)
     if key not in _PROFILE_FNS:
 
         def f(dd, ls, draws, log_m, t1, eps, p, rho, sc):
+            if side != "estimate":
+                return profile(sc * jnp.exp(ls), dd, None, eps, p, rho, draws=draws,
+                               log_m=log_m, side=side)
             return profile(sc * jnp.exp(ls), dd, None, eps, p, rho, draws=draws, log_m=log_m,
                            t1=t1)
 
