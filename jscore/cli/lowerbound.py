@@ -271,10 +271,20 @@ def run_exact(args) -> int:
                                      chains=args.chains, offsets=args.offsets, eps=args.eps,
                                      p=args.p, seed=args.seed, oracles=args.oracles,
                                      sigma_min=args.sigma_min, sigma_max=args.sigma_max, log=log)
-                _print_table(f"decoder success vs K (d = {d}, averaged over rates and offsets)",
+                _print_table(f"decoder success vs K, with P(some answer informative) (d = {d}, "
+                             "averaged over rates and offsets; SE = chain Monte-Carlo error "
+                             "given the codebooks and offsets)",
                              rows, ["sampler", "oracle", "K", "success", "success_se",
-                                    "informative", "levels_mean", "queries_mean", "units",
+                                    "informative", "informative_se", "gap", "gap_se",
+                                    "success_given_informative", "queries_mean", "units",
                                     "rates"])
+                gap = E.decoding_vs_informative(rows)
+                if gap:
+                    _print_table(f"K where P(informative) (necessary condition) and decoder "
+                                 f"success reach 1/2, adversary oracle (d = {d}; lo/hi: "
+                                 "crossings of the +-2 SE band)", gap,
+                                 ["sampler", "K_inf", "K_inf_lo", "K_inf_hi", "K_succ",
+                                  "K_succ_lo", "K_succ_hi", "max_gap", "max_gap_se", "at_K"])
                 log(f"success d={d}: {time.perf_counter() - t0:.0f} s")
             if "search" in exps:
                 t0 = time.perf_counter()

@@ -333,12 +333,15 @@ def _plot_tv(rows, path):
 
 
 SUCCESS_FIELDS = ["sampler", "oracle", "d", "rate", "M", "K", "offset_index", "offsets", "offset",
-                  "chains", "seed", "eps", "p", "success", "informative", "levels_mean",
-                  "queries_mean", "median_cosine", "seconds"]
+                  "chains", "seed", "eps", "p", "success", "informative", "n_success",
+                  "n_informative", "n_both", "levels_mean", "queries_mean", "median_cosine",
+                  "seconds"]
 SUCCESS_KEY = ["sampler", "oracle", "d", "rate", "K", "offset_index", "offsets", "chains", "seed",
                "eps", "p"]
-SUMMARY_FIELDS = ["sampler", "oracle", "K", "success", "success_se", "informative", "levels_mean",
-                  "queries_mean", "units", "rates"]
+SUMMARY_FIELDS = ["sampler", "oracle", "K", "success", "success_se", "informative",
+                  "informative_se", "gap", "gap_se", "success_given_informative",
+                  "success_uninformative", "levels_mean", "queries_mean", "units", "rates",
+                  "chains"]
 
 
 def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
@@ -346,11 +349,17 @@ def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
                 oracles=("adversary", "exact", "reference"), sigma_min=0.02, sigma_max=20.0,
                 theta0=0.9, rho=1.0, log=_log_default):
     """(b) Resumable success-vs-K: one row per (sampler, oracle, rate, K, offset) unit in
-    ``success_units.csv``; ``success.csv`` (averages over rates and offsets) and ``success.png``
-    are rebuilt from the units at the end. ``samplers``: name -> sampler.
+    ``success_units.csv``; ``success_d{d}.csv`` (:func:`summarize_success`, averages over rates
+    and offsets) and ``success_d{d}.png`` are rebuilt from the units at the end, and with the
+    adversary oracle ``gap_d{d}.csv`` (:func:`decoding_vs_informative`) and ``gap_d{d}.png``
+    (P(informative), decoder success and P(success | informative) against K, side by side).
+    ``samplers``: name -> sampler.
 
     Offsets are stratified, ``U_u = (u + V_R)/offsets`` with ``V_R ~ U[0, 1)`` per rate; grids
-    from :func:`offset_grid` (K levels then 0). Success = decoder pass rate (theta0).
+    from :func:`offset_grid` (K levels then 0). Success = decoder pass rate (theta0). Each unit
+    records, from the *same* chains, how many decoded (``n_success``), how many got some
+    informative answer (``n_informative``: a necessary condition for success) and how many both
+    (``n_both``). Returns the summary rows.
     """
     book = ResumableCSV(os.path.join(out_dir, "success_units.csv"), SUCCESS_FIELDS, SUCCESS_KEY)
     d, eps, p, seed = int(d), float(eps), float(p), int(seed)
@@ -376,47 +385,131 @@ def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
                          num_samples=chains)
             dec = decode(cb, res.x, theta0)
             flag = res.stats.extra.get("informative")
-            inf = 1.0 if flag is None else float(np.mean(np.asarray(flag)))
-            succ = float(np.mean(np.asarray(dec.index) != BOTTOM))
+            # Exact answers s_P everywhere: flag = 1 by convention (section 5)
+            inf_c = (np.ones(chains, bool) if flag is None
+                     else np.asarray(flag, bool).reshape(chains))
+            succ_c = np.asarray(dec.index).reshape(chains) != BOTTOM
             book.append(dict(sampler=sname, oracle=oname, d=d, rate=rate, M=cb.num_codewords,
                              K=int(K), offset_index=u, offsets=offsets, offset=off, chains=chains,
-                             seed=seed, eps=eps, p=p, success=succ, informative=inf,
+                             seed=seed, eps=eps, p=p, success=float(succ_c.mean()),
+                             informative=float(inf_c.mean()), n_success=int(succ_c.sum()),
+                             n_informative=int(inf_c.sum()), n_both=int((succ_c & inf_c).sum()),
                              levels_mean=float(np.mean(np.asarray(res.stats.levels))),
                              queries_mean=float(np.mean(np.asarray(res.stats.queries))),
                              median_cosine=float(np.median(np.asarray(dec.cosine))),
                              seconds=round(time.perf_counter() - t0, 3)))
-            log(f"success R={rate} K={K} u={u} {sname}/{oname}: {succ:.2f} "
-                f"({time.perf_counter() - t0:.1f} s)")
+            log(f"success R={rate} K={K} u={u} {sname}/{oname}: success {succ_c.mean():.2f}, "
+                f"informative {inf_c.mean():.2f} ({time.perf_counter() - t0:.1f} s)")
     units = [r for r in book.select(**common)
              if float(r["rate"]) in {float(x) for x in rates}
              and int(r["K"]) in {int(k) for k in Ks}
              and r["sampler"] in samplers and r["oracle"] in oracles]
     summary = summarize_success(units)
     if summary:
-        write_rows(summary, os.path.join(out_dir, "success.csv"))
-        _plot_success(summary, os.path.join(out_dir, "success.png"), d)
+        write_rows(summary, os.path.join(out_dir, f"success_d{d}.csv"))
+        _plot_success(summary, os.path.join(out_dir, f"success_d{d}.png"), d)
+        gap = decoding_vs_informative(summary)
+        if gap:
+            write_rows([dict(d=d, **r) for r in gap], os.path.join(out_dir, f"gap_d{d}.csv"))
+            _plot_gap(summary, os.path.join(out_dir, f"gap_d{d}.png"), d)
     return summary
 
 
+def _mean_var(p, m2, n):
+    """Variance of a unit mean of ``n`` draws with sample mean ``p`` and sample second moment
+    ``m2``: the unbiased (ddof = 1) per-draw variance over ``n``; arrays over units."""
+    return np.maximum(m2 - p * p, 0.0) / np.maximum(n - 1, 1)
+
+
 def summarize_success(units):
-    """Average unit rows over rates and offsets per (sampler, oracle, K); ``success_se`` is the
-    binomial standard error over all chains pooled; ``units`` and ``rates`` count what was
-    averaged (fewer than rates x offsets when a run was cut short)."""
+    """Average unit rows over rates and offsets per (sampler, oracle, K), with Monte-Carlo errors.
+
+    Each unit (one codebook, one offset, ``n_u`` chains) gives per-chain indicators ``S`` (the
+    decoder passes) and ``I`` (some answer of the run was informative; 1 for the exact oracle,
+    0 for the reference one). With ``U`` units, ``success = (1/U) sum_u mean_u(S)``,
+    ``informative`` likewise, ``gap = informative - success`` (same chains, so paired), and
+    ``*_se = sqrt(sum_u var_u / n_u) / U`` with the within-unit variance of ``S``, ``I`` or
+    ``I - S``: the chain-level Monte-Carlo error *given* the drawn codebooks and offsets (it
+    does not cover the codebook draw). ``success_given_informative`` = sum of ``S I`` over sum
+    of ``I`` and ``success_uninformative`` = fraction of chains with ``S = 1, I = 0`` (pooled
+    over chains; the latter is the decoder's false-alarm rate and should be ~0). ``units``,
+    ``rates`` and ``chains`` count what was averaged (fewer than rates x offsets when a run
+    was cut short).
+    """
     acc = {}
     for r in units:
         a = acc.setdefault((r["sampler"], r["oracle"], int(r["K"])), [])
         a.append(r)
     out = []
     for (s, o, K), rs in sorted(acc.items()):
-        succ = float(np.mean([float(r["success"]) for r in rs]))
-        n = sum(int(r["chains"]) for r in rs)
-        out.append(dict(sampler=s, oracle=o, K=K, success=succ,
-                        success_se=math.sqrt(max(succ * (1 - succ), 0.0) / n),
-                        informative=float(np.mean([float(r["informative"]) for r in rs])),
+        n = np.array([int(r["chains"]) for r in rs], np.float64)
+        ns = np.array([int(r["n_success"]) for r in rs], np.float64)
+        ni = np.array([int(r["n_informative"]) for r in rs], np.float64)
+        nb = np.array([int(r["n_both"]) for r in rs], np.float64)
+        U = len(rs)
+        ps, pi = ns / n, ni / n
+        pg = pi - ps
+        g2 = (ni - nb + ns - nb) / n  # mean of (I - S)^2 per unit
+        se = {k: float(math.sqrt(np.sum(_mean_var(m, m2, n)))) / U
+              for k, m, m2 in (("s", ps, ps), ("i", pi, pi), ("g", pg, g2))}
+        out.append(dict(sampler=s, oracle=o, K=K, success=float(ps.mean()), success_se=se["s"],
+                        informative=float(pi.mean()), informative_se=se["i"],
+                        gap=float(pg.mean()), gap_se=se["g"],
+                        success_given_informative=(float(nb.sum() / ni.sum()) if ni.sum() > 0
+                                                   else float("nan")),
+                        success_uninformative=float((ns - nb).sum() / n.sum()),
                         levels_mean=float(np.mean([float(r["levels_mean"]) for r in rs])),
                         queries_mean=float(np.mean([float(r["queries_mean"]) for r in rs])),
-                        units=len(rs), rates=len({r["rate"] for r in rs})))
+                        units=U, rates=len({r["rate"] for r in rs}), chains=int(n.sum())))
     return out
+
+
+def half_crossing(Ks, values, level: float = 0.5) -> float:
+    """First ``K`` at which the curve ``values(Ks)`` reaches ``level``, linear in ``log K``
+    between the two grid points around it; ``Ks[0]`` if it starts at or above ``level``,
+    ``nan`` if it never gets there. ``Ks`` increasing."""
+    Ks = np.asarray(Ks, np.float64)
+    v = np.asarray(values, np.float64)
+    if Ks.ndim != 1 or Ks.shape != v.shape or Ks.size == 0:
+        raise ValueError(f"`Ks` and `values` must be 1-d of one length, got {Ks.shape}, {v.shape}")
+    if np.any(np.diff(Ks) <= 0):
+        raise ValueError(f"`Ks` must be increasing, got {Ks.tolist()}")
+    above = np.nonzero(v >= level)[0]
+    if above.size == 0:
+        return float("nan")
+    k = int(above[0])
+    if k == 0:
+        return float(Ks[0])
+    a, b = v[k - 1], v[k]
+    t = (level - a) / (b - a)
+    return float(np.exp(np.log(Ks[k - 1]) + t * (np.log(Ks[k]) - np.log(Ks[k - 1]))))
+
+
+def decoding_vs_informative(summary, oracle: str = "adversary"):
+    """Per sampler, where P(informative) and decoder success reach 1/2 against ``oracle``.
+
+    Rows: ``sampler, K_inf, K_inf_lo, K_inf_hi, K_succ, K_succ_lo, K_succ_hi, max_gap,
+    max_gap_se, at_K``. ``K_inf`` (``K_succ``) is :func:`half_crossing` of the informative
+    (success) curve; ``_lo`` / ``_hi`` are the crossings of the curve plus / minus 2 standard
+    errors (pointwise +-2 SE band; it covers the chain-level Monte-Carlo error only).
+    ``max_gap`` is the largest ``informative - success`` over K, with its paired SE.
+    """
+    rows = []
+    for s in sorted({r["sampler"] for r in summary if r["oracle"] == oracle}):
+        sub = sorted((r for r in summary if r["oracle"] == oracle and r["sampler"] == s),
+                     key=lambda r: r["K"])
+        Ks = [r["K"] for r in sub]
+        row = dict(sampler=s)
+        for tag, col in (("inf", "informative"), ("succ", "success")):
+            v = np.array([r[col] for r in sub])
+            se = np.array([r[col + "_se"] for r in sub])
+            row[f"K_{tag}"] = half_crossing(Ks, v)
+            row[f"K_{tag}_lo"] = half_crossing(Ks, v + 2 * se)
+            row[f"K_{tag}_hi"] = half_crossing(Ks, v - 2 * se)
+        k = int(np.argmax([r["gap"] for r in sub]))
+        row.update(max_gap=sub[k]["gap"], max_gap_se=sub[k]["gap_se"], at_K=sub[k]["K"])
+        rows.append(row)
+    return rows
 
 
 def _plot_success(summary, path, d):
@@ -436,6 +529,34 @@ def _plot_success(summary, path, d):
             ax.set_xlabel("$K$ (geometric levels)")
             ax.set_title(f"{o} oracle, $d$ = {d}")
         axes[0].set_ylabel("decoder success ($\\pm$2 SE)")
+        legend_outside(axes[-1])
+        save(fig, path)
+
+
+def _plot_gap(summary, path, d, oracle: str = "adversary"):
+    """Per sampler: P(informative), decoder success and P(success | informative) against K."""
+    from ..plot import figure, legend_outside, save, series, style
+
+    names = sorted({r["sampler"] for r in summary if r["oracle"] == oracle})
+    with style():
+        fig, axes = figure(len(names), size=(3.0, 2.9))
+        for ax, s in zip(axes, names):
+            sub = sorted((r for r in summary if r["oracle"] == oracle and r["sampler"] == s),
+                         key=lambda r: r["K"])
+            K = [r["K"] for r in sub]
+            for i, (col, lab) in enumerate((
+                    ("informative", "$P(\\mathrm{some\\ answer\\ informative})$"),
+                    ("success", "decoder success"))):
+                ax.errorbar(K, [r[col] for r in sub], yerr=[2 * r[col + "_se"] for r in sub],
+                            label=lab + " ($\\pm$2 SE)", **series(i))
+            ax.plot(K, [r["success_given_informative"] for r in sub], label="$P(\\mathrm{success}"
+                    "\\mid\\mathrm{informative})$", **series(2), alpha=0.7)
+            ax.axhline(0.5, color="k", lw=0.6, ls=":")
+            ax.set_xscale("log")
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlabel("$K$ (geometric levels)")
+            ax.set_title(f"{s}, $d$ = {d}")
+        axes[0].set_ylabel(f"fraction of chains ({oracle} oracle)")
         legend_outside(axes[-1])
         save(fig, path)
 
@@ -634,4 +755,5 @@ def _plot_audit(rows, path, eps):
 
 __all__ = ["tv_curve", "success_vs_levels", "adaptive_search", "offset_grid", "write_rows",
            "plot_rows", "ResumableCSV", "run_tv", "run_success", "run_search", "run_audit",
-           "summarize_success", "audit_all_p"]
+           "summarize_success", "audit_all_p", "half_crossing",
+           "decoding_vs_informative"]
