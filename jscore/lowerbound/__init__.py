@@ -23,6 +23,10 @@ from .caps import log_cap as log_cap
 from .informative import guard_threshold as guard_threshold
 from .informative import informative_probability as informative_probability
 from .informative import informative_terms as informative_terms
+from .informative import informative_sides as informative_sides
+from .informative import informative_bounds as informative_bounds
+from .informative import QuerySides as QuerySides
+from .informative import log_vmf_lower_tail_bound as log_vmf_lower_tail_bound
 from .informative import profile as informative_profile
 from .informative import window_edges as window_edges
 from .scalar import scalar_spec as scalar_spec

@@ -249,6 +249,176 @@ def informative_terms(
 _BISECT_ITERS = 64
 
 
+# ------------------------------------------------------------------ both sides of the bracket
+class QuerySides(NamedTuple):
+    """Lower and upper side of ``pi(xi, sigma)`` for a batch of queries (broadcast shape).
+
+    Likelihood-ratio test (``P_C(L >= lambda)``, rigorous bracket, docs/certified_bound.md §1):
+
+    - ``lr_lower = 1 - exp(-N_{u*})``: some codeword alone has ``e^{i_j}/M >= lambda``
+      (``P(L >= lambda) >= 1 - (1 - S_d(t(u*)))^M >= 1 - exp(-N_{u*})``);
+    - ``lr_upper = min(1, N_{u*} + P_vMF(kappa T - Lambda_d(kappa) < u*)/lambda)``: union bound
+      over "some ``i_j >= u``" plus Markov on the truncated sum (``E_Q[e^i 1{i<u}] =
+      P_vMF(i < u)``); ``d/du`` of ``N_u + P_vMF(i < u)/lambda`` vanishes exactly at
+      ``u* = log(M lambda)`` (``= u_lo``), where it is minimal. The vMF tail is bounded from
+      above by the tangent line of its log-concave density (:func:`log_vmf_lower_tail_bound`),
+      so ``lr_upper`` is an upper bound, not an approximation.
+
+    Difference test (``P(D > eps/2)`` with ``D = |m_P - m_Q|/sigma^2``, liquid model ``Z = M
+    e^{Lambda_d(kappa)}``, ``D^2 ~ sum_j g(T_j)``; model estimates, not bounds):
+
+    - ``diff_lower = 1 - exp(-M S_d(t_g))``: one codeword alone has ``g(T_j) >= (eps/2)^2``;
+    - ``diff_upper = min(1, M S_d(t_g) + m(t_g)/(eps/2)^2)``: union bound over "some codeword
+      above ``tau``" plus Markov on the bulk ``m(tau) = M E[g(T); T < tau]``, minimal at
+      ``tau = t_g`` (where ``g(tau) = (eps/2)^2``).
+
+    Informative probability, ``lower <= upper`` everywhere:
+
+    - condensed (``C(sigma) >= Rbar``): ``lower = band lr_lower`` (the codeword that passes the
+      LR test dominates the posterior, so the difference test passes: a model step),
+      ``upper = band lr_upper`` (a bound: informative implies ``L >= lambda``);
+    - liquid: ``lower = band min(diff_lower, lr_upper)``, ``upper = band min(lr_upper,
+      diff_upper)`` (``L ~ 1 >= lambda`` there).
+
+    ``log_intensity_lower = log(-log(1 - lower))`` and ``t_lower`` (the cosine a codeword needs
+    on the lower side) feed the cap merging of
+    :func:`~jscore.lowerbound.trajectory.assemble`.
+    """
+
+    lower: jax.Array
+    upper: jax.Array
+    lr_lower: jax.Array
+    lr_upper: jax.Array
+    diff_lower: jax.Array
+    diff_upper: jax.Array
+    log_intensity_lower: jax.Array
+    t_lower: jax.Array
+    in_band: jax.Array
+    condensed: jax.Array
+
+
+def _log_expm1_ratio(z):
+    """``log((1 - e^{-z}) / z)`` for any real ``z`` (0 at z = 0), without overflow."""
+    az = jnp.abs(z)
+    small = az < 1e-8
+    azs = jnp.where(small, 1.0, az)
+    val = jnp.log(-jnp.expm1(-azs)) - jnp.log(azs) + jnp.maximum(-z, 0.0)
+    return jnp.where(small, -0.5 * z, val)
+
+
+def log_vmf_lower_tail_bound(t0, kappa, d, lam=None):
+    """Upper bound on ``log P_{T ~ vMF_d(kappa)}(T < t0)`` (cosine marginal), elementwise.
+
+    The marginal density ``e^{psi(t)}``, ``psi(t) = kappa t - Lambda_d(kappa) - log B((d-1)/2,
+    1/2) + (d-3)/2 log(1 - t^2)``, is log-concave for ``d >= 3``, so ``psi`` lies below its
+    tangent at ``t0`` and ``P(T < t0) <= e^{psi(t0)} (1 - e^{-psi'(t0)(t0+1)}) / psi'(t0)``
+    (a Mills-ratio-type bound, tight to ``1 + O(1/z^2)`` in the tail). Returns ``min(., 0)``;
+    ``-inf`` for ``t0 <= -1`` and ``0`` for ``t0 >= 1``. ``lam`` = ``Lambda_d(kappa)`` if known.
+    """
+    from .caps import log_beta_half
+
+    ftype = jnp.result_type(float)
+    t0 = jnp.asarray(t0, ftype)
+    kappa = jnp.asarray(kappa, ftype)
+    if lam is None:
+        lam, _ = bessel_terms(kappa, d)
+    inside = (t0 > -1.0) & (t0 < 1.0)
+    tc = jnp.where(inside, t0, 0.0)
+    a3 = (d - 3.0) / 2.0
+    log1mt2 = jnp.log1p(-tc) + jnp.log1p(tc)
+    psi = kappa * tc - lam - log_beta_half((d - 1.0) / 2.0) + a3 * log1mt2
+    dpsi = kappa - 2.0 * a3 * tc / ((1.0 - tc) * (1.0 + tc))
+    val = psi + jnp.log1p(tc) + _log_expm1_ratio(dpsi * (1.0 + tc))
+    val = jnp.minimum(val, 0.0)
+    val = jnp.where(t0 >= 1.0, 0.0, val)
+    return jnp.where(t0 <= -1.0, -jnp.inf, val)
+
+
+def informative_sides(xi, sigma, d, rate, eps, p=2.0, rho=1.0, *, log_m=None) -> QuerySides:
+    """Both sides of ``pi(xi, sigma; d, R, eps, p)`` (see :class:`QuerySides`); broadcasting.
+
+    Arguments as :func:`informative_terms`. The default estimate ``informative_terms(...).prob``
+    uses the lower side on the condensed branch and the one-big-jump model with the bulk on the
+    liquid branch; it lies in ``[lower, upper]`` except where the bulk model overshoots the
+    Markov side (rare; a model difference, not an error).
+    """
+    d = _check_d(d)
+    ftype = jnp.result_type(float)
+    xi = jnp.asarray(xi, ftype)
+    sigma = jnp.asarray(sigma, ftype)
+    eps = jnp.asarray(eps, ftype)
+    p = jnp.asarray(p, ftype)
+    rho = jnp.asarray(rho, ftype)
+    if log_m is None:
+        log_m = effective_log_m(d, rate)
+    log_m = jnp.asarray(log_m, ftype)
+
+    r = rho * _sqrt(d)
+    s2 = sigma * sigma
+    kappa = jnp.maximum(r * xi / s2, 1e-300)
+    log_b = math.log(2.0) + jnp.log(r) - 2.0 * jnp.log(sigma)
+    log_lambda = math.log(0.5) + p * (jnp.log(eps) - math.log(2.0) - log_b)
+    lo, hi = norm_band(sigma, d, eps, p, rho)
+    x2 = xi * xi
+    in_band = (x2 >= lo) & (x2 <= hi)
+    lam, a_k = bessel_terms(kappa, d)
+    condensed = capacity(sigma, rho) >= log_m / d
+
+    # LR test: t(u*) with u* = log M + log lambda
+    t_lr = (log_m + log_lambda + lam) / kappa
+    log_n_lr = _log_count(t_lr, d, log_m)
+    lr_lower = -jnp.expm1(-jnp.exp(jnp.minimum(log_n_lr, _LOG_CAP_MAX)))
+    log_tail = log_vmf_lower_tail_bound(t_lr, kappa, d, lam)
+    log_up = jnp.logaddexp(log_n_lr, log_tail - log_lambda)
+    lr_upper = jnp.minimum(jnp.exp(jnp.minimum(log_up, _LOG_CAP_MAX)), 1.0)
+
+    # difference test, liquid model: single-codeword threshold t_g and the bulk below it
+    t_g, _ = _liquid_truncated(kappa, lam, a_k, log_m, log_b, eps, d, False, "exact")
+    log_n_g = _log_count(t_g, d, log_m)
+    diff_lower = -jnp.expm1(-jnp.exp(jnp.minimum(log_n_g, _LOG_CAP_MAX)))
+    log_bulk = _bulk_log_mean(kappa, lam, a_k, log_m, log_b, d)
+    log_delta2 = 2.0 * (jnp.log(eps) - math.log(2.0))
+    log_m_tg = log_bulk(jnp.clip(jnp.where(jnp.isnan(t_g), 1.0, t_g), -1.0, 1.0)) - log_delta2
+    log_m_tg = jnp.where(t_g <= -1.0, -jnp.inf, log_m_tg)
+    log_dup = jnp.logaddexp(log_n_g, log_m_tg)
+    diff_upper = jnp.minimum(jnp.exp(jnp.minimum(log_dup, _LOG_CAP_MAX)), 1.0)
+
+    band = in_band.astype(ftype)
+    lower = band * jnp.where(condensed, lr_lower, jnp.minimum(diff_lower, lr_upper))
+    upper = band * jnp.where(condensed, lr_upper, jnp.minimum(lr_upper, diff_upper))
+    lower = jnp.minimum(lower, upper)
+    t_lower = jnp.where(condensed, t_lr, t_g)
+    log_int = jnp.where(condensed, log_n_lr, log_n_g)
+    capped = lower < jnp.where(condensed, lr_lower, diff_lower)  # capped by the upper side
+    log_int = jnp.where(capped, jnp.log(-jnp.log1p(-jnp.minimum(lower, 1.0 - 1e-16))), log_int)
+    log_int = jnp.where(in_band & (lower > 0), log_int, -jnp.inf)
+    return QuerySides(lower, upper, lr_lower, lr_upper, diff_lower, diff_upper, log_int, t_lower,
+                      in_band, condensed)
+
+
+def _bulk_log_mean(kappa, lam, a_k, log_m, log_b, d):
+    """``tau -> log m(tau)``, ``m(tau) = M E[g(T); T < tau]`` (liquid model; vMF(2 kappa) taken normal)."""
+    log_rs = log_b - math.log(2.0)
+    lam2, a_2k = bessel_terms(2.0 * kappa, d)
+    sd2 = jnp.sqrt(jnp.maximum(1.0 - a_2k * a_2k - (d - 1.0) * a_2k / (2.0 * kappa), 1e-300))
+    log_pref = 2.0 * log_rs + lam2 - 2.0 * lam - log_m
+    log_c0 = jnp.log((a_k - a_2k) ** 2 + (1.0 - a_2k) * (1.0 + a_2k))  # 1 - 2 A A2 + A^2
+    log_c1 = jnp.log(2.0 * a_k * sd2) - 0.5 * math.log(2.0 * math.pi)
+
+    def log_bulk(t):
+        z = (t - a_2k) / sd2
+        return log_pref + jnp.logaddexp(log_c0 + log_ndtr(z), log_c1 - 0.5 * z * z)
+
+    return log_bulk
+
+
+def informative_bounds(xi, sigma, d, rate, eps, p=2.0, rho=1.0, **kwargs):
+    """``(lower, upper)`` of :func:`informative_sides` (the two sides of ``pi``)."""
+    s = informative_sides(xi, sigma, d, rate, eps, p, rho, **kwargs)
+    return s.lower, s.upper
+
+
+
 def _log_count(t, d, log_m):
     """``log(M S_d(t))`` with ``-inf`` for ``t >= 1``, ``+inf`` for ``t <= 0`` (section 7.3)."""
     t_eval = jnp.clip(jnp.where(jnp.isnan(t), 1.0, t), 0.0, 1.0)
@@ -511,6 +681,10 @@ __all__ = [
     "bessel_terms",
     "informative_terms",
     "informative_probability",
+    "QuerySides",
+    "informative_sides",
+    "informative_bounds",
+    "log_vmf_lower_tail_bound",
     "effective_log_m",
     "effective_log_m_py",
     "critical_sigma",
