@@ -22,7 +22,7 @@ def _units_from_chains(rng, specs):
         units.append({"sampler": "euler", "oracle": "adversary", "K": str(K), "rate": "0.25",
                       "chains": str(n), "n_success": str(int(succ.sum())),
                       "n_informative": str(int(inf.sum())), "n_both": str(int((inf & succ).sum())),
-                      "levels_mean": str(K), "queries_mean": str(K)})
+                      "levels_mean": str(K), "queries_mean": str(K), "seed": "0"})
         chains.append((K, inf.astype(float), succ.astype(float)))
     return units, chains
 
@@ -52,6 +52,8 @@ def test_summary_matches_per_chain_numpy():
             (inf * succ).sum() / inf.sum())
         assert out[K]["success_uninformative"] == pytest.approx(((1 - inf) * succ).mean())
         assert out[K]["chains"] == inf.size and out[K]["units"] == U
+    assert out[2]["replicates"] == 1 and math.isnan(out[2]["gap_se_rep"])
+    assert E.error_bar(out[2], "gap") == out[2]["gap_se"]
     # pairing matters: the gap SE is below the independent-samples SE sqrt(se_I^2 + se_S^2)
     r = out[2]
     assert r["gap_se"] < math.hypot(r["success_se"], r["informative_se"])
@@ -117,3 +119,20 @@ def test_run_success_pairs_success_with_informative(tmp_path):
     assert g["sampler"] == "euler" and int(g["d"]) == 16
     for f in ("gap_d16.png", "gap_d16.pdf", "success_d16.png", "success_d16.csv"):
         assert (tmp_path / f).stat().st_size > 0, f
+
+
+def test_replicate_errors_are_spread_of_per_seed_estimates():
+    """Two seeds: the estimate is the mean over all units, ``*_se_rep`` the standard deviation
+    of the two per-seed means over sqrt(2), and error_bar switches to it."""
+    rng = np.random.default_rng(1)
+    u0, c0 = _units_from_chains(rng, [(3, 40, 0.6, 0.3), (3, 40, 0.8, 0.5)])
+    u1, c1 = _units_from_chains(rng, [(3, 40, 0.3, 0.3), (3, 40, 0.5, 0.5)])
+    for u in u0:
+        u["seed"] = "0"
+    for u in u1:
+        u["seed"] = "1"
+    (r,) = E.summarize_success(u0 + u1)
+    per = [np.mean([s.mean() for _, _, s in c]) for c in (c0, c1)]
+    assert r["replicates"] == 2 and r["success"] == pytest.approx(np.mean(per))
+    assert r["success_se_rep"] == pytest.approx(abs(per[0] - per[1]) / 2)  # sd(ddof=1)/sqrt(2)
+    assert E.error_bar(r, "success") == r["success_se_rep"]

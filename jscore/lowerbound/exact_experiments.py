@@ -339,7 +339,8 @@ SUCCESS_FIELDS = ["sampler", "oracle", "d", "rate", "M", "K", "offset_index", "o
 SUCCESS_KEY = ["sampler", "oracle", "d", "rate", "K", "offset_index", "offsets", "chains", "seed",
                "eps", "p"]
 SUMMARY_FIELDS = ["sampler", "oracle", "K", "success", "success_se", "informative",
-                  "informative_se", "gap", "gap_se", "success_given_informative",
+                  "informative_se", "gap", "gap_se", "success_se_rep", "informative_se_rep",
+                  "gap_se_rep", "replicates", "success_given_informative",
                   "success_uninformative", "levels_mean", "queries_mean", "units", "rates",
                   "chains"]
 
@@ -347,7 +348,7 @@ SUMMARY_FIELDS = ["sampler", "oracle", "K", "success", "success_se", "informativ
 def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
                 Ks=(2, 3, 4, 6, 8, 12, 16, 24), chains=100, offsets=4, eps=0.05, p=2.0, seed=0,
                 oracles=("adversary", "exact", "reference"), sigma_min=0.02, sigma_max=20.0,
-                theta0=0.9, rho=1.0, log=_log_default):
+                theta0=0.9, rho=1.0, replicates=1, log=_log_default):
     """(b) Resumable success-vs-K: one row per (sampler, oracle, rate, K, offset) unit in
     ``success_units.csv``; ``success_d{d}.csv`` (:func:`summarize_success`, averages over rates
     and offsets) and ``success_d{d}.png`` are rebuilt from the units at the end, and with the
@@ -359,14 +360,18 @@ def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
     from :func:`offset_grid` (K levels then 0). Success = decoder pass rate (theta0). Each unit
     records, from the *same* chains, how many decoded (``n_success``), how many got some
     informative answer (``n_informative``: a necessary condition for success) and how many both
-    (``n_both``). Returns the summary rows.
+    (``n_both``). ``replicates`` independent copies of the whole design (seeds ``seed``,
+    ``seed + 1``, ...: fresh codebooks, offsets and chains) give the replicate standard errors
+    of :func:`summarize_success`. Returns the summary rows.
     """
     book = ResumableCSV(os.path.join(out_dir, "success_units.csv"), SUCCESS_FIELDS, SUCCESS_KEY)
     d, eps, p, seed = int(d), float(eps), float(p), int(seed)
-    chains, offsets = int(chains), int(offsets)
-    common = dict(d=d, chains=chains, seed=seed, eps=eps, p=p, offsets=offsets)
-    for ri, rate in enumerate(rates):
-        rate = float(rate)
+    chains, offsets, replicates = int(chains), int(offsets), int(replicates)
+    if replicates < 1:
+        raise ValueError(f"`replicates` must be an integer >= 1, got {replicates}")
+    seeds = [seed + k for k in range(replicates)]
+    for seed, rate in [(sd, float(r)) for sd in seeds for r in rates]:
+        common = dict(d=d, chains=chains, seed=seed, eps=eps, p=p, offsets=offsets)
         todo = [(K, u, s, o) for K in Ks for u in range(offsets) for s in samplers for o in oracles
                 if not book.done(sampler=s, oracle=o, rate=rate, K=int(K), offset_index=u,
                                  **common)]
@@ -399,9 +404,10 @@ def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
                              median_cosine=float(np.median(np.asarray(dec.cosine))),
                              seconds=round(time.perf_counter() - t0, 3)))
             log(f"success R={rate} K={K} u={u} {sname}/{oname}: success {succ_c.mean():.2f}, "
-                f"informative {inf_c.mean():.2f} ({time.perf_counter() - t0:.1f} s)")
+                f"informative {inf_c.mean():.2f} seed {seed} ({time.perf_counter() - t0:.1f} s)")
+    common = dict(d=d, chains=chains, eps=eps, p=p, offsets=offsets)
     units = [r for r in book.select(**common)
-             if float(r["rate"]) in {float(x) for x in rates}
+             if int(r["seed"]) in seeds and float(r["rate"]) in {float(x) for x in rates}
              and int(r["K"]) in {int(k) for k in Ks}
              and r["sampler"] in samplers and r["oracle"] in oracles]
     summary = summarize_success(units)
@@ -435,6 +441,11 @@ def summarize_success(units):
     over chains; the latter is the decoder's false-alarm rate and should be ~0). ``units``,
     ``rates`` and ``chains`` count what was averaged (fewer than rates x offsets when a run
     was cut short).
+
+    With units from ``replicates >= 2`` seeds (independent codebooks, offsets and chains),
+    ``*_se_rep`` = standard deviation of the per-seed estimates over ``sqrt(replicates)``: the
+    error of the estimate over everything that was drawn (``nan`` with one seed).
+    :func:`error_bar` picks it when present.
     """
     acc = {}
     for r in units:
@@ -452,9 +463,17 @@ def summarize_success(units):
         g2 = (ni - nb + ns - nb) / n  # mean of (I - S)^2 per unit
         se = {k: float(math.sqrt(np.sum(_mean_var(m, m2, n)))) / U
               for k, m, m2 in (("s", ps, ps), ("i", pi, pi), ("g", pg, g2))}
+        seed = np.array([int(r["seed"]) for r in rs])
+        reps = sorted(set(seed.tolist()))
+        for k, m in (("s", ps), ("i", pi), ("g", pg)):
+            per = np.array([m[seed == sd].mean() for sd in reps])
+            se[k + "rep"] = (float(per.std(ddof=1) / math.sqrt(len(reps))) if len(reps) > 1
+                             else float("nan"))
         out.append(dict(sampler=s, oracle=o, K=K, success=float(ps.mean()), success_se=se["s"],
                         informative=float(pi.mean()), informative_se=se["i"],
-                        gap=float(pg.mean()), gap_se=se["g"],
+                        gap=float(pg.mean()), gap_se=se["g"], success_se_rep=se["srep"],
+                        informative_se_rep=se["irep"], gap_se_rep=se["grep"],
+                        replicates=len(reps),
                         success_given_informative=(float(nb.sum() / ni.sum()) if ni.sum() > 0
                                                    else float("nan")),
                         success_uninformative=float((ns - nb).sum() / n.sum()),
@@ -462,6 +481,14 @@ def summarize_success(units):
                         queries_mean=float(np.mean([float(r["queries_mean"]) for r in rs])),
                         units=U, rates=len({r["rate"] for r in rs}), chains=int(n.sum())))
     return out
+
+
+def error_bar(row, col: str) -> float:
+    """Standard error of ``row[col]`` from a summary row: the replicate SE when the row has two
+    or more replicates (it covers codebooks, offsets and chains), else the chain-level SE."""
+    if int(row.get("replicates", 1)) >= 2:
+        return float(row[col + "_se_rep"])
+    return float(row[col + "_se"])
 
 
 def half_crossing(Ks, values, level: float = 0.5) -> float:
@@ -491,7 +518,8 @@ def decoding_vs_informative(summary, oracle: str = "adversary"):
     Rows: ``sampler, K_inf, K_inf_lo, K_inf_hi, K_succ, K_succ_lo, K_succ_hi, max_gap,
     max_gap_se, at_K``. ``K_inf`` (``K_succ``) is :func:`half_crossing` of the informative
     (success) curve; ``_lo`` / ``_hi`` are the crossings of the curve plus / minus 2 standard
-    errors (pointwise +-2 SE band; it covers the chain-level Monte-Carlo error only).
+    errors of :func:`error_bar` (pointwise +-2 SE band; it covers what that SE covers:
+    everything drawn with replicates, the chain-level error only without).
     ``max_gap`` is the largest ``informative - success`` over K, with its paired SE.
     """
     rows = []
@@ -502,7 +530,7 @@ def decoding_vs_informative(summary, oracle: str = "adversary"):
         row = dict(sampler=s)
         for tag, col in (("inf", "informative"), ("succ", "success")):
             v = np.array([r[col] for r in sub])
-            se = np.array([r[col + "_se"] for r in sub])
+            se = np.array([error_bar(r, col) for r in sub])
             row[f"K_{tag}"] = half_crossing(Ks, v)
             row[f"K_{tag}_lo"] = half_crossing(Ks, v + 2 * se)
             row[f"K_{tag}_hi"] = half_crossing(Ks, v - 2 * se)
@@ -523,14 +551,20 @@ def _plot_success(summary, path, d):
                 sub = sorted((r for r in summary if r["oracle"] == o and r["sampler"] == s),
                              key=lambda r: r["K"])
                 ax.errorbar([r["K"] for r in sub], [r["success"] for r in sub],
-                            yerr=[2 * float(r["success_se"]) for r in sub], label=s, **series(i))
+                            yerr=[2 * error_bar(r, "success") for r in sub], label=s, **series(i))
             ax.set_xscale("log")
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("$K$ (geometric levels)")
             ax.set_title(f"{o} oracle, $d$ = {d}")
-        axes[0].set_ylabel("decoder success ($\\pm$2 SE)")
+        axes[0].set_ylabel("decoder success" + _bar_label(summary))
         legend_outside(axes[-1])
         save(fig, path)
+
+
+def _bar_label(rows):
+    if rows and all(int(r.get("replicates", 1)) >= 2 for r in rows):
+        return f" ($\\pm$2 SE over {int(rows[0]['replicates'])} replicates)"
+    return " ($\\pm$2 chain SE)"
 
 
 def _plot_gap(summary, path, d, oracle: str = "adversary"):
@@ -545,18 +579,18 @@ def _plot_gap(summary, path, d, oracle: str = "adversary"):
                          key=lambda r: r["K"])
             K = [r["K"] for r in sub]
             for i, (col, lab) in enumerate((
-                    ("informative", "$P(\\mathrm{some\\ answer\\ informative})$"),
+                    ("informative", "$P(\\mathrm{informative})$"),
                     ("success", "decoder success"))):
-                ax.errorbar(K, [r[col] for r in sub], yerr=[2 * r[col + "_se"] for r in sub],
-                            label=lab + " ($\\pm$2 SE)", **series(i))
+                ax.errorbar(K, [r[col] for r in sub], yerr=[2 * error_bar(r, col) for r in sub],
+                            label=lab, **series(i))
             ax.plot(K, [r["success_given_informative"] for r in sub], label="$P(\\mathrm{success}"
                     "\\mid\\mathrm{informative})$", **series(2), alpha=0.7)
             ax.axhline(0.5, color="k", lw=0.6, ls=":")
             ax.set_xscale("log")
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("$K$ (geometric levels)")
-            ax.set_title(f"{s}, $d$ = {d}")
-        axes[0].set_ylabel(f"fraction of chains ({oracle} oracle)")
+            ax.set_title(f"{s}, {oracle} oracle, $d$ = {d}")
+        axes[0].set_ylabel("fraction of chains" + _bar_label(summary))
         legend_outside(axes[-1])
         save(fig, path)
 
@@ -602,6 +636,65 @@ def run_search(out_dir, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35), n=1000, eps
                   None, os.path.join(out_dir, "search.png"),
                   title=f"adaptive searcher, d={d}: (N+1)/2+1 = {(C + 1) / 2 + 1:g}")
     return rows
+
+
+BRACKET_FIELDS = ["d", "rate", "M", "ratio", "n", "seed", "eps", "p", "point_seed", "sigma",
+                  "exact", "exact_se", "in_band", "lower", "upper", "formula", "outside_se", "side",
+                  "seconds"]
+
+
+def run_bracket(out_dir, *, dims=(40,), rate=0.25, ratios=None, n=2000, eps=0.05, p=2.0, seed=0,
+                rho=1.0, alpha=0.05, log=_log_default):
+    """Resumable bracket check: one row per (d, ratio) in ``bracket.csv``; per-d summaries in
+    ``bracket_summary.csv`` and the figure ``bracket.png``.
+
+    At ``sigma = ratio * sigma_c`` the fraction of ``n`` reference points ``x ~ Q_sigma`` that
+    the adversary answers informatively on one random codebook (seed ``seed + d``;
+    :func:`~jscore.lowerbound.validation.exact_informative_fraction`) against the lower and
+    upper side of the per-query informative probability at the same query norms
+    (:func:`~jscore.lowerbound.validation.bracket_check`). A point passes when it lies within
+    ``tolerance_se`` standard errors of ``[lower, upper]``, the Bonferroni threshold over the
+    points of its d at family-wise level ``alpha``. Default ratios
+    :data:`~jscore.lowerbound.validation.BRACKET_RATIOS` (sigma/sigma_c in [0.4, 3]).
+    Returns the summary rows.
+    """
+    from . import validation as V
+
+    ratios = list(V.BRACKET_RATIOS if ratios is None else (float(r) for r in ratios))
+    book = ResumableCSV(os.path.join(out_dir, "bracket.csv"), BRACKET_FIELDS,
+                        ["d", "rate", "ratio", "n", "seed", "eps", "p"])
+    rate, n, eps, p, seed = float(rate), int(n), float(eps), float(p), int(seed)
+    summaries, groups = [], []
+    for d in [int(v) for v in dims]:
+        cseed = seed + d
+        todo = [(k, f) for k, f in enumerate(ratios)
+                if not book.done(d=d, rate=rate, ratio=f, n=n, seed=cseed, eps=eps, p=p)]
+        if todo:
+            t0 = time.perf_counter()
+            Y = V.random_sphere_codebook(d, rate, cseed, rho)
+            log(f"bracket d={d}: codebook M={Y.shape[0]} ({time.perf_counter() - t0:.0f} s)")
+            for k, f in todo:
+                t0 = time.perf_counter()
+                with jax.enable_x64(True):
+                    (row,) = V.exact_informative_fraction(d, rate, [f], n, cseed, eps=eps, p=p,
+                                                          rho=rho, codebook=Y, indices=[k])
+                    (row,) = V.bracket_check([row], eps, p, rho)
+                row.update(seed=cseed, eps=eps, p=p, seconds=round(time.perf_counter() - t0, 3))
+                book.append({c: row[c] for c in BRACKET_FIELDS})
+                log(f"bracket d={d} sigma/sigma_c={f}: exact {row['exact']:.3f} in "
+                    f"[{row['lower']:.3f}, {row['upper']:.3f}]? {row['side']} "
+                    f"({row['outside_se']:.2f} SE out; {time.perf_counter() - t0:.0f} s)")
+            del Y
+        rows = [r for r in book.select(d=d, rate=rate, n=n, seed=cseed, eps=eps, p=p)
+                if float(r["ratio"]) in set(ratios)]
+        if rows:
+            rows = sorted(rows, key=lambda r: float(r["ratio"]))
+            groups.append(rows)
+            summaries.append(V.bracket_summary(rows, alpha))
+    if summaries:
+        write_rows(summaries, os.path.join(out_dir, "bracket_summary.csv"))
+        V.plot_bracket(groups, os.path.join(out_dir, "bracket.png"), summaries)
+    return summaries
 
 
 AUDIT_FIELDS = ["d", "rate", "M", "eps", "p", "n", "seed", "sigma_index", "sigma", "ratio",
@@ -756,4 +849,4 @@ def _plot_audit(rows, path, eps):
 __all__ = ["tv_curve", "success_vs_levels", "adaptive_search", "offset_grid", "write_rows",
            "plot_rows", "ResumableCSV", "run_tv", "run_success", "run_search", "run_audit",
            "summarize_success", "audit_all_p", "half_crossing",
-           "decoding_vs_informative"]
+           "decoding_vs_informative", "error_bar", "run_bracket"]
