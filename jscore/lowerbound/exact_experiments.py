@@ -520,7 +520,8 @@ def decoding_vs_informative(summary, oracle: str = "adversary"):
     (success) curve; ``_lo`` / ``_hi`` are the crossings of the curve plus / minus 2 standard
     errors of :func:`error_bar` (pointwise +-2 SE band; it covers what that SE covers:
     everything drawn with replicates, the chain-level error only without).
-    ``max_gap`` is the largest ``informative - success`` over K, with its paired SE.
+    ``max_gap`` is the largest ``informative - success`` over K, with its paired SE. A crossing
+    equal to the smallest K means "at or below it"; ``nan`` means "above the largest K".
     """
     rows = []
     for s in sorted({r["sampler"] for r in summary if r["oracle"] == oracle}):
@@ -535,7 +536,7 @@ def decoding_vs_informative(summary, oracle: str = "adversary"):
             row[f"K_{tag}_lo"] = half_crossing(Ks, v + 2 * se)
             row[f"K_{tag}_hi"] = half_crossing(Ks, v - 2 * se)
         k = int(np.argmax([r["gap"] for r in sub]))
-        row.update(max_gap=sub[k]["gap"], max_gap_se=sub[k]["gap_se"], at_K=sub[k]["K"])
+        row.update(max_gap=sub[k]["gap"], max_gap_se=error_bar(sub[k], "gap"), at_K=sub[k]["K"])
         rows.append(row)
     return rows
 
@@ -568,19 +569,25 @@ def _bar_label(rows):
 
 
 def _plot_gap(summary, path, d, oracle: str = "adversary"):
-    """Per sampler: P(informative), decoder success and P(success | informative) against K."""
+    plot_decoding_vs_informative([(d, summary)], path, oracle)
+
+
+def plot_decoding_vs_informative(groups, path, oracle: str = "adversary"):
+    """P(informative), decoder success and P(success | informative) against K, one panel per
+    (d, sampler); ``groups``: ``(d, summary rows of summarize_success)`` pairs. Error bars: 2
+    :func:`error_bar` (PNG and PDF)."""
     from ..plot import figure, legend_outside, save, series, style
 
-    names = sorted({r["sampler"] for r in summary if r["oracle"] == oracle})
+    panels = [(d, s, sorted((r for r in rows if r["oracle"] == oracle and r["sampler"] == s),
+                            key=lambda r: r["K"]))
+              for d, rows in groups
+              for s in sorted({r["sampler"] for r in rows if r["oracle"] == oracle})]
     with style():
-        fig, axes = figure(len(names), size=(3.0, 2.9))
-        for ax, s in zip(axes, names):
-            sub = sorted((r for r in summary if r["oracle"] == oracle and r["sampler"] == s),
-                         key=lambda r: r["K"])
+        fig, axes = figure(len(panels), size=(2.9, 2.9))
+        for ax, (d, s, sub) in zip(axes, panels):
             K = [r["K"] for r in sub]
-            for i, (col, lab) in enumerate((
-                    ("informative", "$P(\\mathrm{informative})$"),
-                    ("success", "decoder success"))):
+            for i, (col, lab) in enumerate((("informative", "$P(\\mathrm{informative})$"),
+                                            ("success", "decoder success"))):
                 ax.errorbar(K, [r[col] for r in sub], yerr=[2 * error_bar(r, col) for r in sub],
                             label=lab, **series(i))
             ax.plot(K, [r["success_given_informative"] for r in sub], label="$P(\\mathrm{success}"
@@ -590,7 +597,8 @@ def _plot_gap(summary, path, d, oracle: str = "adversary"):
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("$K$ (geometric levels)")
             ax.set_title(f"{s}, {oracle} oracle, $d$ = {d}")
-        axes[0].set_ylabel("fraction of chains" + _bar_label(summary))
+        axes[0].set_ylabel("fraction of chains" + _bar_label([r for _, _, sub in panels
+                                                              for r in sub]))
         legend_outside(axes[-1])
         save(fig, path)
 
@@ -849,4 +857,5 @@ def _plot_audit(rows, path, eps):
 __all__ = ["tv_curve", "success_vs_levels", "adaptive_search", "offset_grid", "write_rows",
            "plot_rows", "ResumableCSV", "run_tv", "run_success", "run_search", "run_audit",
            "summarize_success", "audit_all_p", "half_crossing",
-           "decoding_vs_informative", "error_bar", "run_bracket"]
+           "decoding_vs_informative", "error_bar", "run_bracket",
+           "plot_decoding_vs_informative"]
