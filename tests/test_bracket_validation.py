@@ -2,6 +2,7 @@
 random codebook lies in [lower, upper] of the per-query formula, up to its Monte-Carlo error,
 over sigma/sigma_c in [0.4, 3] (docs/experiments/validation.md)."""
 
+import csv
 import math
 from statistics import NormalDist
 
@@ -26,9 +27,9 @@ def test_bracket_check_distances(monkeypatch):
     worst point and compares it with the Bonferroni threshold."""
     sides = {0.5: (0.40, 0.60, 0.5), 1.0: (1.0, 1.0, 1.0), 2.0: (0.20, 0.25, 0.22)}
     monkeypatch.setattr(V, "bracket_sides", lambda r, *a: sides[r["ratio"]])
-    rows = [dict(d=40, rate=0.25, M=22027, ratio=0.5, exact=0.35, exact_se=0.01),
-            dict(d=40, rate=0.25, M=22027, ratio=1.0, exact=1.0, exact_se=0.001),
-            dict(d=40, rate=0.25, M=22027, ratio=2.0, exact=0.28, exact_se=0.02)]
+    rows = [dict(d=40, rate=0.25, M=22027, n=1000, ratio=0.5, exact=0.35, exact_se=0.01),
+            dict(d=40, rate=0.25, M=22027, n=1000, ratio=1.0, exact=1.0, exact_se=0.001),
+            dict(d=40, rate=0.25, M=22027, n=1000, ratio=2.0, exact=0.28, exact_se=0.02)]
     out = V.bracket_check(rows)
     assert [r["side"] for r in out] == ["below", "inside", "above"]
     assert [r["outside_se"] for r in out] == pytest.approx([5.0, 0.0, 1.5])
@@ -74,6 +75,10 @@ def test_run_bracket_resumes(tmp_path):
     finally:
         V.exact_informative_fraction = orig
     assert not calls and s2["max_outside_se"] == pytest.approx(s["max_outside_se"])
+    # a second group (here: another n) run separately joins the summary file
+    E.run_bracket(tmp_path, **dict(kw, ratios=[0.6], n=100))
+    with open(tmp_path / "bracket_summary.csv") as f:
+        assert [(r["n"], r["points"]) for r in csv.DictReader(f)] == [("100", "1"), ("200", "2")]
 
 
 @pytest.mark.slow

@@ -653,8 +653,9 @@ BRACKET_FIELDS = ["d", "rate", "M", "ratio", "n", "seed", "eps", "p", "point_see
 
 def run_bracket(out_dir, *, dims=(40,), rate=0.25, ratios=None, n=2000, eps=0.05, p=2.0, seed=0,
                 rho=1.0, alpha=0.05, log=_log_default):
-    """Resumable bracket check: one row per (d, ratio) in ``bracket.csv``; per-d summaries in
-    ``bracket_summary.csv`` and the figure ``bracket.png``.
+    """Resumable bracket check: one row per (d, ratio) in ``bracket.csv``; ``bracket_summary.csv``
+    and the figure ``bracket.png`` cover every (d, n) group of the file with this rate, eps, p
+    and seed (so dimensions run separately end up side by side).
 
     At ``sigma = ratio * sigma_c`` the fraction of ``n`` reference points ``x ~ Q_sigma`` that
     the adversary answers informatively on one random codebook (seed ``seed + d``;
@@ -664,7 +665,7 @@ def run_bracket(out_dir, *, dims=(40,), rate=0.25, ratios=None, n=2000, eps=0.05
     ``tolerance_se`` standard errors of ``[lower, upper]``, the Bonferroni threshold over the
     points of its d at family-wise level ``alpha``. Default ratios
     :data:`~jscore.lowerbound.validation.BRACKET_RATIOS` (sigma/sigma_c in [0.4, 3]).
-    Returns the summary rows.
+    Returns the summary rows of ``dims``.
     """
     from . import validation as V
 
@@ -696,12 +697,19 @@ def run_bracket(out_dir, *, dims=(40,), rate=0.25, ratios=None, n=2000, eps=0.05
         rows = [r for r in book.select(d=d, rate=rate, n=n, seed=cseed, eps=eps, p=p)
                 if float(r["ratio"]) in set(ratios)]
         if rows:
-            rows = sorted(rows, key=lambda r: float(r["ratio"]))
-            groups.append(rows)
             summaries.append(V.bracket_summary(rows, alpha))
-    if summaries:
-        write_rows(summaries, os.path.join(out_dir, "bracket_summary.csv"))
-        V.plot_bracket(groups, os.path.join(out_dir, "bracket.png"), summaries)
+    # the files cover every (d, n) group of this rate, eps, p and seed in bracket.csv
+    keys = sorted({(int(r["d"]), int(r["n"])) for r in book.rows
+                   if r["rate"] == str(rate) and r["eps"] == str(eps) and r["p"] == str(p)
+                   and int(r["seed"]) == seed + int(r["d"])})
+    for dd, nn in keys:
+        rows = sorted(book.select(d=dd, n=nn, rate=rate, eps=eps, p=p, seed=seed + dd),
+                      key=lambda r: float(r["ratio"]))
+        groups.append((rows, V.bracket_summary(rows, alpha)))
+    if groups:
+        write_rows([g[1] for g in groups], os.path.join(out_dir, "bracket_summary.csv"))
+        V.plot_bracket([g[0] for g in groups], os.path.join(out_dir, "bracket.png"),
+                       [g[1] for g in groups])
     return summaries
 
 

@@ -290,7 +290,7 @@ def bracket_summary(rows, alpha: float = 0.05):
     tol = bracket_tolerance(len(rows), alpha)
     worst = float(rows[k]["outside_se"])
     return dict(d=int(rows[0]["d"]), rate=float(rows[0]["rate"]), M=int(rows[0]["M"]),
-                points=len(rows), min_ratio=min(float(r["ratio"]) for r in rows),
+                n=int(rows[0]["n"]), points=len(rows), min_ratio=min(float(r["ratio"]) for r in rows),
                 max_ratio=max(float(r["ratio"]) for r in rows), max_outside_se=worst,
                 at_ratio=float(rows[k]["ratio"]), side=rows[k]["side"],
                 outside=sum(float(r["outside_se"]) > 0 for r in rows), alpha=alpha,
