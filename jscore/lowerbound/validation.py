@@ -350,7 +350,7 @@ def plot_bracket(all_rows, path, summaries=None):
     from ..plot import figure, legend_outside, save, series, style
 
     with style():
-        fig, axes = figure(len(all_rows), size=(3.0, 2.9))
+        fig, axes = figure(len(all_rows), size=(3.4, 3.0))
         for i, (ax, rows) in enumerate(zip(axes, all_rows)):
             rows = sorted(rows, key=lambda r: float(r["ratio"]))
             x = [float(r["ratio"]) for r in rows]
@@ -364,6 +364,9 @@ def plot_bracket(all_rows, path, summaries=None):
                         marker=st["marker"], color=st["color"], ms=3,
                         label="exact codebook ($\\pm$2 SE)")
             ax.set_xscale("log")
+            ticks = [t for t in (0.4, 0.6, 1.0, 1.5, 2.0, 3.0) if min(x) <= t <= max(x)]
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.set_xticks([], minor=True)
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("$\\sigma/\\sigma_c$")
             title = f"$d$ = {rows[0]['d']}, $M$ = {int(rows[0]['M']):,}"
