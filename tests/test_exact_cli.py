@@ -32,14 +32,14 @@ def test_exact_cli_writes_resumes_and_recomputes_only_missing_units(tmp_path, ca
     assert main(TINY + ["--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "decoder success vs K" in text and "TV(P_sigma, Q_sigma) vs Phi" in text
-    for name in ["tv", "success"]:
+    for name in ["tv", "success_d12"]:
         assert (out / f"{name}.png").stat().st_size > 5_000, name
     units = _rows(out / "success_units.csv")
     assert len(units) == 2 and {u["oracle"] for u in units} == {"exact", "reference"}
     by = {u["oracle"]: u for u in units}
     assert float(by["reference"]["success"]) == 0.0 and float(by["reference"]["informative"]) == 0
     assert float(by["exact"]["levels_mean"]) == 2.0 and float(by["exact"]["queries_mean"]) == 2.0
-    summary = _rows(out / "success.csv")
+    summary = _rows(out / "success_d12.csv")
     assert [(r["oracle"], r["K"]) for r in summary] == [("exact", "2"), ("reference", "2")]
     (tv,) = _rows(out / "tv.csv")
     assert 0.0 < float(tv["tv"]) < 1.0 and float(tv["ratio"]) == 1.0

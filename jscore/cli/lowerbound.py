@@ -91,7 +91,7 @@ def add_parser(subparsers):
     return p
 
 
-EXACT_EXPERIMENTS = ("tv", "success", "search", "audit")
+EXACT_EXPERIMENTS = ("tv", "success", "search", "audit", "bracket")
 EXACT_ORACLES = ("adversary", "exact", "reference")
 
 
@@ -109,17 +109,20 @@ def _add_exact_parser(sub):
 
     e = sub.add_parser(
         "exact", help="exact-codebook lab at small d: TV vs Phi, sampler success vs K, adaptive "
-                      "searcher, admissibility audit (resumable CSV + PNG)",
+                      "searcher, admissibility audit, bracket check (resumable CSV + PNG)",
         formatter_class=HelpFormatter,
         description="Experiments with explicit random spherical codebooks at small d (M = "
         "exp(rate d) codewords): tv, the total variation between the noised target and the "
         "noised reference against the normal prediction Phi; success, the decoder success of "
         "catalogue samplers against K geometric levels for the adversary, exact and reference "
-        "oracles; search, the optimal adaptive searcher; audit, the admissibility audit of the "
-        "adversary (its L^p error, with an upper confidence bound, at every sigma). Each "
-        "experiment appends finished units to a CSV in --out; rerunning skips them.")
+        "oracles, next to P(some answer informative) from the same chains (a necessary "
+        "condition for success, not success); search, the optimal adaptive searcher; audit, the "
+        "admissibility audit of the adversary (its L^p error, with an upper confidence bound, "
+        "at every sigma); bracket, the measured informative fraction at reference points "
+        "against the lower and upper side of the per-query formula. Each experiment appends "
+        "finished units to a CSV in --out; rerunning skips them.")
     e.add_argument("--experiment", type=_names, default=list(EXACT_EXPERIMENTS),
-                   help="comma-separated subset of tv, success, search, audit, or all "
+                   help="comma-separated subset of tv, success, search, audit, bracket, or all "
                         "(default: all)")
     e.add_argument("--dims", type=_ints, default=[32],
                    help="dimensions of success and search (default: %(default)s)")
@@ -130,6 +133,9 @@ def _add_exact_parser(sub):
     e.add_argument("--chains", type=int, default=100,
                    help="chains per (sampler, oracle, rate, K, offset) unit")
     e.add_argument("--offsets", type=int, default=4, help="stratified random log-offsets per K")
+    e.add_argument("--replicates", type=int, default=1,
+                   help="success: independent copies of the design (seeds seed, seed+1, ...; "
+                        "fresh codebooks, offsets, chains); >= 2 adds replicate standard errors")
     e.add_argument("--samplers", type=_names,
                    default=["euler", "heun", "euler_ancestral", "dpmpp_2m"],
                    help="catalogue sampler names (default: %(default)s)")
@@ -152,6 +158,14 @@ def _add_exact_parser(sub):
     e.add_argument("--audit-sigmas", type=int, default=41,
                    help="log-spaced sigma from sigma_c/30 to 30 sigma_c, plus sigma-min/max")
     e.add_argument("--audit-points", type=int, default=10_000, help="planted points per sigma")
+    e.add_argument("--bracket-dims", type=_ints, default=[40],
+                   help="bracket: dimensions of the check of the exact informative fraction "
+                        "against [lower, upper] (default: %(default)s)")
+    e.add_argument("--bracket-rate", type=float, default=0.25, help="bracket: hidden rate")
+    e.add_argument("--bracket-ratios", type=_floats, default=None,
+                   help="bracket: sigma/sigma_c values (default: 16 values in [0.4, 3])")
+    e.add_argument("--bracket-points", type=int, default=2000,
+                   help="bracket: reference points per sigma")
     e.add_argument("--max-codewords", type=float, default=2e7,
                    help="refuse codebooks larger than this (memory guard; default 2e7)")
     e.add_argument("--seed", type=int, default=0, help="seed of codebooks, points and chains")
@@ -179,7 +193,7 @@ def _check_exact_args(args):
         if not (isinstance(v, int) and v >= lo):
             raise ValueError(f"--{name} must be an integer >= {lo}, got {v!r}")
 
-    for name in ("chains", "offsets", "tv_points", "searches", "audit_dim", "audit_points"):
+    for name in ("chains", "offsets", "replicates", "bracket_points", "tv_points", "searches", "audit_dim", "audit_points"):
         pos_int(name.replace("_", "-"), getattr(args, name))
     pos_int("audit-sigmas", args.audit_sigmas, 2)
     if not args.dims or any(d < 2 for d in args.dims):
@@ -192,7 +206,8 @@ def _check_exact_args(args):
             raise ValueError(f"--{name} must be finite numbers, got {vals}")
     if not args.rates or any(not r > 0 for r in args.rates):
         raise ValueError(f"--rates must be positive (nats per dimension), got {args.rates}")
-    for name in ("eps", "p", "sigma_min", "sigma_max", "audit_rate", "max_codewords"):
+    for name in ("eps", "p", "sigma_min", "sigma_max", "audit_rate", "bracket_rate",
+                 "max_codewords"):
         if not math.isfinite(getattr(args, name)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got "
                              f"{getattr(args, name)}")
@@ -214,6 +229,13 @@ def _check_exact_args(args):
         sizes += [(int(args.tv[i]), args.tv[i + 1]) for i in range(0, len(args.tv), 2)]
     if "audit" in exps:
         sizes.append((args.audit_dim, args.audit_rate))
+    if "bracket" in exps:
+        if not args.bracket_dims or (args.bracket_ratios is not None and (
+                not args.bracket_ratios or any(not (math.isfinite(f) and f > 0)
+                                               for f in args.bracket_ratios))):
+            raise ValueError(f"--bracket-dims must be non-empty and --bracket-ratios positive, "
+                             f"got {args.bracket_dims}, {args.bracket_ratios}")
+        sizes += [(d, args.bracket_rate) for d in args.bracket_dims]
     for d, r in sizes:
         if not (d >= 2 and r > 0):
             raise ValueError(f"bad (d, rate) = ({d}, {r}): need d >= 2 and rate > 0")
@@ -259,6 +281,17 @@ def run_exact(args) -> int:
                          rows, ["p", "num_sigmas", "max_lp_error", "max_upper_over_eps",
                                 "argmax_ratio", "zero_error_up_to_ratio", "passed"])
             log(f"audit: {time.perf_counter() - t0:.0f} s")
+        if "bracket" in exps:
+            t0 = time.perf_counter()
+            rows = E.run_bracket(args.out, dims=args.bracket_dims, rate=args.bracket_rate,
+                                 ratios=args.bracket_ratios, n=args.bracket_points, eps=args.eps,
+                                 p=args.p, seed=args.seed, log=log)
+            _print_table("bracket: exact informative fraction vs [lower, upper] at the same "
+                         "query norms (worst point per d, in binomial SEs; tolerance = "
+                         "Bonferroni over the points, family-wise alpha = 0.05)", rows,
+                         ["d", "M", "points", "max_outside_se", "at_ratio", "side", "outside",
+                          "tolerance_se", "passed"])
+            log(f"bracket: {time.perf_counter() - t0:.0f} s")
         if "tv" in exps:
             t0 = time.perf_counter()
             pairs = [(int(args.tv[i]), args.tv[i + 1]) for i in range(0, len(args.tv), 2)]
@@ -274,11 +307,24 @@ def run_exact(args) -> int:
                 rows = E.run_success(args.out, samplers, d=d, rates=args.rates, Ks=args.ks,
                                      chains=args.chains, offsets=args.offsets, eps=args.eps,
                                      p=args.p, seed=args.seed, oracles=args.oracles,
-                                     sigma_min=args.sigma_min, sigma_max=args.sigma_max, log=log)
-                _print_table(f"decoder success vs K (d = {d}, averaged over rates and offsets)",
+                                     sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                                     replicates=args.replicates, log=log)
+                _print_table(f"decoder success vs K, with P(some answer informative) (d = {d}, "
+                             "averaged over rates and offsets; SE = chain Monte-Carlo error "
+                             "given the codebooks and offsets; SE_rep: over independent "
+                             "replicates)",
                              rows, ["sampler", "oracle", "K", "success", "success_se",
-                                    "informative", "levels_mean", "queries_mean", "units",
-                                    "rates"])
+                                    "informative", "informative_se", "gap", "gap_se",
+                                    "success_se_rep", "informative_se_rep", "gap_se_rep",
+                                    "success_given_informative", "queries_mean", "units",
+                                    "rates", "replicates"])
+                gap = E.decoding_vs_informative(rows)
+                if gap:
+                    _print_table(f"K where P(informative) (necessary condition) and decoder "
+                                 f"success reach 1/2, adversary oracle (d = {d}; lo/hi: "
+                                 "crossings of the +-2 SE band)", gap,
+                                 ["sampler", "K_inf", "K_inf_lo", "K_inf_hi", "K_succ",
+                                  "K_succ_lo", "K_succ_hi", "max_gap", "max_gap_se", "at_K"])
                 log(f"success d={d}: {time.perf_counter() - t0:.0f} s")
             if "search" in exps:
                 t0 = time.perf_counter()

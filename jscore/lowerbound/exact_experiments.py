@@ -333,31 +333,45 @@ def _plot_tv(rows, path):
 
 
 SUCCESS_FIELDS = ["sampler", "oracle", "d", "rate", "M", "K", "offset_index", "offsets", "offset",
-                  "chains", "seed", "eps", "p", "success", "informative", "levels_mean",
-                  "queries_mean", "median_cosine", "seconds"]
+                  "chains", "seed", "eps", "p", "success", "informative", "n_success",
+                  "n_informative", "n_both", "levels_mean", "queries_mean", "median_cosine",
+                  "seconds"]
 SUCCESS_KEY = ["sampler", "oracle", "d", "rate", "K", "offset_index", "offsets", "chains", "seed",
                "eps", "p"]
-SUMMARY_FIELDS = ["sampler", "oracle", "K", "success", "success_se", "informative", "levels_mean",
-                  "queries_mean", "units", "rates"]
+SUMMARY_FIELDS = ["sampler", "oracle", "K", "success", "success_se", "informative",
+                  "informative_se", "gap", "gap_se", "success_se_rep", "informative_se_rep",
+                  "gap_se_rep", "replicates", "success_given_informative",
+                  "success_uninformative", "levels_mean", "queries_mean", "units", "rates",
+                  "chains"]
 
 
 def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
                 Ks=(2, 3, 4, 6, 8, 12, 16, 24), chains=100, offsets=4, eps=0.05, p=2.0, seed=0,
                 oracles=("adversary", "exact", "reference"), sigma_min=0.02, sigma_max=20.0,
-                theta0=0.9, rho=1.0, log=_log_default):
+                theta0=0.9, rho=1.0, replicates=1, log=_log_default):
     """(b) Resumable success-vs-K: one row per (sampler, oracle, rate, K, offset) unit in
-    ``success_units.csv``; ``success.csv`` (averages over rates and offsets) and ``success.png``
-    are rebuilt from the units at the end. ``samplers``: name -> sampler.
+    ``success_units.csv``; ``success_d{d}.csv`` (:func:`summarize_success`, averages over rates
+    and offsets) and ``success_d{d}.png`` are rebuilt from the units at the end, and with the
+    adversary oracle ``gap_d{d}.csv`` (:func:`decoding_vs_informative`) and ``gap_d{d}.png``
+    (P(informative), decoder success and P(success | informative) against K, side by side).
+    ``samplers``: name -> sampler.
 
     Offsets are stratified, ``U_u = (u + V_R)/offsets`` with ``V_R ~ U[0, 1)`` per rate; grids
-    from :func:`offset_grid` (K levels then 0). Success = decoder pass rate (theta0).
+    from :func:`offset_grid` (K levels then 0). Success = decoder pass rate (theta0). Each unit
+    records, from the *same* chains, how many decoded (``n_success``), how many got some
+    informative answer (``n_informative``: a necessary condition for success) and how many both
+    (``n_both``). ``replicates`` independent copies of the whole design (seeds ``seed``,
+    ``seed + 1``, ...: fresh codebooks, offsets and chains) give the replicate standard errors
+    of :func:`summarize_success`. Returns the summary rows.
     """
     book = ResumableCSV(os.path.join(out_dir, "success_units.csv"), SUCCESS_FIELDS, SUCCESS_KEY)
     d, eps, p, seed = int(d), float(eps), float(p), int(seed)
-    chains, offsets = int(chains), int(offsets)
-    common = dict(d=d, chains=chains, seed=seed, eps=eps, p=p, offsets=offsets)
-    for ri, rate in enumerate(rates):
-        rate = float(rate)
+    chains, offsets, replicates = int(chains), int(offsets), int(replicates)
+    if replicates < 1:
+        raise ValueError(f"`replicates` must be an integer >= 1, got {replicates}")
+    seeds = [seed + k for k in range(replicates)]
+    for seed, rate in [(sd, float(r)) for sd in seeds for r in rates]:
+        common = dict(d=d, chains=chains, seed=seed, eps=eps, p=p, offsets=offsets)
         todo = [(K, u, s, o) for K in Ks for u in range(offsets) for s in samplers for o in oracles
                 if not book.done(sampler=s, oracle=o, rate=rate, K=int(K), offset_index=u,
                                  **common)]
@@ -376,47 +390,155 @@ def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
                          num_samples=chains)
             dec = decode(cb, res.x, theta0)
             flag = res.stats.extra.get("informative")
-            inf = 1.0 if flag is None else float(np.mean(np.asarray(flag)))
-            succ = float(np.mean(np.asarray(dec.index) != BOTTOM))
+            # Exact answers s_P everywhere: flag = 1 by convention (section 5)
+            inf_c = (np.ones(chains, bool) if flag is None
+                     else np.asarray(flag, bool).reshape(chains))
+            succ_c = np.asarray(dec.index).reshape(chains) != BOTTOM
             book.append(dict(sampler=sname, oracle=oname, d=d, rate=rate, M=cb.num_codewords,
                              K=int(K), offset_index=u, offsets=offsets, offset=off, chains=chains,
-                             seed=seed, eps=eps, p=p, success=succ, informative=inf,
+                             seed=seed, eps=eps, p=p, success=float(succ_c.mean()),
+                             informative=float(inf_c.mean()), n_success=int(succ_c.sum()),
+                             n_informative=int(inf_c.sum()), n_both=int((succ_c & inf_c).sum()),
                              levels_mean=float(np.mean(np.asarray(res.stats.levels))),
                              queries_mean=float(np.mean(np.asarray(res.stats.queries))),
                              median_cosine=float(np.median(np.asarray(dec.cosine))),
                              seconds=round(time.perf_counter() - t0, 3)))
-            log(f"success R={rate} K={K} u={u} {sname}/{oname}: {succ:.2f} "
-                f"({time.perf_counter() - t0:.1f} s)")
+            log(f"success R={rate} K={K} u={u} {sname}/{oname}: success {succ_c.mean():.2f}, "
+                f"informative {inf_c.mean():.2f} seed {seed} ({time.perf_counter() - t0:.1f} s)")
+    common = dict(d=d, chains=chains, eps=eps, p=p, offsets=offsets)
     units = [r for r in book.select(**common)
-             if float(r["rate"]) in {float(x) for x in rates}
+             if int(r["seed"]) in seeds and float(r["rate"]) in {float(x) for x in rates}
              and int(r["K"]) in {int(k) for k in Ks}
              and r["sampler"] in samplers and r["oracle"] in oracles]
     summary = summarize_success(units)
     if summary:
-        write_rows(summary, os.path.join(out_dir, "success.csv"))
-        _plot_success(summary, os.path.join(out_dir, "success.png"), d)
+        write_rows(summary, os.path.join(out_dir, f"success_d{d}.csv"))
+        _plot_success(summary, os.path.join(out_dir, f"success_d{d}.png"), d)
+        gap = decoding_vs_informative(summary)
+        if gap:
+            write_rows([dict(d=d, **r) for r in gap], os.path.join(out_dir, f"gap_d{d}.csv"))
+            _plot_gap(summary, os.path.join(out_dir, f"gap_d{d}.png"), d)
     return summary
 
 
+def _mean_var(p, m2, n):
+    """Variance of a unit mean of ``n`` draws with sample mean ``p`` and sample second moment
+    ``m2``: the unbiased (ddof = 1) per-draw variance over ``n``; arrays over units."""
+    return np.maximum(m2 - p * p, 0.0) / np.maximum(n - 1, 1)
+
+
 def summarize_success(units):
-    """Average unit rows over rates and offsets per (sampler, oracle, K); ``success_se`` is the
-    binomial standard error over all chains pooled; ``units`` and ``rates`` count what was
-    averaged (fewer than rates x offsets when a run was cut short)."""
+    """Average unit rows over rates and offsets per (sampler, oracle, K), with Monte-Carlo errors.
+
+    Each unit (one codebook, one offset, ``n_u`` chains) gives per-chain indicators ``S`` (the
+    decoder passes) and ``I`` (some answer of the run was informative; 1 for the exact oracle,
+    0 for the reference one). With ``U`` units, ``success = (1/U) sum_u mean_u(S)``,
+    ``informative`` likewise, ``gap = informative - success`` (same chains, so paired), and
+    ``*_se = sqrt(sum_u var_u / n_u) / U`` with the within-unit variance of ``S``, ``I`` or
+    ``I - S``: the chain-level Monte-Carlo error *given* the drawn codebooks and offsets (it
+    does not cover the codebook draw). ``success_given_informative`` = sum of ``S I`` over sum
+    of ``I`` and ``success_uninformative`` = fraction of chains with ``S = 1, I = 0`` (pooled
+    over chains; the latter is the decoder's false-alarm rate and should be ~0). ``units``,
+    ``rates`` and ``chains`` count what was averaged (fewer than rates x offsets when a run
+    was cut short).
+
+    With units from ``replicates >= 2`` seeds (independent codebooks, offsets and chains),
+    ``*_se_rep`` = standard deviation of the per-seed estimates over ``sqrt(replicates)``: the
+    error of the estimate over everything that was drawn (``nan`` with one seed).
+    :func:`error_bar` picks it when present.
+    """
     acc = {}
     for r in units:
         a = acc.setdefault((r["sampler"], r["oracle"], int(r["K"])), [])
         a.append(r)
     out = []
     for (s, o, K), rs in sorted(acc.items()):
-        succ = float(np.mean([float(r["success"]) for r in rs]))
-        n = sum(int(r["chains"]) for r in rs)
-        out.append(dict(sampler=s, oracle=o, K=K, success=succ,
-                        success_se=math.sqrt(max(succ * (1 - succ), 0.0) / n),
-                        informative=float(np.mean([float(r["informative"]) for r in rs])),
+        n = np.array([int(r["chains"]) for r in rs], np.float64)
+        ns = np.array([int(r["n_success"]) for r in rs], np.float64)
+        ni = np.array([int(r["n_informative"]) for r in rs], np.float64)
+        nb = np.array([int(r["n_both"]) for r in rs], np.float64)
+        U = len(rs)
+        ps, pi = ns / n, ni / n
+        pg = pi - ps
+        g2 = (ni - nb + ns - nb) / n  # mean of (I - S)^2 per unit
+        se = {k: float(math.sqrt(np.sum(_mean_var(m, m2, n)))) / U
+              for k, m, m2 in (("s", ps, ps), ("i", pi, pi), ("g", pg, g2))}
+        seed = np.array([int(r["seed"]) for r in rs])
+        reps = sorted(set(seed.tolist()))
+        for k, m in (("s", ps), ("i", pi), ("g", pg)):
+            per = np.array([m[seed == sd].mean() for sd in reps])
+            se[k + "rep"] = (float(per.std(ddof=1) / math.sqrt(len(reps))) if len(reps) > 1
+                             else float("nan"))
+        out.append(dict(sampler=s, oracle=o, K=K, success=float(ps.mean()), success_se=se["s"],
+                        informative=float(pi.mean()), informative_se=se["i"],
+                        gap=float(pg.mean()), gap_se=se["g"], success_se_rep=se["srep"],
+                        informative_se_rep=se["irep"], gap_se_rep=se["grep"],
+                        replicates=len(reps),
+                        success_given_informative=(float(nb.sum() / ni.sum()) if ni.sum() > 0
+                                                   else float("nan")),
+                        success_uninformative=float((ns - nb).sum() / n.sum()),
                         levels_mean=float(np.mean([float(r["levels_mean"]) for r in rs])),
                         queries_mean=float(np.mean([float(r["queries_mean"]) for r in rs])),
-                        units=len(rs), rates=len({r["rate"] for r in rs})))
+                        units=U, rates=len({r["rate"] for r in rs}), chains=int(n.sum())))
     return out
+
+
+def error_bar(row, col: str) -> float:
+    """Standard error of ``row[col]`` from a summary row: the replicate SE when the row has two
+    or more replicates (it covers codebooks, offsets and chains), else the chain-level SE."""
+    if int(row.get("replicates", 1)) >= 2:
+        return float(row[col + "_se_rep"])
+    return float(row[col + "_se"])
+
+
+def half_crossing(Ks, values, level: float = 0.5) -> float:
+    """First ``K`` at which the curve ``values(Ks)`` reaches ``level``, linear in ``log K``
+    between the two grid points around it; ``Ks[0]`` if it starts at or above ``level``,
+    ``nan`` if it never gets there. ``Ks`` increasing."""
+    Ks = np.asarray(Ks, np.float64)
+    v = np.asarray(values, np.float64)
+    if Ks.ndim != 1 or Ks.shape != v.shape or Ks.size == 0:
+        raise ValueError(f"`Ks` and `values` must be 1-d of one length, got {Ks.shape}, {v.shape}")
+    if np.any(np.diff(Ks) <= 0):
+        raise ValueError(f"`Ks` must be increasing, got {Ks.tolist()}")
+    above = np.nonzero(v >= level)[0]
+    if above.size == 0:
+        return float("nan")
+    k = int(above[0])
+    if k == 0:
+        return float(Ks[0])
+    a, b = v[k - 1], v[k]
+    t = (level - a) / (b - a)
+    return float(np.exp(np.log(Ks[k - 1]) + t * (np.log(Ks[k]) - np.log(Ks[k - 1]))))
+
+
+def decoding_vs_informative(summary, oracle: str = "adversary"):
+    """Per sampler, where P(informative) and decoder success reach 1/2 against ``oracle``.
+
+    Rows: ``sampler, K_inf, K_inf_lo, K_inf_hi, K_succ, K_succ_lo, K_succ_hi, max_gap,
+    max_gap_se, at_K``. ``K_inf`` (``K_succ``) is :func:`half_crossing` of the informative
+    (success) curve; ``_lo`` / ``_hi`` are the crossings of the curve plus / minus 2 standard
+    errors of :func:`error_bar` (pointwise +-2 SE band; it covers what that SE covers:
+    everything drawn with replicates, the chain-level error only without).
+    ``max_gap`` is the largest ``informative - success`` over K, with its paired SE. A crossing
+    equal to the smallest K means "at or below it"; ``nan`` means "above the largest K".
+    """
+    rows = []
+    for s in sorted({r["sampler"] for r in summary if r["oracle"] == oracle}):
+        sub = sorted((r for r in summary if r["oracle"] == oracle and r["sampler"] == s),
+                     key=lambda r: r["K"])
+        Ks = [r["K"] for r in sub]
+        row = dict(sampler=s)
+        for tag, col in (("inf", "informative"), ("succ", "success")):
+            v = np.array([r[col] for r in sub])
+            se = np.array([error_bar(r, col) for r in sub])
+            row[f"K_{tag}"] = half_crossing(Ks, v)
+            row[f"K_{tag}_lo"] = half_crossing(Ks, v + 2 * se)
+            row[f"K_{tag}_hi"] = half_crossing(Ks, v - 2 * se)
+        k = int(np.argmax([r["gap"] for r in sub]))
+        row.update(max_gap=sub[k]["gap"], max_gap_se=error_bar(sub[k], "gap"), at_K=sub[k]["K"])
+        rows.append(row)
+    return rows
 
 
 def _plot_success(summary, path, d):
@@ -430,12 +552,53 @@ def _plot_success(summary, path, d):
                 sub = sorted((r for r in summary if r["oracle"] == o and r["sampler"] == s),
                              key=lambda r: r["K"])
                 ax.errorbar([r["K"] for r in sub], [r["success"] for r in sub],
-                            yerr=[2 * float(r["success_se"]) for r in sub], label=s, **series(i))
+                            yerr=[2 * error_bar(r, "success") for r in sub], label=s, **series(i))
             ax.set_xscale("log")
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("$K$ (geometric levels)")
             ax.set_title(f"{o} oracle, $d$ = {d}")
-        axes[0].set_ylabel("decoder success ($\\pm$2 SE)")
+        axes[0].set_ylabel("decoder success" + _bar_label(summary))
+        legend_outside(axes[-1])
+        save(fig, path)
+
+
+def _bar_label(rows):
+    if rows and all(int(r.get("replicates", 1)) >= 2 for r in rows):
+        return f" ($\\pm$2 SE over {int(rows[0]['replicates'])} replicates)"
+    return " ($\\pm$2 chain SE)"
+
+
+def _plot_gap(summary, path, d, oracle: str = "adversary"):
+    plot_decoding_vs_informative([(d, summary)], path, oracle)
+
+
+def plot_decoding_vs_informative(groups, path, oracle: str = "adversary"):
+    """P(informative), decoder success and P(success | informative) against K, one panel per
+    (d, sampler); ``groups``: ``(d, summary rows of summarize_success)`` pairs. Error bars: 2
+    :func:`error_bar` (PNG and PDF)."""
+    from ..plot import figure, legend_outside, save, series, style
+
+    panels = [(d, s, sorted((r for r in rows if r["oracle"] == oracle and r["sampler"] == s),
+                            key=lambda r: r["K"]))
+              for d, rows in groups
+              for s in sorted({r["sampler"] for r in rows if r["oracle"] == oracle})]
+    with style():
+        fig, axes = figure(len(panels), size=(2.9, 2.9))
+        for ax, (d, s, sub) in zip(axes, panels):
+            K = [r["K"] for r in sub]
+            for i, (col, lab) in enumerate((("informative", "$P(\\mathrm{informative})$"),
+                                            ("success", "decoder success"))):
+                ax.errorbar(K, [r[col] for r in sub], yerr=[2 * error_bar(r, col) for r in sub],
+                            label=lab, **series(i))
+            ax.plot(K, [r["success_given_informative"] for r in sub], label="$P(\\mathrm{success}"
+                    "\\mid\\mathrm{informative})$", **series(2), alpha=0.7)
+            ax.axhline(0.5, color="k", lw=0.6, ls=":")
+            ax.set_xscale("log")
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlabel("$K$ (geometric levels)")
+            ax.set_title(f"{s}, {oracle} oracle, $d$ = {d}")
+        axes[0].set_ylabel("fraction of chains" + _bar_label([r for _, _, sub in panels
+                                                              for r in sub]))
         legend_outside(axes[-1])
         save(fig, path)
 
@@ -481,6 +644,73 @@ def run_search(out_dir, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35), n=1000, eps
                   None, os.path.join(out_dir, "search.png"),
                   title=f"adaptive searcher, d={d}: (N+1)/2+1 = {(C + 1) / 2 + 1:g}")
     return rows
+
+
+BRACKET_FIELDS = ["d", "rate", "M", "ratio", "n", "seed", "eps", "p", "point_seed", "sigma",
+                  "exact", "exact_se", "in_band", "lower", "upper", "formula", "outside_se", "side",
+                  "seconds"]
+
+
+def run_bracket(out_dir, *, dims=(40,), rate=0.25, ratios=None, n=2000, eps=0.05, p=2.0, seed=0,
+                rho=1.0, alpha=0.05, log=_log_default):
+    """Resumable bracket check: one row per (d, ratio) in ``bracket.csv``; ``bracket_summary.csv``
+    and the figure ``bracket.png`` cover every (d, n) group of the file with this rate, eps, p
+    and seed (so dimensions run separately end up side by side).
+
+    At ``sigma = ratio * sigma_c`` the fraction of ``n`` reference points ``x ~ Q_sigma`` that
+    the adversary answers informatively on one random codebook (seed ``seed + d``;
+    :func:`~jscore.lowerbound.validation.exact_informative_fraction`) against the lower and
+    upper side of the per-query informative probability at the same query norms
+    (:func:`~jscore.lowerbound.validation.bracket_check`). A point passes when it lies within
+    ``tolerance_se`` standard errors of ``[lower, upper]``, the Bonferroni threshold over the
+    points of its d at family-wise level ``alpha``. Default ratios
+    :data:`~jscore.lowerbound.validation.BRACKET_RATIOS` (sigma/sigma_c in [0.4, 3]).
+    Returns the summary rows of ``dims``.
+    """
+    from . import validation as V
+
+    ratios = list(V.BRACKET_RATIOS if ratios is None else (float(r) for r in ratios))
+    book = ResumableCSV(os.path.join(out_dir, "bracket.csv"), BRACKET_FIELDS,
+                        ["d", "rate", "ratio", "n", "seed", "eps", "p"])
+    rate, n, eps, p, seed = float(rate), int(n), float(eps), float(p), int(seed)
+    summaries, groups = [], []
+    for d in [int(v) for v in dims]:
+        cseed = seed + d
+        todo = [(k, f) for k, f in enumerate(ratios)
+                if not book.done(d=d, rate=rate, ratio=f, n=n, seed=cseed, eps=eps, p=p)]
+        if todo:
+            t0 = time.perf_counter()
+            Y = V.random_sphere_codebook(d, rate, cseed, rho)
+            log(f"bracket d={d}: codebook M={Y.shape[0]} ({time.perf_counter() - t0:.0f} s)")
+            for k, f in todo:
+                t0 = time.perf_counter()
+                with jax.enable_x64(True):
+                    (row,) = V.exact_informative_fraction(d, rate, [f], n, cseed, eps=eps, p=p,
+                                                          rho=rho, codebook=Y, indices=[k])
+                    (row,) = V.bracket_check([row], eps, p, rho)
+                row.update(seed=cseed, eps=eps, p=p, seconds=round(time.perf_counter() - t0, 3))
+                book.append({c: row[c] for c in BRACKET_FIELDS})
+                log(f"bracket d={d} sigma/sigma_c={f}: exact {row['exact']:.3f} in "
+                    f"[{row['lower']:.3f}, {row['upper']:.3f}]? {row['side']} "
+                    f"({row['outside_se']:.2f} SE out; {time.perf_counter() - t0:.0f} s)")
+            del Y
+        rows = [r for r in book.select(d=d, rate=rate, n=n, seed=cseed, eps=eps, p=p)
+                if float(r["ratio"]) in set(ratios)]
+        if rows:
+            summaries.append(V.bracket_summary(rows, alpha))
+    # the files cover every (d, n) group of this rate, eps, p and seed in bracket.csv
+    keys = sorted({(int(r["d"]), int(r["n"])) for r in book.rows
+                   if r["rate"] == str(rate) and r["eps"] == str(eps) and r["p"] == str(p)
+                   and int(r["seed"]) == seed + int(r["d"])})
+    for dd, nn in keys:
+        rows = sorted(book.select(d=dd, n=nn, rate=rate, eps=eps, p=p, seed=seed + dd),
+                      key=lambda r: float(r["ratio"]))
+        groups.append((rows, V.bracket_summary(rows, alpha)))
+    if groups:
+        write_rows([g[1] for g in groups], os.path.join(out_dir, "bracket_summary.csv"))
+        V.plot_bracket([g[0] for g in groups], os.path.join(out_dir, "bracket.png"),
+                       [g[1] for g in groups])
+    return summaries
 
 
 AUDIT_FIELDS = ["d", "rate", "M", "eps", "p", "n", "seed", "sigma_index", "sigma", "ratio",
@@ -634,4 +864,6 @@ def _plot_audit(rows, path, eps):
 
 __all__ = ["tv_curve", "success_vs_levels", "adaptive_search", "offset_grid", "write_rows",
            "plot_rows", "ResumableCSV", "run_tv", "run_success", "run_search", "run_audit",
-           "summarize_success", "audit_all_p"]
+           "summarize_success", "audit_all_p", "half_crossing",
+           "decoding_vs_informative", "error_bar", "run_bracket",
+           "plot_decoding_vs_informative"]

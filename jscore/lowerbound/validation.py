@@ -49,6 +49,7 @@ def random_sphere_codebook(d: int, rate: float, seed: int, rho: float = 1.0) -> 
     return out
 
 
+_bessel = jax.jit(bessel_terms, static_argnums=1)
 _lab_pass = jax.jit(stream_codebook, static_argnames=("block_size", "want_mean", "want_index"))
 
 
@@ -77,7 +78,7 @@ def adversary_flags(codebook, x, sigma, eps, p=2.0, *, log_m=None,
         lse, mean, mx = (np.asarray(v, np.float64) for v in (res.lse, res.mean, res.max_logit))
         xi = np.linalg.norm(xb, axis=1)
         kappa = r * xi / s2
-        lam, a = (np.asarray(v) for v in bessel_terms(jnp.asarray(kappa), float(d)))
+        lam, a = (np.asarray(v) for v in _bessel(jnp.asarray(kappa), float(d)))
         log_lr = lse - log_m - lam
         m_q = (r * a / xi)[:, None] * xb
         diff = np.linalg.norm(mean - m_q, axis=1) / s2
@@ -98,13 +99,20 @@ def reference_points(d: int, sigma: float, n: int, seed: int, rho: float = 1.0) 
     return y + sigma * rng.standard_normal((n, d))
 
 
+def point_seed(seed: int, k: int) -> int:
+    """Seed of the queries of the ``k``-th ratio of :func:`exact_informative_fraction`."""
+    return int(seed) * 1_000_003 + 7919 * (int(k) + 1)
+
+
 def exact_informative_fraction(d: int, rate: float, ratios, n: int, seed: int = 0, *, eps=0.05,
-                               p=2.0, rho=1.0, codebook=None, log=None):
+                               p=2.0, rho=1.0, codebook=None, log=None, indices=None):
     """Measured informative fraction at ``sigma = ratio * sigma_c(Rbar)``, one random codebook.
 
-    ``n``: queries per ratio (an int, or one per ratio). Rows: ``ratio, sigma, n, exact,
-    exact_se, in_band, median_max_cos, seconds``. ``codebook``:
+    ``n``: queries per ratio (an int, or one per ratio). Rows: ``ratio, sigma, n, point_seed,
+    exact, exact_se, in_band, median_max_cos, seconds`` (the queries of a row are
+    ``reference_points(d, sigma, n, point_seed, rho)``). ``codebook``:
     reuse an array from :func:`random_sphere_codebook` (else one is drawn from ``seed``).
+    ``indices``: the ``k`` of :func:`point_seed` per ratio (default ``0, 1, ...``).
     """
     if codebook is None:
         codebook = random_sphere_codebook(d, rate, seed, rho)
@@ -113,14 +121,15 @@ def exact_informative_fraction(d: int, rate: float, ratios, n: int, seed: int = 
     ns = [int(n)] * len(ratios) if np.ndim(n) == 0 else [int(v) for v in n]
     sc = rho / math.sqrt(math.expm1(2.0 * log_m / d))
     rows = []
-    for k, (ratio, n) in enumerate(zip(ratios, ns)):
+    ks = range(len(ratios)) if indices is None else [int(k) for k in indices]
+    for k, ratio, n in zip(ks, ratios, ns):
         t0 = time.time()
         s = float(ratio) * sc
-        x = reference_points(d, s, n, seed * 1_000_003 + 7919 * (k + 1), rho)
+        x = reference_points(d, s, n, point_seed(seed, k), rho)
         res = adversary_flags(codebook, x, s, eps, p, log_m=log_m)
         f = float(res["informative"].mean())
         rows.append(dict(d=d, rate=rate, M=codebook.shape[0], ratio=float(ratio), sigma=s,
-                         n=n, exact=f, exact_se=math.sqrt(max(f * (1 - f), 1.0 / n) / n),
+                         n=n, point_seed=point_seed(seed, k), exact=f, exact_se=math.sqrt(max(f * (1 - f), 1.0 / n) / n),
                          in_band=float(res["in_band"].mean()),
                          median_max_cos=float(np.median(res["max_cos"])),
                          seconds=time.time() - t0))
@@ -205,6 +214,89 @@ def sampler_informative(sampler, d: int, rate: float, Ks, n: int, seed: int = 0,
     return rows
 
 
+# ----------------------------------------------------------------------------- bracket check
+BRACKET_RATIOS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.85, 1.0, 1.3, 1.6, 1.9, 2.1, 2.3, 2.5, 2.7,
+                  3.0)
+
+
+def bracket_tolerance(num_points: int, alpha: float = 0.05) -> float:
+    """Bonferroni threshold in standard errors for the bracket check over ``num_points`` points.
+
+    Each point can leave the bracket on one of two sides, so ``2 num_points`` one-sided tests at
+    level ``alpha / (2 num_points)``: ``z = Phi^{-1}(1 - alpha / (2 num_points))``. If the
+    bracket holds (and the standard errors are right), every point is within ``z`` SE of it with
+    probability at least ``1 - alpha``.
+    """
+    from scipy.special import ndtri
+
+    if int(num_points) < 1 or not 0.0 < alpha < 1.0:
+        raise ValueError(f"need num_points >= 1 and 0 < alpha < 1, got {num_points}, {alpha}")
+    return float(ndtri(1.0 - alpha / (2.0 * int(num_points))))
+
+
+def bracket_sides(row, eps=0.05, p=2.0, rho=1.0):
+    """``(lower, upper, formula)``: both sides of the per-query informative probability and the
+    default estimate, averaged over the *same* query norms as the lab row ``row`` (its
+    ``reference_points(d, sigma, n, point_seed)``; ``log M`` from its ``M``).
+
+    Sides from :func:`~jscore.lowerbound.informative.informative_bounds` (lower: a single
+    codeword passes; upper: union bound plus Markov, minimised over the split), the estimate
+    from :func:`~jscore.lowerbound.informative.informative_probability`; float64.
+    """
+    d, s, n = int(row["d"]), float(row["sigma"]), int(row["n"])
+    x = reference_points(d, s, n, int(row["point_seed"]), rho)
+    xi = np.linalg.norm(x, axis=1)
+    with jax.enable_x64(True):
+        f64 = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
+        out = _sides_mean(f64(xi), f64(s), f64(math.log(int(row["M"]))), f64(eps), f64(p),
+                          f64(rho), float(d))
+        return tuple(float(v) for v in out)
+
+
+@jax.jit(static_argnames=("d",))
+def _sides_mean(xi, sigma, log_m, eps, p, rho, d):
+    from .informative import informative_bounds, informative_probability
+
+    lo, hi = informative_bounds(xi, sigma, d, None, eps, p, rho, log_m=log_m)
+    est = informative_probability(xi, sigma, d, None, eps, p, rho, log_m=log_m)
+    return jnp.mean(lo), jnp.mean(hi), jnp.mean(est)
+
+
+def bracket_check(rows, eps=0.05, p=2.0, rho=1.0):
+    """Add ``lower, upper, formula, outside_se, side`` to lab rows (see :func:`bracket_sides`).
+
+    ``outside_se = max(0, (lower - exact)/exact_se, (exact - upper)/exact_se)``: how many
+    standard errors the measured fraction lies outside ``[lower, upper]`` (0 inside), ``side``
+    ``"below"``, ``"above"`` or ``"inside"``. ``exact_se`` is the binomial error of the mean
+    over the row's queries (floored at one event, ``sqrt(max(f(1-f), 1/n)/n)``); given the
+    query norms it is conservative for the comparison (the per-query probabilities vary, which
+    only lowers the variance), and it treats the queries as independent given the codebook.
+    """
+    out = []
+    for r in rows:
+        lo, hi, est = bracket_sides(r, eps, p, rho)
+        f, se = float(r["exact"]), float(r["exact_se"])
+        below, above = (lo - f) / se, (f - hi) / se
+        out.append(dict(r, lower=lo, upper=hi, formula=est, outside_se=max(0.0, below, above),
+                        side="below" if below > 0 else "above" if above > 0 else "inside"))
+    return out
+
+
+def bracket_summary(rows, alpha: float = 0.05):
+    """Worst point of :func:`bracket_check` rows of one ``d``: ``max_outside_se``, its ratio and
+    side, how many points lie outside, and the Bonferroni ``tolerance_se``
+    (:func:`bracket_tolerance` over the rows); ``passed = max_outside_se <= tolerance_se``."""
+    k = int(np.argmax([float(r["outside_se"]) for r in rows]))
+    tol = bracket_tolerance(len(rows), alpha)
+    worst = float(rows[k]["outside_se"])
+    return dict(d=int(rows[0]["d"]), rate=float(rows[0]["rate"]), M=int(rows[0]["M"]),
+                n=int(rows[0]["n"]), points=len(rows), min_ratio=min(float(r["ratio"]) for r in rows),
+                max_ratio=max(float(r["ratio"]) for r in rows), max_outside_se=worst,
+                at_ratio=float(rows[k]["ratio"]), side=rows[k]["side"],
+                outside=sum(float(r["outside_se"]) > 0 for r in rows), alpha=alpha,
+                tolerance_se=tol, passed=bool(worst <= tol))
+
+
 def write_results(all_rows, out_dir, extra=None):
     """CSV + JSON + PNG overlay (exact vs formula, one panel per d) under ``out_dir``."""
     import os
@@ -247,4 +339,40 @@ def _plot_validation(all_rows, summary, path):
 
 __all__ = ["random_sphere_codebook", "adversary_flags", "reference_points",
            "exact_informative_fraction", "formula_fraction", "compare", "summarize",
-           "sampler_informative", "write_results"]
+           "sampler_informative", "write_results", "point_seed", "BRACKET_RATIOS",
+           "bracket_tolerance", "bracket_sides", "bracket_check", "bracket_summary",
+           "plot_bracket"]
+
+
+def plot_bracket(all_rows, path, summaries=None):
+    """Measured informative fraction (+-2 SE) inside the band ``[lower, upper]``, with the default
+    estimate, one panel per d (PNG and PDF)."""
+    from ..plot import figure, legend_outside, save, series, style
+
+    with style():
+        fig, axes = figure(len(all_rows), size=(3.4, 3.0))
+        for i, (ax, rows) in enumerate(zip(axes, all_rows)):
+            rows = sorted(rows, key=lambda r: float(r["ratio"]))
+            x = [float(r["ratio"]) for r in rows]
+            ax.fill_between(x, [float(r["lower"]) for r in rows], [float(r["upper"]) for r in rows],
+                            color="C0", alpha=0.25, lw=0, label="[lower, upper]")
+            ax.plot(x, [float(r["formula"]) for r in rows], color="C0", lw=0.9,
+                    label="default estimate")
+            st = series(1)
+            ax.errorbar(x, [float(r["exact"]) for r in rows],
+                        yerr=[2 * float(r["exact_se"]) for r in rows], ls="none",
+                        marker=st["marker"], color=st["color"], ms=3,
+                        label="exact codebook ($\\pm$2 SE)")
+            ax.set_xscale("log")
+            ticks = [t for t in (0.4, 0.6, 1.0, 1.5, 2.0, 3.0) if min(x) <= t <= max(x)]
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.set_xticks([], minor=True)
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlabel("$\\sigma/\\sigma_c$")
+            title = f"$d$ = {rows[0]['d']}, $M$ = {int(rows[0]['M']):,}"
+            if summaries is not None:
+                title += f"\nworst {summaries[i]['max_outside_se']:.2f} SE outside"
+            ax.set_title(title)
+        axes[0].set_ylabel("$P(\\mathrm{informative})$ at $x \\sim Q_\\sigma$")
+        legend_outside(axes[-1])
+        save(fig, path)
