@@ -372,3 +372,214 @@ def load(path, like=None):
 
 
 __all__ = ["DenoiserMLP", "edm_coefficients", "fourier_features", "save", "load", "MODELS"]
+
+
+# ------------------------------------------------------------------------ convolutional denoiser
+
+
+def patchify(img, p: int):
+    """``(H, W, C)`` image -> channels-first ``(p p C, H/p, W/p)``: channel ``(i p + j) C + c`` of
+    patch ``(a, b)`` is pixel ``img[a p + i, b p + j, c]``."""
+    h, w, c = img.shape
+    x = jnp.reshape(img, (h // p, p, w // p, p, c))
+    return jnp.reshape(jnp.transpose(x, (1, 3, 4, 0, 2)), (p * p * c, h // p, w // p))
+
+
+def unpatchify(x, p: int):
+    """Inverse of :func:`patchify`: ``(p p C, H/p, W/p)`` -> ``(H, W, C)``."""
+    k, hp, wp = x.shape
+    c = k // (p * p)
+    y = jnp.reshape(x, (p, p, c, hp, wp))
+    return jnp.reshape(jnp.transpose(y, (3, 0, 4, 1, 2)), (hp * p, wp * p, c))
+
+
+class Conv(eqx.Module):
+    """``k x k`` convolution (zero padding ``k // 2``, ``stride``) of a channels-first ``(C, H, W)``
+    array, written as one matrix product over the ``k^2`` shifted views (im2col). XLA:CPU runs
+    native convolutions inside the training loop's ``lax.scan`` about 100x slower than outside it;
+    matrix products do not have that problem. Initialised like Equinox's ``Conv2d``:
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, ``fan_in = k^2 C``."""
+
+    weight: jax.Array  # (out, k * k * in), input index (di * k + dj) * in + c
+    bias: jax.Array
+    kernel: int = eqx.field(static=True)
+    stride: int = eqx.field(static=True)
+
+    def __init__(self, n_in, n_out, kernel, *, stride=1, key, dtype):
+        fan_in = kernel * kernel * n_in
+        kw, kb = jax.random.split(key)
+        lim = 1.0 / math.sqrt(fan_in)
+        self.weight = jax.random.uniform(kw, (n_out, fan_in), dtype, -lim, lim)
+        self.bias = jax.random.uniform(kb, (n_out,), dtype, -lim, lim)
+        self.kernel = kernel
+        self.stride = stride
+
+    def __call__(self, x):
+        k, st = self.kernel, self.stride
+        c, h, w = x.shape
+        if k == 1 and st == 1:
+            cols = x
+        else:
+            r = k // 2
+            xp = jnp.pad(x, ((0, 0), (r, r), (r, r)))
+            ho, wo = (h - 1) // st + 1, (w - 1) // st + 1
+            cols = jnp.concatenate(
+                [xp[:, di : di + st * (ho - 1) + 1 : st, dj : dj + st * (wo - 1) + 1 : st]
+                 for di in range(k) for dj in range(k)], axis=0)
+        return jnp.einsum("ok,khw->ohw", self.weight, cols) + self.bias[:, None, None]
+
+
+class _ConvBlock(eqx.Module):
+    """``h + conv(silu(gn(conv(silu(gn(h))) + W emb)))``, channels-first ``(C, H, W)``."""
+
+    norm1: eqx.nn.GroupNorm
+    conv1: Conv
+    cond: eqx.nn.Linear
+    norm2: eqx.nn.GroupNorm
+    conv2: Conv
+
+    def __init__(self, ch, n_emb, dtype, key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.norm1 = eqx.nn.GroupNorm(math.gcd(8, ch), ch, dtype=dtype)
+        self.conv1 = Conv(ch, ch, 3, key=k1, dtype=dtype)
+        self.cond = eqx.nn.Linear(n_emb, ch, key=k2, dtype=dtype)
+        self.norm2 = eqx.nn.GroupNorm(math.gcd(8, ch), ch, dtype=dtype)
+        self.conv2 = Conv(ch, ch, 3, key=k3, dtype=dtype)
+
+    def __call__(self, h, emb):
+        y = self.conv1(jax.nn.silu(self.norm1(h))) + self.cond(emb)[:, None, None]
+        return h + self.conv2(jax.nn.silu(self.norm2(y)))
+
+
+class DenoiserConv(eqx.Module):
+    """EDM-preconditioned convolutional denoiser ``D(x, sigma)`` for images of shape ``(H, W, C)``.
+
+    The same preconditioning as :class:`DenoiserMLP` (module docstring) around a small U-Net
+    ``F`` on non-overlapping ``patch x patch`` patches (the image is reshaped to
+    ``(H/patch, W/patch)`` pixels of ``patch^2 C`` channels, as in a patch embedding, so the cost
+    grows only linearly in ``d`` at a fixed inner resolution): a 3x3 input convolution to ``width`` channels, ``levels`` resolution halvings (a residual
+    block conditioned on the Fourier embedding of ``c_noise``, then a stride-2 convolution that
+    doubles the channels), a residual block at the lowest resolution, and the mirror path (nearest
+    2x upsampling, concatenation with the skip, a 1x1 convolution, a residual block); the output
+    convolution (back to ``patch^2 C`` channels, then un-patched) starts at zero, so at
+    initialisation ``D = c_skip x``.
+
+    ``model(x, sigma)`` takes one point, flat ``(d,)`` (``d = H W C``; how :func:`jscore.train.fit`
+    and :class:`jscore.oracles.Network` call it) or image-shaped ``(H, W, C)``, and returns ``D`` of
+    the same shape; ``model.score(x, sigma)`` the implied score. ``H`` and ``W`` must be divisible
+    by ``patch * 2**levels``.
+
+    **Arguments:** ``shape`` ``(H, W, C)``; ``width`` (channels at the patch resolution);
+    ``levels``; ``patch`` (side of a patch, default 1: plain pixels);
+    ``num_freqs``, ``max_freq`` of the embedding; ``sigma_data``; ``key``.
+    """
+
+    shape: tuple = eqx.field(static=True)
+    dim: int = eqx.field(static=True)
+    width: int = eqx.field(static=True)
+    levels: int = eqx.field(static=True)
+    patch: int = eqx.field(static=True)
+    num_freqs: int = eqx.field(static=True)
+    max_freq: float = eqx.field(static=True)
+    sigma_data: float = eqx.field(static=True)
+    embed1: eqx.nn.Linear
+    embed2: eqx.nn.Linear
+    conv_in: Conv
+    down_blocks: tuple
+    downs: tuple
+    mid: _ConvBlock
+    ups: tuple
+    up_blocks: tuple
+    norm_out: eqx.nn.GroupNorm
+    conv_out: Conv
+
+    def __init__(self, shape, *, width: int = 32, levels: int = 1, patch: int = 1, num_freqs: int = 16,
+                 max_freq: float = 64.0, sigma_data: float = 1.0, key):
+        shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+        if len(shape) != 3:
+            raise ValueError(f"`shape` must be (H, W, C), got {shape!r}; for flat data use DenoiserMLP.")
+        self.shape = tuple(check_positive_int(n, s) for n, s in zip(("H", "W", "C"), shape))
+        self.dim = math.prod(self.shape)
+        self.width = check_positive_int("width", width)
+        self.levels = check_positive_int("levels", levels, 0)
+        self.patch = check_positive_int("patch", patch)
+        self.num_freqs = check_positive_int("num_freqs", num_freqs)
+        self.max_freq = float(max_freq)
+        self.sigma_data = float(sigma_data)
+        if not (self.max_freq >= 1.0 and math.isfinite(self.max_freq)):
+            raise ValueError(f"`max_freq` must be finite and >= 1, got {max_freq}.")
+        if not (self.sigma_data > 0 and math.isfinite(self.sigma_data)):
+            raise ValueError(f"`sigma_data` must be finite and > 0, got {sigma_data}.")
+        h, w, c = self.shape
+        f = self.patch * 2**self.levels
+        if h % f or w % f:
+            raise ValueError(
+                f"`shape` {self.shape}: H and W must be divisible by patch * 2**levels = {f}; "
+                "lower `levels` or `patch`."
+            )
+        c = self.patch * self.patch * c  # channels of a patch
+        dtype = jnp.result_type(float)
+        n_emb = 1 + 2 * self.num_freqs
+        chs = [self.width * 2**i for i in range(self.levels + 1)]
+        keys = iter(jax.random.split(key, 4 + 4 * self.levels))
+        self.embed1 = eqx.nn.Linear(n_emb, 4 * self.width, key=next(keys), dtype=dtype)
+        self.embed2 = eqx.nn.Linear(4 * self.width, 4 * self.width, key=next(keys), dtype=dtype)
+        e = 4 * self.width
+        self.conv_in = Conv(c, chs[0], 3, key=next(keys), dtype=dtype)
+        self.down_blocks = tuple(_ConvBlock(chs[i], e, dtype, next(keys)) for i in range(self.levels))
+        self.downs = tuple(Conv(chs[i], chs[i + 1], 3, stride=2, key=next(keys), dtype=dtype) for i in range(self.levels))
+        self.mid = _ConvBlock(chs[-1], e, dtype, next(keys))
+        self.ups = tuple(Conv(chs[i + 1] + chs[i], chs[i], 1, key=next(keys), dtype=dtype)
+                         for i in range(self.levels))
+        self.up_blocks = tuple(_ConvBlock(chs[i], e, dtype, next(keys)) for i in range(self.levels))
+        self.norm_out = eqx.nn.GroupNorm(math.gcd(8, chs[0]), chs[0], dtype=dtype)
+        out = Conv(chs[0], c, 3, key=jax.random.fold_in(key, 1), dtype=dtype)
+        # zero last layer: F = 0 at init, so D = c_skip x (the N(0, sd^2 I) denoiser)
+        self.conv_out = eqx.tree_at(lambda m: (m.weight, m.bias), out,
+                                    (jnp.zeros_like(out.weight), jnp.zeros_like(out.bias)))
+
+    def hyperparams(self) -> dict:
+        """The constructor's keyword arguments (JSON-serialisable), without ``key``."""
+        return dict(shape=list(self.shape), width=self.width, levels=self.levels, patch=self.patch,
+                    num_freqs=self.num_freqs, max_freq=self.max_freq, sigma_data=self.sigma_data)
+
+    def _check_x(self, x):
+        if x.shape not in ((self.dim,), self.shape):
+            raise ValueError(
+                f"DenoiserConv(shape={self.shape}) takes one point of shape ({self.dim},) or "
+                f"{self.shape}, got {x.shape}; vmap over a batch."
+            )
+
+    def raw(self, x_in, c_noise):
+        """The bare network ``F(c_in x, c_noise)``, of ``x_in``'s shape (flat or ``(H, W, C)``)."""
+        e = fourier_features(c_noise, self.num_freqs, self.max_freq).astype(x_in.dtype)
+        emb = self.embed2(jax.nn.silu(self.embed1(e)))
+        h = self.conv_in(patchify(jnp.reshape(x_in, self.shape), self.patch))
+        skips = []
+        for block, down in zip(self.down_blocks, self.downs):
+            h = block(h, emb)
+            skips.append(h)
+            h = down(h)
+        h = self.mid(h, emb)
+        for i in reversed(range(self.levels)):
+            h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
+            h = self.up_blocks[i](self.ups[i](jnp.concatenate([h, skips[i]], axis=0)), emb)
+        out = unpatchify(self.conv_out(jax.nn.silu(self.norm_out(h))), self.patch)
+        return jnp.reshape(out, x_in.shape)
+
+    def __call__(self, x, sigma):
+        """Denoiser ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)``."""
+        self._check_x(x)
+        sigma = jnp.asarray(sigma, x.dtype)
+        c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)
+        return c_skip * x + c_out * self.raw(c_in * x, c_noise).astype(x.dtype)
+
+    def score(self, x, sigma):
+        """``(D - x) / sigma^2``, without the cancellation (as :meth:`DenoiserMLP.score`)."""
+        self._check_x(x)
+        sigma = jnp.asarray(sigma, x.dtype)
+        return edm_score(lambda x_in, c_noise: self.raw(x_in, c_noise), x, sigma, self.sigma_data)
+
+
+MODELS["DenoiserConv"] = DenoiserConv
+__all__ += ["DenoiserConv"]

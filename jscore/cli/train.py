@@ -3,6 +3,12 @@
 Example::
 
     jscore train --target gmm --dim 16 --components 8 --steps 4000 --out runs/gmm16
+    jscore train --data digits --size 16 --steps 2000 --out runs/digits16
+
+``--data digits`` trains the convolutional :class:`jscore.nets.DenoiserConv` on the training split
+of :func:`jscore.data.digits` (image-shaped states ``(size, size, 1)``); its error is measured
+against the exact score of ``js.targets.Empirical(train_images, --bandwidth)``, the law it is
+trained on (``--bandwidth 0``: the training images themselves).
 
 writes into ``--out``: ``model.eqx`` (+ ``model.eqx.json``), the training checkpoint
 (``train.json``, ``train-*.eqx``; rerunning the same command resumes it), ``target.json``,
@@ -54,10 +60,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="gmm: component means are spread * N(0, I_d)")
     g.add_argument("--target-std", type=float, default=0.3,
                    help="gmm: component std; gaussian: per-coordinate std")
-    g.add_argument("--seed", type=int, default=0, help="seed of the target, init and training")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of the target (digits: of the train/held-out split), init and training")
+    g.add_argument("--data", choices=("digits",), default=None,
+                   help="train on a real data set instead of --target (image-shaped states)")
+    g.add_argument("--size", type=int, default=8, help="digits: image side 8, 16, 32 or 64")
+    g.add_argument("--bandwidth", type=float, default=0.0,
+                   help="digits: std of the noise added to a training image (Empirical target)")
     g = p.add_argument_group("network")
-    g.add_argument("--width", type=int, default=128, help="hidden units per MLP layer")
+    g.add_argument("--width", type=int, default=None,
+                   help="hidden units per MLP layer (default 128); digits: channels (default 32)")
     g.add_argument("--depth", type=int, default=3, help="hidden layers of the MLP")
+    g.add_argument("--levels", type=int, default=1, help="digits: resolution halvings of the U-Net")
+    g.add_argument("--patch", type=int, default=None,
+                   help="digits: patch side of the conv net (default size / 8: an 8x8 inner grid)")
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=int, default=2000, help="optimizer steps")
     g.add_argument("--batch", type=int, default=256, help="samples per step")
@@ -87,6 +103,15 @@ def make_target(args):
 
     import jscore as js
 
+    if args.data == "digits":
+        if not (math.isfinite(args.bandwidth) and args.bandwidth >= 0):
+            raise ValueError(f"--bandwidth must be finite and >= 0, got {args.bandwidth}.")
+        if args.size not in js.data.SIZES:
+            raise ValueError(f"--size must be one of {js.data.SIZES}, got {args.size}.")
+        ds = js.data.digits(args.size, seed=args.seed)
+        return js.targets.Empirical(ds.train, args.bandwidth), {
+            "target": "digits", "dim": args.size**2, "size": args.size,
+            "bandwidth": args.bandwidth, "seed": args.seed, "n_train": int(ds.train.shape[0])}
     if args.dim < 1:
         raise ValueError(f"--dim must be >= 1, got {args.dim}.")
     if not math.isfinite(args.spread):
@@ -104,6 +129,18 @@ def make_target(args):
             "spread": args.spread, "std": args.target_std, "seed": args.seed,
             "means": np.asarray(means).tolist()}
     return js.targets.GaussianMixture(means, args.target_std), spec
+
+
+def make_model(args, target, sigma_data, key):
+    """The network to train: DenoiserConv for ``--data digits``, else DenoiserMLP."""
+    import jscore as js
+
+    if args.data == "digits":
+        patch = args.size // 8 if args.patch is None else args.patch
+        return js.nets.DenoiserConv(target.event_shape, width=32 if args.width is None else args.width,
+                                    levels=args.levels, patch=patch, sigma_data=sigma_data, key=key)
+    return js.nets.DenoiserMLP(target.dim, width=128 if args.width is None else args.width,
+                               depth=args.depth, sigma_data=sigma_data, key=key)
 
 
 def _check_same_target(path: pathlib.Path, spec: dict, resume: bool) -> None:
@@ -187,7 +224,7 @@ def run(args) -> int:
     sd = sigma_data_of(target)
     key = jax.random.key(args.seed)
     k_init, k_train, k_eval = (jax.random.fold_in(key, i) for i in (1, 2, 3))
-    model0 = js.nets.DenoiserMLP(args.dim, width=args.width, depth=args.depth, sigma_data=sd, key=k_init)
+    model0 = make_model(args, target, sd, k_init)
     t0 = time.perf_counter()
     res = js.train.fit(
         model0, target, k_train, num_steps=args.steps, batch_size=args.batch,
@@ -227,7 +264,7 @@ def run(args) -> int:
     print(format_table(rows))
     if not args.no_plot:
         _plot(out / "profile.png", rows, args.p,
-              f"{args.target} d={args.dim}: width {args.width}, depth {args.depth}, {args.steps} steps")
+              f"{spec['target']} d={target.dim}: width {model0.width}, {args.steps} steps")
     print(f"saved to {out}")
     return 0
 

@@ -1,0 +1,311 @@
+"""Learned score networks against dimension: their error profile eps_d(sigma) and the queries Q*(d)
+each sampler needs with them, next to the exact oracle; on Gaussian mixtures and on real digits.
+
+Questions:
+- ``mixtures``: how accurate is a network trained with a fixed budget as d grows, and how many
+  queries does a sampler need with it (versus the exact oracle) to reach a fixed error?
+- ``digits``: scikit-learn's 8x8 digits upsampled to 16x16, 32x32 (d = 64 ... 1024; the intrinsic
+  dimension stays <= 64): does the query count each sampler needs grow like the sqrt(d) worst case?
+
+Method (both):
+- networks: ``mixtures`` trains :class:`jscore.nets.DenoiserMLP` (width 128, depth 2) on exact
+  samples of ``GaussianMixture(K=8, means ~ N(0, I_d), std 0.3)`` (the ``jscore train`` default
+  target); ``digits`` trains :class:`jscore.nets.DenoiserConv` (width 32, one level, patch
+  size/8, so the inner grid is 8x8 at every size) on the training split (1438 images).
+  The same budget (steps, batch, learning rate) at every d; it is recorded in the JSON.
+- eps_d(sigma) = ||S_net - s||_{L^2(p_sigma)} by ``js.metrics.score_error_profile`` (95% CI),
+  with ``||s||_{L^2(p_sigma)}`` as the scale; for digits ``s`` is the exact score of
+  ``js.targets.Empirical(train, 0)``, the law the network is trained on.
+- samplers Euler, Heun, DPM-Solver++(2M) on Karras grids of N steps (sigma 0.002 ... 80, ending at
+  0); each run draws ``--chains`` samples and records the exact mean query count Q.
+- error: the relative energy distance ``rED = ED(samples, ref) / E|Y - Y'|`` (scale-free, so the
+  upsampled sizes are comparable), ED from ``js.metrics.energy_distance``, estimated as the mean
+  over 8 disjoint blocks (pairs of sample and reference blocks) with its standard error ``se``.
+  References: exact target samples for the mixture and for the exact oracle on digits (the
+  Empirical target with bandwidth 0, i.e. training images); held-out images for the network on
+  digits (whose floor, rED(training images, held-out images), is reported).
+- Q*(threshold): the first query count at which rED <= threshold, interpolated log-linearly
+  between the two budgets that bracket it; its interval uses the first passes of rED - 2 se and
+  rED + 2 se (``None``: not reached within the largest budget). The threshold is fixed per study
+  (``--threshold``) and recorded; ``report`` recomputes the tables from the JSON at another one.
+
+Run (CPU; each command < 10 min on an idle 2-core machine at the defaults):
+``python benchmarks/learned_scores.py mixtures``, ``... digits``, ``... report``. Writes
+``benchmarks/results/learned_{mixtures,digits}_<backend>.{json,txt}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _common import RESULTS, device_label, env_info, setup_platform, stamp_end  # noqa: E402
+
+SAMPLERS = ("Euler", "Heun", "DPMSolverPP")
+BLOCKS = 8
+
+
+def rel_energy(x, ref, blocks=BLOCKS):
+    """(rED, se): block-mean energy distance over E|Y - Y'| of ``ref`` (both (n, d) rows)."""
+    import numpy as np
+
+    import jscore as js
+
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    ref = np.asarray(ref, np.float64).reshape(len(ref), -1)
+    xs, rs = np.array_split(x, blocks), np.array_split(ref, blocks)
+    eds = np.array([js.metrics.energy_distance(a, b) for a, b in zip(xs, rs)])
+    # E|Y - Y'| from the reference (U-statistic over all pairs of a 2048 subset)
+    sub = ref[:2048]
+    d2 = (sub * sub).sum(1)[:, None] + (sub * sub).sum(1)[None] - 2 * sub @ sub.T
+    iu = np.triu_indices(len(sub), 1)
+    scale = float(np.sqrt(np.maximum(d2[iu], 0)).mean())
+    return float(eds.mean() / scale), float(eds.std(ddof=1) / math.sqrt(blocks) / scale)
+
+
+def first_pass(qs, vals, thr):
+    """Log-linear interpolated first query count with vals <= thr (None if never)."""
+    for i, (q, v) in enumerate(zip(qs, vals)):
+        if v <= thr:
+            if i == 0:
+                return float(q)
+            q0, v0 = qs[i - 1], vals[i - 1]
+            t = (v0 - thr) / (v0 - v) if v0 != v else 1.0
+            return float(math.exp(math.log(q0) + t * (math.log(q) - math.log(q0))))
+    return None
+
+
+def qstar(curve, thr):
+    """Q* with its interval from a curve [{"queries", "red", "se"}, ...] sorted by queries."""
+    qs = [c["queries"] for c in curve]
+    v = [c["red"] for c in curve]
+    lo = first_pass(qs, [a - 2 * c["se"] for a, c in zip(v, curve)], thr)
+    hi = first_pass(qs, [a + 2 * c["se"] for a, c in zip(v, curve)], thr)
+    return {"qstar": first_pass(qs, v, thr), "lo": lo, "hi": hi}
+
+
+def make_sampler(name):
+    import jscore as js
+
+    return getattr(js.samplers, name)()
+
+
+def sampler_curves(oracle, ref, steps, chains, key):
+    """For each sampler and N in ``steps``: {"N", "queries", "red", "se"}."""
+    import jax
+
+    import jscore as js
+
+    out = {}
+    for name in SAMPLERS:
+        rows = []
+        for n in steps:
+            res = js.sample(oracle, make_sampler(name), js.schedules.karras(n), key,
+                            num_samples=chains)
+            x = jax.block_until_ready(res.x)
+            red, se = rel_energy(x, ref)
+            rows.append({"N": n, "queries": float(res.stats.queries.mean()), "red": red, "se": se})
+        out[name] = rows
+    return out
+
+
+def profile(oracle, target, sigmas, key, n):
+    import jscore as js
+
+    from jscore.cli.train import _zero_oracle
+
+    prof = js.metrics.score_error_profile(oracle, target, sigmas, key, 2, n)
+    norm = js.metrics.score_error_profile(_zero_oracle(), target, sigmas, key, 2, n)
+    return [{"sigma": float(s), "eps": float(e), "lo": float(lo), "hi": float(hi),
+             "score_norm": float(nm), "relative": float(e / nm)}
+            for s, e, lo, hi, nm in zip(sigmas, prof.estimate, prof.lower, prof.upper, norm.estimate)]
+
+
+def run_mixtures(args):
+    import jax
+    import numpy as np
+
+    import jscore as js
+
+    info = env_info()
+    dims = [int(d) for d in args.dims.split(",")]
+    steps = [int(n) for n in args.steps_grid.split(",")]
+    sigmas = np.geomspace(0.01, 10.0, 7)
+    budget = {"steps": args.train_steps, "batch": args.batch, "lr": args.lr, "ema": 0.99,
+              "width": 128, "depth": 2}
+    per_d = []
+    for d in dims:
+        t0 = time.perf_counter()
+        key = jax.random.key(d)
+        means = jax.random.normal(jax.random.fold_in(key, 0), (8, d))
+        target = js.targets.GaussianMixture(means, 0.3)
+        from jscore.cli.train import sigma_data_of
+
+        model = js.nets.DenoiserMLP(d, width=128, depth=2, sigma_data=sigma_data_of(target),
+                                    key=jax.random.fold_in(key, 1))
+        fit = js.train.fit(model, target, jax.random.fold_in(key, 2), num_steps=args.train_steps,
+                           batch_size=args.batch, learning_rate=args.lr, ema_decay=0.99,
+                           chunk_size=min(500, args.train_steps))
+        train_s = time.perf_counter() - t0
+        net = js.oracles.Network(fit.model)
+        prof = profile(net, target, sigmas, jax.random.fold_in(key, 3), args.eval_n)
+        ref = np.asarray(target.sample(jax.random.fold_in(key, 4), 4096))
+        curves = {
+            "exact": sampler_curves(js.oracles.Exact(target), ref, steps, args.chains,
+                                    jax.random.fold_in(key, 5)),
+            "network": sampler_curves(net, ref, steps, args.chains, jax.random.fold_in(key, 5)),
+        }
+        per_d.append({"d": d, "train_seconds": train_s,
+                      "final_loss": float(np.mean(fit.losses[-max(1, args.train_steps // 10):])),
+                      "profile": prof, "curves": curves, "seconds": time.perf_counter() - t0})
+        print(f"d={d}: {time.perf_counter() - t0:.0f} s", flush=True)
+    out = {"study": "mixtures", "env": stamp_end(info), "device": device_label(info),
+           "training_budget": budget, "chains": args.chains, "steps_grid": steps,
+           "threshold": args.threshold, "target": "GaussianMixture(K=8, means ~ N(0, I_d), std=0.3)",
+           "per_d": per_d}
+    write(out, "mixtures")
+
+
+def run_digits(args):
+    import jax
+    import numpy as np
+
+    import jscore as js
+    from jscore.cli.train import sigma_data_of
+
+    info = env_info()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    steps = [int(n) for n in args.steps_grid.split(",")]
+    sigmas = np.geomspace(0.01, 10.0, 7)
+    budget = {"steps": args.train_steps, "batch": args.batch, "lr": args.lr, "ema": 0.99,
+              "width": 32, "levels": 1, "patch": "size/8"}
+    per = []
+    for size in sizes:
+        t0 = time.perf_counter()
+        key = jax.random.key(1000 + size)
+        ds = js.data.digits(size)
+        target = js.targets.Empirical(ds.train, 0.0)
+        model = js.nets.DenoiserConv(target.event_shape, width=32, levels=1, patch=size // 8,
+                                     sigma_data=sigma_data_of(target), key=jax.random.fold_in(key, 1))
+        fit = js.train.fit(model, target, jax.random.fold_in(key, 2), num_steps=args.train_steps,
+                           batch_size=args.batch, learning_rate=args.lr, ema_decay=0.99,
+                           chunk_size=min(100, args.train_steps))
+        train_s = time.perf_counter() - t0
+        net = js.oracles.Network(fit.model)
+        prof = profile(net, target, sigmas, jax.random.fold_in(key, 3), args.eval_n)
+        train_ref = np.asarray(ds.train).reshape(len(ds.train), -1)
+        test_ref = np.asarray(ds.test).reshape(len(ds.test), -1)
+        floor = rel_energy(train_ref[: len(test_ref)], test_ref)
+        curves = {
+            "exact": sampler_curves(js.oracles.Exact(target), train_ref, steps, args.chains,
+                                    jax.random.fold_in(key, 5)),
+            "network": sampler_curves(net, test_ref, steps, args.chains, jax.random.fold_in(key, 5)),
+        }
+        per.append({"size": size, "d": size * size, "train_seconds": train_s,
+                    "final_loss": float(np.mean(fit.losses[-max(1, args.train_steps // 10):])),
+                    "floor_train_vs_heldout": {"red": floor[0], "se": floor[1]},
+                    "profile": prof, "curves": curves, "seconds": time.perf_counter() - t0})
+        print(f"size={size}: {time.perf_counter() - t0:.0f} s", flush=True)
+    out = {"study": "digits", "env": stamp_end(info), "device": device_label(info),
+           "training_budget": budget, "chains": args.chains, "steps_grid": steps,
+           "threshold": args.threshold, "upsampling": "bilinear (jscore.data.digits)",
+           "per_d": per}
+    write(out, "digits")
+
+
+def tables(out, thr=None):
+    thr = out["threshold"] if thr is None else thr
+    lines = [f"{out['study']}: device {out['device']}; load {out['env'].get('load_average_at_start')}"
+             f" -> {out['env'].get('load_average_at_end')}; training budget {out['training_budget']};"
+             f" {out['chains']} chains per run; Karras grids N = {out['steps_grid']}", ""]
+    lines.append("eps_d(sigma) = ||S_net - s||_L2(p_sigma) [95% CI]  (relative: eps / ||s||)")
+    sig = [r["sigma"] for r in out["per_d"][0]["profile"]]
+    lines.append(f"{'d':>6} " + " ".join(f"{'s=' + format(s, '.3g'):>24}" for s in sig))
+    for r in out["per_d"]:
+        lines.append(f"{r['d']:>6} " + " ".join(
+            f"{p['eps']:8.3g} [{p['lo']:.3g},{p['hi']:.3g}] {p['relative']:4.2f}"[:24].rjust(24)
+            for p in r["profile"]))
+    lines.append("")
+    lines.append(f"Q*(d): queries to reach relative energy distance <= {thr} "
+                 "[interval from rED -+ 2 se]; '-' = not reached within the largest budget")
+    base = {}
+    head = f"{'d':>6} {'sqrt(d/d0)':>10} " + " ".join(f"{o + ':' + s:>26}" for o in ("exact", "network")
+                                                     for s in SAMPLERS)
+    lines.append(head)
+    d0 = out["per_d"][0]["d"]
+    for r in out["per_d"]:
+        cells = []
+        for o in ("exact", "network"):
+            for s in SAMPLERS:
+                q = qstar(r["curves"][o][s], thr)
+                r.setdefault("qstar", {})[f"{o}:{s}"] = q
+                f = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+                cells.append(f"{f(q['qstar'])} [{f(q['lo'])},{f(q['hi'])}]".rjust(26))
+                base.setdefault((o, s), q["qstar"])
+        lines.append(f"{r['d']:>6} {math.sqrt(r['d'] / d0):10.3g} " + " ".join(cells))
+    if out["study"] == "digits":
+        lines.append("")
+        lines.append("floor: rED(training images, held-out images) = " + ", ".join(
+            f"d={r['d']}: {r['floor_train_vs_heldout']['red']:.4f} +- "
+            f"{r['floor_train_vs_heldout']['se']:.4f}" for r in out["per_d"]))
+    lines.append("")
+    lines.append("raw curves (N, Q, rED +- se):")
+    for r in out["per_d"]:
+        for o in ("exact", "network"):
+            for s in SAMPLERS:
+                lines.append(f"  d={r['d']} {o:8s} {s:12s} " + "  ".join(
+                    f"N={c['N']} Q={c['queries']:.0f} {c['red']:.4f}+-{c['se']:.4f}"
+                    for c in r["curves"][o][s]))
+    return "\n".join(lines)
+
+
+def write(out, name):
+    backend = out["env"]["backend"]
+    text = tables(out)
+    (RESULTS / f"learned_{name}_{backend}.json").write_text(json.dumps(out, indent=1))
+    (RESULTS / f"learned_{name}_{backend}.txt").write_text(text + "\n")
+    print(text)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("study", choices=("mixtures", "digits", "report"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dims", default="8,128,1024", help="mixtures: dimensions")
+    p.add_argument("--sizes", default="8,16,32", help="digits: image sides")
+    p.add_argument("--steps-grid", default="4,8,16,32", help="Karras grid step counts N")
+    p.add_argument("--train-steps", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--chains", type=int, default=1024)
+    p.add_argument("--eval-n", type=int, default=1024)
+    p.add_argument("--threshold", type=float, default=0.02, help="rED threshold of Q*")
+    p.add_argument("--backend", default="cpu", help="report: which results to re-tabulate")
+    args = p.parse_args(argv)
+    setup_platform(args.device)
+    if args.study == "report":
+        for name in ("mixtures", "digits"):
+            path = RESULTS / f"learned_{name}_{args.backend}.json"
+            if path.exists():
+                out = json.loads(path.read_text())
+                out["threshold"] = args.threshold
+                write(out, name)
+        return
+    if args.study == "mixtures":
+        args.train_steps = args.train_steps or 1000
+        args.batch = args.batch or 256
+        run_mixtures(args)
+    else:
+        args.train_steps = args.train_steps or 600
+        args.batch = args.batch or 64
+        run_digits(args)
+
+
+if __name__ == "__main__":
+    main()
