@@ -457,17 +457,17 @@ def summarize_search(rows):
 
 def plot_rounds(search_summary, sampler_rows, path):
     """Rounds (left) and queries (right) to full success against L, per searcher and sampler."""
-    from ..plot import figure, legend_outside, save, series, style
+    from ..plot import figure, save, series, style
 
     with style():
-        fig, (a1, a2) = figure(ncols=2, size=(8.4, 3.4))
+        fig, (a1, a2) = figure(ncols=2, size=(10.5, 3.4))
         groups = {}
         for r in search_summary:
             if r["rounds_all"] > 0:
                 groups.setdefault(f"{r['mode']} searcher, d={r['d']}", []).append(
                     (r["L"], r["rounds_all"], r["queries_all"]))
         for r in sampler_rows:
-            groups.setdefault(f"{r['sampler']} (lps={r['levels_per_stage']}), d={r['d']}", []).append(
+            groups.setdefault(f"{r['sampler']}, d={r['d']}", []).append(
                 (r["L"], r["rounds"] if r["success"] > 0 else np.nan, r["queries"] if r["success"] > 0 else np.nan))
         for i, (lab, pts) in enumerate(sorted(groups.items())):
             pts = sorted(pts)
@@ -480,8 +480,8 @@ def plot_rounds(search_summary, sampler_rows, path):
             ax.set_xlabel("stages $L$")
             ax.set_ylabel(lab)
             ax.set_yscale("log")
-        legend_outside(a2, handles=a1.get_legend_handles_labels()[0],
-                       labels=a1.get_legend_handles_labels()[1], fontsize=6)
+        a2.legend(*a1.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  borderaxespad=0.0, fontsize=6)
         save(fig, path)
 
 
