@@ -45,7 +45,7 @@ def add_parser(subparsers):
         "d = 1e6 (the default job of 'jscore sweep'). 'exact': experiments with explicit "
         "codebooks at small d (TV curve, sampler success, adaptive searcher, admissibility "
         "audit). The documentation's 'The lower-bound construction' explains both.")
-    sub = p.add_subparsers(dest="lowerbound_command", required=True, metavar="{scale,exact}")
+    sub = p.add_subparsers(dest="lowerbound_command", required=True, metavar="{scale,exact,rounds}")
     s = sub.add_parser(
         "scale", help="window width, N(d), K*(d) per sampler, slopes, figure",
         formatter_class=HelpFormatter,
