@@ -107,7 +107,7 @@ LISTED = [  # (argv after the command prefix, flag the message must name)
     ("scale", ["--p", "nan"], "--p"),
     ("scale", ["--n-xi", "0"], "--n-xi"),
     ("scale", ["--offsets", "0"], "--offsets"),
-    ("scale", ["--chains", "0"], "--chains"),
+    ("scale", ["--reps", "1"], "--reps"),
     ("scale", ["--k-max", "1"], "--k-max"),
     ("scale", ["--rate-lo", "0.5", "--rate-hi", "0.1"], "--rate-lo"),
     ("scale", ["--seed", "-1"], "--seed"),

@@ -9,7 +9,7 @@ import jscore as js
 from jscore.sweeps import LowerBoundSweep, load_spec
 
 # a small configuration: one sampler, a coarse rate grid, few norm draws
-SMALL = dict(samplers=("euler",), n_xi=100, n_rates=3, n_offsets=2, k_max=64)
+SMALL = dict(samplers=("euler",), n_xi=100, n_rates=3, n_offsets=4, n_reps=3, k_max=64)
 
 
 def test_default_spec_is_the_lower_bound_sweep():
@@ -50,11 +50,16 @@ def test_unknown_keys_and_experiments():
 def _fake_row(d):
     """A row with every field the sweep writes (values arbitrary but plausible)."""
     return dict(d=float(d), eps=1.0 / d, lower=-0.3, upper=0.26, width=0.56, w_sqrt_d=11.2,
-                w_norm=3.29, N=1.16, kstar_ideal=5.8, searcher_queries=2.0, searcher_windows=3,
-                exact_control_queries=2, reference_control_log10=-40.0, profile_R=0.3,
+                w_norm=3.29, N=1.16, window_lo_side=[-0.3, 0.25], window_hi_side=[-0.32, 0.27],
+                kstar_ideal=5.8, kstar_ideal_lo=5.6, kstar_ideal_hi=6.0, searcher_queries=2.0,
+                searcher_windows=3, exact_control_success=1.0, exact_control_queries=2.0,
+                reference_control_log10=-40.0, profile_R=0.3,
                 profile_ls=[-1.0, 0.0, 1.0], profile_vals=[0.0, 1.0, 0.0],
-                samplers={"euler": dict(kstar=6.1, success_curve={"4": 0.3, "8": 0.7},
-                                        lower_at_kstar=0.5, upper_at_kstar=0.6,
+                profile_lo=[0.0, 1.0, 0.0], profile_hi=[0.0, 1.0, 0.1],
+                samplers={"euler": dict(kstar_lo=6.1, kstar_hi=6.3, kstar_lo_mc=0.1,
+                                        kstar_hi_mc=0.1, kstar_lo_reps=[6.0, 6.2],
+                                        kstar_hi_reps=[6.2, 6.4], n_points=4, n_reps=2,
+                                        evaluations=3, success_curve={"4": [0.3, 0.4]},
                                         levels_in_band=1.9)})
 
 
@@ -80,7 +85,9 @@ def test_resume_reads_finished_dimensions(tmp_path, monkeypatch, capfd):
     assert res.rows == rows
     assert capfd.readouterr().err.count("finished earlier") == 2
     assert (out / "scaling.csv").read_text().count("\n") == 3 and (out / "table.txt").exists()
-    assert res.results["fits"]["kstar_euler"][0] == pytest.approx(0.0)  # both rows say 6.1
+    assert res.results["fits"]["kstar_lo_euler"][0] == pytest.approx(0.0)  # both rows say 6.1
+    assert res.results["fits_mc"]["kstar_hi_euler"][0] == pytest.approx(0.0)
+    assert "6.1 ..    6.3" in res.table()
     with pytest.raises(ValueError, match="different configuration"):
         js.sweep(spec.replace(p=1.0), out=str(out), cache_dir=None, plot=False)
     with pytest.raises(ValueError, match="already holds results"):
@@ -96,7 +103,16 @@ def test_run_resume_and_refusal(tmp_path, capfd):
     spec = LowerBoundSweep(dims=(400,), **SMALL)
     first = js.sweep(spec, out=out, cache_dir=None, plot=False)
     row = first.rows[0]
-    assert row["d"] == 400 and row["samplers"]["euler"]["kstar"] >= 2 and row["N"] > 0
+    e = row["samplers"]["euler"]
+    assert row["d"] == 400 and row["N"] > 0 and len(e["kstar_lo_reps"]) == 3
+    assert e["kstar_lo"] <= e["kstar_hi"] and all(
+        a <= b for a, b in zip(e["kstar_lo_reps"], e["kstar_hi_reps"]))
+    assert 0 < e["kstar_lo_mc"] < 0.2 * e["kstar_lo"]
+    curve = [e["success_curve"][k] for k in sorted(e["success_curve"], key=int)]
+    assert all(lo <= hi for lo, hi in curve)  # lower side <= upper side at every K
+    assert row["exact_control_success"] == 1.0 and row["exact_control_queries"] == 2.0
+    w_hi, w_lo = row["window_hi_side"], row["window_lo_side"]
+    assert w_hi[0] <= row["lower"] <= w_lo[0] < 0 < w_lo[1] <= row["upper"] <= w_hi[1]
     assert math.isfinite(row["w_norm"]) and row["lower"] < 0 < row["upper"]
     with open(f"{out}/scaling.json") as fh:
         assert json.load(fh)["rows"][0]["kstar_ideal"] == row["kstar_ideal"]
@@ -104,7 +120,7 @@ def test_run_resume_and_refusal(tmp_path, capfd):
     again = js.sweep(spec, out=out, cache_dir=None, plot=False)
     assert "finished earlier" in capfd.readouterr().err
     assert again.rows[0] == json.loads(json.dumps(row))
-    assert "kstar" in again.table() or "K*" in again.table()
+    assert "K* euler" in again.table() and "MC 95% CI (replicates)" in again.table()
     with pytest.raises(ValueError, match="different configuration"):
         js.sweep(spec.replace(p=1.0), out=out, cache_dir=None, plot=False)
     with pytest.raises(ValueError, match="already holds results"):

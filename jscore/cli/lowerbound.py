@@ -2,8 +2,8 @@
 ``jscore lowerbound exact``: the exact-codebook experiments at small d (see :func:`run_exact`).
 
 Prints a table on stdout and writes ``scaling.json`` (after every dimension), ``scaling.csv`` and
-``scaling.png`` (K*(d) and N(d) with fitted slopes and bootstrap CIs next to the window-profile
-collapse) into ``--out``. The default configuration (d = 1e2 ... 1e6, Euler, Euler ancestral
+``scaling.png``/``.pdf`` (the K* band K*_lo .. K*_hi per sampler with Monte-Carlo error bars and
+N(d), next to the window-profile collapse with both sides) into ``--out``. The default configuration (d = 1e2 ... 1e6, Euler, Euler ancestral
 and Heun in scalar form) runs in a few minutes on 2 CPU cores.
 
 Registered by ``jscore.cli`` through :func:`add_parser` / :func:`run`; also runnable as
@@ -30,7 +30,7 @@ def _names(text: str):
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-FLAGS = {"n_offsets": "--offsets", "n_chains": "--chains"}  # LowerBoundSweep's names -> flags
+FLAGS = {"n_offsets": "--offsets", "n_reps": "--reps"}  # LowerBoundSweep's names -> flags
 
 
 def add_parser(subparsers):
@@ -53,8 +53,10 @@ def add_parser(subparsers):
         "noise levels (edges and width at rate --rate), the window count N(d) over the rate "
         "grid, the optimal adaptive searcher, and for each sampler K*(d), the number of "
         "geometric levels at which the probability that some answer of the adversary is "
-        "informative reaches 1/2 (a necessary condition for success, not success). Log-log "
-        "slopes with bootstrap CIs; scaling.json (after every d), scaling.csv and the figure in "
+        "informative reaches 1/2 (a necessary condition for success, not success), from both "
+        "sides: K*_lo where the upper side reaches 1/2, K*_hi where the lower side does, each "
+        "with a Monte-Carlo 95% CI over --reps replicates. Log-log slopes with across-d "
+        "bootstrap CIs and MC CIs; scaling.json (after every d), scaling.csv and the figure in "
         "--out. A rerun of the same configuration resumes.")
     s.add_argument("--dims", type=_floats, default=list(DEFAULT_DIMS),
                    help="comma-separated dimensions")
@@ -71,8 +73,10 @@ def add_parser(subparsers):
                    help="highest hidden rate of the grid")
     s.add_argument("--n-rates", type=int_at_least(2), default=9, help="rate grid size for N, K*, searcher")
     s.add_argument("--n-xi", type=int_at_least(10), default=1000, help="reference-norm draws per profile")
-    s.add_argument("--offsets", type=int_at_least(1), default=8, help="random log-offsets per K (samplers)")
-    s.add_argument("--chains", type=int_at_least(1), default=2, help="chains per offset (stochastic samplers)")
+    s.add_argument("--offsets", type=int_at_least(1), default=64,
+                   help="(log-offset, rate) points per replicate lattice (samplers; x2-x4 at small K)")
+    s.add_argument("--reps", type=int_at_least(2), default=8,
+                   help="independent replicates (randomly shifted lattices): the MC interval of K*")
     s.add_argument("--k-max", type=int_at_least(2), default=1024, help="largest number of levels tried")
     s.add_argument("--robustness", action="store_true",
                    help="also the p x eps robustness grid of the window width")
@@ -373,7 +377,7 @@ def _check_scale_args(args, eps) -> None:
     LowerBoundSweep(dims=tuple(int(d) for d in args.dims), samplers=tuple(args.samplers), p=args.p,
                     eps=eps, rate=args.rate, rate_lo=args.rate_lo, rate_hi=args.rate_hi,
                     n_rates=args.n_rates, n_xi=args.n_xi, n_offsets=args.offsets,
-                    n_chains=args.chains, k_max=args.k_max, seed=args.seed)
+                    n_reps=args.reps, k_max=args.k_max, seed=args.seed)
 
 
 def run(args) -> int:
@@ -397,12 +401,15 @@ def run(args) -> int:
     results = scaling(
         dims=args.dims, samplers=args.samplers, p=args.p, eps=eps, rate=args.rate,
         rate_lo=args.rate_lo, rate_hi=args.rate_hi, n_rates=args.n_rates, n_xi=args.n_xi,
-        n_offsets=args.offsets, n_chains=args.chains, k_max=args.k_max,
+        n_offsets=args.offsets, n_reps=args.reps, k_max=args.k_max,
         robustness=args.robustness, seed=args.seed, out_dir=args.out, overwrite=args.overwrite,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     )
+    from ..lowerbound.scaling import LEGEND
+
+    print(LEGEND)
     print(format_table(results))
-    print(f"results: {args.out}/scaling.json, scaling.csv, scaling.png "
+    print(f"results: {args.out}/scaling.json, scaling.csv, scaling.png/.pdf "
           f"({results['elapsed_s']:.0f} s)")
     return 0
 

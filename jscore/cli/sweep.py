@@ -75,17 +75,7 @@ def _add_arguments(p):
     p.add_argument("--distributed", choices=["auto"], help="jax.distributed.initialize() with cluster auto-detection")
 
 
-LOWERBOUND_LEGEND = """columns (one row per dimension d; eps = 1/d, p = 2 unless configured):
-  lower, upper  edges of the window of informative noise levels, in log(sigma/sigma_c), R = 0.3
-  w             window width upper - lower;  w*sqd = w sqrt(d) (grows like sqrt(log d))
-  w_norm        w sqrt(d / ln(d/eps)): flat in d if the width is sqrt(log(d/eps)/d)
-  N             number of disjoint windows over the rate range (the sqrt(d) count)
-  K*ideal       geometric levels at which P(some answer is informative) reaches 1/2 for queries
-                at reference-typical points at every level
-  search        expected queries of the optimal adaptive searcher (about (N+1)/2)
-  K*<sampler>   the same K* for the sampler's own trajectory: a necessary condition for
-                success against the adversary, not success itself
-slopes: log-log slope of each column against d, with a 95% bootstrap CI (1/2 = sqrt(d))."""
+
 
 
 def run(args) -> int:
@@ -117,7 +107,7 @@ def run(args) -> int:
     lower_bound = isinstance(spec, LowerBoundSweep)
     if lower_bound and set(over) - {"dims"}:
         raise ValueError("--seeds and --chunk do not apply to the lower-bound sweep (it is "
-                         "codebook-free and scalar); set n_offsets / n_chains in a TOML config.")
+                         "codebook-free and scalar); set n_offsets / n_reps in a TOML config.")
     if over:
         spec = spec.replace(**over)
     if args.print_config:
@@ -139,7 +129,9 @@ def run(args) -> int:
     )
     if res.complete and res.rows:
         if lower_bound and not args.quiet:
-            print(LOWERBOUND_LEGEND)
+            from ..lowerbound.scaling import LEGEND  # one legend for both commands
+
+            print(LEGEND)
         print(res.table())
         figs = [f for f in res.files if f.endswith(".png")]
         print(f"results: {res.out}" + (f"; figures: {', '.join(figs)}" if figs else ""))

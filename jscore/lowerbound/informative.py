@@ -86,13 +86,14 @@ def bessel_terms(kappa, d):
 def effective_log_m(d, rate):
     """``log M = log ceil(exp(R d))`` (the effective rate is ``log M / d``); elementwise in ``rate``.
 
-    For ``R d > 700`` the ceiling is below float resolution and ``log M = R d``.
+    For ``R d >= 30`` the ceiling changes ``log M`` by less than ``e^{-30}`` and ``log M = R d``
+    (so ``exp`` never overflows, in float32 either: ``e^{600}`` is out of float32 range).
     """
     d = _check_d(d)
     rate = jnp.asarray(rate, jnp.result_type(float))
     rd = rate * d
-    small = jnp.ceil(jnp.exp(jnp.minimum(rd, 700.0)))
-    return jnp.where(rd < 700.0, jnp.log(jnp.maximum(small, 1.0)), rd)
+    small = jnp.ceil(jnp.exp(jnp.minimum(rd, 30.0)))
+    return jnp.where(rd < 30.0, jnp.log(jnp.maximum(small, 1.0)), rd)
 
 
 def effective_log_m_py(d: float, rate: float) -> float:
@@ -270,7 +271,8 @@ class QuerySides(NamedTuple):
     - ``diff_lower = 1 - exp(-M S_d(t_g))``: one codeword alone has ``g(T_j) >= (eps/2)^2``;
     - ``diff_upper = min(1, M S_d(t_g) + m(t_g)/(eps/2)^2)``: union bound over "some codeword
       above ``tau``" plus Markov on the bulk ``m(tau) = M E[g(T); T < tau]``, minimal at
-      ``tau = t_g`` (where ``g(tau) = (eps/2)^2``).
+      ``tau = t_g`` (where ``g(tau) = (eps/2)^2``); ``m(t_g)`` is bounded from above with the
+      tangent bound of the log-concave ``f e^{psi_2}`` (no normal approximation).
 
     Informative probability, ``lower <= upper`` everywhere:
 
@@ -376,9 +378,9 @@ def informative_sides(xi, sigma, d, rate, eps, p=2.0, rho=1.0, *, log_m=None) ->
     t_g, _ = _liquid_truncated(kappa, lam, a_k, log_m, log_b, eps, d, False, "exact")
     log_n_g = _log_count(t_g, d, log_m)
     diff_lower = -jnp.expm1(-jnp.exp(jnp.minimum(log_n_g, _LOG_CAP_MAX)))
-    log_bulk = _bulk_log_mean(kappa, lam, a_k, log_m, log_b, d)
     log_delta2 = 2.0 * (jnp.log(eps) - math.log(2.0))
-    log_m_tg = log_bulk(jnp.clip(jnp.where(jnp.isnan(t_g), 1.0, t_g), -1.0, 1.0)) - log_delta2
+    tau = jnp.clip(jnp.where(jnp.isnan(t_g), 1.0, t_g), -1.0, 1.0)
+    log_m_tg = _bulk_log_mean_bound(tau, kappa, lam, a_k, log_m, log_b, d) - log_delta2
     log_m_tg = jnp.where(t_g <= -1.0, -jnp.inf, log_m_tg)
     log_dup = jnp.logaddexp(log_n_g, log_m_tg)
     diff_upper = jnp.minimum(jnp.exp(jnp.minimum(log_dup, _LOG_CAP_MAX)), 1.0)
@@ -394,6 +396,31 @@ def informative_sides(xi, sigma, d, rate, eps, p=2.0, rho=1.0, *, log_m=None) ->
     log_int = jnp.where(in_band & (lower > 0), log_int, -jnp.inf)
     return QuerySides(lower, upper, lr_lower, lr_upper, diff_lower, diff_upper, log_int, t_lower,
                       in_band, condensed)
+
+
+def _bulk_log_mean_bound(tau, kappa, lam, a_k, log_m, log_b, d):
+    """Upper bound on ``log m(tau)``, ``m(tau) = M E_u[g(T); T < tau]`` (liquid model, no
+    approximation of the vMF(2 kappa) law): ``m = (r/sigma^2)^2 e^{Lambda(2k) - 2 Lambda(k)}/M
+    E_{vMF(2k)}[f(T); T < tau]`` with ``f(t) = 1 - 2 A t + A^2``; ``f e^{psi_2}`` is log-concave,
+    so the tangent bound of :func:`log_vmf_lower_tail_bound` applies to it, and the partial
+    mean is at most the full one ``1 - 2 A A_d(2k) + A^2``."""
+    from .caps import log_beta_half
+
+    log_rs = log_b - math.log(2.0)
+    lam2, a_2k = bessel_terms(2.0 * kappa, d)
+    log_pref = 2.0 * log_rs + lam2 - 2.0 * lam - log_m
+    log_full = jnp.log((a_k - a_2k) ** 2 + (1.0 - a_2k) * (1.0 + a_2k))  # 1 - 2 A A2 + A^2
+    inside = (tau > -1.0) & (tau < 1.0)
+    tc = jnp.where(inside, tau, 0.0)
+    a3 = (d - 3.0) / 2.0
+    f = 1.0 - 2.0 * a_k * tc + a_k * a_k
+    h = (jnp.log(f) + 2.0 * kappa * tc - lam2 - log_beta_half((d - 1.0) / 2.0)
+         + a3 * (jnp.log1p(-tc) + jnp.log1p(tc)))
+    dh = -2.0 * a_k / f + 2.0 * kappa - 2.0 * a3 * tc / ((1.0 - tc) * (1.0 + tc))
+    tangent = h + jnp.log1p(tc) + _log_expm1_ratio(dh * (1.0 + tc))
+    part = jnp.where(inside, jnp.minimum(tangent, log_full), jnp.where(tau >= 1.0, log_full,
+                                                                      -jnp.inf))
+    return log_pref + part
 
 
 def _bulk_log_mean(kappa, lam, a_k, log_m, log_b, d):
@@ -554,12 +581,16 @@ def typical_norm(sigma, g, c, d, rho=1.0):
     return jnp.sqrt(r * r + 2.0 * sigma * r * g + sigma * sigma * (g * g + c))
 
 
-def profile(sigma, d, rate, eps, p=2.0, rho=1.0, *, key=None, draws=None, n=1000, **kwargs):
+def profile(sigma, d, rate, eps, p=2.0, rho=1.0, *, key=None, draws=None, n=1000,
+            side="estimate", **kwargs):
     """``pi_bar_d(sigma) = E_{x ~ Q_sigma} pi(|x|, sigma)`` by the two-scalar draws; shape of ``sigma``.
 
     Pass ``draws=(g, c)`` from :func:`typical_norm_draws` to share them (common random numbers)
-    or a ``key`` and ``n``. 1e3 draws give +-0.02.
+    or a ``key`` and ``n``. 1e3 draws give +-0.02. ``side``: ``"estimate"`` (the default
+    ``pi``), ``"lower"`` or ``"upper"`` (:func:`informative_sides`; ``log_m`` only).
     """
+    if side not in ("estimate", "lower", "upper"):
+        raise ValueError(f"Unknown side {side!r}; use 'estimate', 'lower' or 'upper'.")
     if draws is None:
         if key is None:
             raise ValueError("profile needs `key` (or `draws=(g, c)`) to draw reference norms.")
@@ -567,7 +598,12 @@ def profile(sigma, d, rate, eps, p=2.0, rho=1.0, *, key=None, draws=None, n=1000
     g, c = draws
     sigma = jnp.asarray(sigma, jnp.result_type(float))
     xi = typical_norm(sigma[..., None], g, c, d, rho)
-    probs = informative_probability(xi, sigma[..., None], d, rate, eps, p, rho, **kwargs)
+    if side == "estimate":
+        probs = informative_probability(xi, sigma[..., None], d, rate, eps, p, rho, **kwargs)
+    else:
+        sd = informative_sides(xi, sigma[..., None], d, rate, eps, p, rho,
+                               log_m=kwargs.get("log_m"))
+        probs = sd.lower if side == "lower" else sd.upper
     return jnp.mean(probs, axis=-1)
 
 
@@ -588,8 +624,12 @@ def leading_order_window(d, rate, eps, p=2.0, rho=1.0):
     return lower, upper
 
 
-def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4):
+def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4,
+                 side="estimate"):
     """Edges of the window ``{sigma : pi_bar_d(sigma) > 1/2}`` in ``log(sigma/sigma_c(Rbar))``.
+
+    ``side`` picks the profile (:func:`profile`): the upper side gives the wider window, the
+    lower side the narrower one.
 
     A log-spaced scan of ``grid`` points around ``sigma_c`` (range from the leading-order edges),
     then ``rounds`` refinements of each bracketing interval by ``grid/2`` points, all with common
@@ -605,7 +645,7 @@ def window_edges(d, rate, eps, p=2.0, rho=1.0, *, key, n=1000, grid=64, rounds=4
     draws = typical_norm_draws(key, d, n)
     ftype = jnp.result_type(float)
     t1 = guard_threshold(d, log_m)
-    prof = _profile_fn(d, n)
+    prof = _profile_fn(d, n, side)
     args = (draws, jnp.asarray(log_m, ftype), t1, jnp.asarray(eps, ftype), jnp.asarray(p, ftype),
             jnp.asarray(rho, ftype), jnp.asarray(sc, ftype))
     ls = np.linspace(-span, span, grid)
@@ -655,13 +695,16 @@ def threshold_t1(d, log_m):
     return _PROFILE_FNS[key](log_m)
 
 
-def _profile_fn(d, n):
+def _profile_fn(d, n, side="estimate"):
     """Jitted ``pi_bar`` at ``sc exp(ls)``; traced rate, eps, p, rho (and d when d >= 60)."""
     traced = d >= 60.0
-    key = (None if traced else d, jax.config.jax_enable_x64)
+    key = (None if traced else d, jax.config.jax_enable_x64, side)
     if key not in _PROFILE_FNS:
 
         def f(dd, ls, draws, log_m, t1, eps, p, rho, sc):
+            if side != "estimate":
+                return profile(sc * jnp.exp(ls), dd, None, eps, p, rho, draws=draws,
+                               log_m=log_m, side=side)
             return profile(sc * jnp.exp(ls), dd, None, eps, p, rho, draws=draws, log_m=log_m,
                            t1=t1)
 

@@ -194,6 +194,20 @@ def _chain(spec: ScalarSampler, sigmas, key, d, rho, x0_norm=None, num_active=No
     beyond them, e.g. to batch several grid lengths in one compiled function); later slots are
     invalid.
     """
+    init, step, static_steps = chain_stepper(spec, sigmas, key, d, rho, x0_norm, num_active)
+    (u_final, _, _, _), (xi, sig, ov, val) = jax.lax.scan(step, init, jnp.arange(static_steps))
+    flat = lambda a: a.reshape(-1)  # noqa: E731
+    return Trajectory(flat(xi), flat(sig), flat(ov), flat(val)), u_final
+
+
+def chain_stepper(spec: ScalarSampler, sigmas, key, d, rho=1.0, x0_norm=None, num_active=None):
+    """``(init, step, num_steps)`` of one scalar chain: ``step(carry, i) -> (carry, out)`` with
+    ``out = (xi, sigma, overlap, valid)``, arrays ``(slots,)`` for the queries of step ``i``.
+
+    Lets a caller consume the queries as they are made (e.g. a ``while_loop`` over the active
+    steps only) instead of storing a whole :class:`Trajectory`; the draws of step ``i`` depend on
+    ``(key, i)`` only, so runs on different grids share them (common random numbers).
+    """
     ftype = jnp.result_type(float)
     sigmas = jnp.asarray(sigmas, ftype)
     static_steps = sigmas.shape[0] - 1
@@ -348,9 +362,7 @@ def _chain(spec: ScalarSampler, sigmas, key, d, rho, x0_norm=None, num_active=No
         return new_carry, out
 
     init = (xi0, e0, jnp.zeros((), ftype), jnp.zeros((), bool))
-    (u_final, _, _, _), (xi, sig, ov, val) = jax.lax.scan(step, init, jnp.arange(static_steps))
-    flat = lambda a: a.reshape(-1)  # noqa: E731
-    return Trajectory(flat(xi), flat(sig), flat(ov), flat(val)), u_final
+    return init, step, static_steps
 
 
 def simulate(sampler, sigmas, key, d, num_chains: int, rho=1.0, *, x0_norm=None):

@@ -100,6 +100,26 @@ def _profile_body(d, sig, g, c, log_m, t1, eps, p):
     return profile(sig, d, None, eps, p, 1.0, draws=(g, c), log_m=log_m, t1=t1)
 
 
+def _profile_sides_body(d, sig, g, c, log_m, eps, p):
+    return jnp.stack([profile(sig, d, None, eps, p, 1.0, draws=(g, c), log_m=log_m, side=s)
+                      for s in ("lower", "upper")])
+
+
+def profile_side_tables(d, ls, log_ms, eps, p, *, key, n=1000):
+    """The lower- and upper-side profiles on the grid of :func:`profile_tables` (same ``key``:
+    the same reference-norm draws). Returns ``(vals_lower, vals_upper)``, each ``(n_R, grid)``."""
+    ftype = jnp.result_type(float)
+    g, c = typical_norm_draws(key, d, n)
+    rbar = np.asarray(log_ms) / d
+    sc = 1.0 / np.sqrt(np.expm1(2.0 * rbar))
+    sig = jnp.asarray(sc[:, None] * np.exp(ls), ftype)
+    vals = _call("profile_sides", _profile_sides_body, d, sig, g, c,
+                 jnp.asarray(log_ms, ftype)[:, None, None], jnp.asarray(eps, ftype),
+                 jnp.asarray(p, ftype))
+    vals = np.asarray(vals)
+    return vals[0], vals[1]
+
+
 # ----------------------------------------------------------------------------- profiles
 def profile_tables(d, rates, eps, p, *, key, n=1000, grid=128, span_factor=3.0):
     """Tabulate ``pi_bar_d`` around each rate's ``sigma_c``: returns ``(ls, vals, log_ms, t1s)``.
@@ -166,8 +186,15 @@ def geometric_levels(K, u, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX):
     return sigma_max * np.exp(-(k[None, :] + np.asarray(u)[:, None]) * delta)
 
 
-def ideal_success(K, rates, weights, ls, vals, log_ms, d, n_offsets=64):
-    """Success(K) for fresh reference-typical queries at every level (product form, exact here)."""
+def ideal_success(K, rates, weights, ls, vals, log_ms, d, n_offsets=64, combine="product"):
+    """Success(K) for fresh reference-typical queries at every level.
+
+    ``combine="product"``: ``1 - prod_k (1 - pi_bar_k)`` (independent fresh points, disjoint caps;
+    the estimate and the lower side); ``"union"``: ``min(1, sum_k pi_bar_k)`` (the union bound,
+    with the upper-side profile: an upper bound).
+    """
+    if combine not in ("product", "union"):
+        raise ValueError(f"Unknown combine {combine!r}; use 'product' or 'union'.")
     u = _offsets(n_offsets)
     lsig = np.log(geometric_levels(K, u))  # (U, K)
     total = 0.0
@@ -175,8 +202,11 @@ def ideal_success(K, rates, weights, ls, vals, log_ms, d, n_offsets=64):
         sc = 1.0 / math.sqrt(math.expm1(2.0 * log_ms[k] / d))
         x = lsig - math.log(sc)
         pk = np.interp(x, ls[k], vals[k], left=0.0, right=0.0)
-        miss = np.exp(np.sum(np.log1p(-np.minimum(pk, 1.0 - 1e-16)), axis=1))
-        total += weights[k] * np.mean(1.0 - miss)
+        if combine == "union":
+            hit = np.minimum(np.sum(pk, axis=1), 1.0)
+        else:
+            hit = 1.0 - np.exp(np.sum(np.log1p(-np.minimum(pk, 1.0 - 1e-16)), axis=1))
+        total += weights[k] * np.mean(hit)
     return float(total)
 
 
@@ -213,50 +243,198 @@ def _kstar_search(success: Callable[[int], float], k_start=2, k_max=4096):
 
 
 # ----------------------------------------------------------------------------- real samplers
-def _sampler_body(d, K, offsets, keys, log_ms, t1s, eps, p, width, spec, k_max):
-    """Mean (estimate, lower, upper, levels) over offsets x chains x rates, for K levels."""
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def lattice_points(n: int, shift):
+    """Rank-1 (Fibonacci-type) lattice of ``n`` points in ``[0, 1)^2`` with a random shift.
+
+    Points ``({i/n + s_1}, {i g/n + s_2})``, ``g`` the integer nearest ``n (sqrt 5 - 1)/2``
+    coprime to ``n``. Each shifted lattice is an unbiased estimate of a 2-D integral
+    (randomised quasi-Monte Carlo); independent shifts are independent replicates. ``shift``:
+    ``(2,)``. Returns ``(n, 2)`` host floats.
+    """
+    n = int(n)
+    g = max(1, int(round(n * _GOLDEN)))
+    while math.gcd(g, n) != 1:
+        g += 1
+    i = np.arange(n)
+    pts = np.stack([i / n, (i * g % n) / n], axis=1) + np.asarray(shift, float)[None, :]
+    return pts - np.floor(pts)
+
+
+def _sides_body(d, K, u, log_m, keys, eps, p, width, spec, k_max):
+    """Per trajectory ``(p_lower, p_upper, levels_in_band)`` on K geometric levels.
+
+    One ``while_loop`` over the K active steps of every chain (no padding work): each step's
+    queries get their two sides (:func:`~jscore.lowerbound.informative.informative_sides`) at the
+    trajectory's own rate; ``p_upper`` is the union bound ``min(1, sum_k pi_k^hi)``, ``p_lower``
+    the cap-merged single-codeword model on the lower sides (docs/certified_bound.md §2).
+    """
+    from .informative import informative_sides
+    from .scalar import chain_stepper
+    from .trajectory import critical_band
+
     ftype = jnp.result_type(float)
     delta = math.log(SIGMA_MAX / SIGMA_MIN) / K.astype(ftype)
     kk = jnp.arange(k_max + 1, dtype=ftype)
+    band_lo, band_hi = critical_band(d, width)
+    half_w = 0.5 * width
 
-    def one(u, key):
-        sig = SIGMA_MAX * jnp.exp(-(kk + u) * delta)
-        sig = jnp.where(kk < K, sig, 0.0)  # grid: K levels, then 0 (Tweedie), padded with 0
-        traj, _ = _chain(spec, sig, key, d, 1.0, None, K)
-        return traj
+    def one(u, log_m, key):
+        sig = jnp.where(kk < K, SIGMA_MAX * jnp.exp(-(kk + u) * delta), 0.0)
+        init, step, _ = chain_stepper(spec, sig, key, d, 1.0, None, K)
+        ninf = jnp.asarray(-jnp.inf, ftype)
 
-    traj = jax.vmap(one)(offsets, keys)  # (n, q)
+        def body(i, c):
+            chain, s_up, total, cur, prev_t, last_lvl, nlev = c
+            chain, (xis, sigs, ovs, vals) = step(chain, i)
+            sd = informative_sides(xis, sigs, d, None, eps, p, 1.0, log_m=log_m)
+            for j in range(xis.shape[0]):
+                ok = vals[j]
+                s_up = s_up + jnp.where(ok, sd.upper[j], 0.0)
+                tt = jnp.clip(sd.t_lower[j], 1e-12, 1.0)
+                ratio = jnp.minimum(tt, prev_t) / jnp.maximum(tt, prev_t)
+                empty = (sd.t_lower[j] >= 1.0) | (prev_t >= 1.0)
+                merge = (ovs[j] >= ratio) | empty | jnp.isinf(cur) & jnp.isinf(total)
+                li = jnp.where(ok, sd.log_intensity_lower[j], -jnp.inf)
+                new_total = jnp.where(merge, total, jnp.logaddexp(total, cur))
+                new_cur = jnp.where(merge, jnp.maximum(cur, li), li)
+                total = jnp.where(ok, new_total, total)
+                cur = jnp.where(ok, new_cur, cur)
+                prev_t = jnp.where(ok, tt, prev_t)
+                ls = jnp.log(jnp.maximum(sigs[j], 1e-300))
+                inb = ok & (sigs[j] >= band_lo) & (sigs[j] <= band_hi)
+                take = inb & (jnp.abs(last_lvl - ls) >= half_w)
+                last_lvl = jnp.where(take, ls, last_lvl)
+                nlev = nlev + take.astype(jnp.int32)
+            return chain, s_up, total, cur, prev_t, last_lvl, nlev
 
-    def per_rate(log_m, t1):
-        b = assemble(traj, d, None, eps, p, 1.0, log_m=log_m, t1=t1, width=width)
-        return b.estimate, b.lower, b.upper, b.levels_in_band
+        c0 = (init, jnp.zeros((), ftype), ninf, ninf, jnp.ones((), ftype),
+              jnp.asarray(jnp.inf, ftype), jnp.zeros((), jnp.int32))
+        _, s_up, total, cur, _, _, nlev = jax.lax.fori_loop(0, K, body, c0)
+        p_hi = jnp.minimum(s_up, 1.0)
+        p_lo = jnp.minimum(-jnp.expm1(-jnp.exp(jnp.minimum(jnp.logaddexp(total, cur), 700.0))),
+                           p_hi)
+        return p_lo, p_hi, nlev
 
-    est, lo, up, lev = jax.vmap(per_rate)(log_ms, t1s)  # (n_R, n)
-    return est, lo, up, lev
+    return jax.vmap(one)(u, log_m, keys)
 
 
-def sampler_success_fn(name, d, rates, weights, log_ms, t1s, eps, p, width, *, key,
-                       n_offsets=8, n_chains=2, k_max=1024):
-    """``K -> (success, lower, upper, levels_in_band)`` for a sampler in scalar form."""
-    spec = scalar_spec(name)
-    chains = 1 if not spec.is_stochastic else n_chains
-    u = np.repeat(_offsets(n_offsets), chains)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(u.size))
-    ftype = jnp.result_type(float)
-    w = np.asarray(weights)
+class SamplerDraws:
+    """The common random numbers of one sampler at one d: ``n_reps`` independently shifted
+    lattices of ``n_points`` (log-offset, rate) pairs and one chain key per point, reused for
+    every K (log-offsets phase-aligned per K, :meth:`offsets`). ``__call__(K)`` returns ``(lower, upper, levels)``: per replicate ``(n_reps,)`` the
+    mean of ``p_lower`` and of ``p_upper`` over its points, and the mean level count."""
 
-    def f(K):
-        if K > k_max:
-            return math.nan, math.nan, math.nan, math.nan
-        est, lo, up, lev = _call(
-            "sampler", _sampler_body, d, jnp.asarray(K, jnp.int32), jnp.asarray(u, ftype), keys,
-            jnp.asarray(log_ms, ftype), jnp.asarray(t1s, ftype), jnp.asarray(eps, ftype),
-            jnp.asarray(p, ftype), width, static=(spec, k_max),
-        )
-        mean = lambda a: float(np.sum(w * np.mean(np.asarray(a), axis=1)))  # noqa: E731
-        return mean(est), mean(lo), mean(up), float(np.mean(np.asarray(lev)[0]))
+    def __init__(self, name, d, eps, p, width, *, key, n_points=64, n_reps=8, k_max=1024,
+                 rate_lo=0.15, rate_hi=0.45):
+        self.spec = scalar_spec(name)
+        self.d, self.eps, self.p, self.width, self.k_max = float(d), eps, p, width, int(k_max)
+        self.n_points, self.n_reps = int(n_points), int(n_reps)
+        shifts = np.asarray(jax.random.uniform(jax.random.fold_in(key, 0), (n_reps, 2)),
+                            np.float64)
+        pts = np.concatenate([lattice_points(n_points, sh) for sh in shifts])  # (R n, 2)
+        self.v = pts[:, 0]
+        self.rate = rate_lo + (rate_hi - rate_lo) * pts[:, 1]
+        self.log_m = np.array([effective_log_m_py(d, r) for r in self.rate])
+        self.log_centre = np.log(SIGMA_MAX) + 0.5 * np.log(np.expm1(2.0 * self.log_m / d))
+        self.keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, 1), i))(
+            jnp.arange(self.v.size))
+        self.cache: dict = {}
 
-    return f
+    def offsets(self, K):
+        """Log-offsets ``u = {v + c_K(R)}`` for K levels, ``c_K(R) = log(sigma_max/sigma_c(R))/Delta_K``.
+
+        For each rate ``u`` is uniform on [0, 1) (so every K is estimated without bias), and the
+        grid's phase relative to the window centre ``sigma_c(R)`` is ``v`` itself: the lattice
+        coordinate that the success mostly depends on is stratified, for every K alike.
+        """
+        delta = math.log(SIGMA_MAX / SIGMA_MIN) / int(K)
+        c = self.log_centre / delta
+        return np.mod(self.v + c, 1.0)
+
+    def __call__(self, K):
+        K = int(K)
+        if K in self.cache:
+            return self.cache[K]
+        if K > self.k_max:
+            nan = np.full(self.n_reps, np.nan)
+            return nan, nan, math.nan
+        ftype = jnp.result_type(float)
+        lo, hi, lev = _call(
+            "sides", _sides_body, self.d, jnp.asarray(K, jnp.int32), jnp.asarray(self.offsets(K), ftype),
+            jnp.asarray(self.log_m, ftype), self.keys, jnp.asarray(self.eps, ftype),
+            jnp.asarray(self.p, ftype), jnp.asarray(self.width, ftype),
+            static=(self.spec, self.k_max))
+        shape = (self.n_reps, self.n_points)
+        out = (np.asarray(lo).reshape(shape).mean(1), np.asarray(hi).reshape(shape).mean(1),
+               float(np.mean(np.asarray(lev))))
+        self.cache[K] = out
+        return out
+
+
+def _crossing(curve: dict, k_lo: int, k_hi: int) -> float:
+    """Linear interpolation of the 1/2 crossing between evaluated ``k_lo`` (< 1/2) and ``k_hi``."""
+    a, b = curve[k_lo], curve[k_hi]
+    frac = (0.5 - a) / (b - a) if b > a else 1.0
+    return float(k_lo + min(max(frac, 0.0), 1.0) * (k_hi - k_lo))
+
+
+def kstar_sides(draws: SamplerDraws, k_guess: float = 4.0, *, k_start=2, rel_tol=0.01):
+    """``K*_lo`` and ``K*_hi`` per replicate on the same draws for every K (common random numbers).
+
+    ``K*_lo``: least K where the *upper* side reaches 1/2; ``K*_hi``: where the *lower* side
+    does (so ``K*_lo <= K*_hi``). A geometric search from ``k_guess`` brackets every replicate's
+    crossing; each is then bisected until its bracket is at most ``max(1, rel_tol K)`` levels
+    wide and interpolated linearly. Returns ``(kstar_lo (R,), kstar_hi (R,), curves)`` with
+    ``curves[K] = (lower (R,), upper (R,), levels)``; NaN where no K <= k_max reaches 1/2.
+    """
+    f = draws
+    R = f.n_reps
+
+    def side(k, which):
+        return f(k)[which]
+
+    # bracket: k_a with every replicate's upper side < 1/2 (or k_start), k_b with every lower >= 1/2
+    k = max(k_start, int(round(k_guess)))
+    k_a = k
+    while k_a > k_start and np.any(side(k_a, 1) >= 0.5):
+        k_a = max(k_start, int(k_a / 1.25))
+    k_b = max(k, k_a + 1)
+    while np.any(side(k_b, 0) < 0.5) and k_b < f.k_max:
+        k_b = min(f.k_max, int(math.ceil(k_b * 1.25)) + 1)
+    out = {}
+    for which, name in ((1, "lo"), (0, "hi")):
+        ks = np.full(R, np.nan)
+        for r in range(R):
+            lo, hi = k_a, k_b
+            if side(lo, which)[r] >= 0.5:
+                ks[r] = float(lo)
+                continue
+            if not side(hi, which)[r] >= 0.5:
+                continue
+            while hi - lo > max(1, int(rel_tol * lo)):
+                mid = (lo + hi) // 2
+                if side(mid, which)[r] >= 0.5:
+                    hi = mid
+                else:
+                    lo = mid
+            ks[r] = _crossing({lo: side(lo, which)[r], hi: side(hi, which)[r]}, lo, hi)
+        out[name] = ks
+    return out["lo"], out["hi"], dict(sorted(f.cache.items()))
+
+
+def mc_interval(values, level=0.95):
+    """Mean and t-interval half-width over independent replicates: ``(mean, half_width)``."""
+    from scipy import stats
+
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return (float(v.mean()) if v.size else math.nan), math.nan
+    half = stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    return float(v.mean()), float(half)
 
 
 # ----------------------------------------------------------------------------- searcher
@@ -329,6 +507,35 @@ def fit_slope(ds, ys, *, n_boot=2000, seed=0, level=0.95):
 
 
 # ----------------------------------------------------------------------------- the sweep
+def exact_control(d, *, key, n_chains=4, n_codewords=8, theta0=THETA0, rho=1.0):
+    """The exact-oracle control, measured: Euler on the two levels ``{sigma_max, sigma_min}`` (no
+    offset) then Tweedie, through ``js.sample`` with ``Exact`` at dimension ``d`` (full vectors).
+
+    The codebook has ``n_codewords`` uniform points on ``S_r`` (a hidden codebook of
+    ``M = e^{R d}`` points cannot be stored beyond d ~ 64): the step into ``sigma = 0`` from
+    ``sigma_min = 0.02`` returns the codeword nearest the state whatever ``M`` (the posterior at
+    ``sigma_min << sigma_c`` sits on one codeword), so the outcome does not depend on the
+    codebook size. Returns ``(decoded fraction, mean queries)``; success means the output
+    decodes to a codeword (cosine >= ``theta0``).
+    """
+    from ..oracles import Exact
+    from ..samplers import Euler
+    from ..sampling import sample
+    from ..targets import SphereCodebook
+    from .metrics import BOTTOM, decode
+
+    d = int(d)
+    k_cb, k_run = jax.random.split(key)
+    g = jax.random.normal(k_cb, (int(n_codewords), d), jnp.float32)
+    cb = SphereCodebook(rho * math.sqrt(d) * g / jnp.linalg.norm(g, axis=1, keepdims=True))
+    sig = jnp.asarray([SIGMA_MAX, SIGMA_MIN, 0.0], jnp.float32)
+    with jax.enable_x64(False):
+        res = sample(Exact(cb), Euler(), sig, k_run, num_samples=int(n_chains))
+        dec = decode(cb, res.x, theta0)
+    ok = float(np.mean(np.asarray(dec.index) != BOTTOM))
+    return ok, float(np.mean(np.asarray(res.stats.queries)))
+
+
 def reference_control(d, rate_hi=0.45, theta0=THETA0):
     """``log10(M S_d(theta_0))``: bound on the reference oracle's decoder pass rate (largest rate)."""
     log_m = effective_log_m_py(d, rate_hi)
@@ -347,8 +554,8 @@ def scaling(
     rate_hi=0.45,
     n_rates=9,
     n_xi=1000,
-    n_offsets=8,
-    n_chains=2,
+    n_offsets=64,
+    n_reps=8,
     k_max=1024,
     robustness=False,
     seed=0,
@@ -360,26 +567,33 @@ def scaling(
 ):
     """Run the sqrt(d) sweep; returns a dict of results (also written to ``out_dir`` if given).
 
+    For every sampler and d: ``kstar_lo`` (levels at which the *upper* side of P(some answer is
+    informative) reaches 1/2) and ``kstar_hi`` (the *lower* side reaches 1/2), each with a
+    Monte-Carlo 95% CI over ``n_reps`` independent replicates (docs/certified_bound.md). K* is a
+    necessary condition for success against the adversary, not success.
+
     **Arguments:**
     - ``dims``: dimensions; ``samplers``: names for the scalar reduction (see
       :func:`jscore.lowerbound.scalar.scalar_spec`), ``"ideal"`` is always included.
     - ``p``, ``eps`` (rule or number), ``rate`` (window table), ``[rate_lo, rate_hi]`` and
-      ``n_rates`` (rate grid for N, K* and the searcher).
-    - ``n_xi``: reference-norm draws per profile; ``n_offsets``/``n_chains``: log-offsets and
-      chains per offset for real samplers; ``k_max``: largest K tried.
+      ``n_rates`` (rate grid of the window table, N, the ideal K* and the searcher).
+    - ``n_xi``: reference-norm draws per profile; ``n_offsets``: points (log-offset, rate) of
+      each replicate's randomly shifted lattice (more where K is small: x4, x3, x2 for an ideal
+      K* below 4, 8, 16); ``n_reps``: independent replicates (>= 2 for an interval);
+      ``k_max``: largest K tried.
     - ``robustness``: also the p in {1,2,4} x eps in {d^-1/2, d^-1, d^-2} window grid at
       d in {1.6e3, 2.56e4, 4.1e5}.
     - ``out_dir``: writes ``scaling.json`` after every dimension, ``scaling.csv`` and
-      ``scaling.png`` at the end.
+      ``scaling.png``/``.pdf`` at the end.
     - ``resume``: with ``out_dir`` holding a ``scaling.json`` of the same configuration, ``"auto"``
       (default) reuses its finished dimensions and computes only the rest (a killed run is resumed
       by running it again); ``True`` requires such a file; ``False`` refuses existing results.
       ``overwrite=True`` discards them. Results of a different configuration are never mixed:
-      that raises ``ValueError``. ``plot=False`` skips ``scaling.png``.
+      that raises ``ValueError``. ``plot=False`` skips the figure.
     """
     with jax.enable_x64(True):
         return _scaling(dims, samplers, p, eps, rate, rate_lo, rate_hi, n_rates, n_xi, n_offsets,
-                        n_chains, k_max, robustness, seed, out_dir, log, resume, overwrite,
+                        n_reps, k_max, robustness, seed, out_dir, log, resume, overwrite,
                         plot)
 
 
@@ -415,8 +629,34 @@ def _finished_rows(out_dir, config, resume, overwrite):
     return {float(r["d"]): r for r in old.get("rows", [])}
 
 
+def points_for(n_offsets, k_guess):
+    """Lattice points per replicate at a dimension whose ideal K* is ``k_guess``: ``n_offsets``
+    times 4, 3, 2 or 1 for ``k_guess`` below 4, 8, 16 or beyond (small K has few levels to
+    average over, and its runs are cheap)."""
+    if not math.isfinite(k_guess):
+        return int(n_offsets)
+    mult = 4 if k_guess < 4 else 3 if k_guess < 8 else 2 if k_guess < 16 else 1
+    return int(n_offsets) * mult
+
+
+def _sampler_row(name, d, eps, p, width, key, n_points, n_reps, k_max, rate_lo, rate_hi,
+                 k_guess):
+    draws = SamplerDraws(name, d, eps, p, width, key=key, n_points=n_points, n_reps=n_reps,
+                         k_max=k_max, rate_lo=rate_lo, rate_hi=rate_hi)
+    klo, khi, curves = kstar_sides(draws, k_guess)
+    m_lo, h_lo = mc_interval(klo)
+    m_hi, h_hi = mc_interval(khi)
+    k_at = int(math.ceil(m_hi)) if math.isfinite(m_hi) else None
+    lev = draws(k_at)[2] if k_at is not None else math.nan
+    curve = {int(k): [float(np.mean(v[0])), float(np.mean(v[1]))] for k, v in curves.items()}
+    return dict(kstar_lo=m_lo, kstar_hi=m_hi, kstar_lo_mc=h_lo, kstar_hi_mc=h_hi,
+                kstar_lo_reps=klo.tolist(), kstar_hi_reps=khi.tolist(), n_points=n_points,
+                n_reps=n_reps, evaluations=len(curves), success_curve=curve,
+                levels_in_band=lev)
+
+
 def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi, n_offsets,
-             n_chains, k_max, robustness, seed, out_dir, log, resume="auto", overwrite=False,
+             n_reps, k_max, robustness, seed, out_dir, log, resume="auto", overwrite=False,
              make_plot=True):
     t_start = time.time()
     for name in samplers:
@@ -425,6 +665,9 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
     if not len(dims) or bad:
         raise ValueError(f"`dims` must be a non-empty list of dimensions in [2, 2^32), got "
                          f"{list(dims)}.")
+    for nm, v, lo in (("n_offsets", n_offsets, 1), ("n_reps", n_reps, 1), ("k_max", k_max, 2)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"`{nm}` must be an int >= {lo}, got {v!r}.")
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
     key = jax.random.key(seed)
@@ -435,7 +678,7 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
     results = {
         "config": dict(dims=list(map(float, dims)), samplers=list(samplers), p=p, eps=str(eps_rule),
                        rate=rate, rate_lo=rate_lo, rate_hi=rate_hi, n_rates=n_rates, n_xi=n_xi,
-                       n_offsets=n_offsets, n_chains=n_chains, k_max=k_max, seed=seed,
+                       n_offsets=n_offsets, n_reps=n_reps, k_max=k_max, seed=seed,
                        sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, device=str(jax.devices()[0]),
                        jax=jax.__version__),
         "rows": [],
@@ -451,46 +694,58 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
         eps = eps_value(d, eps_rule)
         kd = jax.random.fold_in(key, int(d))
         lower, upper = window_edges(d, rate, eps, p, key=kd, n=n_xi)
+        w_lo = window_edges(d, rate, eps, p, key=kd, n=n_xi, side="lower")
+        w_hi = window_edges(d, rate, eps, p, key=kd, n=n_xi, side="upper")
         width = upper - lower
-        ls, vals, log_ms, t1s = profile_tables(d, rates, eps, p, key=jax.random.fold_in(kd, 1),
-                                               n=n_xi)
+        k_tab = jax.random.fold_in(kd, 1)
+        ls, vals, log_ms, t1s = profile_tables(d, rates, eps, p, key=k_tab, n=n_xi)
+        v_lo, v_hi = profile_side_tables(d, ls, log_ms, eps, p, key=k_tab, n=n_xi)
         n_win, _ = window_count(d, rates, ls, vals, log_ms)
-        k_ideal, cache = _kstar_search(
-            lambda K: ideal_success(K, rates, weights, ls, vals, log_ms, d), k_max=8 * k_max
-        )
+
+        def kst(v, combine="product"):
+            return _kstar_search(lambda K: ideal_success(K, rates, weights, ls, v, log_ms, d,
+                                                         combine=combine), k_max=8 * k_max)[0]
+
+        k_ideal = kst(vals)
+        k_ideal_lo, k_ideal_hi = kst(v_hi, "union"), kst(v_lo)
         searcher, n_centres = searcher_queries(d, rates, weights, ls, vals, log_ms, seed=seed)
+        exact_ok, exact_q = exact_control(d, key=jax.random.fold_in(kd, 11))
         # the R = rate profile for the collapse figure
         k_mid = int(np.argmin(np.abs(rates - rate)))
         row = dict(
             d=d, eps=eps, lower=lower, upper=upper, width=width, w_sqrt_d=width * math.sqrt(d),
-            w_norm=width * math.sqrt(d / math.log(d / eps)), N=n_win, kstar_ideal=k_ideal,
+            w_norm=width * math.sqrt(d / math.log(d / eps)), N=n_win,
+            window_lo_side=list(w_lo), window_hi_side=list(w_hi),
+            kstar_ideal=k_ideal, kstar_ideal_lo=k_ideal_lo, kstar_ideal_hi=k_ideal_hi,
             searcher_queries=searcher, searcher_windows=n_centres,
-            exact_control_queries=2, reference_control_log10=reference_control(d, rate_hi),
+            exact_control_success=exact_ok, exact_control_queries=exact_q,
+            reference_control_log10=reference_control(d, rate_hi),
             profile_R=float(rates[k_mid]), profile_ls=ls[k_mid].tolist(),
-            profile_vals=vals[k_mid].tolist(), samplers={},
+            profile_vals=vals[k_mid].tolist(), profile_lo=v_lo[k_mid].tolist(),
+            profile_hi=v_hi[k_mid].tolist(), samplers={},
         )
-        log(f"d={d:>9.0f}  window [{lower:+.4f}, {upper:+.4f}]  w={width:.4f}  "
-            f"w*sqrt(d/ln(d/eps))={row['w_norm']:.3f}  N={n_win:.2f}  K*_ideal={k_ideal:.1f}  "
-            f"searcher={searcher:.2f}  ({time.time() - t0:.0f}s)")
+        log(f"d={d:>9.0f}  window [{lower:+.4f}, {upper:+.4f}] (sides: [{w_hi[0]:+.4f}, "
+            f"{w_hi[1]:+.4f}] .. [{w_lo[0]:+.4f}, {w_lo[1]:+.4f}])  "
+            f"w*sqrt(d/ln(d/eps))={row['w_norm']:.3f}  N={n_win:.2f}  "
+            f"K*_ideal={k_ideal_lo:.1f}..{k_ideal_hi:.1f}  searcher={searcher:.2f}  "
+            f"exact oracle: {exact_ok:.2f} decoded in {exact_q:.0f} queries  "
+            f"({time.time() - t0:.0f}s)")
+        n_pts = points_for(n_offsets, k_ideal)
         for name in samplers:
             t1 = time.time()
-            f = sampler_success_fn(name, d, rates, weights, log_ms, t1s, eps, p, width,
-                                   key=jax.random.fold_in(kd, 7), n_offsets=n_offsets,
-                                   n_chains=n_chains, k_max=k_max)
-            kst, cache = _kstar_search(lambda K: f(K)[0], k_max=k_max)
-            curve = {int(k): v for k, v in sorted(cache.items())}
-            k_at = int(math.ceil(kst)) if math.isfinite(kst) else None
-            extra = f(k_at) if k_at is not None else (math.nan,) * 4
-            row["samplers"][name] = dict(kstar=kst, success_curve=curve, lower_at_kstar=extra[1],
-                                         upper_at_kstar=extra[2], levels_in_band=extra[3])
-            log(f"    {name:<22s} K*={kst:7.1f}  levels in band at K*={extra[3]:.1f}  "
+            sr = _sampler_row(name, d, eps, p, width, jax.random.fold_in(kd, 7), n_pts, n_reps,
+                              k_max, rate_lo, rate_hi, k_ideal)
+            row["samplers"][name] = sr
+            log(f"    {name:<22s} K*={sr['kstar_lo']:7.1f} .. {sr['kstar_hi']:7.1f}  "
+                f"(MC 95% CI +-{sr['kstar_lo_mc']:.2f} / +-{sr['kstar_hi_mc']:.2f}, "
+                f"{n_reps} x {n_pts} points)  levels in band={sr['levels_in_band']:.1f}  "
                 f"({time.time() - t1:.0f}s)")
         results["rows"].append(row)
         if out_dir is not None:
             _write_json(results, out_dir)
     if robustness:
         results["robustness"] = robustness_grid(seed=seed, n=n_xi, rate=rate, log=log)
-    results["fits"] = _fits(results, samplers)
+    results["fits"], results["fits_mc"] = _fits(results, samplers)
     results["elapsed_s"] = time.time() - t_start
     if out_dir is not None:
         _write_json(results, out_dir)
@@ -504,17 +759,33 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
 
 
 def _fits(results, samplers):
+    """Across-d fits (pairs bootstrap over d) and Monte-Carlo intervals of the sampler slopes
+    (t-interval over the replicates' own slopes: replicate r's K*(d) at every d)."""
     rows = results["rows"]
     ds = [r["d"] for r in rows]
     fits = {
         "N": fit_slope(ds, [r["N"] for r in rows]),
-        "kstar_ideal": fit_slope(ds, [r["kstar_ideal"] for r in rows]),
+        "kstar_ideal_lo": fit_slope(ds, [r["kstar_ideal_lo"] for r in rows]),
+        "kstar_ideal_hi": fit_slope(ds, [r["kstar_ideal_hi"] for r in rows]),
         "searcher": fit_slope(ds, [r["searcher_queries"] for r in rows]),
         "w_norm": fit_slope(ds, [r["w_norm"] for r in rows]),
     }
+    mc = {}
     for name in samplers:
-        fits[f"kstar_{name}"] = fit_slope(ds, [r["samplers"][name]["kstar"] for r in rows])
-    return fits
+        for side in ("lo", "hi"):
+            k = f"kstar_{side}_{name}"
+            fits[k] = fit_slope(ds, [r["samplers"][name][f"kstar_{side}"] for r in rows])
+            reps = [r["samplers"][name][f"kstar_{side}_reps"] for r in rows]
+            n = min(len(v) for v in reps)
+            slopes = []
+            for j in range(n):
+                ys = [v[j] for v in reps]
+                if len(ds) >= 2 and all(math.isfinite(y) and y > 0 for y in ys):
+                    slopes.append(float(np.polyfit(np.log(ds), np.log(ys), 1)[0]))
+            m, h = mc_interval(slopes)
+            mc[k] = (fits[k][0], fits[k][0] - h, fits[k][0] + h) if math.isfinite(h) else (
+                fits[k][0], math.nan, math.nan)
+    return fits, mc
 
 
 def robustness_grid(dims=(1600, 25600, 409600), ps=(1.0, 2.0, 4.0),
@@ -553,71 +824,121 @@ def _write_json(results, out_dir):
 def _write_csv(results, out_dir, samplers):
     path = os.path.join(out_dir, "scaling.csv")
     cols = ["d", "eps", "lower", "upper", "width", "w_sqrt_d", "w_norm", "N", "kstar_ideal",
-            "searcher_queries", "searcher_windows", "exact_control_queries",
-            "reference_control_log10"]
+            "kstar_ideal_lo", "kstar_ideal_hi", "searcher_queries", "searcher_windows",
+            "exact_control_success", "exact_control_queries", "reference_control_log10"]
+    per = ["kstar_lo", "kstar_lo_mc", "kstar_hi", "kstar_hi_mc", "levels_in_band"]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(cols + [f"kstar_{s}" for s in samplers] + [f"levels_{s}" for s in samplers])
+        w.writerow(cols + ["lower_lo_side", "upper_lo_side", "lower_hi_side", "upper_hi_side"]
+                   + [f"{c}_{s}" for s in samplers for c in per])
         for r in results["rows"]:
-            w.writerow([r[c] for c in cols] + [r["samplers"][s]["kstar"] for s in samplers]
-                       + [r["samplers"][s]["levels_in_band"] for s in samplers])
+            w.writerow([r[c] for c in cols] + list(r["window_lo_side"]) + list(r["window_hi_side"])
+                       + [r["samplers"][s][c] for s in samplers for c in per])
+
+
+LEGEND = """columns (one row per dimension d; eps = 1/d, p = 2 unless configured):
+  window        edges of the window of informative noise levels in log(sigma/sigma_c), R = 0.3
+                (default estimate); w_norm = width * sqrt(d / ln(d/eps)), flat in d
+  N             number of disjoint windows over the rate range (the sqrt(d) count)
+  K*ideal       geometric levels at which P(some answer is informative) reaches 1/2 for fresh
+                reference-typical queries at every level: lo .. hi
+  K* <sampler>  the same for the sampler's own trajectory: K*_lo (the upper side reaches 1/2) ..
+                K*_hi (the lower side reaches 1/2), +- MC 95% CI (replicates), in % of K*.
+                An informative answer is necessary for success: K* is a necessary condition,
+                not the level count at which the sampler succeeds
+  exact         the exact oracle, measured through js.sample: fraction decoded / queries
+slopes: log-log slope against d; [across-d bootstrap CI of the slope] and {MC 95% CI (replicates)}."""
 
 
 def format_table(results) -> str:
-    """A plain-text table of the sweep (one line per d)."""
+    """A plain-text table of the sweep (one line per d), then the slopes with both intervals."""
     samplers = results["config"]["samplers"]
-    head = (f"{'d':>9} {'lower':>8} {'upper':>8} {'w':>7} {'w*sqd':>6} {'w_norm':>6} {'N':>6} "
-            f"{'K*ideal':>8} {'search':>7}" + "".join(f" {('K*' + s)[:14]:>14}" for s in samplers))
+    head = (f"{'d':>9} {'window':>17} {'w_norm':>6} {'N':>6} {'K*ideal':>13} {'exact':>7}"
+            + "".join(f" {('K* ' + s)[:24]:>24}" for s in samplers))
     lines = [head]
     for r in results["rows"]:
+        cells = []
+        for s in samplers:
+            x = r["samplers"][s]
+            pct = 100 * max(x["kstar_lo_mc"] / x["kstar_lo"], x["kstar_hi_mc"] / x["kstar_hi"]) \
+                if x["kstar_lo"] > 0 and x["kstar_hi"] > 0 else math.nan
+            cells.append(f" {x['kstar_lo']:>8.1f} ..{x['kstar_hi']:>7.1f} +-{pct:>3.1f}%")
         lines.append(
-            f"{r['d']:>9.0f} {r['lower']:>8.4f} {r['upper']:>8.4f} {r['width']:>7.4f} "
-            f"{r['w_sqrt_d']:>6.2f} {r['w_norm']:>6.3f} {r['N']:>6.2f} {r['kstar_ideal']:>8.1f} "
-            f"{r['searcher_queries']:>7.2f}"
-            + "".join(f" {r['samplers'][s]['kstar']:>14.1f}" for s in samplers)
-        )
+            f"{r['d']:>9.0f} [{r['lower']:+.4f},{r['upper']:+.4f}] {r['w_norm']:>6.3f} "
+            f"{r['N']:>6.2f} {r['kstar_ideal_lo']:>5.1f} ..{r['kstar_ideal_hi']:>5.1f} "
+            f"{r['exact_control_success']:>4.2f}/{r['exact_control_queries']:.0f}"
+            + "".join(f"{c:>25}" for c in cells))
     if "fits" in results:
-        lines.append("log-log slopes (95% bootstrap CI):")
+        lines.append("log-log slopes [across-d bootstrap CI of the slope] {MC 95% CI (replicates)}:")
+        mc = results.get("fits_mc", {})
         for k, v in results["fits"].items():
-            lines.append(f"  {k:<24s} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]")
+            extra = ""
+            if k in mc:
+                extra = f"  {{{mc[k][1]:.3f}, {mc[k][2]:.3f}}}"
+            lines.append(f"  {k:<28s} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]{extra}")
     return "\n".join(lines)
 
 
-def plot(results, path):
-    """PNG: K*(d) and N(d) with fitted slopes (left), window-profile collapse (right)."""
-    import matplotlib
+def _tex(name: str) -> str:
+    return name.replace("_", r"\_")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def plot(results, path):
+    """Figure through :mod:`jscore.plot` (PNG and PDF): the K* band (K*_lo .. K*_hi) per sampler
+    with MC 95% error bars and N(d) (left); the window profile, both sides as a band, collapsed
+    in ``sqrt(d/ln(d/eps)) log(sigma/sigma_c)`` (right). Returns the paths written."""
+    from .. import plot as jplot
 
     rows = results["rows"]
     ds = np.array([r["d"] for r in rows])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    series = [("N(d)", [r["N"] for r in rows], "N"),
-              ("K* ideal", [r["kstar_ideal"] for r in rows], "kstar_ideal"),
-              ("searcher queries", [r["searcher_queries"] for r in rows], "searcher")]
-    for s in results["config"]["samplers"]:
-        series.append((f"K* {s}", [r["samplers"][s]["kstar"] for r in rows], f"kstar_{s}"))
     fits = results.get("fits", {})
-    for label, ys, fk in series:
-        f = fits.get(fk, (math.nan,) * 3)
-        ax1.loglog(ds, ys, "o-", label=f"{label}: slope {f[0]:.2f} [{f[1]:.2f}, {f[2]:.2f}]")
-    ax1.loglog(ds, 0.3 * np.sqrt(ds), "k:", label="sqrt(d) guide")
-    ax1.set_xlabel("d")
-    ax1.set_ylabel("count")
-    ax1.set_title("windows N(d) and levels K*(d) (success >= 1/2)")
-    ax1.legend(fontsize=7)
-    for r in rows:
-        x = np.asarray(r["profile_ls"]) * math.sqrt(r["d"] / math.log(r["d"] / r["eps"]))
-        ax2.plot(x, r["profile_vals"], label=f"d={r['d']:.0f}")
-    ax2.set_xlabel("sqrt(d/ln(d/eps)) * log(sigma/sigma_c)")
-    ax2.set_ylabel("pi_bar_d(sigma)")
-    ax2.set_xlim(-6, 6)
-    ax2.set_title(f"window profile collapse (R = {rows[0]['profile_R']:.2f})")
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with jplot.style():
+        fig, (ax1, ax2) = jplot.figure(2, size=(4.8, 3.6))
+        f = fits.get("N", (math.nan,) * 3)
+        ax1.plot(ds, [r["N"] for r in rows], color="k", marker="^", ls="-", ms=3,
+                 label=rf"$N(d)$: slope {f[0]:.2f} [{f[1]:.2f}, {f[2]:.2f}]")
+        lo_i = np.array([r["kstar_ideal_lo"] for r in rows])
+        hi_i = np.array([r["kstar_ideal_hi"] for r in rows])
+        ax1.fill_between(ds, lo_i, hi_i, color="0.5", alpha=0.3, lw=0,
+                         label=r"$K^*$ ideal (fresh typical queries)")
+        for i, s in enumerate(results["config"]["samplers"]):
+            st = jplot.series(i)
+            c = st["color"]
+            x = [r["samplers"][s] for r in rows]
+            lo = np.array([v["kstar_lo"] for v in x])
+            hi = np.array([v["kstar_hi"] for v in x])
+            elo = np.array([v["kstar_lo_mc"] for v in x])
+            ehi = np.array([v["kstar_hi_mc"] for v in x])
+            fl = fits.get(f"kstar_lo_{s}", (math.nan,) * 3)
+            fh = fits.get(f"kstar_hi_{s}", (math.nan,) * 3)
+            ax1.fill_between(ds, lo, hi, color=c, alpha=0.25, lw=0)
+            ax1.errorbar(ds, lo, yerr=elo, color=c, marker=st["marker"], ls="none", ms=3)
+            ax1.errorbar(ds, hi, yerr=ehi, color=c, marker=st["marker"], ls="none", ms=3,
+                         mfc="none",
+                         label=rf"$K^*$ {s}: slopes {fl[0]:.3f} / {fh[0]:.3f}")
+        ax1.plot(ds, 0.3 * np.sqrt(ds), "k:", lw=1, label=r"$\propto\sqrt{d}$")
+        jplot.log_scale(ax1, "x", ds)
+        ax1.set_yscale("log")
+        ax1.set_xlabel(r"dimension $d$")
+        ax1.set_ylabel(r"levels $K^*_{\mathrm{lo}}..K^*_{\mathrm{hi}}$;  windows $N$")
+        ax1.set_title(r"$K^*$: $P(\mathrm{some\ answer\ informative}) = 1/2$"
+                      "\n(a necessary condition for success, not success)")
+        jplot.legend_outside(ax1, title="band: lower..upper side;\nbars: MC 95% CI (replicates);"
+                             "\nslopes of $K^*_{\\mathrm{lo}}$ / $K^*_{\\mathrm{hi}}$")
+        for j, r in enumerate(rows):
+            st = jplot.series(j)
+            x = np.asarray(r["profile_ls"]) * math.sqrt(r["d"] / math.log(r["d"] / r["eps"]))
+            ax2.fill_between(x, r.get("profile_lo", r["profile_vals"]),
+                             r.get("profile_hi", r["profile_vals"]), color=st["color"],
+                             alpha=0.2, lw=0)
+            ax2.plot(x, r["profile_vals"], color=st["color"], lw=1, label=rf"$d = {r['d']:.0f}$")
+        ax2.set_xlabel(r"$\sqrt{d/\ln(d/\varepsilon)}\;\log(\sigma/\sigma_c)$")
+        ax2.set_ylabel(r"$\bar\pi_d(\sigma)$")
+        ax2.set_xlim(-6, 6)
+        ax2.set_title(rf"window profile ($R = {rows[0]['profile_R']:.2f}$):"
+                      "\nestimate, band lower..upper side")
+        jplot.legend_outside(ax2)
+        return jplot.save(fig, path)
 
 
 __all__ = [
@@ -629,7 +950,14 @@ __all__ = [
     "window_count",
     "geometric_levels",
     "ideal_success",
-    "sampler_success_fn",
+    "lattice_points",
+    "SamplerDraws",
+    "kstar_sides",
+    "mc_interval",
+    "points_for",
+    "profile_side_tables",
+    "exact_control",
+    "LEGEND",
     "searcher_queries",
     "fit_slope",
     "reference_control",

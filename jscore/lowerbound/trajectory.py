@@ -31,7 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..oracles.base import AbstractOracle
-from .informative import critical_sigma, effective_log_m, guard_threshold, informative_terms
+from .informative import (
+    critical_sigma,
+    effective_log_m,
+    guard_threshold,
+    informative_sides,
+    informative_terms,
+)
 from .scalar import Trajectory
 
 
@@ -137,15 +143,30 @@ def reference_run(sampler, sigmas, key, d: int, num_chains: int, rho=1.0, *, max
 class TrajectoryBounds(NamedTuple):
     """Per-chain probabilities that a run against the adversary ever gets an informative answer.
 
+    From the default per-query estimate ``pi_k`` (:func:`~jscore.lowerbound.informative.informative_terms`):
     ``lower = max_k pi_k``; ``upper = 1 - prod_k (1 - pi_k)``; ``estimate``: single-codeword
     model with nested caps merged; ``levels_in_band``: distinct levels (resolution ``delta`` in
     ``log sigma``) among the chain's queries inside the critical band.
+
+    The two sides of the bracket (docs/certified_bound.md §2), from the per-query sides
+    ``pi_k^lo <= pi_k^hi`` of :func:`~jscore.lowerbound.informative.informative_sides`:
+
+    - ``p_upper = min(1, sum_k pi_k^hi)``: union bound over the queries (no independence or
+      cap model is used: an upper bound whenever the ``pi_k^hi`` are);
+    - ``p_lower``: the single-codeword cap model on the lower intensities, nested caps merged
+      by their max, disjoint caps multiplied; ``max_k pi_k^lo <= p_lower`` always, with equality
+      on one ray (deterministic samplers: then it rests only on the per-query lower side, since
+      ``P(exists informative) >= max_k P(informative_k)``).
+
+    ``p_lower <= p_upper`` for every chain.
     """
 
     lower: jax.Array
     upper: jax.Array
     estimate: jax.Array
     levels_in_band: jax.Array
+    p_lower: jax.Array
+    p_upper: jax.Array
 
 
 def _merge_chain(log_int, t_star, overlap, valid):
@@ -192,38 +213,47 @@ def critical_band(d, width, rate_lo=0.15, rate_hi=0.45, rho=1.0):
 
 def assemble(traj: Trajectory, d, rate, eps, p=2.0, rho=1.0, *, log_m=None, t1=None,
              width=None, rate_lo=0.15, rate_hi=0.45, collective=True,
-             guard="truncated") -> TrajectoryBounds:
-    """Per-chain bounds and estimate of ``P(exists informative)`` for a reference trajectory.
+             guard="truncated", estimate=True) -> TrajectoryBounds:
+    """Per-chain sides and estimate of ``P(exists informative)`` for a reference trajectory.
 
     ``traj`` arrays ``(n, q)``; ``rate`` a scalar hidden rate (or ``log_m``). ``width``: window
     width ``w(d)`` in log sigma for the level count (resolution ``w/2`` inside the critical band
     ``[sigma_c(R_hi) e^{-w}, sigma_c(R_lo) e^{w}]``); without it ``levels_in_band`` is -1.
     ``guard``, ``collective``, ``t1``: the liquid-side model of
-    :func:`~jscore.lowerbound.informative.informative_terms`.
+    :func:`~jscore.lowerbound.informative.informative_terms` (the default estimate);
+    ``estimate=False`` skips that estimate (``lower``, ``upper``, ``estimate`` are then NaN) and
+    computes only the two sides ``p_lower``, ``p_upper``.
     """
     ftype = jnp.result_type(float)
     if log_m is None:
         log_m = effective_log_m(d, rate)
     log_m = jnp.asarray(log_m, ftype)
-    if t1 is None and collective and guard == "indicator":
-        t1 = guard_threshold(d, log_m)
-    terms = informative_terms(traj.xi, traj.sigma, d, None, eps, p, rho, log_m=log_m, t1=t1,
-                              collective=collective, guard=guard)
     valid = traj.valid
-    prob = jnp.where(valid, terms.prob, 0.0)
-    lower = jnp.max(prob, axis=-1)
-    log1m = jnp.where(valid, jnp.log1p(-jnp.minimum(prob, 1.0)), 0.0)
-    upper = -jnp.expm1(jnp.sum(log1m, axis=-1))
     merge = jax.vmap(_merge_chain) if traj.xi.ndim == 2 else _merge_chain
-    log_tot = merge(terms.log_intensity, terms.t_star, traj.overlap, valid)
-    estimate = -jnp.expm1(-jnp.exp(jnp.minimum(log_tot, 700.0)))
+    if estimate:
+        if t1 is None and collective and guard == "indicator":
+            t1 = guard_threshold(d, log_m)
+        terms = informative_terms(traj.xi, traj.sigma, d, None, eps, p, rho, log_m=log_m, t1=t1,
+                                  collective=collective, guard=guard)
+        prob = jnp.where(valid, terms.prob, 0.0)
+        lower = jnp.max(prob, axis=-1)
+        log1m = jnp.where(valid, jnp.log1p(-jnp.minimum(prob, 1.0)), 0.0)
+        upper = -jnp.expm1(jnp.sum(log1m, axis=-1))
+        log_tot = merge(terms.log_intensity, terms.t_star, traj.overlap, valid)
+        est = -jnp.expm1(-jnp.exp(jnp.minimum(log_tot, 700.0)))
+    sides = informative_sides(traj.xi, traj.sigma, d, None, eps, p, rho, log_m=log_m)
+    p_upper = jnp.minimum(jnp.sum(jnp.where(valid, sides.upper, 0.0), axis=-1), 1.0)
+    log_lo = merge(sides.log_intensity_lower, sides.t_lower, traj.overlap, valid)
+    p_lower = jnp.minimum(-jnp.expm1(-jnp.exp(jnp.minimum(log_lo, 700.0))), p_upper)
+    if not estimate:
+        lower = upper = est = jnp.full(p_lower.shape, jnp.nan, ftype)
     if width is None:
         levels = -jnp.ones(lower.shape, jnp.int32)
     else:
         lo, hi = critical_band(d, width, rate_lo, rate_hi, rho)
         fn = lambda s, v: _levels_chain(s, v, lo, hi, 0.5 * width)  # noqa: E731
         levels = jax.vmap(fn)(traj.sigma, valid) if traj.xi.ndim == 2 else fn(traj.sigma, valid)
-    return TrajectoryBounds(lower, upper, estimate, levels)
+    return TrajectoryBounds(lower, upper, est, levels, p_lower, p_upper)
 
 
 __all__ = [

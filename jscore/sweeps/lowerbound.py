@@ -4,7 +4,10 @@
 experiment of docs/construction.md §6 and §8: window width, window count ``N(d)``, ``K*(d)`` per
 sampler family with random log-offsets, the optimal adaptive searcher and the two controls, for
 d = 1e2 ... 1e6 without a codebook). ``js.sweep(LowerBoundSweep(...), out=...)`` runs it
-resumably; in TOML it is a file with ``experiment = "lowerbound"``::
+resumably; in TOML it is a file with ``experiment = "lowerbound"``. Every sampler row carries
+``kstar_lo`` and ``kstar_hi`` (the levels at which the upper and the lower side of P(some answer
+is informative) reach 1/2; a necessary condition for success, not success) with Monte-Carlo
+intervals over independent replicates (docs/certified_bound.md)::
 
     experiment = "lowerbound"
     dims = [100, 400, 1600, 6400, 25600, 102400, 409600, 1000000]
@@ -39,9 +42,10 @@ class LowerBoundSweep:
     ``randomized_midpoint``); ``p`` >= 1 and ``eps`` (``"1/d"``, ``"1/sqrt(d)"``, ``"1/d^2"`` or a
     positive number) define the accuracy; ``rate`` is the rate of the window table and
     ``[rate_lo, rate_hi]`` with ``n_rates`` points the rate grid of ``N``, ``K*`` and the
-    searcher; ``n_xi`` reference-norm draws per profile; ``n_offsets`` log-offsets and
-    ``n_chains`` chains per offset for stochastic samplers; ``k_max`` the largest K tried;
-    ``robustness`` adds the p x eps grid.
+    searcher; ``n_xi`` reference-norm draws per profile; ``n_offsets`` (log-offset, rate) points
+    of each replicate's shifted lattice and ``n_reps`` independent replicates (the Monte-Carlo
+    interval of ``K*_lo`` and ``K*_hi``); ``k_max`` the largest K tried; ``robustness`` adds the
+    p x eps grid.
     """
 
     name: str = "lowerbound-sqrt-d"
@@ -54,8 +58,8 @@ class LowerBoundSweep:
     rate_hi: float = 0.45
     n_rates: int = 9
     n_xi: int = 1000
-    n_offsets: int = 8
-    n_chains: int = 2
+    n_offsets: int = 64
+    n_reps: int = 8
     k_max: int = 1024
     robustness: bool = False
     seed: int = 0
@@ -89,7 +93,7 @@ class LowerBoundSweep:
         if not (0 < self.rate_lo <= self.rate <= self.rate_hi < math.log(2) + 1):
             raise ValueError("rates must satisfy 0 < rate_lo <= rate <= rate_hi, got "
                              f"{self.rate_lo}, {self.rate}, {self.rate_hi}.")
-        for f, lo in (("n_rates", 2), ("n_xi", 10), ("n_offsets", 1), ("n_chains", 1),
+        for f, lo in (("n_rates", 2), ("n_xi", 10), ("n_offsets", 1), ("n_reps", 2),
                       ("k_max", 2), ("seed", 0)):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
@@ -122,7 +126,8 @@ class LowerBoundSweep:
                 f"{', '.join(self.samplers)} in scalar form against the reference oracle "
                 f"(plus the ideal reference-typical family), p = {self.p:g}, eps = {self.eps}, "
                 f"rates [{self.rate_lo:g}, {self.rate_hi:g}] x {self.n_rates}, "
-                f"{self.n_offsets} log-offsets x {self.n_chains} chains, K <= {self.k_max}"
+                f"{self.n_reps} replicates x {self.n_offsets} (log-offset, rate) points, "
+                f"K <= {self.k_max}"
                 + (", robustness grid" if self.robustness else "")
                 + ". Cost is O(1) in d per step; results resume per dimension.")
 
@@ -193,7 +198,7 @@ def run_lowerbound(spec: LowerBoundSweep, *, out=None, resume="auto", overwrite=
     with open(os.path.join(out, "table.txt"), "w") as fh:
         fh.write(format_table(results) + "\n")
     files = [os.path.join(out, f) for f in ("scaling.json", "scaling.csv", "scaling.png",
-                                            "table.txt")]
+                                            "scaling.pdf", "table.txt")]
     log(f"lower-bound sweep finished in {time.time() - t0:.0f} s")
     return LowerBoundSweepResult(out=out, spec=spec, results=results,
                                  files=[f for f in files if os.path.exists(f)])
