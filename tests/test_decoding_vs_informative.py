@@ -135,4 +135,5 @@ def test_replicate_errors_are_spread_of_per_seed_estimates():
     per = [np.mean([s.mean() for _, _, s in c]) for c in (c0, c1)]
     assert r["replicates"] == 2 and r["success"] == pytest.approx(np.mean(per))
     assert r["success_se_rep"] == pytest.approx(abs(per[0] - per[1]) / 2)  # sd(ddof=1)/sqrt(2)
-    assert E.error_bar(r, "success") == r["success_se_rep"]
+    assert E.error_bar(r, "success") == max(r["success_se_rep"], r["success_se"])
+    assert E.error_bar(dict(r, success_se_rep=0.0), "success") == r["success_se"]

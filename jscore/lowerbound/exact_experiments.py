@@ -445,7 +445,7 @@ def summarize_success(units):
     With units from ``replicates >= 2`` seeds (independent codebooks, offsets and chains),
     ``*_se_rep`` = standard deviation of the per-seed estimates over ``sqrt(replicates)``: the
     error of the estimate over everything that was drawn (``nan`` with one seed).
-    :func:`error_bar` picks it when present.
+    :func:`error_bar` picks it (floored at ``*_se``) when present.
     """
     acc = {}
     for r in units:
@@ -484,10 +484,12 @@ def summarize_success(units):
 
 
 def error_bar(row, col: str) -> float:
-    """Standard error of ``row[col]`` from a summary row: the replicate SE when the row has two
-    or more replicates (it covers codebooks, offsets and chains), else the chain-level SE."""
+    """Standard error of ``row[col]`` from a summary row: with two or more replicates the
+    replicate SE (it covers codebooks, offsets and chains) floored at the chain-level SE (its
+    expectation is at least that; with few replicates the estimate can fall below it by
+    chance), else the chain-level SE."""
     if int(row.get("replicates", 1)) >= 2:
-        return float(row[col + "_se_rep"])
+        return max(float(row[col + "_se_rep"]), float(row[col + "_se"]))
     return float(row[col + "_se"])
 
 
@@ -563,9 +565,16 @@ def _plot_success(summary, path, d):
 
 
 def _bar_label(rows):
-    if rows and all(int(r.get("replicates", 1)) >= 2 for r in rows):
-        return f" ($\\pm$2 SE over {int(rows[0]['replicates'])} replicates)"
+    reps = sorted({int(r.get("replicates", 1)) for r in rows})
+    if reps and reps[0] >= 2:
+        return f" ($\\pm$2 SE over {'/'.join(map(str, reps))} replicates)"
     return " ($\\pm$2 chain SE)"
+
+
+def _k_ticks(ax, Ks):
+    ticks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128) if min(Ks) <= k <= max(Ks)]
+    ax.set_xticks(ticks, [str(k) for k in ticks])
+    ax.set_xticks([], minor=True)
 
 
 def _plot_gap(summary, path, d, oracle: str = "adversary"):
@@ -594,9 +603,12 @@ def plot_decoding_vs_informative(groups, path, oracle: str = "adversary"):
                     "\\mid\\mathrm{informative})$", **series(2), alpha=0.7)
             ax.axhline(0.5, color="k", lw=0.6, ls=":")
             ax.set_xscale("log")
+            _k_ticks(ax, K)
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("$K$ (geometric levels)")
-            ax.set_title(f"{s}, {oracle} oracle, $d$ = {d}")
+            reps = int(sub[0].get("replicates", 1)) if sub else 1
+            ax.set_title(f"{s}, {oracle} oracle, $d$ = {d}"
+                         + (f"\n{reps} replicates" if reps > 1 else ""))
         axes[0].set_ylabel("fraction of chains" + _bar_label([r for _, _, sub in panels
                                                               for r in sub]))
         legend_outside(axes[-1])

@@ -271,7 +271,8 @@ class QuerySides(NamedTuple):
     - ``diff_lower = 1 - exp(-M S_d(t_g))``: one codeword alone has ``g(T_j) >= (eps/2)^2``;
     - ``diff_upper = min(1, M S_d(t_g) + m(t_g)/(eps/2)^2)``: union bound over "some codeword
       above ``tau``" plus Markov on the bulk ``m(tau) = M E[g(T); T < tau]``, minimal at
-      ``tau = t_g`` (where ``g(tau) = (eps/2)^2``).
+      ``tau = t_g`` (where ``g(tau) = (eps/2)^2``); ``m(t_g)`` is bounded from above with the
+      tangent bound of the log-concave ``f e^{psi_2}`` (no normal approximation).
 
     Informative probability, ``lower <= upper`` everywhere:
 
@@ -377,9 +378,9 @@ def informative_sides(xi, sigma, d, rate, eps, p=2.0, rho=1.0, *, log_m=None) ->
     t_g, _ = _liquid_truncated(kappa, lam, a_k, log_m, log_b, eps, d, False, "exact")
     log_n_g = _log_count(t_g, d, log_m)
     diff_lower = -jnp.expm1(-jnp.exp(jnp.minimum(log_n_g, _LOG_CAP_MAX)))
-    log_bulk = _bulk_log_mean(kappa, lam, a_k, log_m, log_b, d)
     log_delta2 = 2.0 * (jnp.log(eps) - math.log(2.0))
-    log_m_tg = log_bulk(jnp.clip(jnp.where(jnp.isnan(t_g), 1.0, t_g), -1.0, 1.0)) - log_delta2
+    tau = jnp.clip(jnp.where(jnp.isnan(t_g), 1.0, t_g), -1.0, 1.0)
+    log_m_tg = _bulk_log_mean_bound(tau, kappa, lam, a_k, log_m, log_b, d) - log_delta2
     log_m_tg = jnp.where(t_g <= -1.0, -jnp.inf, log_m_tg)
     log_dup = jnp.logaddexp(log_n_g, log_m_tg)
     diff_upper = jnp.minimum(jnp.exp(jnp.minimum(log_dup, _LOG_CAP_MAX)), 1.0)
@@ -395,6 +396,31 @@ def informative_sides(xi, sigma, d, rate, eps, p=2.0, rho=1.0, *, log_m=None) ->
     log_int = jnp.where(in_band & (lower > 0), log_int, -jnp.inf)
     return QuerySides(lower, upper, lr_lower, lr_upper, diff_lower, diff_upper, log_int, t_lower,
                       in_band, condensed)
+
+
+def _bulk_log_mean_bound(tau, kappa, lam, a_k, log_m, log_b, d):
+    """Upper bound on ``log m(tau)``, ``m(tau) = M E_u[g(T); T < tau]`` (liquid model, no
+    approximation of the vMF(2 kappa) law): ``m = (r/sigma^2)^2 e^{Lambda(2k) - 2 Lambda(k)}/M
+    E_{vMF(2k)}[f(T); T < tau]`` with ``f(t) = 1 - 2 A t + A^2``; ``f e^{psi_2}`` is log-concave,
+    so the tangent bound of :func:`log_vmf_lower_tail_bound` applies to it, and the partial
+    mean is at most the full one ``1 - 2 A A_d(2k) + A^2``."""
+    from .caps import log_beta_half
+
+    log_rs = log_b - math.log(2.0)
+    lam2, a_2k = bessel_terms(2.0 * kappa, d)
+    log_pref = 2.0 * log_rs + lam2 - 2.0 * lam - log_m
+    log_full = jnp.log((a_k - a_2k) ** 2 + (1.0 - a_2k) * (1.0 + a_2k))  # 1 - 2 A A2 + A^2
+    inside = (tau > -1.0) & (tau < 1.0)
+    tc = jnp.where(inside, tau, 0.0)
+    a3 = (d - 3.0) / 2.0
+    f = 1.0 - 2.0 * a_k * tc + a_k * a_k
+    h = (jnp.log(f) + 2.0 * kappa * tc - lam2 - log_beta_half((d - 1.0) / 2.0)
+         + a3 * (jnp.log1p(-tc) + jnp.log1p(tc)))
+    dh = -2.0 * a_k / f + 2.0 * kappa - 2.0 * a3 * tc / ((1.0 - tc) * (1.0 + tc))
+    tangent = h + jnp.log1p(tc) + _log_expm1_ratio(dh * (1.0 + tc))
+    part = jnp.where(inside, jnp.minimum(tangent, log_full), jnp.where(tau >= 1.0, log_full,
+                                                                      -jnp.inf))
+    return log_pref + part
 
 
 def _bulk_log_mean(kappa, lam, a_k, log_m, log_b, d):
