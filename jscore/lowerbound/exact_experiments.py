@@ -57,6 +57,7 @@ from ..sampling import sample
 from ..targets.codebook import SphereCodebook
 from .audit import critical_sigma
 from .metrics import BOTTOM, decode, tv_planted, tv_prediction
+from .validation import offset_grid  # noqa: F401  (re-exported; it lives beside its other user)
 
 
 def tv_curve(d: int, rate: float, ratios, n: int, key, rho: float = 1.0):
@@ -72,14 +73,6 @@ def tv_curve(d: int, rate: float, ratios, n: int, key, rho: float = 1.0):
                          tv_se=r.tv_se, planted_exceed=r.planted_exceed,
                          phi=float(tv_prediction(d, cb.effective_rate, s, rho))))
     return rows
-
-
-def offset_grid(K: int, sigma_min: float, sigma_max: float, offset: float):
-    """``sigma_k = sigma_max exp(-(k - 1 + U) Delta)``, ``Delta = log(sigma_max/sigma_min)/K``,
-    k = 1..K, followed by 0 (final Tweedie step); section 8.4."""
-    delta = math.log(sigma_max / sigma_min) / K
-    lev = sigma_max * np.exp(-(np.arange(K) + offset) * delta)
-    return np.concatenate([lev, [0.0]])
 
 
 def _oracles(cb, eps, p, names):

@@ -31,6 +31,14 @@ from .informative import bessel_terms, effective_log_m_py, norm_band, profile, t
 _GEN_BLOCK = 1 << 18
 
 
+def offset_grid(K: int, sigma_min: float, sigma_max: float, offset: float):
+    """``sigma_k = sigma_max exp(-(k - 1 + U) Delta)``, ``Delta = log(sigma_max/sigma_min)/K``,
+    k = 1..K, followed by 0 (final Tweedie step); docs/construction.md §8."""
+    delta = math.log(sigma_max / sigma_min) / K
+    lev = sigma_max * np.exp(-(np.arange(K) + offset) * delta)
+    return np.concatenate([lev, [0.0]])
+
+
 def random_sphere_codebook(d: int, rate: float, seed: int, rho: float = 1.0) -> np.ndarray:
     """``M = ceil(exp(rate d))`` i.i.d. uniform points on ``S_r`` (``r = rho sqrt d``), float32 ``(M, d)``.
 
@@ -176,7 +184,7 @@ def sampler_informative(sampler, d: int, rate: float, Ks, n: int, seed: int = 0,
                         p=2.0, num_offsets: int = 4, sigma_min=0.02, sigma_max=20.0):
     """``P(exists informative)`` of a sampler against the exact adversary vs the formula.
 
-    For each K the geometric grid of :func:`~jscore.lowerbound.exact_experiments.offset_grid`
+    For each K the geometric grid of :func:`offset_grid`
     with stratified log-offsets ``(u + 0.37)/num_offsets``; ``n`` chains per offset. ``exact``:
     fraction of chains that got an informative answer from ``LRAdversary`` on one random
     codebook; ``formula`` / ``formula_old``: mean trajectory estimate of
@@ -187,7 +195,6 @@ def sampler_informative(sampler, d: int, rate: float, Ks, n: int, seed: int = 0,
     from ..oracles.adversary import LRAdversary
     from ..sampling import sample
     from ..targets.codebook import SphereCodebook
-    from .exact_experiments import offset_grid
     from .trajectory import assemble, reference_run
 
     cb = SphereCodebook.random(jax.random.key(seed), d, rate)
