@@ -120,3 +120,14 @@ def test_kl_gauss_refuses_adaptive_samplers():
     target = js.targets.Gaussian(mean=np.zeros(3, np.float32), var=np.float32(1.0))
     with pytest.raises(ValueError, match="fixed-grid sampler"):
         get_measure("kl_gauss").check(target, _Exact(), js.samplers.make("adaptive"))
+
+
+def test_builtin_stochastic_spec_validates():
+    from jscore.sweeps import BUILTIN_SPECS
+
+    spec = BUILTIN_SPECS["gaussian-stochastic-steps-vs-d"]()
+    engine.validate(spec)
+    assert spec.qstar.metric == "kl_gauss" and "kl_gauss_se" in spec.metrics
+    names = [c.name for c in spec.samplers]
+    assert {"euler_ancestral", "euler_maruyama"} <= set(names)
+    assert all(js.samplers.make(n).is_stochastic for n in names)
