@@ -12,8 +12,8 @@ the per-point Monte-Carlo error of Q*, not model error).
     python benchmarks/gaussian_vs_adversary.py --run      # run both sweeps (minutes), then summarise
     python benchmarks/gaussian_vs_adversary.py            # summarise existing sweep outputs + figure
 
-Writes benchmarks/results/gaussian_steps/{qstar.json,qstar.csv,table.txt} and
-benchmarks/results/gaussian_vs_adversary.{png,pdf}.
+Writes benchmarks/results/gaussian_steps/{qstar.json,qstar.csv,table.txt},
+benchmarks/results/gaussian_vs_adversary.{png,pdf} and a PNG copy docs/gaussian_vs_adversary.png.
 """
 
 from __future__ import annotations
@@ -48,14 +48,13 @@ def run_sweeps(sweep_dir: str) -> dict:
 
 
 def read_sweeps(sweep_dir: str):
-    """Per sampler: metric, dims, Q*, Q*_interp and its interval; plus the sweep's slope fits."""
+    """Per sampler: metric, dims, Q*, Q*_interp and its interval; plus the sweep's slope fits. Reads
+    every run folder under ``sweep_dir`` with a ``summary.json`` (a sampler found twice keeps the run
+    with more resolved dimensions)."""
     out, timing = {}, {}
-    for kind in SWEEPS:
-        path = os.path.join(sweep_dir, kind, "summary.json")
-        if not os.path.exists(path):
-            print(f"skipping {kind}: no sweep output at {path} (run with --run, or pass --sweep-dir)")
-            continue
-        with open(path) as f:
+    kinds = sorted(k for k in os.listdir(sweep_dir) if os.path.exists(os.path.join(sweep_dir, k, "summary.json")))
+    for kind in kinds:
+        with open(os.path.join(sweep_dir, kind, "summary.json")) as f:
             summ = json.load(f)
         with open(os.path.join(sweep_dir, kind, "config.json")) as f:
             cfg = json.load(f).get("spec", {})
@@ -65,22 +64,30 @@ def read_sweeps(sweep_dir: str):
                 timing[kind] = json.load(f)
         metric = cfg.get("qstar", {}).get("metric") if isinstance(cfg.get("qstar"), dict) else None
         seeds = cfg.get("seeds")
+        recs = {}
         for q in summ["qstar"]:
             s = q["cell"]["sampler"]
-            rec = out.setdefault(s, {"sampler": s, "kind": kind, "metric": metric, "seeds": seeds, "points": []})
+            rec = recs.setdefault(s, {"sampler": s, "run": kind, "metric": metric,
+                                      "num_seeds": len(seeds) if isinstance(seeds, list) else seeds, "points": []})
             rec["points"].append({k: q.get(k) for k in ("dim", "qstar", "qstar_interp", "qstar_interp_ci_low",
                                                           "qstar_interp_ci_high", "flag")})
         for sl in summ["slopes"]:
             if sl.get("of") != "qstar_interp":
                 continue
             s = sl["cell"]["sampler"] if sl.get("cell") else None
-            if s in out:
-                out[s]["slope"] = {k: sl.get(k) for k in ("slope", "slope_ci_low", "slope_ci_high", "slope_ci_level",
-                                                          "slope_ci_method", "slope_ci_covers", "dims")}
+            if s in recs:
+                recs[s]["slope"] = {k: sl.get(k) for k in ("slope", "slope_ci_low", "slope_ci_high", "slope_ci_level",
+                                                           "slope_ci_method", "slope_ci_covers", "dims")}
+        for s, rec in recs.items():
+            ok = sum(p["flag"] == "ok" for p in rec["points"])
+            if s not in out or ok > sum(p["flag"] == "ok" for p in out[s]["points"]):
+                out[s] = rec
     if not out:
         raise SystemExit(f"no sweep outputs under {sweep_dir}; run with --run first (or pass --sweep-dir)")
     for rec in out.values():
         rec["points"].sort(key=lambda p: p["dim"])
+    order = ["euler", "heun", "dpmpp_2m", "euler_ancestral", "euler_maruyama", "dpmpp_2m_sde"]
+    out = dict(sorted(out.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99, kv[0])))
     return out, timing
 
 
@@ -206,12 +213,19 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join(RESULTS, "gaussian_steps"))
     ap.add_argument("--adversary", default=os.path.join(RESULTS, "lowerbound_scale", "scaling.json"))
     ap.add_argument("--figure", default=os.path.join(RESULTS, "gaussian_vs_adversary.png"))
+    ap.add_argument("--docs-figure", default=os.path.join(HERE, "..", "docs", "gaussian_vs_adversary.png"),
+                    help="copy of the PNG for the docs page ('' to skip)")
     args = ap.parse_args(argv)
     if args.run:
         run_sweeps(args.sweep_dir)
     recs, timing = read_sweeps(args.sweep_dir)
     files = write_tables(recs, timing, args.out)
     files += figure(recs, read_adversary(args.adversary), args.figure)
+    if args.docs_figure:
+        import shutil
+
+        shutil.copyfile(os.path.splitext(args.figure)[0] + ".png", args.docs_figure)
+        files.append(args.docs_figure)
     print("wrote", ", ".join(files))
     return 0
 
