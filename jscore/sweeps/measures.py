@@ -14,6 +14,19 @@ resample seeds and sum again, so ``from_sums`` is vectorised over leading axes.
   ``x_T ~ N(0, sigma_0^2 I)`` its output law is ``N((1 - A) m, A^2 sigma_0^2 I)`` and
   ``KL = d/2 (w - 1 - log w) + A^2 |m|^2 / (2 s^2)``, ``w = A^2 sigma_0^2 / s^2``, with ``A`` read
   off the chains by least squares (exact up to rounding, whatever the number of seeds).
+- ``kl_gauss`` (Gaussian, exact oracle, any fixed-grid sampler, stochastic ones included): KL of
+  the output law, a Monte-Carlo estimate with standard error ``kl_gauss_se``. With the exact oracle
+  on ``N(m, s^2 I)`` a fixed-grid sampler is affine in (x_T, its noise draws) and acts coordinate by
+  coordinate: ``x - m = A (x_T - m) + beta m + eta`` with ``eta ~ N(0, B^2)`` independent of
+  ``x_T ~ N(0, sigma_0^2)`` (``beta = 0`` for translation-equivariant steps). The output law is
+  ``N(m (1 - A + beta), V)``, ``V = A^2 sigma_0^2 + B^2``, so
+  ``KL = d/2 (w - 1 - log w) + (beta - A)^2 |m|^2 / (2 s^2)``, ``w = V / s^2``. ``(A, beta)`` come
+  from the pooled least-squares fit of the ``N = n d`` residuals on ``(x_T - m, m)`` (only on
+  ``x_T - m`` when ``m = 0``), ``B^2`` from the residual sum of squares over ``N - p`` (unbiased).
+  The plug-in KL is biased upwards by about ``1/(2n)``; the estimate subtracts the second-order
+  delta-method bias ``1/2 tr(H Sigma)``, and ``kl_gauss_se`` is the delta-method standard error
+  ``sqrt(g' Sigma g)`` (both leave an ``O(N^-2) d`` remainder). Exact for deterministic samplers
+  only up to rounding; prefer ``kl_affine`` there.
 - ``w2`` (Gaussian): W2 between the pooled isotropic fit and the target,
   ``s sqrt(d (delta^2 + (sqrt v - 1)^2))``.
 - ``mode_tv`` (mixture): total variation between the fraction of chains nearest to each mean and
@@ -57,6 +70,11 @@ def chain_stats(names, ctx) -> dict:
         elif nm in ("ry", "yy"):
             r, y = _residual(ctx, x), _residual(ctx, x0)
             out["ry"], out["yy"] = jnp.sum(r * y), jnp.sum(y * y)
+        elif nm in ("rr", "rm", "ym"):
+            r, y = _residual(ctx, x), _residual(ctx, x0)
+            mv = jnp.where(mask, jnp.broadcast_to(t.mean, r.shape), jnp.zeros_like(r))
+            out["rr"], out["rm"], out["ym"] = jnp.sum(r * r), jnp.sum(r * mv), jnp.sum(y * mv)
+            out["ry"], out["yy"] = jnp.sum(r * y), jnp.sum(y * y)
         elif nm == "mode":
             xm = jnp.where(mask, x, jnp.zeros_like(x))
             d2 = 2.0 * t.half_sq_norms - 2.0 * (t.means @ xm)
@@ -87,6 +105,55 @@ def _kl_affine_sums(sums, n, info):
         a = sums["ry"] / sums["yy"]
         w = a * a * info["sigma0"] ** 2 / info["var"] - 1.0
         return 0.5 * d * (w - np.log1p(w)) + a * a * info["mean_sq"] / (2.0 * info["var"])
+
+
+def _kl_gauss_parts(sums, n, info):
+    """``(kl_plugin, bias, se)`` of the stochastic closed form (see the module docstring)."""
+    d, s2, s0sq, M = info["dim"], info["var"], info["sigma0"] ** 2, info["mean_sq"]
+    N = n * d
+    rr, ry, yy = (np.asarray(sums[k], np.float64) for k in ("rr", "ry", "yy"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if M > 0.0:  # two regressors per coordinate: (x_T - m) and m; X'X summed over seeds
+            rm, ym = np.asarray(sums["rm"], np.float64), np.asarray(sums["ym"], np.float64)
+            mm = n * M
+            det = yy * mm - ym * ym
+            a = (ry * mm - rm * ym) / det
+            beta = (rm * yy - ry * ym) / det
+            rss = rr - a * ry - beta * rm
+            p = 2
+            i_aa, i_bb, i_ab = mm / det, yy / det, -ym / det  # (X'X)^-1
+        else:
+            a, beta = ry / yy, np.zeros_like(ry)
+            rss = rr - a * ry
+            p = 1
+            i_aa, i_bb, i_ab = 1.0 / yy, np.zeros_like(yy), np.zeros_like(yy)
+        b2 = np.maximum(rss, 0.0) / (N - p)
+        v = a * a * s0sq + b2
+        w = v / s2
+        c = beta - a
+        kl = 0.5 * d * (w - 1.0 - np.log(w)) + c * c * M / (2.0 * s2)
+        # covariance of (A, beta) is B^2 (X'X)^-1; B2_hat is independent of them, var 2 B^4 / (N - p)
+        s_aa, s_bb, s_ab, s_vv = b2 * i_aa, b2 * i_bb, b2 * i_ab, 2.0 * b2 * b2 / (N - p)
+        dkv = 0.5 * d * (1.0 / s2 - 1.0 / v)  # dKL/dV
+        g_a = dkv * 2.0 * a * s0sq - c * M / s2
+        g_b = c * M / s2
+        g_v = dkv  # d/dB^2
+        se = np.sqrt(g_a * g_a * s_aa + 2.0 * g_a * g_b * s_ab + g_b * g_b * s_bb + g_v * g_v * s_vv)
+        h_vv = 0.5 * d / (v * v)
+        h_aa = h_vv * (2.0 * a * s0sq) ** 2 + dkv * 2.0 * s0sq + M / s2
+        h_ab = -M / s2
+        h_bb = M / s2
+        bias = 0.5 * (h_aa * s_aa + 2.0 * h_ab * s_ab + h_bb * s_bb + h_vv * s_vv)
+    return kl, bias, se
+
+
+def _kl_gauss_sums(sums, n, info):
+    kl, bias, _ = _kl_gauss_parts(sums, n, info)
+    return kl - bias
+
+
+def _kl_gauss_se_sums(sums, n, info):
+    return _kl_gauss_parts(sums, n, info)[2]
 
 
 def _mode_tv_sums(sums, n, info):
@@ -121,15 +188,43 @@ def _check_affine(target, oracle_entry, sampler):
         )
 
 
+def _check_gauss(name):
+    def check(target, oracle_entry, sampler):
+        from ..samplers.base import AbstractFixedStepSampler
+
+        _need_gaussian(name, True)(target, oracle_entry, sampler)
+        if not oracle_entry.is_exact:
+            raise ValueError(
+                f"metric {name!r} assumes the exact oracle (the sampler is then affine in x_T and its "
+                "noise); use 'kl' with noisy or learned oracles."
+            )
+        if not isinstance(sampler, AbstractFixedStepSampler):
+            raise ValueError(
+                f"metric {name!r} needs a fixed-grid sampler (affine in x_T and its noise), but "
+                f"{type(sampler).__name__} is not an AbstractFixedStepSampler (an adaptive step size "
+                "depends on the state); use 'kl' (a moment fit) instead."
+            )
+
+    return check
+
+
 def _check_mixture(target, oracle_entry, sampler):
     if not isinstance(target, GaussianMixture):
         raise ValueError(f"metric 'mode_tv' needs a mixture target (gmm), got {type(target).__name__}.")
 
 
+_GAUSS_STATS = ("rr", "ry", "yy", "rm", "ym")
+
 MEASURES: dict[str, Measure] = {
     "kl": Measure("kl", ("u1", "u2"), _kl_sums, _need_gaussian("kl"), "pooled-fit KL"),
     "w2": Measure("w2", ("u1", "u2"), _w2_sums, _need_gaussian("w2", True), "pooled-fit W2"),
     "kl_affine": Measure("kl_affine", ("ry", "yy"), _kl_affine_sums, _check_affine, "closed-form KL"),
+    "kl_gauss": Measure(
+        "kl_gauss", _GAUSS_STATS, _kl_gauss_sums, _check_gauss("kl_gauss"), "closed-form KL, MC (A, B^2)"
+    ),
+    "kl_gauss_se": Measure(
+        "kl_gauss_se", _GAUSS_STATS, _kl_gauss_se_sums, _check_gauss("kl_gauss_se"), "SE of kl_gauss"
+    ),
     "mode_tv": Measure("mode_tv", ("mode",), _mode_tv_sums, _check_mixture, "mode-mass TV"),
 }
 
