@@ -7,8 +7,10 @@ at which the probability that some answer of the adversarial eps-accurate oracle
 reaches 1/2 for Euler, Euler ancestral and Heun (a necessary condition for success, not success),
 with log-log slopes and bootstrap CIs (about 0.45: sqrt(d) up to a log), a table on stdout and
 ``scaling.json/csv/png`` in --out (default ``jscore-sweep-lowerbound-sqrt-d``), in a few minutes on
-2 CPU cores. Built-in names: ``lowerbound-sqrt-d`` (the default) and ``gaussian-steps-vs-d``
-(steps-to-error Q*(d) of Euler/Heun/DPM-Solver++ on N(0, I_d)).
+2 CPU cores. Built-in names: ``lowerbound-sqrt-d`` (the default), ``gaussian-steps-vs-d``
+(steps-to-error Q*(d) of Euler/Heun/DPM-Solver++ on N(0, I_d), closed-form KL) and
+``gaussian-stochastic-steps-vs-d`` (the same for Euler ancestral, Euler-Maruyama and
+DPM-Solver++ 2M SDE, with a Monte-Carlo KL estimate and its standard error).
 
 Examples::
 
@@ -49,7 +51,7 @@ def add_parser(subparsers):
 def _add_arguments(p):
     p.add_argument("config", nargs="?",
                    help="TOML sweep spec or a built-in name: lowerbound-sqrt-d (default), "
-                        "gaussian-steps-vs-d")
+                        "gaussian-steps-vs-d, gaussian-stochastic-steps-vs-d")
     p.add_argument("--out", help="results directory (default: jscore-sweep-<name>)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="require existing rows of this config and continue them")
