@@ -29,7 +29,8 @@ Method (both):
   rED + 2 se (``None``: not reached within the largest budget). The threshold is fixed per study
   (``--threshold``) and recorded; ``report`` recomputes the tables from the JSON at another one.
 
-Run (CPU; each command < 10 min on an idle 2-core machine at the defaults):
+Run (CPU; the results in benchmarks/results took 8 min per d (mixtures) and 20 min per size
+(digits) on a 2-core machine at load average 12-16; results are rewritten after every d):
 ``python benchmarks/learned_scores.py mixtures``, ``... digits``, ``... report``. Writes
 ``benchmarks/results/learned_{mixtures,digits}_<backend>.{json,txt}``.
 """
@@ -165,11 +166,11 @@ def run_mixtures(args):
                       "final_loss": float(np.mean(fit.losses[-max(1, args.train_steps // 10):])),
                       "profile": prof, "curves": curves, "seconds": time.perf_counter() - t0})
         print(f"d={d}: {time.perf_counter() - t0:.0f} s", flush=True)
-    out = {"study": "mixtures", "env": stamp_end(info), "device": device_label(info),
-           "training_budget": budget, "chains": args.chains, "steps_grid": steps,
-           "threshold": args.threshold, "target": "GaussianMixture(K=8, means ~ N(0, I_d), std=0.3)",
-           "per_d": per_d}
-    write(out, "mixtures")
+        out = {"study": "mixtures", "env": stamp_end(dict(info)), "device": device_label(info),
+               "training_budget": budget, "chains": args.chains, "steps_grid": steps,
+               "threshold": args.threshold,
+               "target": "GaussianMixture(K=8, means ~ N(0, I_d), std=0.3)", "per_d": per_d}
+        write(out, "mixtures")  # after every d, so a partial run keeps what it measured
 
 
 def run_digits(args):
@@ -212,11 +213,11 @@ def run_digits(args):
                     "floor_train_vs_heldout": {"red": floor[0], "se": floor[1]},
                     "profile": prof, "curves": curves, "seconds": time.perf_counter() - t0})
         print(f"size={size}: {time.perf_counter() - t0:.0f} s", flush=True)
-    out = {"study": "digits", "env": stamp_end(info), "device": device_label(info),
-           "training_budget": budget, "chains": args.chains, "steps_grid": steps,
-           "threshold": args.threshold, "upsampling": "bilinear (jscore.data.digits)",
-           "per_d": per}
-    write(out, "digits")
+        out = {"study": "digits", "env": stamp_end(dict(info)), "device": device_label(info),
+               "training_budget": budget, "chains": args.chains, "steps_grid": steps,
+               "threshold": args.threshold, "upsampling": "bilinear (jscore.data.digits)",
+               "per_d": per}
+        write(out, "digits")  # after every size, so a partial run keeps what it measured
 
 
 def tables(out, thr=None):
