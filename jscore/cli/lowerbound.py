@@ -44,7 +44,8 @@ def add_parser(subparsers):
         description="The lower-bound lab. 'scale': the codebook-free sqrt(d) sweep up to "
         "d = 1e6 (the default job of 'jscore sweep'). 'exact': experiments with explicit "
         "codebooks at small d (TV curve, sampler success, adaptive searcher, admissibility "
-        "audit). The documentation's 'The lower-bound construction' explains both.")
+        "audit). 'rounds': the exploratory nested codebook, adaptive rounds against queries. The "
+        "documentation's 'The lower-bound construction' and 'Adaptive rounds' pages explain them.")
     sub = p.add_subparsers(dest="lowerbound_command", required=True, metavar="{scale,exact,rounds}")
     s = sub.add_parser(
         "scale", help="window width, N(d), K*(d) per sampler, slopes, figure",

@@ -875,7 +875,9 @@ def format_table(results) -> str:
             extra = ""
             if k in mc:
                 extra = f"  {{{mc[k][1]:.3f}, {mc[k][2]:.3f}}}"
-            lines.append(f"  {k:<28s} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]{extra}")
+            ci = (f"[{v[1]:.3f}, {v[2]:.3f}]" if np.isfinite(v[1]) and np.isfinite(v[2])
+                  else "[no CI: fewer than 3 dimensions]")
+            lines.append(f"  {k:<28s} {v[0]:.3f} {ci}{extra}")
     return "\n".join(lines)
 
 
