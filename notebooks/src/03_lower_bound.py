@@ -143,13 +143,19 @@ print(js.lowerbound.scaling.format_table(results))
 display(Image(filename=str(work / "scaling" / "scaling.png")))
 
 # %% [markdown]
-# Columns: `w` is the window width in log(sigma/sigma_c), `w*sqd` = w sqrt(d) and `w_norm` =
-# w sqrt(d / ln(d/eps)). It is `w_norm` that is nearly constant (about 3.3), while `w*sqd` grows
-# slowly (like sqrt(log d)): the window shrinks like sqrt(log(d/eps)/d), so the number of windows
-# N(d) and K*(d) grow with a log-log slope a little below 1/2 (sqrt(d) up to the log). The optimal adaptive
+# Columns: `window` gives the edges of the informative window in log(sigma/sigma_c) and `w_norm`
+# its width scaled by sqrt(d / ln(d/eps)), which is nearly constant (about 3.3): the window shrinks
+# like sqrt(log(d/eps)/d), so the number of windows N(d) and K*(d) grow with a log-log slope a
+# little below 1/2 (sqrt(d) up to the log). Every K* is a bracket `K*_lo .. K*_hi`: the levels at
+# which the upper and the lower side of P(some answer informative) reach 1/2, with the Monte-Carlo
+# half-width over independent replicates in percent (the documentation's "Certified bound"
+# page). `exact` is the exact-oracle control, measured: the fraction of chains that decoded and
+# the queries they used. The optimal adaptive
 # searcher (which knows the window centres and stops at the first informative answer) needs fewer
-# queries, and its count grows more slowly over this short range; both slopes are estimates from
-# three dimensions at `SCALE = 1`. The command line runs the full ladder up to d = 10^6:
+# queries, and its count grows more slowly over this short range; the slopes are estimates from
+# three dimensions at `SCALE = 1`, and with only 4 lattice points per replicate the Monte-Carlo
+# half-widths of K* here are 5-12%, so the sampler's slope is rough (the default `jscore sweep`
+# is sized to at most 3%). The command line runs the full ladder up to d = 10^6:
 #
 # ```bash
 # jscore lowerbound scale --dims 400,1600,6400,25600,102400,409600,1000000 --out runs/lowerbound
