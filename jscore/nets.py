@@ -111,7 +111,25 @@ class _Block(eqx.Module):
         return h + self.lin2(jax.nn.silu(self.lin1(y)))
 
 
-class DenoiserMLP(eqx.Module):
+class _EDMDenoiser(eqx.Module):
+    """The EDM preconditioning shared by the networks: a subclass provides the bare network
+    ``raw(x_in, c_noise)``, the input check ``_check_x(x)`` and the field ``sigma_data``."""
+
+    def __call__(self, x, sigma):
+        """Denoiser ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)``."""
+        self._check_x(x)
+        sigma = jnp.asarray(sigma, x.dtype)
+        c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)
+        return c_skip * x + c_out * self.raw(c_in * x, c_noise).astype(x.dtype)
+
+    def score(self, x, sigma):
+        """``(D - x) / sigma^2 = -x / (sigma^2 + sd^2) + sd F / (sigma sqrt(sigma^2 + sd^2))``."""
+        self._check_x(x)
+        sigma = jnp.asarray(sigma, x.dtype)
+        return edm_score(lambda x_in, c_noise: self.raw(x_in, c_noise), x, sigma, self.sigma_data)
+
+
+class DenoiserMLP(_EDMDenoiser):
     """EDM-preconditioned residual-MLP denoiser ``D(x, sigma)`` for data in R^d (any ``d``).
 
     ``model(x, sigma)`` returns ``D`` of shape ``(d,)`` for ``x (d,)``, ``sigma > 0`` scalar;
@@ -201,19 +219,6 @@ class DenoiserMLP(eqx.Module):
         for block in self.blocks:
             h = block(h, emb)
         return self.proj_out(jax.nn.silu(self.norm_out(h)))
-
-    def __call__(self, x, sigma):
-        """Denoiser ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)``."""
-        self._check_x(x)
-        sigma = jnp.asarray(sigma, x.dtype)
-        c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)
-        return c_skip * x + c_out * self.raw(c_in * x, c_noise).astype(x.dtype)
-
-    def score(self, x, sigma):
-        """``(D - x) / sigma^2 = -x / (sigma^2 + sd^2) + sd F / (sigma sqrt(sigma^2 + sd^2))``."""
-        self._check_x(x)
-        sigma = jnp.asarray(sigma, x.dtype)
-        return edm_score(lambda x_in, c_noise: self.raw(x_in, c_noise), x, sigma, self.sigma_data)
 
 
 #: Classes :func:`load` can rebuild from a checkpoint's JSON.
@@ -451,7 +456,7 @@ class _ConvBlock(eqx.Module):
         return h + self.conv2(jax.nn.silu(self.norm2(y)))
 
 
-class DenoiserConv(eqx.Module):
+class DenoiserConv(_EDMDenoiser):
     """EDM-preconditioned convolutional denoiser ``D(x, sigma)`` for images of shape ``(H, W, C)``.
 
     The same preconditioning as :class:`DenoiserMLP` (module docstring) around a small U-Net
@@ -566,19 +571,6 @@ class DenoiserConv(eqx.Module):
             h = self.up_blocks[i](self.ups[i](jnp.concatenate([h, skips[i]], axis=0)), emb)
         out = unpatchify(self.conv_out(jax.nn.silu(self.norm_out(h))), self.patch)
         return jnp.reshape(out, x_in.shape)
-
-    def __call__(self, x, sigma):
-        """Denoiser ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)``."""
-        self._check_x(x)
-        sigma = jnp.asarray(sigma, x.dtype)
-        c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)
-        return c_skip * x + c_out * self.raw(c_in * x, c_noise).astype(x.dtype)
-
-    def score(self, x, sigma):
-        """``(D - x) / sigma^2``, without the cancellation (as :meth:`DenoiserMLP.score`)."""
-        self._check_x(x)
-        sigma = jnp.asarray(sigma, x.dtype)
-        return edm_score(lambda x_in, c_noise: self.raw(x_in, c_noise), x, sigma, self.sigma_data)
 
 
 MODELS["DenoiserConv"] = DenoiserConv

@@ -134,6 +134,22 @@ def norm_band(sigma, d, eps, p=2.0, rho=1.0):
     return centre - half, centre + half + 2.0 * s2 * t_sig
 
 
+def _query_scalars(xi, sigma, d, rate, eps, p, rho, log_m):
+    """The arguments in the float dtype and the per-query scalars both sides share:
+    ``r = rho sqrt(d)``, ``s2 = sigma^2``, ``kappa = r xi / sigma^2``, ``log B`` (``B = 2 r /
+    sigma^2``) and ``log lambda`` (the likelihood-ratio threshold)."""
+    d = _check_d(d)
+    ftype = jnp.result_type(float)
+    xi, sigma, eps, p, rho = (jnp.asarray(v, ftype) for v in (xi, sigma, eps, p, rho))
+    log_m = jnp.asarray(effective_log_m(d, rate) if log_m is None else log_m, ftype)
+    r = rho * _sqrt(d)
+    s2 = sigma * sigma
+    kappa = jnp.maximum(r * xi / s2, 1e-300)
+    log_b = math.log(2.0) + jnp.log(r) - 2.0 * jnp.log(sigma)
+    log_lambda = math.log(0.5) + p * (jnp.log(eps) - math.log(2.0) - log_b)
+    return d, xi, sigma, eps, p, rho, log_m, r, s2, kappa, log_b, log_lambda
+
+
 class QueryTerms(NamedTuple):
     """The pieces of ``pi`` for a batch of queries (all arrays of the broadcast shape).
 
@@ -193,22 +209,9 @@ def informative_terms(
         raise ValueError(f"Unknown guard {guard!r}; use 'truncated' or 'indicator'.")
     if jump not in ("spec", "exact"):
         raise ValueError(f"Unknown jump factor {jump!r}; use 'spec' or 'exact'.")
-    d = _check_d(d)
-    ftype = jnp.result_type(float)
-    xi = jnp.asarray(xi, ftype)
-    sigma = jnp.asarray(sigma, ftype)
-    eps = jnp.asarray(eps, ftype)
-    p = jnp.asarray(p, ftype)
-    rho = jnp.asarray(rho, ftype)
-    if log_m is None:
-        log_m = effective_log_m(d, rate)
-    log_m = jnp.asarray(log_m, ftype)
-
-    r = rho * _sqrt(d)
-    s2 = sigma * sigma
-    kappa = jnp.maximum(r * xi / s2, 1e-300)
-    log_b = math.log(2.0) + jnp.log(r) - 2.0 * jnp.log(sigma)  # B = 2 r / sigma^2
-    log_lambda = math.log(0.5) + p * (jnp.log(eps) - math.log(2.0) - log_b)
+    d, xi, sigma, eps, p, rho, log_m, r, s2, kappa, log_b, log_lambda = _query_scalars(
+        xi, sigma, d, rate, eps, p, rho, log_m)
+    ftype = xi.dtype
 
     lo, hi = norm_band(sigma, d, eps, p, rho)
     x2 = xi * xi
@@ -344,22 +347,9 @@ def informative_sides(xi, sigma, d, rate, eps, p=2.0, rho=1.0, *, log_m=None) ->
     liquid branch; it lies in ``[lower, upper]`` except where the bulk model overshoots the
     Markov side (rare; a model difference, not an error).
     """
-    d = _check_d(d)
-    ftype = jnp.result_type(float)
-    xi = jnp.asarray(xi, ftype)
-    sigma = jnp.asarray(sigma, ftype)
-    eps = jnp.asarray(eps, ftype)
-    p = jnp.asarray(p, ftype)
-    rho = jnp.asarray(rho, ftype)
-    if log_m is None:
-        log_m = effective_log_m(d, rate)
-    log_m = jnp.asarray(log_m, ftype)
-
-    r = rho * _sqrt(d)
-    s2 = sigma * sigma
-    kappa = jnp.maximum(r * xi / s2, 1e-300)
-    log_b = math.log(2.0) + jnp.log(r) - 2.0 * jnp.log(sigma)
-    log_lambda = math.log(0.5) + p * (jnp.log(eps) - math.log(2.0) - log_b)
+    d, xi, sigma, eps, p, rho, log_m, r, s2, kappa, log_b, log_lambda = _query_scalars(
+        xi, sigma, d, rate, eps, p, rho, log_m)
+    ftype = xi.dtype
     lo, hi = norm_band(sigma, d, eps, p, rho)
     x2 = xi * xi
     in_band = (x2 >= lo) & (x2 <= hi)
