@@ -2,7 +2,8 @@
 
 Sample metrics take batches: ``samples`` of shape ``(n, d)`` or ``(n, *event_shape)`` (image-shaped
 samples are flattened to ``(n, d)`` rows, ``d = prod(event_shape)``). Score-error metrics
-(:func:`score_error`, :func:`score_error_profile`) measure an oracle against a target's exact score.
+(:func:`score_error`, :func:`score_error_profile`) measure an oracle against a target's exact score,
+under the target's own noised law ``P_sigma`` or, with ``law=``, under another noised law ``Q_sigma``.
 """
 
 from __future__ import annotations
@@ -106,12 +107,14 @@ def mode_tv(samples, means, weights=None):
 
 
 class ScoreError(NamedTuple):
-    """Estimate of ``||S - s||_{L^p(p_sigma)} = (E_{x~p_sigma} |S(x, sigma) - s(x, sigma)|^p)^{1/p}``.
+    """Estimate of ``||S - s||_{L^p(q_sigma)} = (E_{x~q_sigma} |S(x, sigma) - s(x, sigma)|^p)^{1/p}``.
 
-    Fields are floats for :func:`score_error` and ``(L,)`` NumPy arrays for
-    :func:`score_error_profile`: ``estimate``, the ``level`` confidence interval ``[lower, upper]``,
-    the delta-method standard error ``se`` of the estimate, and the settings ``sigma``, ``p``,
-    ``n``, ``level``.
+    ``q_sigma`` is the noised law the points were drawn from: the target's own ``p_sigma`` by
+    default, ``law * N(0, sigma^2 I)`` when a ``law=`` was given. Fields are floats for
+    :func:`score_error` and ``(L,)`` NumPy arrays for :func:`score_error_profile`: ``estimate``, the
+    ``level`` confidence interval ``[lower, upper]``, the delta-method standard error ``se`` of the
+    estimate, the settings ``sigma``, ``p``, ``n``, ``level``, and ``law``: ``"target"`` or the
+    class name of the law the points came from.
     """
 
     estimate: Any
@@ -122,6 +125,26 @@ class ScoreError(NamedTuple):
     p: float
     n: int
     level: float
+    law: str = "target"
+
+
+def _check_law(law, target):
+    """``law`` (None: the target itself) as the target whose noised samples are drawn."""
+    from .targets.base import AbstractTarget
+
+    if law is None:
+        return target
+    if not isinstance(law, AbstractTarget):
+        raise TypeError(
+            f"`law` must be a jscore target whose noised samples are drawn (e.g. "
+            f"js.targets.UniformSphere(d, r) as the reference Q of a SphereCodebook), or None for the "
+            f"target's own law; got {type(law).__name__}."
+        )
+    if law.dim != target.dim:
+        raise ValueError(
+            f"`law` has dim {law.dim} but the target has dim {target.dim}; draw from a law on the same space."
+        )
+    return law
 
 
 def _check_score_error_args(oracle, target, p, n, level):
@@ -167,7 +190,7 @@ def _draw_points(target, key, n):
 
 
 @eqx.filter_jit
-def _error_norms(oracle, target, sigmas, x0, z, okeys, batch_size):
+def _error_norms(oracle, target, sigmas, x0, z, okeys, batch_size):  # x0 from the target or a law
     """``|S(x_j, sigma) - s(x_j, sigma)|`` for ``x_j = x0_j + sigma z_j``; shape ``(L, n)``.
 
     Common random numbers across sigmas: the same ``x0_j``, ``z_j`` and oracle state keys; each
@@ -213,7 +236,7 @@ def _summarise(r, p, level):
 
 
 def score_error(oracle, target, sigma, key, p=2, n: int = 4096, *, level: float = 0.95,
-                batch_size: int | None = None) -> ScoreError:
+                batch_size: int | None = None, law=None) -> ScoreError:
     """Monte-Carlo estimate of an oracle's score error ``||S - s||_{L^p(p_sigma)}`` with a CI.
 
     ``x_j = x0_j + sigma z_j`` with ``x0_j`` exact target samples (``j < n``); each ``x_j`` is
@@ -226,7 +249,9 @@ def score_error(oracle, target, sigma, key, p=2, n: int = 4096, *, level: float 
 
     **Arguments:** ``oracle``; ``target`` (the truth, with its exact score); ``sigma > 0``;
     ``key``; ``p`` in ``[1, inf)``; ``n`` samples; ``level`` of the two-sided CI;
-    ``batch_size``: at most this many queries are vmapped at once (memory bound; default 2^16).
+    ``batch_size``: at most this many queries are vmapped at once (memory bound; default 2^16);
+    ``law``: a target on the same space whose exact samples replace the ``x0_j`` (None: ``target``),
+    so the error is measured in ``L^p(law * N(0, sigma^2 I))``; the truth stays ``target.score``.
 
     **Returns:** a :class:`ScoreError` with float fields.
     """
@@ -234,32 +259,38 @@ def score_error(oracle, target, sigma, key, p=2, n: int = 4096, *, level: float 
 
     p, n, level = _check_score_error_args(oracle, target, p, n, level)
     s = float(_check_sigma_values(sigma, "sigma"))
-    prof = score_error_profile(oracle, target, [s], as_key(key), p, n, level=level, batch_size=batch_size)
+    prof = score_error_profile(oracle, target, [s], as_key(key), p, n, level=level, batch_size=batch_size,
+                               law=law)
     return ScoreError(float(prof.estimate[0]), float(prof.lower[0]), float(prof.upper[0]),
-                      float(prof.se[0]), s, p, n, level)
+                      float(prof.se[0]), s, p, n, level, prof.law)
 
 
 def score_error_profile(oracle, target, sigmas, key, p=2, n: int = 4096, *, level: float = 0.95,
-                        batch_size: int | None = None) -> ScoreError:
+                        batch_size: int | None = None, law=None) -> ScoreError:
     """:func:`score_error` on a grid of levels ``sigmas (L,)`` (zeros are not allowed) in one jit.
 
     Uses common random numbers across levels, so entry ``i`` equals
-    ``score_error(oracle, target, sigmas[i], key, p, n)``. Returns a :class:`ScoreError` whose
+    ``score_error(oracle, target, sigmas[i], key, p, n, law=law)``. ``law`` (a target on the same
+    space, default ``target``) is the law whose noised samples are drawn, e.g.
+    ``UniformSphere(d, r)`` to measure a ``SphereCodebook`` score under the reference ``Q_sigma``.
+    Returns a :class:`ScoreError` whose
     ``estimate``, ``lower``, ``upper``, ``se`` and ``sigma`` are ``(L,)`` NumPy arrays.
     """
     from .seeds import as_key
 
     p, n, level = _check_score_error_args(oracle, target, p, n, level)
+    draw = _check_law(law, target)
     s = _check_sigma_values(sigmas, "sigmas")
     if s.ndim != 1 or s.size == 0:
         raise ValueError(f"`sigmas` must be a non-empty 1-D array of levels, got shape {s.shape}.")
     bs = 1 << 16 if batch_size is None else int(batch_size)
     if bs < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
-    x0, z, okeys = _draw_points(target, as_key(key), n)
-    r = _error_norms(oracle, target, jnp.asarray(s, jnp.result_type(float)), x0, z, okeys, bs)
+    x0, z, okeys = _draw_points(draw, as_key(key), n)
+    x0 = x0.reshape(n, -1) if x0.ndim > 2 else x0  # a law may sample image-shaped points
+    r = _error_norms(oracle, target, jnp.asarray(s, jnp.result_type(float)), x0, z.reshape(x0.shape), okeys, bs)
     est, lo, up, se = _summarise(r, p, level)
-    return ScoreError(est, lo, up, se, s, p, n, level)
+    return ScoreError(est, lo, up, se, s, p, n, level, "target" if law is None else type(law).__name__)
 
 
 __all__ = [
