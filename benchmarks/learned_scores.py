@@ -4,6 +4,10 @@ each sampler needs with them, next to the exact oracle; on Gaussian mixtures and
 Questions:
 - ``mixtures``: how accurate is a network trained with a fixed budget as d grows, and how many
   queries does a sampler need with it (versus the exact oracle) to reach a fixed error?
+- ``sphere``: a network trained on the hard instance ``SphereCodebook`` (M codewords on the sphere of
+  radius sqrt(d)): is its error large exactly where the adversary hides its information, i.e.
+  under the reference law ``Q_sigma`` (the noised uniform sphere) near the critical scale
+  ``sigma_c(R) = 1/sqrt(exp(2R) - 1)``, ``R = log(M)/d``?
 - ``digits``: scikit-learn's 8x8 digits upsampled to 16x16, 32x32 (d = 64 ... 1024; the intrinsic
   dimension stays <= 64): does the query count each sampler needs grow like the sqrt(d) worst case?
 
@@ -28,6 +32,14 @@ Method (both):
   between the two budgets that bracket it; its interval uses the first passes of rED - 2 se and
   rED + 2 se (``None``: not reached within the largest budget). The threshold is fixed per study
   (``--threshold``) and recorded; ``report`` recomputes the tables from the JSON at another one.
+
+Method (``sphere``): DenoiserMLP (width 128, depth 2, sigma_data = 1) trained with one fixed budget
+on exact samples of ``SphereCodebook`` (M = ``--codewords``, codewords i.i.d. uniform on the sphere,
+one training seed) at each d; eps_d(sigma) = ||S_net - s||_{L^2} with 95% CIs under ``P_sigma``
+(``law=None``) and under ``Q_sigma`` (``law=UniformSphere(d, sqrt d)``), each next to the exact
+score's own norm under that law, on the grid ``sigma = sigma_c(R) * 2^k``, k = -3 ... 3. No
+samplers: this study is about where the error sits. ``python benchmarks/learned_scores.py sphere``
+writes ``benchmarks/results/learned_sphere_<backend>.{json,txt}``.
 
 Run (CPU; the results in benchmarks/results took 8 min per d (mixtures) and 20 min per size
 (digits) on a 2-core machine at load average 12-16; results are rewritten after every d):
@@ -220,7 +232,92 @@ def run_digits(args):
         write(out, "digits")  # after every size, so a partial run keeps what it measured
 
 
+SPHERE_RATIOS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def law_profiles(net, target, law, sigmas, key, n):
+    """eps(sigma) with CI and ||s||_L2 under ``law`` (None: P_sigma), as rows of dicts."""
+    import jscore as js
+    from jscore.cli.train import _zero_oracle
+
+    prof = js.metrics.score_error_profile(net, target, sigmas, key, 2, n, law=law)
+    norm = js.metrics.score_error_profile(_zero_oracle(), target, sigmas, key, 2, n, law=law)
+    return [{"sigma": float(s), "eps": float(e), "lo": float(lo), "hi": float(hi), "se": float(se),
+             "score_norm": float(nm), "relative": float(e / nm)}
+            for s, e, lo, hi, se, nm in zip(sigmas, prof.estimate, prof.lower, prof.upper, prof.se,
+                                            norm.estimate)]
+
+
+def run_sphere(args):
+    import jax
+    import numpy as np
+
+    import jscore as js
+    from jscore.lowerbound.informative import critical_sigma
+
+    info = env_info()
+    dims = [int(d) for d in args.dims.split(",")]
+    m = args.codewords
+    budget = {"steps": args.train_steps, "batch": args.batch, "lr": args.lr, "ema": 0.99,
+              "width": 128, "depth": 2, "sigma_data": 1.0, "sigma_dist": "lognormal(-1.2, 1.2)",
+              "seed": "one training seed per d"}
+    per_d = []
+    for d in dims:
+        t0 = time.perf_counter()
+        key = jax.random.key(2000 + d)
+        y = jax.random.normal(jax.random.fold_in(key, 0), (m, d))
+        y = y * (math.sqrt(d) / jax.numpy.linalg.norm(y, axis=-1, keepdims=True))
+        target = js.targets.SphereCodebook(y)
+        q = js.targets.UniformSphere(d, math.sqrt(d))
+        rate = math.log(m) / d
+        sc = float(critical_sigma(rate))
+        sigmas = np.array([sc * r for r in SPHERE_RATIOS])
+        model = js.nets.DenoiserMLP(d, width=128, depth=2, sigma_data=1.0,
+                                    key=jax.random.fold_in(key, 1))
+        fit = js.train.fit(model, target, jax.random.fold_in(key, 2), num_steps=args.train_steps,
+                           batch_size=args.batch, learning_rate=args.lr, ema_decay=0.99,
+                           chunk_size=min(250, args.train_steps))
+        train_s = time.perf_counter() - t0
+        net = js.oracles.Network(fit.model)
+        ek = jax.random.fold_in(key, 3)
+        per_d.append({"d": d, "M": m, "rate": rate, "sigma_c": sc, "train_seconds": train_s,
+                      "final_loss": float(np.mean(fit.losses[-max(1, args.train_steps // 10):])),
+                      "P": law_profiles(net, target, None, sigmas, ek, args.eval_n),
+                      "Q": law_profiles(net, target, q, sigmas, ek, args.eval_n),
+                      "seconds": time.perf_counter() - t0})
+        print(f"d={d}: {time.perf_counter() - t0:.0f} s", flush=True)
+        out = {"study": "sphere", "env": stamp_end(dict(info)), "device": device_label(info),
+               "training_budget": budget, "eval_n": args.eval_n, "sigma_over_sigma_c": SPHERE_RATIOS,
+               "target": f"SphereCodebook(M={m}, codewords uniform on the sphere of radius sqrt(d))",
+               "reference": "UniformSphere(d, sqrt(d))", "per_d": per_d}
+        write(out, "sphere")  # after every d, so a partial run keeps what it measured
+
+
+def sphere_tables(out):
+    e = out["env"]
+    lines = [f"sphere: device {out['device']}; load {e.get('load_average_at_start')} -> "
+             f"{e.get('load_average_at_end')}; training budget {out['training_budget']}; "
+             f"{out['eval_n']} points per law and level; target {out['target']}; reference Q = "
+             f"{out['reference']}; wall {sum(r['seconds'] for r in out['per_d']):.0f} s", "",
+             "eps_d(sigma) = ||S_net - s||_L2 under P_sigma and under Q_sigma [95% CI]; rel = eps / ||s||"
+             " under the same law; sigma = sigma_c(R) * ratio, R = log(M)/d", ""]
+    head = (f"{'d':>5} {'sigma_c':>7} {'ratio':>6} {'sigma':>7} | {'eps_P [95% CI]':>26} {'rel_P':>6}"
+            f" | {'eps_Q [95% CI]':>26} {'rel_Q':>6} | {'eps_Q/eps_P':>11}")
+    lines.append(head)
+    for r in out["per_d"]:
+        for ratio, p, q in zip(out["sigma_over_sigma_c"], r["P"], r["Q"]):
+            ci = lambda a: f"{a['eps']:.3g} [{a['lo']:.3g}, {a['hi']:.3g}]"  # noqa: E731
+            lines.append(f"{r['d']:>5} {r['sigma_c']:7.3g} {ratio:6.3g} {p['sigma']:7.3g} | "
+                         f"{ci(p):>26} {p['relative']:6.3f} | {ci(q):>26} {q['relative']:6.3f} | "
+                         f"{q['eps'] / p['eps']:11.3g}")
+        lines.append(f"{'':>5} train {r['train_seconds']:.0f} s, final loss {r['final_loss']:.4g}, "
+                     f"total {r['seconds']:.0f} s")
+    return "\n".join(lines)
+
+
 def tables(out, thr=None):
+    if out["study"] == "sphere":
+        return sphere_tables(out)
     thr = out["threshold"] if thr is None else thr
     lines = [f"{out['study']}: device {out['device']}; load {out['env'].get('load_average_at_start')}"
              f" -> {out['env'].get('load_average_at_end')}; training budget {out['training_budget']};"
@@ -276,9 +373,10 @@ def write(out, name):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("study", choices=("mixtures", "digits", "report"))
+    p.add_argument("study", choices=("mixtures", "digits", "sphere", "report"))
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dims", default="8,128,1024", help="mixtures: dimensions")
+    p.add_argument("--dims", default=None, help="mixtures (8,128,1024), sphere (8,32,128): dimensions")
+    p.add_argument("--codewords", type=int, default=64, help="sphere: codebook size M")
     p.add_argument("--sizes", default="8,16,32", help="digits: image sides")
     p.add_argument("--steps-grid", default="4,8,16,32", help="Karras grid step counts N")
     p.add_argument("--train-steps", type=int, default=None)
@@ -291,14 +389,20 @@ def main(argv=None):
     args = p.parse_args(argv)
     setup_platform(args.device)
     if args.study == "report":
-        for name in ("mixtures", "digits"):
+        for name in ("mixtures", "digits", "sphere"):
             path = RESULTS / f"learned_{name}_{args.backend}.json"
             if path.exists():
                 out = json.loads(path.read_text())
                 out["threshold"] = args.threshold
                 write(out, name)
         return
-    if args.study == "mixtures":
+    if args.study == "sphere":
+        args.dims = args.dims or "8,32,128"
+        args.train_steps = args.train_steps or 1000
+        args.batch = args.batch or 256
+        run_sphere(args)
+    elif args.study == "mixtures":
+        args.dims = args.dims or "8,128,1024"
         args.train_steps = args.train_steps or 1000
         args.batch = args.batch or 256
         run_mixtures(args)
