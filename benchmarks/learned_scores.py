@@ -284,6 +284,10 @@ def run_sphere(args):
                       "final_loss": float(np.mean(fit.losses[-max(1, args.train_steps // 10):])),
                       "P": law_profiles(net, target, None, sigmas, ek, args.eval_n),
                       "Q": law_profiles(net, target, q, sigmas, ek, args.eval_n),
+                      # under Q_sigma: how far the reference's own score is from the truth, and how
+                      # far the network is from the reference's score
+                      "Q_gap": law_profiles(js.oracles.Exact(q), target, q, sigmas, ek, args.eval_n),
+                      "Q_net_vs_sQ": law_profiles(net, q, q, sigmas, ek, args.eval_n),
                       "seconds": time.perf_counter() - t0})
         print(f"d={d}: {time.perf_counter() - t0:.0f} s", flush=True)
         out = {"study": "sphere", "env": stamp_end(dict(info)), "device": device_label(info),
@@ -300,16 +304,19 @@ def sphere_tables(out):
              f"{out['eval_n']} points per law and level; target {out['target']}; reference Q = "
              f"{out['reference']}; wall {sum(r['seconds'] for r in out['per_d']):.0f} s", "",
              "eps_d(sigma) = ||S_net - s||_L2 under P_sigma and under Q_sigma [95% CI]; rel = eps / ||s||"
-             " under the same law; sigma = sigma_c(R) * ratio, R = log(M)/d", ""]
+             " under the same law; sigma = sigma_c(R) * ratio, R = log(M)/d;",
+             "gap_Q = ||s_Q - s||_L2(Q_sigma) (the reference's score against the truth), net-sQ = "
+             "||S_net - s_Q||_L2(Q_sigma) (the network against the reference's score)", ""]
     head = (f"{'d':>5} {'sigma_c':>7} {'ratio':>6} {'sigma':>7} | {'eps_P [95% CI]':>26} {'rel_P':>6}"
-            f" | {'eps_Q [95% CI]':>26} {'rel_Q':>6} | {'eps_Q/eps_P':>11}")
+            f" | {'eps_Q [95% CI]':>26} {'rel_Q':>6} | {'eps_Q/eps_P':>11} | {'gap_Q':>8} {'net-sQ':>8}")
     lines.append(head)
     for r in out["per_d"]:
-        for ratio, p, q in zip(out["sigma_over_sigma_c"], r["P"], r["Q"]):
+        for ratio, p, q, g, nq in zip(out["sigma_over_sigma_c"], r["P"], r["Q"], r["Q_gap"],
+                                      r["Q_net_vs_sQ"]):
             ci = lambda a: f"{a['eps']:.3g} [{a['lo']:.3g}, {a['hi']:.3g}]"  # noqa: E731
             lines.append(f"{r['d']:>5} {r['sigma_c']:7.3g} {ratio:6.3g} {p['sigma']:7.3g} | "
                          f"{ci(p):>26} {p['relative']:6.3f} | {ci(q):>26} {q['relative']:6.3f} | "
-                         f"{q['eps'] / p['eps']:11.3g}")
+                         f"{q['eps'] / p['eps']:11.3g} | {g['eps']:8.3g} {nq['eps']:8.3g}")
         lines.append(f"{'':>5} train {r['train_seconds']:.0f} s, final loss {r['final_loss']:.4g}, "
                      f"total {r['seconds']:.0f} s")
     return "\n".join(lines)
