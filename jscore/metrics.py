@@ -190,8 +190,9 @@ def _draw_points(target, key, n):
 
 
 @eqx.filter_jit
-def _error_norms(oracle, target, sigmas, x0, z, okeys, batch_size):  # x0 from the target or a law
-    """``|S(x_j, sigma) - s(x_j, sigma)|`` for ``x_j = x0_j + sigma z_j``; shape ``(L, n)``.
+def _error_norms(oracle, target, sigmas, x0, z, okeys, batch_size):
+    """``|S(x_j, sigma) - s(x_j, sigma)|`` for ``x_j = x0_j + sigma z_j`` (``x0`` from the target or
+    a ``law``); shape ``(L, n)``.
 
     Common random numbers across sigmas: the same ``x0_j``, ``z_j`` and oracle state keys; each
     ``x_j`` is queried once with a fresh oracle state ``oracle.init(okeys[j], d)``.
@@ -287,8 +288,7 @@ def score_error_profile(oracle, target, sigmas, key, p=2, n: int = 4096, *, leve
     if bs < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
     x0, z, okeys = _draw_points(draw, as_key(key), n)
-    x0 = x0.reshape(n, -1) if x0.ndim > 2 else x0  # a law may sample image-shaped points
-    r = _error_norms(oracle, target, jnp.asarray(s, jnp.result_type(float)), x0, z.reshape(x0.shape), okeys, bs)
+    r = _error_norms(oracle, target, jnp.asarray(s, jnp.result_type(float)), x0, z, okeys, bs)
     est, lo, up, se = _summarise(r, p, level)
     return ScoreError(est, lo, up, se, s, p, n, level, "target" if law is None else type(law).__name__)
 
