@@ -6,6 +6,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jscore.lowerbound import scaling as sc
 from jscore.lowerbound.schedule_certificate import GridDraws
@@ -35,6 +36,7 @@ def test_grid_path_equals_geometric_path(x64):
     np.testing.assert_allclose(draws(K)[0], np.mean(np.asarray(ref[0])), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_hidden_scale_average_equals_offset_average(x64):
     """Geometric grid, hidden scale over one log-period in the interior == random log-offset."""
     K = 9
@@ -64,3 +66,18 @@ def test_worst_at_most_average_and_sides_ordered(x64):
         assert s[side]["worst"] == min(s[side]["per_scale"])
     # Karras rho=7 at K=8 leaves its widest log-gap at the top: the worst scale is not the best
     assert max(s["upper"]["per_scale"]) - s["upper"]["worst"] > 0.1
+
+
+def test_schedule_certificate_table():
+    from jscore.lowerbound.schedule_certificate import format_certificate, schedule_certificate
+
+    res = schedule_certificate("user:20,5,1.2,0.6,0.1,0.02", 6, 400, "euler", n_scales=4,
+                               n_points=4, n_reps=2)
+    assert res["grid"] == [20, 5, 1.2, 0.6, 0.1, 0.02] and len(res["log_h"]) == 4
+    for side in ("lower", "upper"):
+        assert res[side]["worst"] == min(res[side]["per_scale"]) <= res[side]["average"]
+    assert res["lower"]["average"] <= res["upper"]["average"]
+    assert res["sparsest_gap"] == pytest.approx(math.log(6.0))  # 0.6 -> 0.1, the widest ratio
+    assert res["sparsest_sigma"] == pytest.approx(math.sqrt(0.06))
+    table = format_certificate(res)
+    assert table.count("\n") == 2 + 4 + 2 and "worst hidden scale" in table
