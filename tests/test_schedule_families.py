@@ -116,7 +116,7 @@ def test_sparsest():
     # the range's ends count: nothing below 1 inside [0.01, 20]
     gap, where = sparsest([20.0, 10.0, 1.0], 0.01, 20.0)
     assert gap == pytest.approx(math.log(100.0)) and where == pytest.approx(0.1)
-    # geometric: every gap equal; Karras rho=7 is sparsest at the top (largest log-step)
+    # geometric: every gap equal; Karras rho=7 has unequal log-steps, the widest one found
     g = Geometric().grid(11, SMIN, SMAX)
     assert sparsest(g)[0] == pytest.approx(math.log(SMAX / SMIN) / 10)
     k = Karras(7.0).grid(11, SMIN, SMAX)
