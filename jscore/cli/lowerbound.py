@@ -46,7 +46,7 @@ def add_parser(subparsers):
         "codebooks at small d (TV curve, sampler success, adaptive searcher, admissibility "
         "audit). 'rounds': the exploratory nested codebook, adaptive rounds against queries. The "
         "documentation's 'The lower-bound construction' and 'Adaptive rounds' pages explain them.")
-    sub = p.add_subparsers(dest="lowerbound_command", required=True, metavar="{scale,exact,rounds}")
+    sub = p.add_subparsers(dest="lowerbound_command", required=True, metavar="{scale,exact,rounds,schedule}")
     s = sub.add_parser(
         "scale", help="window width, N(d), K*(d) per sampler, slopes, figure",
         formatter_class=HelpFormatter,
@@ -90,6 +90,7 @@ def add_parser(subparsers):
     s.set_defaults(func=run)
     _add_exact_parser(sub)
     _add_rounds_parser(sub)
+    _add_schedule_parser(sub)
     return p
 
 
@@ -497,6 +498,81 @@ def run_rounds(args) -> int:
                                                "queries", "monotone", "rounds_success_min"])
     print(f"results: {args.out}/ ({res['elapsed_s']:.0f} s)")
     return 0
+
+
+def _add_schedule_parser(sub):
+    """``lowerbound schedule``: P(some answer informative) on one schedule against the hidden scale."""
+    from ._util import HelpFormatter
+
+    e = sub.add_parser(
+        "schedule", help="one schedule family: P(some answer informative) against the hidden "
+                         "scale, its average and worst case (both sides)",
+        formatter_class=HelpFormatter,
+        description="Runs one sampler in scalar form on --steps levels of one schedule family "
+        "(geometric, karras[:rho], edm, vp_linear, cosine[:s], uniform, user:s0,s1,...) between "
+        "--sigma-min and --sigma-max, against the reference oracle at dimension --dim, for "
+        "--scales positions of the hidden critical scale (the grid shifted in log sigma). "
+        "Prints P(some answer informative), lower and upper side, per position, their average "
+        "and the worst position, and the grid's sparsest log-gap. These are Monte-Carlo "
+        "estimates of the two sides, and P(informative) is a necessary condition for success, "
+        "not success. The documentation's 'Schedules and the hidden scale' page explains it.")
+    e.add_argument("--schedule", default="karras", help="schedule family spec")
+    e.add_argument("--steps", type=int, default=18, help="number of levels K of the grid")
+    e.add_argument("--dim", type=float, default=12288.0, help="dimension d")
+    e.add_argument("--sampler", default="heun", help="sampler with a scalar form (e.g. euler, heun)")
+    e.add_argument("--eps", default="1/d", help="adversary accuracy: a number or a rule such as 1/d")
+    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent p")
+    e.add_argument("--sigma-min", type=float, default=0.02, help="lowest level and hidden scale")
+    e.add_argument("--sigma-max", type=float, default=20.0, help="highest level and hidden scale")
+    e.add_argument("--scales", type=int, default=16, help="hidden-scale positions")
+    e.add_argument("--points", type=int, default=16, help="stratified rates per position")
+    e.add_argument("--reps", type=int, default=4, help="independent replicates per position")
+    e.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    e.add_argument("--json", default=None, help="also write the result to this JSON file")
+    e.set_defaults(_run=run_schedule, func=run_schedule)
+    return e
+
+
+def run_schedule(args) -> int:
+    """Run ``lowerbound schedule`` (float64; :func:`~jscore.lowerbound.schedule_certificate.schedule_certificate`)."""
+    import jax
+
+    for name in ("steps", "scales", "points", "reps"):
+        if getattr(args, name) < (2 if name in ("steps", "reps") else 1):
+            raise ValueError(f"`{name}` must be a positive integer (steps, reps >= 2), got "
+                             f"{getattr(args, name)}.")
+    if not 2 <= args.dim < 2**32:
+        raise ValueError(f"`dim` must be in [2, 2^32), got {args.dim}.")
+    from ..lowerbound.scaling import eps_value
+
+    try:
+        eps = eps_value(args.dim, float(args.eps) if _is_float(args.eps) else args.eps)
+    except ValueError as e:
+        raise ValueError(f"`eps`: {e}") from None
+    from ..lowerbound.schedule_certificate import format_certificate, schedule_certificate
+
+    with jax.enable_x64(True):
+        res = schedule_certificate(args.schedule, args.steps, args.dim, args.sampler, eps,
+                                   p=args.p, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                                   n_scales=args.scales, n_points=args.points, n_reps=args.reps,
+                                   seed=args.seed)
+    print(format_certificate(res))
+    if args.json:
+        import json
+
+        from ..store import atomic_write
+
+        atomic_write(args.json, json.dumps(res, indent=1))
+        print(f"results: {args.json}")
+    return 0
+
+
+def _is_float(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def main(argv=None) -> int:

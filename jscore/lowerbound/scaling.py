@@ -263,62 +263,82 @@ def lattice_points(n: int, shift):
     return pts - np.floor(pts)
 
 
-def _sides_body(d, K, u, log_m, keys, eps, p, width, spec, k_max):
-    """Per trajectory ``(p_lower, p_upper, levels_in_band)`` on K geometric levels.
+def _sides_chain(sig, log_m, key, d, K, eps, p, width, spec):
+    """One trajectory's ``(p_lower, p_upper, levels_in_band)`` on the padded grid ``sig``
+    ``(k_max + 1,)`` (K active levels, then zeros).
 
-    One ``while_loop`` over the K active steps of every chain (no padding work): each step's
-    queries get their two sides (:func:`~jscore.lowerbound.informative.informative_sides`) at the
-    trajectory's own rate; ``p_upper`` is the union bound ``min(1, sum_k pi_k^hi)``, ``p_lower``
-    the cap-merged single-codeword model on the lower sides (docs/certified_bound.md §2).
+    One ``fori_loop`` over the K active steps (no padding work): each step's queries get their
+    two sides (:func:`~jscore.lowerbound.informative.informative_sides`) at the trajectory's own
+    rate; ``p_upper`` is the union bound ``min(1, sum_k pi_k^hi)``, ``p_lower`` the cap-merged
+    single-codeword model on the lower sides (docs/certified_bound.md §2).
     """
     from .informative import informative_sides
     from .scalar import chain_stepper
     from .trajectory import critical_band
 
     ftype = jnp.result_type(float)
-    delta = math.log(SIGMA_MAX / SIGMA_MIN) / K.astype(ftype)
-    kk = jnp.arange(k_max + 1, dtype=ftype)
     band_lo, band_hi = critical_band(d, width)
     half_w = 0.5 * width
+    init, step, _ = chain_stepper(spec, sig, key, d, 1.0, None, K)
+    ninf = jnp.asarray(-jnp.inf, ftype)
+
+    def body(i, c):
+        chain, s_up, total, cur, prev_t, last_lvl, nlev = c
+        chain, (xis, sigs, ovs, vals) = step(chain, i)
+        sd = informative_sides(xis, sigs, d, None, eps, p, 1.0, log_m=log_m)
+        for j in range(xis.shape[0]):
+            ok = vals[j]
+            s_up = s_up + jnp.where(ok, sd.upper[j], 0.0)
+            tt = jnp.clip(sd.t_lower[j], 1e-12, 1.0)
+            ratio = jnp.minimum(tt, prev_t) / jnp.maximum(tt, prev_t)
+            empty = (sd.t_lower[j] >= 1.0) | (prev_t >= 1.0)
+            merge = (ovs[j] >= ratio) | empty | jnp.isinf(cur) & jnp.isinf(total)
+            li = jnp.where(ok, sd.log_intensity_lower[j], -jnp.inf)
+            new_total = jnp.where(merge, total, jnp.logaddexp(total, cur))
+            new_cur = jnp.where(merge, jnp.maximum(cur, li), li)
+            total = jnp.where(ok, new_total, total)
+            cur = jnp.where(ok, new_cur, cur)
+            prev_t = jnp.where(ok, tt, prev_t)
+            ls = jnp.log(jnp.maximum(sigs[j], 1e-300))
+            inb = ok & (sigs[j] >= band_lo) & (sigs[j] <= band_hi)
+            take = inb & (jnp.abs(last_lvl - ls) >= half_w)
+            last_lvl = jnp.where(take, ls, last_lvl)
+            nlev = nlev + take.astype(jnp.int32)
+        return chain, s_up, total, cur, prev_t, last_lvl, nlev
+
+    c0 = (init, jnp.zeros((), ftype), ninf, ninf, jnp.ones((), ftype),
+          jnp.asarray(jnp.inf, ftype), jnp.zeros((), jnp.int32))
+    _, s_up, total, cur, _, _, nlev = jax.lax.fori_loop(0, K, body, c0)
+    p_hi = jnp.minimum(s_up, 1.0)
+    p_lo = jnp.minimum(-jnp.expm1(-jnp.exp(jnp.minimum(jnp.logaddexp(total, cur), 700.0))), p_hi)
+    return p_lo, p_hi, nlev
+
+
+def _sides_body(d, K, u, log_m, keys, eps, p, width, spec, k_max):
+    """Per trajectory ``(p_lower, p_upper, levels_in_band)`` on K geometric levels
+    ``sigma_max exp(-(k + u) Delta)``, ``Delta = log(sigma_max/sigma_min)/K`` (:func:`_sides_chain`)."""
+    ftype = jnp.result_type(float)
+    delta = math.log(SIGMA_MAX / SIGMA_MIN) / K.astype(ftype)
+    kk = jnp.arange(k_max + 1, dtype=ftype)
 
     def one(u, log_m, key):
         sig = jnp.where(kk < K, SIGMA_MAX * jnp.exp(-(kk + u) * delta), 0.0)
-        init, step, _ = chain_stepper(spec, sig, key, d, 1.0, None, K)
-        ninf = jnp.asarray(-jnp.inf, ftype)
-
-        def body(i, c):
-            chain, s_up, total, cur, prev_t, last_lvl, nlev = c
-            chain, (xis, sigs, ovs, vals) = step(chain, i)
-            sd = informative_sides(xis, sigs, d, None, eps, p, 1.0, log_m=log_m)
-            for j in range(xis.shape[0]):
-                ok = vals[j]
-                s_up = s_up + jnp.where(ok, sd.upper[j], 0.0)
-                tt = jnp.clip(sd.t_lower[j], 1e-12, 1.0)
-                ratio = jnp.minimum(tt, prev_t) / jnp.maximum(tt, prev_t)
-                empty = (sd.t_lower[j] >= 1.0) | (prev_t >= 1.0)
-                merge = (ovs[j] >= ratio) | empty | jnp.isinf(cur) & jnp.isinf(total)
-                li = jnp.where(ok, sd.log_intensity_lower[j], -jnp.inf)
-                new_total = jnp.where(merge, total, jnp.logaddexp(total, cur))
-                new_cur = jnp.where(merge, jnp.maximum(cur, li), li)
-                total = jnp.where(ok, new_total, total)
-                cur = jnp.where(ok, new_cur, cur)
-                prev_t = jnp.where(ok, tt, prev_t)
-                ls = jnp.log(jnp.maximum(sigs[j], 1e-300))
-                inb = ok & (sigs[j] >= band_lo) & (sigs[j] <= band_hi)
-                take = inb & (jnp.abs(last_lvl - ls) >= half_w)
-                last_lvl = jnp.where(take, ls, last_lvl)
-                nlev = nlev + take.astype(jnp.int32)
-            return chain, s_up, total, cur, prev_t, last_lvl, nlev
-
-        c0 = (init, jnp.zeros((), ftype), ninf, ninf, jnp.ones((), ftype),
-              jnp.asarray(jnp.inf, ftype), jnp.zeros((), jnp.int32))
-        _, s_up, total, cur, _, _, nlev = jax.lax.fori_loop(0, K, body, c0)
-        p_hi = jnp.minimum(s_up, 1.0)
-        p_lo = jnp.minimum(-jnp.expm1(-jnp.exp(jnp.minimum(jnp.logaddexp(total, cur), 700.0))),
-                           p_hi)
-        return p_lo, p_hi, nlev
+        return _sides_chain(sig, log_m, key, d, K, eps, p, width, spec)
 
     return jax.vmap(one)(u, log_m, keys)
+
+
+def _grid_sides_body(d, K, log_sig, shift, log_m, keys, eps, p, width, spec, k_max):
+    """:func:`_sides_body` on an explicit grid: chain ``n`` runs the levels
+    ``exp(log_sig[k] - shift[n])`` for ``k < K`` (``log_sig`` ``(k_max + 1,)``, entries from K on
+    ignored; ``shift``, ``log_m`` ``(n,)``). Returns ``(p_lower, p_upper, levels)``, each ``(n,)``."""
+    kk = jnp.arange(k_max + 1)
+
+    def one(s, log_m, key):
+        sig = jnp.where(kk < K, jnp.exp(log_sig - s), 0.0)
+        return _sides_chain(sig, log_m, key, d, K, eps, p, width, spec)
+
+    return jax.vmap(one)(shift, log_m, keys)
 
 
 class SamplerDraws:
