@@ -16,7 +16,6 @@ from jscore.lowerbound.general import (
     has_scalar_reduction,
     resolve_sampler,
 )
-from jscore.lowerbound.informative import window_edges
 from jscore.lowerbound.scaling import SamplerDraws, kstar_sides
 from jscore.samplers.base import AbstractFixedStepSampler
 
@@ -44,11 +43,15 @@ class MyEuler(AbstractFixedStepSampler):
         return (s_next / s) * x + (1.0 - s_next / s) * denoised, state, ostate, ledger
 
 
+def _width(d, eps):
+    """Window width w(d) from its measured normalisation w sqrt(d / ln(d/eps)) ~ 3.26 (p = 2): it
+    only sets the resolution of the level count, which both paths share."""
+    return 3.26 * math.sqrt(math.log(d / eps) / d)
+
+
 @pytest.fixture(scope="module")
 def width():
-    with jax.enable_x64(True):
-        lo, hi = window_edges(D, 0.3, EPS, 2.0, key=jax.random.key(0), n=200)
-    return hi - lo
+    return _width(D, EPS)
 
 
 def _paired_z(a, b):
@@ -64,7 +67,7 @@ def test_full_vector_matches_scalar_reduction_euler(width):
         key = jax.random.key(5)
         full = FullVectorDraws("euler", D, EPS, 2.0, width, key=key, n_points=16, n_reps=8)
         scal = SamplerDraws("euler", D, EPS, 2.0, width, key=key, n_points=16, n_reps=8)
-        for K in (4, 7):  # P in the middle of [0, 1] at d = 400
+        for K in (5,):  # P in the middle of [0, 1] at d = 400
             f, s = full(K), scal(K)
             assert np.all(f[0] <= f[1] + 1e-12)
             for side in (0, 1):
@@ -91,12 +94,18 @@ def test_user_defined_sampler_runs_and_matches_catalogue(width):
             a, b = dm(K), de(K)
             np.testing.assert_allclose(a[0], b[0], rtol=1e-6, atol=1e-9)
             np.testing.assert_allclose(a[1], b[1], rtol=1e-6, atol=1e-9)
-        klo, khi, curves = kstar_sides(dm, 6.0)
+    # K* through kstar_sides at d = 100 (K* ~ 4: few distinct K, each one compile)
+    d, eps = 100, 0.01
+    with jax.enable_x64(True):
+        w = _width(d, eps)
+        dm = draws_for(mine, d, eps, 2.0, w, key=key, n_points=8, n_reps=4)
+        klo, khi, curves = kstar_sides(dm, 4.0)
         assert np.all(np.isfinite(klo)) and np.all(klo <= khi + 1e-9)
         # against the scalar reduction of the catalogue Euler on independent draws: K* within MC
-        ref = draws_for("euler", D, EPS, 2.0, width, key=jax.random.key(9), n_points=8, n_reps=4)
+        ref = draws_for("euler", d, eps, 2.0, w, key=jax.random.key(9), n_points=8, n_reps=4)
         assert isinstance(ref, SamplerDraws)
-        rlo, rhi, _ = kstar_sides(ref, 6.0)
+        rlo, rhi, _ = kstar_sides(ref, 4.0)
+    print("K* user", klo, khi, "scalar", rlo, rhi, "evaluations", len(curves))
     for mine_k, ref_k in ((klo, rlo), (khi, rhi)):
         se = math.hypot(np.std(mine_k, ddof=1), np.std(ref_k, ddof=1)) / math.sqrt(len(mine_k))
         # + 1 level: K* is resolved to max(1, 1% K) levels by the bisection

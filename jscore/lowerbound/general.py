@@ -16,8 +16,9 @@ path. See docs/experiments/lowerbound_sweep.md ("Any sampler").
 
 from __future__ import annotations
 
-import functools
 import math
+
+import equinox as eqx
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +28,8 @@ from ..samplers import base as _base
 from ..samplers import catalogue as _catalogue
 from .informative import effective_log_m_py
 from .scaling import SIGMA_MAX, SIGMA_MIN, SamplerDraws, geometric_levels, lattice_points
-from .trajectory import assemble, reference_run
+from .scalar import Trajectory
+from .trajectory import RecordingOracle, assemble
 
 
 def _scalar_types() -> tuple:
@@ -103,8 +105,9 @@ class FullVectorDraws:
     mean over its ``n_points`` of the per-chain ``p_lower`` and ``p_upper`` of one chain run on
     the K geometric levels ``sigma_k = sigma_max exp(-(k + u) Delta_K)`` (``k = 0..K-1``) and
     then 0, and the mean number of distinct levels in the critical band. The chain for point i
-    is :func:`reference_run` with key ``fold_in(fold_in(key, 1), i)``; its recorded queries are
-    assembled at the point's rate. Cost per K: ``n_reps n_points`` runs of K steps on
+    is ``js.sample_one`` against ``Reference(UniformSphere(d, sqrt d))`` with key
+    ``fold_in(fold_in(key, 1), i)`` and its queries recorded (as in :func:`reference_run`, all
+    points vmapped over their traced grids); its queries are assembled at the point's rate. Cost per K: ``n_reps n_points`` runs of K steps on
     ``d``-vectors (a data-dependent sampler is capped at ``max_queries``).
     """
 
@@ -139,15 +142,19 @@ class FullVectorDraws:
             nan = np.full(self.n_reps, np.nan)
             return nan, nan, math.nan
         ftype = jnp.result_type(float)
-        grids = geometric_levels(K, self.offsets(K))  # (R n, K)
-        trajs = []
-        for i in range(grids.shape[0]):
-            sig = jnp.asarray(np.append(grids[i], 0.0), ftype)
-            traj, _ = reference_run(self.sampler, sig, self.keys[i], int(self.d), 1,
-                                    max_queries=self.max_queries)
-            trajs.append(traj)
-        traj = jax.tree.map(lambda *a: jnp.stack(a), *trajs)  # leaves (R n, 1, q)
-        lo, hi, lev = _assemble_points(traj, jnp.asarray(self.log_m, ftype), self.d,
+        grids = np.concatenate([geometric_levels(K, self.offsets(K)),
+                                np.zeros((self.v.size, 1))], axis=1)  # (R n, K + 1), ends at 0
+        caps = [self.sampler.query_capacity(K, z) for z in (True, False)]
+        if self.max_queries is not None:
+            cap = int(self.max_queries) if None in caps else min(max(caps), int(self.max_queries))
+        elif None in caps:
+            raise ValueError(f"{type(self.sampler).__name__} makes a data-dependent number of "
+                             "queries; pass `max_queries` to FullVectorDraws / draws_for.")
+        else:
+            cap = int(max(caps))
+        traj = _run_points(self.sampler, jnp.asarray(grids, ftype), self.keys, int(self.d), cap,
+                           self.max_queries)
+        lo, hi, lev = _assemble_points(traj, jnp.asarray(self.log_m, ftype), int(self.d),
                                        jnp.asarray(self.eps, ftype), jnp.asarray(self.p, ftype),
                                        jnp.asarray(self.width, ftype))
         shape = (self.n_reps, self.n_points)
@@ -157,13 +164,39 @@ class FullVectorDraws:
         return out
 
 
-@functools.partial(jax.jit, static_argnums=2)
+@eqx.filter_jit
+def _run_points(sampler, grids, keys, d, cap, max_queries):
+    """Per point one chain of ``sampler`` on its own (traced) grid against the reference law,
+    its queries recorded in a ``cap``-slot buffer: a ``Trajectory`` of ``(points, q)`` arrays
+    (``q`` = ``cap`` rounded up to a power of two, padding invalid). Points run
+    ``chain_block(d)`` at a time (``lax.map``): memory is one block of ``d``-vectors."""
+    from ..oracles import Reference
+    from ..sampling import chain_block, sample_one
+    from ..targets import UniformSphere
+
+    oracle = RecordingOracle(Reference(UniformSphere(d, math.sqrt(d))), cap)
+
+    def one(a):
+        sig, key = a
+        st = sample_one(oracle, sampler, sig, key, max_queries=max_queries, throw=False).stats
+        valid = jnp.arange(cap) < jnp.minimum(st.query_count, cap)
+        return Trajectory(st.query_norm, st.query_sigma, st.query_overlap, valid)
+
+    traj = jax.lax.map(one, (grids, keys), batch_size=chain_block(d))
+    # pad the query axis to a power of two: one compile of the assembly per bucket, not per K
+    q = 1 << max(0, (cap - 1).bit_length())
+    traj = jax.tree.map(lambda x: jnp.pad(x, ((0, 0), (0, q - cap))), traj)
+    return traj
+
+
+@eqx.filter_jit
 def _assemble_points(traj, log_m, d, eps, p, width):
-    """Sides of every point's one-chain trajectory at its own ``log_m``: three ``(points,)``."""
+    """The sides of every point's trajectory ``(points, q)`` at its own ``log_m`` ``(points,)``."""
     def one(t, lm):
-        b = assemble(t, d, None, eps, p, log_m=lm, width=width, estimate=False)
+        t1 = jax.tree.map(lambda x: x[None], t)
+        b = assemble(t1, float(d), None, eps, p, log_m=lm, width=width, estimate=False)
         return b.p_lower[0], b.p_upper[0], b.levels_in_band[0]
-    return jax.vmap(one)(traj, log_m)
+    return jax.lax.map(lambda a: one(*a), (traj, log_m), batch_size=256)
 
 
 def draws_for(sampler, d, eps, p, width, *, key, **kwargs):
