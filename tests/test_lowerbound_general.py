@@ -78,37 +78,50 @@ def test_full_vector_matches_scalar_reduction_euler(width):
             assert f[2] == pytest.approx(s[2], abs=0.5)  # mean distinct levels in the band
 
 
-def test_user_defined_sampler_runs_and_matches_catalogue(width):
-    """A user's AbstractSampler goes through draws_for (full-vector path) and kstar_sides."""
-    mine = MyEuler()
-    assert not has_scalar_reduction(mine)
-    assert has_scalar_reduction(js.samplers.Euler())
+D_SMALL, EPS_SMALL = 100, 0.01  # K* ~ 3: kstar_sides needs few distinct K (one compile each)
+
+
+@pytest.fixture(scope="module")
+def user_kstar():
+    """A user's AbstractSampler through draws_for (full-vector path) and kstar_sides."""
     with jax.enable_x64(True):
-        key = jax.random.key(8)
-        dm = draws_for(mine, D, EPS, 2.0, width, key=key, n_points=8, n_reps=4)
-        assert isinstance(dm, FullVectorDraws)
-        # same keys, same x0, same update up to rounding: the catalogue Euler's full-vector draws
-        de = FullVectorDraws(js.samplers.Euler(), D, EPS, 2.0, width, key=key, n_points=8,
-                             n_reps=4)
-        for K in (5,):
-            a, b = dm(K), de(K)
-            np.testing.assert_allclose(a[0], b[0], rtol=1e-6, atol=1e-9)
-            np.testing.assert_allclose(a[1], b[1], rtol=1e-6, atol=1e-9)
-    # K* through kstar_sides at d = 100 (K* ~ 4: few distinct K, each one compile)
-    d, eps = 100, 0.01
-    with jax.enable_x64(True):
-        w = _width(d, eps)
-        dm = draws_for(mine, d, eps, 2.0, w, key=key, n_points=8, n_reps=4)
+        dm = draws_for(MyEuler(), D_SMALL, EPS_SMALL, 2.0, _width(D_SMALL, EPS_SMALL),
+                       key=jax.random.key(8), n_points=8, n_reps=4)
         klo, khi, curves = kstar_sides(dm, 4.0)
-        assert np.all(np.isfinite(klo)) and np.all(klo <= khi + 1e-9)
-        # against the scalar reduction of the catalogue Euler on independent draws: K* within MC
-        ref = draws_for("euler", d, eps, 2.0, w, key=jax.random.key(9), n_points=8, n_reps=4)
+    return dm, klo, khi, curves
+
+
+def test_user_defined_sampler_runs_through_kstar_sides(user_kstar):
+    dm, klo, khi, curves = user_kstar
+    assert not has_scalar_reduction(MyEuler())
+    assert has_scalar_reduction(js.samplers.Euler())
+    assert isinstance(dm, FullVectorDraws)
+    assert np.all(np.isfinite(klo)) and np.all(klo <= khi + 1e-9)
+    for lo, hi, _ in curves.values():
+        assert np.all(lo <= hi + 1e-12) and np.all((lo >= 0) & (hi <= 1))
+    # same keys and x0, the same update up to rounding: the catalogue Euler's full-vector draws
+    K = sorted(curves)[0]
+    with jax.enable_x64(True):
+        de = FullVectorDraws(js.samplers.Euler(), D_SMALL, EPS_SMALL, 2.0,
+                             _width(D_SMALL, EPS_SMALL), key=jax.random.key(8), n_points=8,
+                             n_reps=4)
+        b = de(K)
+    np.testing.assert_allclose(curves[K][0], b[0], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(curves[K][1], b[1], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_user_defined_sampler_kstar_matches_scalar_euler(user_kstar):
+    """K* of the user's Euler (full vectors) against the catalogue Euler's scalar reduction on
+    independent draws: equal within 4 standard errors (+ 1 level of bisection resolution)."""
+    _, klo, khi, _ = user_kstar
+    with jax.enable_x64(True):
+        ref = draws_for("euler", D_SMALL, EPS_SMALL, 2.0, _width(D_SMALL, EPS_SMALL),
+                        key=jax.random.key(9), n_points=8, n_reps=4)
         assert isinstance(ref, SamplerDraws)
         rlo, rhi, _ = kstar_sides(ref, 4.0)
-    print("K* user", klo, khi, "scalar", rlo, rhi, "evaluations", len(curves))
     for mine_k, ref_k in ((klo, rlo), (khi, rhi)):
         se = math.hypot(np.std(mine_k, ddof=1), np.std(ref_k, ddof=1)) / math.sqrt(len(mine_k))
-        # + 1 level: K* is resolved to max(1, 1% K) levels by the bisection
         assert abs(np.mean(mine_k) - np.mean(ref_k)) < 4.0 * se + 1.0, (mine_k, ref_k)
 
 
