@@ -128,10 +128,18 @@ def test_cli_parser():
 
 @pytest.mark.slow
 def test_sweep_end_to_end(x64, tmp_path):
+    lines = []
     res = scaling.scaling(dims=(400, 1600), samplers=("euler",), n_xi=300, n_offsets=16,
-                          n_reps=4, out_dir=str(tmp_path), log=lambda m: None)
+                          n_reps=4, out_dir=str(tmp_path), log=lines.append)
     for f in ("scaling.json", "scaling.png", "scaling.pdf"):
         assert (tmp_path / f).exists()
+    # compile counts: in the results, in scaling.json, and the log's last line
+    import json
+
+    cc = res["compile"]
+    assert cc["compilations"] > 0 and cc["compile_s"] > 0
+    assert json.loads((tmp_path / "scaling.json").read_text())["compile"] == cc
+    assert lines[-1] == f"{cc['compilations']} compilations, {cc['compile_s']:.1f} s compiling"
     csv_text = (tmp_path / "scaling.csv").read_text()
     assert csv_text.count("\n") == 3 and "kstar_lo_euler" in csv_text and "kstar_hi_mc_euler" in csv_text
     row = res["rows"][1]

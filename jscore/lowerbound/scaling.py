@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..compiles import CompileCounter
 from .caps import log_cap
 from .informative import (
     critical_sigma,
@@ -610,11 +611,14 @@ def scaling(
       by running it again); ``True`` requires such a file; ``False`` refuses existing results.
       ``overwrite=True`` discards them. Results of a different configuration are never mixed:
       that raises ``ValueError``. ``plot=False`` skips the figure.
+
+    ``results["compile"]`` holds the XLA compilations and compile seconds of this call
+    (:class:`jscore.compiles.CompileCounter`); the log ends with them.
     """
-    with jax.enable_x64(True):
+    with jax.enable_x64(True), CompileCounter() as compiles:
         return _scaling(dims, samplers, p, eps, rate, rate_lo, rate_hi, n_rates, n_xi, n_offsets,
                         n_reps, k_max, robustness, seed, out_dir, log, resume, overwrite,
-                        plot)
+                        plot, compiles=compiles)
 
 
 # recorded in the config but not part of its identity: rows are per d, so adding dimensions to a
@@ -677,7 +681,8 @@ def _sampler_row(name, d, eps, p, width, key, n_points, n_reps, k_max, rate_lo, 
 
 def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi, n_offsets,
              n_reps, k_max, robustness, seed, out_dir, log, resume="auto", overwrite=False,
-             make_plot=True):
+             make_plot=True, compiles=None):
+    compiles = CompileCounter() if compiles is None else compiles  # an unopened one counts 0
     t_start = time.time()
     for name in samplers:
         scalar_spec(name)  # validate names early
@@ -761,12 +766,15 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
                 f"{n_reps} x {n_pts} points)  levels in band={sr['levels_in_band']:.1f}  "
                 f"({time.time() - t1:.0f}s)")
         results["rows"].append(row)
+        results["compile"] = compiles.as_dict()
         if out_dir is not None:
             _write_json(results, out_dir)
     if robustness:
         results["robustness"] = robustness_grid(seed=seed, n=n_xi, rate=rate, log=log)
     results["fits"], results["fits_mc"] = _fits(results, samplers)
     results["elapsed_s"] = time.time() - t_start
+    results["compile"] = compiles.as_dict()
+    log(compiles.summary())
     if out_dir is not None:
         _write_json(results, out_dir)
         _write_csv(results, out_dir, samplers)
