@@ -26,8 +26,7 @@ import numpy as np
 
 from ..samplers import base as _base
 from ..samplers import catalogue as _catalogue
-from .informative import effective_log_m_py
-from .scaling import SIGMA_MAX, SIGMA_MIN, SamplerDraws, geometric_levels, lattice_points
+from .scaling import SamplerDraws, geometric_levels
 from .scalar import Trajectory
 from .trajectory import RecordingOracle, assemble
 
@@ -121,17 +120,9 @@ class FullVectorDraws:
                 raise ValueError(f"`{nm}` must be an int >= 1, got {v!r}.")
         self.d, self.eps, self.p, self.width, self.k_max = float(d), eps, p, width, int(k_max)
         self.n_points, self.n_reps, self.max_queries = int(n_points), int(n_reps), max_queries
-        shifts = np.asarray(jax.random.uniform(jax.random.fold_in(key, 0), (n_reps, 2)),
-                            np.float64)
-        pts = np.concatenate([lattice_points(n_points, sh) for sh in shifts])  # (R n, 2)
-        self.v = pts[:, 0]
-        self.rate = rate_lo + (rate_hi - rate_lo) * pts[:, 1]
-        self.log_m = np.array([effective_log_m_py(d, r) for r in self.rate])
-        self.log_centre = np.log(SIGMA_MAX) + 0.5 * np.log(np.expm1(2.0 * self.log_m / d))
-        self.keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, 1), i))(
-            jnp.arange(self.v.size))
-        self.cache: dict = {}
+        self._draw_lattice(key, d, n_points, n_reps, rate_lo, rate_hi)
 
+    _draw_lattice = SamplerDraws._draw_lattice  # the same lattice, rates and chain keys
     offsets = SamplerDraws.offsets  # the same phase-aligned log-offsets u = {v + c_K(R)}
 
     def __call__(self, K):

@@ -353,6 +353,10 @@ class SamplerDraws:
         self.spec = scalar_spec(name)
         self.d, self.eps, self.p, self.width, self.k_max = float(d), eps, p, width, int(k_max)
         self.n_points, self.n_reps = int(n_points), int(n_reps)
+        self._draw_lattice(key, d, n_points, n_reps, rate_lo, rate_hi)
+
+    def _draw_lattice(self, key, d, n_points, n_reps, rate_lo, rate_hi):
+        """Set ``v, rate, log_m, log_centre`` (each ``(n_reps n_points,)``), ``keys`` and an empty cache."""
         shifts = np.asarray(jax.random.uniform(jax.random.fold_in(key, 0), (n_reps, 2)),
                             np.float64)
         pts = np.concatenate([lattice_points(n_points, sh) for sh in shifts])  # (R n, 2)
