@@ -14,7 +14,10 @@ folder).
   pass. A row is one ``os.write`` on an ``O_APPEND`` descriptor plus ``fsync``, so after a crash
   a file holds whole rows and at most one torn last line; readers skip it and the next writer
   cuts it off (and drops corrupt complete lines) before appending.
-- :func:`write_table`: records to ``<stem>.csv`` and ``<stem>.parquet``.
+- :class:`CsvRows`: the same keyed, fsynced, resumable rows as one CSV file with fixed columns
+  (the exact-codebook lab's unit tables).
+- :func:`write_json`, :func:`write_csv`, :func:`write_table`: a JSON document, records to one CSV,
+  records to ``<stem>.csv`` and ``<stem>.parquet``, each atomically.
 - :func:`read_dataframe`: a run folder's table (or its rows) as one ``pandas.DataFrame``.
 
 This module imports only the standard library at load time (pandas and pyarrow on first use).
@@ -85,7 +88,7 @@ def atomic_write(path, data, *, mode: int = FILE_MODE) -> str:
 
 
 def json_default(o):
-    """``json.dumps(default=...)`` for NumPy scalars and arrays."""
+    """``json.dumps(default=...)`` for NumPy scalars and NumPy/JAX arrays."""
     import numpy as np
 
     if isinstance(o, np.integer):
@@ -94,9 +97,14 @@ def json_default(o):
         return float(o)
     if isinstance(o, np.bool_):
         return bool(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
+    if isinstance(o, np.ndarray) or hasattr(o, "__array__"):  # NumPy and JAX arrays
+        return np.asarray(o).tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_json(path, obj, *, indent: int = 1) -> str:
+    """Write ``obj`` as JSON to ``path`` atomically (NumPy scalars and arrays allowed); returns ``path``."""
+    return atomic_write(path, json.dumps(obj, indent=indent, default=json_default))
 
 
 def config_hash(config) -> str:
@@ -329,6 +337,83 @@ class RowStore:
         self.close()
 
 
+class CsvRows:
+    """Append-only CSV of finished units with fixed columns, keyed by ``key_fields`` (resume = skip
+    the keys already there): the CSV twin of :class:`RowStore` for experiments whose unit table is
+    read as a spreadsheet.
+
+    Each :meth:`append` is one ``os.write`` of one line on an ``O_APPEND`` descriptor plus
+    ``fsync`` (file created ``0644``), so an interrupted run loses at most the unit in progress.
+    Opening the file cuts a torn last line in place (that unit is recomputed); a row with an empty
+    last column is dropped and a key written twice counts once. Keys compare as ``str`` of the
+    values (Python floats round-trip through ``repr``); :attr:`rows` and :meth:`select` give rows
+    as strings, as read back from the file.
+    """
+
+    def __init__(self, path, fields, key_fields):
+        self.path = os.fspath(path)
+        self.fields = list(fields)
+        self.key_fields = list(key_fields)
+        missing = [k for k in self.key_fields if k not in self.fields]
+        if missing:
+            raise ValueError(f"key fields {missing} are not columns of {self.path}")
+        rows = []
+        if os.path.exists(self.path):
+            cut_torn_tail(self.path)
+        if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                if reader.fieldnames != self.fields:
+                    raise ValueError(
+                        f"{self.path} has columns {reader.fieldnames}, expected {self.fields}; "
+                        "it was written by another version or experiment. Use a new --out folder "
+                        "or delete the file.")
+                rows = [r for r in reader if r.get(self.fields[-1]) not in (None, "")]
+        self.rows, self._done = [], set()
+        for r in rows:
+            k = self._key(r)
+            if k not in self._done:
+                self._done.add(k)
+                self.rows.append(r)
+
+    def _key(self, row):
+        return tuple(str(row[k]) for k in self.key_fields)
+
+    def done(self, **key) -> bool:
+        """Whether the unit with these key values is already in the file."""
+        return self._key(key) in self._done
+
+    def append(self, row: dict) -> None:
+        """Write one finished unit as one fsynced line (the header first, for a new file)."""
+        if list(row) != self.fields:
+            raise ValueError(f"row columns {list(row)} differ from {self.fields}")
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.fields)
+        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        if new:
+            w.writeheader()
+        w.writerow(row)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        try:
+            if new:
+                os.fchmod(fd, FILE_MODE)  # whatever the umask
+            view = memoryview(buf.getvalue().encode())
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+        srow = {k: str(v) for k, v in row.items()}
+        self.rows.append(srow)
+        self._done.add(self._key(srow))
+
+    def select(self, **match):
+        """Rows (as strings) whose columns equal ``match`` (compared as ``str``)."""
+        return [r for r in self.rows if all(r[k] == str(v) for k, v in match.items())]
+
+
 # ----------------------------------------------------------------------------- tables
 
 
@@ -336,6 +421,29 @@ def _cell(v):
     if isinstance(v, (dict, list, tuple)):
         return json.dumps(v, sort_keys=True, default=json_default)
     return v
+
+
+def _csv_text(records: list[dict]) -> str:
+    cols: list[str] = []
+    for r in records:
+        cols.extend(k for k in r if k not in cols)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    for r in records:
+        w.writerow({k: _cell(v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def write_csv(path, records: list[dict]) -> str:
+    """Write flat ``records`` to the CSV file ``path`` atomically; returns ``path``.
+
+    Columns are the union of the records' keys in first-seen order; dict/list values are stored
+    as JSON strings; a missing value is an empty field. Raises ``ValueError`` for no records.
+    """
+    if not records:
+        raise ValueError(f"write_csv: no records to write to {os.fspath(path)!r}.")
+    return atomic_write(path, _csv_text(records))
 
 
 def write_table(path_stem, records: list[dict]) -> list[str]:
@@ -351,12 +459,7 @@ def write_table(path_stem, records: list[dict]) -> list[str]:
     cols: list[str] = []
     for r in records:
         cols.extend(k for k in r if k not in cols)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    w.writeheader()
-    for r in records:
-        w.writerow({k: _cell(v) for k, v in r.items()})
-    csv_path = atomic_write(stem + ".csv", buf.getvalue())
+    csv_path = atomic_write(stem + ".csv", _csv_text(records))
     table = pa.Table.from_pylist([{k: _cell(r.get(k)) for k in cols} for r in records])
     pq_path = atomic_write(stem + ".parquet", lambda f: pq.write_table(table, f))
     return [csv_path, pq_path]
@@ -393,6 +496,7 @@ def read_dataframe(path, table: str = "results"):
 
 __all__ = [
     "FILE_MODE",
+    "CsvRows",
     "JsonlWriter",
     "RowStore",
     "append_jsonl",
@@ -404,5 +508,7 @@ __all__ = [
     "read_dataframe",
     "read_jsonl",
     "repair_jsonl",
+    "write_csv",
+    "write_json",
     "write_table",
 ]

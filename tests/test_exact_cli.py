@@ -11,6 +11,7 @@ import pytest
 import jscore as js
 from jscore.cli import main
 from jscore.lowerbound import exact_experiments as E
+from jscore.store import CsvRows
 
 # d = 12, R = 0.3: M = 37, decoder false-alarm rate M S_12(0.9) = 5e-4 per chain. The control test
 # below uses the same shapes (16 chains, 3-point grid), so it reuses the compiled sampler.
@@ -97,20 +98,20 @@ def test_exact_cli_bad_arguments(tmp_path, extra, match):
 
 def test_resumable_csv_rejects_other_columns(tmp_path):
     path = tmp_path / "t.csv"
-    book = E.ResumableCSV(path, ["a", "b", "v"], ["a", "b"])
+    book = CsvRows(path, ["a", "b", "v"], ["a", "b"])
     book.append(dict(a=1, b=0.25, v=3.0))
-    again = E.ResumableCSV(path, ["a", "b", "v"], ["a", "b"])
+    again = CsvRows(path, ["a", "b", "v"], ["a", "b"])
     assert again.done(a=1, b=0.25) and not again.done(a=1, b=0.5)
     book.append(dict(a=1, b=0.25, v=3.0))  # a duplicate (two runs on one folder) counts once
     with open(path, "a") as f:
         f.write("2,0.5,")  # an interrupted write: partial line, no value, no newline
-    again = E.ResumableCSV(path, ["a", "b", "v"], ["a", "b"])
+    again = CsvRows(path, ["a", "b", "v"], ["a", "b"])
     assert len(again.rows) == 1 and not again.done(a=2, b=0.5)
     again.append(dict(a=2, b=0.5, v=4.0))
-    last = E.ResumableCSV(path, ["a", "b", "v"], ["a", "b"])
+    last = CsvRows(path, ["a", "b", "v"], ["a", "b"])
     assert [r["v"] for r in last.rows] == ["3.0", "4.0"] and last.done(a=2, b=0.5)
     with pytest.raises(ValueError, match="has columns"):
-        E.ResumableCSV(path, ["a", "c", "v"], ["a", "c"])
+        CsvRows(path, ["a", "c", "v"], ["a", "c"])
 
 
 def test_controls_exact_and_reference_oracles():

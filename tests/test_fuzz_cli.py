@@ -19,6 +19,7 @@ import pytest
 from jscore.cli import build_parser, main
 from jscore.lowerbound import exact_experiments as E
 from jscore.sweeps import store
+from jscore.store import CsvRows
 
 COMMANDS = {  # each command's shortest prefix that is otherwise valid and cheap to reject
     "demo": ["demo"],
@@ -318,12 +319,12 @@ def test_fuzz_cli_many(tmp_path_factory):
 
 def test_resumable_csv_cuts_a_torn_last_line_in_place(tmp_path):
     path = tmp_path / "success_units.csv"
-    book = E.ResumableCSV(path, ["a", "b", "v"], ["a", "b"])
+    book = CsvRows(path, ["a", "b", "v"], ["a", "b"])
     book.append(dict(a=1, b=0.25, v=3.0))
     whole = path.read_bytes()
     for torn in (b"2,0.5,4", b"2,0.5,", b"2"):  # killed mid-row (even after the last value)
         path.write_bytes(whole + torn)
-        again = E.ResumableCSV(path, ["a", "b", "v"], ["a", "b"])
+        again = CsvRows(path, ["a", "b", "v"], ["a", "b"])
         assert path.read_bytes() == whole  # repaired on open, before anything is appended
         assert not again.done(a=2, b=0.5)
     again.append(dict(a=2, b=0.5, v=4.0))
@@ -331,7 +332,7 @@ def test_resumable_csv_cuts_a_torn_last_line_in_place(tmp_path):
         rows = list(csv.reader(f))
     assert rows == [["a", "b", "v"], ["1", "0.25", "3.0"], ["2", "0.5", "4.0"]]
     path.write_bytes(b"a,b")  # a torn header: the file starts over
-    fresh = E.ResumableCSV(path, ["a", "b", "v"], ["a", "b"])
+    fresh = CsvRows(path, ["a", "b", "v"], ["a", "b"])
     assert path.read_bytes() == b"" and fresh.rows == []
 
 

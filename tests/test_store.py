@@ -32,14 +32,24 @@ def test_atomic_write_creates_0644_files_for_bytes_text_and_callbacks(tmp_path):
         rows.close()
         store.append_jsonl(tmp_path / "d.jsonl", {"x": 1})
         tables = store.write_table(tmp_path / "t", [{"a": 1}])
+        p4 = store.write_json(tmp_path / "j.json", {"v": np.float32(0.5), "a": np.arange(2)})
+        p5 = store.write_csv(tmp_path / "w.csv", [{"a": 1}, {"b": [1, 2]}])
+        book = store.CsvRows(tmp_path / "u.csv", ["k", "v"], ["k"])
+        book.append({"k": 1, "v": 2.5})
     finally:
         os.umask(old)
-    for p in (p1, p2, p3, rows.path, rows.config_path, tmp_path / "d.jsonl", *tables):
+    for p in (p1, p2, p3, p4, p5, book.path, rows.path, rows.config_path, tmp_path / "d.jsonl", *tables):
         assert _mode(p) == 0o644, p
     assert pathlib.Path(p1).read_bytes() == b"\x00\x01"
     assert pathlib.Path(p2).read_text(encoding="utf-8") == "h\u00e9"
     np.testing.assert_array_equal(np.load(p3), np.arange(3))
-    assert sorted(os.listdir(tmp_path)) == ["a.bin", "c.npy", "d.jsonl", "run", "sub", "t.csv", "t.parquet"]
+    assert json.loads(pathlib.Path(p4).read_text()) == {"v": 0.5, "a": [0, 1]}
+    assert pathlib.Path(p5).read_text().splitlines() == ["a,b", "1,", ',"[1, 2]"']
+    assert pathlib.Path(book.path).read_text().splitlines() == ["k,v", "1,2.5"]
+    assert sorted(os.listdir(tmp_path)) == ["a.bin", "c.npy", "d.jsonl", "j.json", "run", "sub", "t.csv",
+                                            "t.parquet", "u.csv", "w.csv"]
+    with pytest.raises(ValueError, match="no records"):
+        store.write_csv(tmp_path / "empty.csv", [])
 
 
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):

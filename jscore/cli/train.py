@@ -32,6 +32,7 @@ import numpy as np
 
 from ..env import environment
 from ._util import check_out_dir
+from ..store import write_json
 
 
 # arguments of js.train.fit named in its errors -> the flags that set them
@@ -233,7 +234,7 @@ def run(args) -> int:
         resume=not args.no_resume, progress=not args.no_progress,
     )
     train_s = time.perf_counter() - t0
-    (out / "target.json").write_text(json.dumps(spec, indent=1))  # fit made `out`, checked the run
+    write_json(out / "target.json", spec)  # fit made `out`, checked the run
     np.save(out / "losses.npy", res.losses)
     sigmas = np.geomspace(args.eval_min, args.eval_max, args.eval_levels)
     prof = js.metrics.score_error_profile(js.oracles.Network(res.model), target, sigmas, k_eval, args.p, args.eval_n)
@@ -256,7 +257,7 @@ def run(args) -> int:
         "profile": rows,
         **environment(),
     }
-    (out / "profile.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "profile.json", summary)
     print(f"trained {args.steps} steps in {train_s:.1f} s; final loss "
           f"{summary['train']['final_loss_mean_last_10pct']:.4f}")
     print(f"measured score error eps(sigma) = ||S_net - s||_L^{args.p:g}(p_sigma), n={args.eval_n}, "

@@ -35,12 +35,11 @@ per chain at d = 64, R = 0.25.
 
 Resumable runs (``jscore lowerbound exact``): :func:`run_tv`, :func:`run_success`,
 :func:`run_search` and :func:`run_audit` append one CSV row per finished unit (flushed and
-fsynced) through :class:`ResumableCSV` and skip the units already in the file when rerun.
+fsynced) through :class:`jscore.store.CsvRows` and skip the units already in the file when rerun.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import sys
@@ -54,6 +53,7 @@ import numpy as np
 from ..oracles.adversary import LRAdversary
 from ..oracles.exact import Exact, Reference
 from ..sampling import sample
+from ..store import CsvRows, write_csv
 from ..targets.codebook import SphereCodebook
 from .audit import critical_sigma
 from .metrics import BOTTOM, decode, tv_planted, tv_prediction
@@ -161,13 +161,8 @@ def adaptive_search(d: int, rates, n: int, key, *, eps=0.05, p=2.0, centres=None
 
 
 def write_rows(rows, path):
-    """Write dict rows to a CSV file."""
-    if not rows:
-        raise ValueError("no rows to write")
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    """Write dict rows to a CSV file atomically (:func:`jscore.store.write_csv`)."""
+    write_csv(path, rows)
 
 
 def plot_rows(rows, x: str, y: str, group: str | None, path, *, title: str = ""):
@@ -190,74 +185,6 @@ def plot_rows(rows, x: str, y: str, group: str | None, path, *, title: str = "")
 
 
 # ----------------------------------------------------------------------------- resumable runs
-class ResumableCSV:
-    """Append-only CSV of completed units, keyed by ``key_fields`` (resume = skip known keys).
-
-    Every :meth:`append` writes one row and flushes it to disk (fsync), so an interrupted run
-    loses at most the unit in progress; rerunning with the same options skips completed units.
-    Opening the file cuts a torn last line (no newline) in place, so that unit is recomputed.
-    Keys compare as ``str`` of the values (Python floats round-trip through ``repr``).
-    """
-
-    def __init__(self, path, fields, key_fields):
-        self.path = os.fspath(path)
-        self.fields = list(fields)
-        self.key_fields = list(key_fields)
-        missing = [k for k in self.key_fields if k not in self.fields]
-        if missing:
-            raise ValueError(f"key fields {missing} are not columns of {self.path}")
-        self.rows, rows = [], []
-        if os.path.exists(self.path):
-            from ..sweeps.store import cut_torn_tail
-
-            cut_torn_tail(self.path)  # a torn last line (interrupted write) is recomputed
-        if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
-            with open(self.path, newline="") as f:
-                reader = csv.DictReader(f)
-                if reader.fieldnames != self.fields:
-                    raise ValueError(
-                        f"{self.path} has columns {reader.fieldnames}, expected {self.fields}; "
-                        "it was written by another version or experiment. Use a new --out folder "
-                        "or delete the file.")
-                rows = [r for r in reader if r.get(self.fields[-1]) not in (None, "")]
-        # a row with an empty last column is dropped; a unit written twice (two runs on one folder)
-        # counts once
-        seen = set()
-        for r in rows:
-            k = self._key(r)
-            if k not in seen:
-                seen.add(k)
-                self.rows.append(r)
-        self._done = seen
-
-    def _key(self, row):
-        return tuple(str(row[k]) for k in self.key_fields)
-
-    def done(self, **key) -> bool:
-        """Whether the unit with these key values is already in the file."""
-        return self._key(key) in self._done
-
-    def append(self, row: dict) -> None:
-        """Write one completed unit and flush it to disk."""
-        if list(row) != self.fields:
-            raise ValueError(f"row columns {list(row)} differ from {self.fields}")
-        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
-        with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.fields)
-            if new:
-                w.writeheader()
-            w.writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
-        srow = {k: str(v) for k, v in row.items()}
-        self.rows.append(srow)
-        self._done.add(self._key(srow))
-
-    def select(self, **match):
-        """Rows (as strings) whose columns equal ``match`` (compared as ``str``)."""
-        return [r for r in self.rows if all(r[k] == str(v) for k, v in match.items())]
-
-
 def _log_default(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -272,7 +199,7 @@ def run_tv(out_dir, *, settings=((32, 0.3), (48, 0.25)), ratios=(0.8, 0.9, 1.0, 
 
     ``settings``: (d, rate) pairs. Returns the rows of this configuration (strings from the CSV).
     """
-    book = ResumableCSV(os.path.join(out_dir, "tv.csv"), TV_FIELDS,
+    book = CsvRows(os.path.join(out_dir, "tv.csv"), TV_FIELDS,
                         ["d", "rate", "ratio", "n", "seed"])
     for d, rate in settings:
         d, rate = int(d), float(rate)
@@ -357,7 +284,7 @@ def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
     ``seed + 1``, ...: fresh codebooks, offsets and chains) give the replicate standard errors
     of :func:`summarize_success`. Returns the summary rows.
     """
-    book = ResumableCSV(os.path.join(out_dir, "success_units.csv"), SUCCESS_FIELDS, SUCCESS_KEY)
+    book = CsvRows(os.path.join(out_dir, "success_units.csv"), SUCCESS_FIELDS, SUCCESS_KEY)
     d, eps, p, seed = int(d), float(eps), float(p), int(seed)
     chains, offsets, replicates = int(chains), int(offsets), int(replicates)
     if replicates < 1:
@@ -622,7 +549,7 @@ def run_search(out_dir, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35), n=1000, eps
     of a random order, plus the final query); ``disjoint_prediction`` = ``(N+1)/2 + 1`` with
     N = C (disjoint windows, the spec's formula).
     """
-    book = ResumableCSV(os.path.join(out_dir, "search.csv"), SEARCH_FIELDS,
+    book = CsvRows(os.path.join(out_dir, "search.csv"), SEARCH_FIELDS,
                         ["d", "rate", "num_centres", "n", "seed", "eps", "p"])
     d, n, seed, eps, p = int(d), int(n), int(seed), float(eps), float(p)
     rates = [float(r) for r in rates]
@@ -675,7 +602,7 @@ def run_bracket(out_dir, *, dims=(40,), rate=0.25, ratios=None, n=2000, eps=0.05
     from . import validation as V
 
     ratios = list(V.BRACKET_RATIOS if ratios is None else (float(r) for r in ratios))
-    book = ResumableCSV(os.path.join(out_dir, "bracket.csv"), BRACKET_FIELDS,
+    book = CsvRows(os.path.join(out_dir, "bracket.csv"), BRACKET_FIELDS,
                         ["d", "rate", "ratio", "n", "seed", "eps", "p"])
     rate, n, eps, p, seed = float(rate), int(n), float(eps), float(p), int(seed)
     summaries, groups = [], []
@@ -787,7 +714,7 @@ def run_audit(out_dir, *, d=40, rate=0.25, eps=0.05, ps=(1.0, 2.0, 4.0), num=41,
     """
     from .audit import audit_grid
 
-    book = ResumableCSV(os.path.join(out_dir, "audit.csv"), AUDIT_FIELDS,
+    book = CsvRows(os.path.join(out_dir, "audit.csv"), AUDIT_FIELDS,
                         ["d", "rate", "eps", "p", "n", "seed", "sigma_index", "sigma"])
     d, rate, eps, n, seed = int(d), float(rate), float(eps), int(n), int(seed)
     ps = [float(p) for p in ps]
@@ -868,7 +795,7 @@ def _plot_audit(rows, path, eps):
 
 
 __all__ = ["tv_curve", "success_vs_levels", "adaptive_search", "offset_grid", "write_rows",
-           "plot_rows", "ResumableCSV", "run_tv", "run_success", "run_search", "run_audit",
+           "plot_rows", "run_tv", "run_success", "run_search", "run_audit",
            "summarize_success", "audit_all_p", "half_crossing",
            "decoding_vs_informative", "error_bar", "run_bracket",
            "plot_decoding_vs_informative"]

@@ -29,8 +29,6 @@ Measurements (all at small d on exact nested codebooks, float64):
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 
@@ -422,19 +420,17 @@ def sampler_rounds(adv: NestedAdversary, samplers: dict, levels_per_stage, n: in
 
 # ----------------------------------------------------------------------------- output
 def write_csv(rows, path):
-    """Dict rows to CSV (union of keys, in first-seen order)."""
-    keys = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    """Dict rows to CSV atomically (union of keys, in first-seen order; :func:`jscore.store.write_csv`)."""
+    from ..store import write_csv as _write_csv
+
+    _write_csv(path, rows)
 
 
 def write_json(obj, path):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1, default=float)
+    """``obj`` as JSON, atomically (:func:`jscore.store.write_json`)."""
+    from ..store import write_json as _write_json
+
+    _write_json(path, obj)
 
 
 def summarize_search(rows):

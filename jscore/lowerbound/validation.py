@@ -16,8 +16,6 @@ in float32 blocks straight into one host array (``M d 4`` bytes: 2.3 GB at d = 6
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
 
@@ -312,16 +310,12 @@ def write_results(all_rows, out_dir, extra=None):
     """CSV + JSON + PNG overlay (exact vs formula, one panel per d) under ``out_dir``."""
     import os
 
-    os.makedirs(out_dir, exist_ok=True)
+    from ..store import write_csv, write_json
+
     flat = [r for rows in all_rows for r in rows]
-    with open(os.path.join(out_dir, "validation.csv"), "w", newline="") as f:
-        names = list(dict.fromkeys(k for r in flat for k in r))
-        w = csv.DictWriter(f, fieldnames=names)
-        w.writeheader()
-        w.writerows(flat)
+    write_csv(os.path.join(out_dir, "validation.csv"), flat)
     summary = [summarize(rows) for rows in all_rows]
-    with open(os.path.join(out_dir, "validation.json"), "w") as f:
-        json.dump(dict(summary=summary, rows=flat, **(extra or {})), f, indent=1)
+    write_json(os.path.join(out_dir, "validation.json"), dict(summary=summary, rows=flat, **(extra or {})))
     _plot_validation(all_rows, summary, os.path.join(out_dir, "validation.png"))
     return summary
 
