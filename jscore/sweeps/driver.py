@@ -9,7 +9,6 @@ import json
 import math
 import os
 import stat
-import time
 
 import numpy as np
 
@@ -110,9 +109,6 @@ def _as_spec(spec):
 
 
 def _prepare_out(out: str, spec: SweepSpec, overwrite: bool, resume) -> None:
-    if overwrite:
-        for p in glob.glob(os.path.join(glob.escape(out), "*.done")):
-            os.unlink(p)
     _store.row_store(out).open(spec.config_hash, {"spec": spec.to_json()}, resume=resume, overwrite=overwrite)
 
 
@@ -171,7 +167,11 @@ def sweep(
       leave JAX's setting alone).
     - ``distributed``: ``dict(coordinator_address=..., num_processes=..., process_id=...)`` to call
       ``jax.distributed.initialize`` (must happen before any other JAX work in the process);
-      process i runs the tasks ``(cell, d)`` with index ``% num_processes == i``.
+      process i runs the tasks ``(cell, d)`` with index ``% num_processes == i`` into its own
+      ``rows-p<i>.jsonl``. The processes meet at two barriers of jax's multi-host utilities (no
+      marker files): after process 0 has prepared the folder, and after every process has written
+      its rows; process 0 then consolidates and returns the full result, the others return one
+      with ``complete=False`` and no tables.
     - ``dry_run``: validate and return the :class:`Plan` (``plan.describe()``) without computing.
 
     **Returns:** a :class:`SweepResult` (or the :class:`Plan` for ``dry_run``).
@@ -199,15 +199,9 @@ def sweep(
     pid, nproc = jax.process_index(), jax.process_count()
     if pid == 0:
         _prepare_out(out, spec, overwrite, resume)
-    else:  # wait for process 0 to (re)write the config
-        for _ in range(600):
-            if os.path.exists(os.path.join(out, "config.json")):
-                break
-            time.sleep(0.1)
+    _barrier(nproc, f"jscore-sweep-config-{spec.config_hash}")  # process 0 has (re)written it
+    if pid != 0:
         _prepare_out(out, spec, False, resume)
-    done_marker = os.path.join(out, f"p{pid}-of-{nproc}.done")
-    if os.path.exists(done_marker):
-        os.unlink(done_marker)
 
     runner = Runner(devices)
     existing = {_store.row_key(r): r for r in _store.read_rows(out)}
@@ -279,21 +273,21 @@ def sweep(
         "probes": len(probed),
     }
     _store.atomic_write(os.path.join(out, f"stats-p{pid}.json"), json.dumps(stats))
-    _store.atomic_write(done_marker, "")
-    complete = True
+    _barrier(nproc, f"jscore-sweep-rows-{spec.config_hash}")  # every process's rows are on disk
+    if pid != 0:
+        return SweepResult(out, spec, [], [], [], [], runner.num_compilations, runner.compile_seconds,
+                           state["run_seconds"], [], complete=False)
+    return consolidate(out, spec, plot=plot)
+
+
+def _barrier(nproc: int, name: str) -> None:
+    """Wait until every process of a ``jax.distributed`` run reaches the barrier ``name``
+    (``multihost_utils.sync_global_devices``: an all-gather over every process's devices, so it
+    also checks that all processes run the same sweep); a no-op for one process."""
     if nproc > 1:
-        if pid != 0:
-            return SweepResult(out, spec, [], [], [], [], runner.num_compilations, runner.compile_seconds,
-                               state["run_seconds"], [], complete=False)
-        t0 = time.time()
-        while not all(os.path.exists(os.path.join(out, f"p{i}-of-{nproc}.done")) for i in range(nproc)):
-            if time.time() - t0 > 3600:
-                complete = False
-                break
-            time.sleep(0.2)
-    res = consolidate(out, spec, plot=plot)
-    res.complete = complete
-    return res
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _bisect(evaluate, q, metrics):
