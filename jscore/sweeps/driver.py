@@ -204,66 +204,11 @@ def sweep(
         _prepare_out(out, spec, False, resume)
 
     runner = Runner(devices)
-    existing = {_store.row_key(r): r for r in _store.read_rows(out)}
-    env = environment(runner)
     tasks = [(cell, d) for cell in plan.cells for d in spec.dims]
     mine = [t for i, t in enumerate(tasks) if i % nproc == pid]
-    chunks = plan.chunks()
-    bar = _progress(sum(plan.evaluations_per_task(c) for c, _ in mine) * len(chunks), quiet)
-    state = {"queries": 0, "run_seconds": 0.0}
     key = jax.random.key(spec.key)
-    writer = _store.row_store(out, pid)
-    probed: dict = {}
-    try:
-        for cell, d in mine:
-            task = Task(plan, cell, d)
-            mode = plan.grid_mode[cell.id]
-            if mode.startswith("probe:"):
-                plan.grid_mode[cell.id] = mode.split(":", 1)[1]
-                n0 = min(plan.ladders[cell.id] or (spec.qstar.steps[0],))
-                L = plan.grid_length(cell, n0, d)
-                if L == n0:
-                    L = n0 + 1
-                seeds = list(chunks[0]) + [chunks[0][-1]] * (runner.padded_chunk(spec.chunk) - len(chunks[0]))
-                probed[cell.id] = probe_grid_padding(runner, task, key, seeds, n0, L)
-                if not probed[cell.id]:
-                    plan.grid_mode[cell.id] = "exact"
-
-            def evaluate(n, task=task, cell=cell, d=d):
-                rows = []
-                L = plan.grid_length(cell, n, d)
-                grid = task.grid(n, L)
-                for ci, seeds in enumerate(chunks):
-                    k = (cell.id, d, n, ci)
-                    if k in existing:
-                        rows.append(existing[k])
-                        if bar is not None:
-                            bar.update(1)
-                        continue
-                    row = _run_unit(runner, plan, task, n, L, grid, ci, seeds, key, env)
-                    writer.append(row)
-                    existing[k] = row
-                    rows.append(row)
-                    state["queries"] += row["summary"]["queries_total"]
-                    state["run_seconds"] += row["run_seconds"]
-                    if bar is not None:
-                        bar.set_postfix_str(
-                            f"{cell.sampler.label} d={d} N={n} "
-                            f"{state['queries'] / max(state['run_seconds'], 1e-9):.3g} queries/s",
-                            refresh=False,
-                        )
-                        bar.update(1)
-                return rows
-
-            for n in plan.ladders[cell.id]:
-                evaluate(n)
-            q = spec.qstar
-            if q is not None and q.search == "bisect":
-                _bisect(evaluate, q, spec.metrics)
-    finally:
-        writer.close()
-        if bar is not None:
-            bar.close()
+    plan, probed = _settle_probes(plan, runner, mine, key)
+    state = _run_tasks(plan, runner, mine, key, out, pid, quiet)
     stats = {
         "process_index": pid,
         "num_compilations": runner.num_compilations,
@@ -278,6 +223,72 @@ def sweep(
         return SweepResult(out, spec, [], [], [], [], runner.num_compilations, runner.compile_seconds,
                            state["run_seconds"], [], complete=False)
     return consolidate(out, spec, plot=plot)
+
+
+def _settle_probes(plan, runner, mine, key):
+    """The plan with every ``"probe:<mode>"`` grid mode settled before the run: ``<mode>`` where
+    padding the grid to that length is bitwise harmless for the cell (one probe on its first task
+    of this process, :func:`~jscore.sweeps.engine.probe_grid_padding`), else ``"exact"``. Returns
+    ``(plan, {cell_id: probe passed})``; the input plan is not modified."""
+    modes, probed = dict(plan.grid_mode), {}
+    chunk0 = plan.chunks()[0]
+    for cell, d in mine:
+        if not modes[cell.id].startswith("probe:"):
+            continue
+        n0 = min(plan.ladders[cell.id] or (plan.spec.qstar.steps[0],))
+        L = plan.grid_length(cell, n0, d)
+        L = n0 + 1 if L == n0 else L
+        seeds = list(chunk0) + [chunk0[-1]] * (runner.padded_chunk(plan.spec.chunk) - len(chunk0))
+        probed[cell.id] = probe_grid_padding(runner, Task(plan, cell, d), key, seeds, n0, L)
+        modes[cell.id] = modes[cell.id].split(":", 1)[1] if probed[cell.id] else "exact"
+    return dataclasses.replace(plan, grid_mode=modes), probed
+
+
+def _run_tasks(plan, runner, mine, key, out, pid, quiet) -> dict:
+    """Run this process's ``(cell, d)`` tasks: each step count of the cell's ladder (then the Q*
+    bisection) on every seed chunk, skipping units already in ``out``, one fsynced row per unit
+    into ``rows-p<pid>.jsonl``. Returns ``{"queries", "run_seconds"}`` of the units run here."""
+    spec, chunks = plan.spec, plan.chunks()
+    existing = {_store.row_key(r): r for r in _store.read_rows(out)}
+    env = environment(runner)
+    bar = _progress(sum(plan.evaluations_per_task(c) for c, _ in mine) * len(chunks), quiet)
+    state = {"queries": 0, "run_seconds": 0.0}
+    writer = _store.row_store(out, pid)
+
+    def evaluate(n, task):
+        cell, d = task.cell, task.d
+        rows = []
+        L = plan.grid_length(cell, n, d)
+        grid = task.grid(n, L)
+        for ci, seeds in enumerate(chunks):
+            k = (cell.id, d, n, ci)
+            if k not in existing:
+                row = existing[k] = _run_unit(runner, plan, task, n, L, grid, ci, seeds, key, env)
+                writer.append(row)
+                state["queries"] += row["summary"]["queries_total"]
+                state["run_seconds"] += row["run_seconds"]
+                if bar is not None:
+                    bar.set_postfix_str(f"{cell.sampler.label} d={d} N={n} "
+                                        f"{state['queries'] / max(state['run_seconds'], 1e-9):.3g} "
+                                        "queries/s", refresh=False)
+            rows.append(existing[k])
+            if bar is not None:
+                bar.update(1)
+        return rows
+
+    try:
+        for cell, d in mine:
+            task = Task(plan, cell, d)
+            for n in plan.ladders[cell.id]:
+                evaluate(n, task)
+            q = spec.qstar
+            if q is not None and q.search == "bisect":
+                _bisect(lambda n, task=task: evaluate(n, task), q, spec.metrics)
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+    return state
 
 
 def _barrier(nproc: int, name: str) -> None:
