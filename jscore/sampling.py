@@ -135,23 +135,55 @@ def _float_dtype():
     return jnp.result_type(float)
 
 
-def _run_chain(oracle, sampler, sigmas, key, x0, plan: _Plan, record):
-    """One chain: initial point, oracle state, the sampler's solve, status."""
+def initial_point(sigmas, key, dim: int, mask=None):
+    """A chain's start ``sigmas[0] z``, ``z ~ N(0, I_dim)`` from the chain key's ``INIT`` stream
+    (``(dim,)``, default float dtype); zero off ``mask`` (``(dim,)`` bool) when one is given."""
+    x0 = sigmas[0] * jax.random.normal(stream(key, INIT), (dim,), _float_dtype())
+    return x0 if mask is None else jnp.where(mask, x0, jnp.zeros_like(x0))
+
+
+def run_chain(oracle, sampler, sigmas, key, x0=None, *, dim: int, budget, capacity: int,
+              event_shape=None, mask=None, record=None, budget_is_cost: bool = False) -> Result:
+    """One chain of ``sampler`` against ``oracle`` on the grid ``sigmas``: the chain loop that
+    :func:`sample`, :func:`sample_one`, the sweeps' kernels and the lower-bound reference runs share.
+
+    - ``key``: the chain's key (``chain_key(key, seed)``); its ``INIT``, ``ORACLE`` and ``SAMPLER``
+      streams draw the start, the oracle state and the sampler's noise.
+    - ``x0``: ``(dim,)`` start, or None for :func:`initial_point`.
+    - ``budget``: query budget (an int, or a traced int32 scalar); ``capacity``: ledger slots.
+    - ``event_shape``: the oracle sees points of this shape (None: flat ``(dim,)``).
+    - ``mask``: ``(dim,)`` bool of the valid coordinates of a zero-padded state (the sweeps' shape
+      buckets; ``oracle`` must already answer on the mask, ``js.sweeps.padding.Masked``): the start is
+      zero off the mask and only valid coordinates decide the non-finite status.
+    - ``budget_is_cost``: the budget is the exact cost of the run and the grid may be padded with
+      extra steps that the spent budget refuses (the sweeps' padded step counts): success means the
+      budget was spent exactly, ``budget_exhausted`` that it was not.
+
+    Status: ``nonfinite`` if a (valid) output coordinate is not finite; else ``budget_exhausted``
+    if a query was refused (``budget_is_cost``: if fewer than ``budget`` were made); else ``success``.
+    """
     dtype = _float_dtype()
     if x0 is None:
-        z = jax.random.normal(stream(key, INIT), (plan.dim,), dtype)
-        x0 = sigmas[0] * z
-    ostate = oracle.init(stream(key, ORACLE), plan.dim)
-    oracle = in_shape(oracle, plan.event_shape)
-    ledger = Ledger.empty(plan.budget, plan.capacity, dtype)
+        x0 = initial_point(sigmas, key, dim, mask)
+    ostate = oracle.init(stream(key, ORACLE), dim)
+    if event_shape is not None:
+        oracle = in_shape(oracle, event_shape)
+    ledger = Ledger.empty(budget, capacity, dtype)
     sol = sampler.solve(oracle, sigmas, x0, stream(key, SAMPLER), ostate, ledger, record)
-    finite = jnp.all(jnp.isfinite(sol.x))
+    ok = jnp.isfinite(sol.x) if mask is None else jnp.where(mask, jnp.isfinite(sol.x), True)
+    short = (sol.ledger.queries != budget) if budget_is_cost else sol.ledger.exhausted
     status = jnp.where(
-        ~finite,
+        ~jnp.all(ok),
         jnp.int32(Status.nonfinite),
-        jnp.where(sol.ledger.exhausted, jnp.int32(Status.budget_exhausted), jnp.int32(Status.success)),
+        jnp.where(short, jnp.int32(Status.budget_exhausted), jnp.int32(Status.success)),
     )
     return Result(sol.x, sol.ledger.stats(oracle.report(sol.ostate)), status, sol.trace)
+
+
+def _run_chain(oracle, sampler, sigmas, key, x0, plan: _Plan, record):
+    """:func:`run_chain` with the sizes of a validated :class:`_Plan`."""
+    return run_chain(oracle, sampler, sigmas, key, x0, dim=plan.dim, budget=plan.budget,
+                     capacity=plan.capacity, event_shape=plan.event_shape, record=record)
 
 
 #: Per-chain state elements per block of chains (see :func:`chain_block`), by platform.
@@ -365,4 +397,4 @@ def sample_one(
     return _sample_single(oracle, sampler, sigmas, key, x_init, plan, record, check_bool("throw", throw))
 
 
-__all__ = ["sample", "sample_one", "chain_block", "TRACE_COUNTS"]
+__all__ = ["sample", "sample_one", "run_chain", "initial_point", "chain_block", "TRACE_COUNTS"]

@@ -122,6 +122,42 @@ def test_budget_exhaustion_stops_charging_and_freezes_state(gmm):
     assert summ["status"]["budget_exhausted"] == 3 and summ["queries"]["total"] == 21
 
 
+def test_run_chain_is_the_loop_of_sample_one_and_of_padded_sweep_units(gmm):
+    """js.sampling.run_chain: bitwise the chain of sample_one; on a grid padded with zero steps and
+    the exact cost as budget, ``budget_is_cost`` calls a spent budget success (the sweeps' rule)
+    where the default rule calls the refused padded queries an exhausted budget; a mask keeps the
+    start zero and non-finite checks on the valid coordinates."""
+    from jscore.sampling import initial_point
+    from jscore.sampling import run_chain as _run_chain
+    from jscore.seeds import chain_key
+
+    run_chain = eqx.filter_jit(_run_chain)  # compiled, as sample_one is
+
+    oracle, sampler = js.oracles.Exact(gmm), js.samplers.Heun()
+    sig = js.schedules.karras(5)
+    ck = chain_key(jax.random.key(2), 3)
+    one = js.sample_one(oracle, sampler, sig, ck)
+    cost = sampler.num_queries(5, True)
+    r = run_chain(oracle, sampler, sig, ck, dim=8, budget=cost, capacity=cost)
+    np.testing.assert_array_equal(r.x, one.x)
+    assert int(r.stats.queries) == int(one.stats.queries) == cost and int(r.status) == js.Status.success
+    padded = jnp.concatenate([sig, jnp.zeros(3, sig.dtype)])  # 3 extra steps after the final 0
+    cap = sampler.query_capacity(8, True)
+    strict = run_chain(oracle, sampler, padded, ck, dim=8, budget=cost, capacity=cap)
+    as_cost = run_chain(oracle, sampler, padded, ck, dim=8, budget=cost, capacity=cap, budget_is_cost=True)
+    np.testing.assert_array_equal(as_cost.x, one.x)
+    assert int(strict.status) == js.Status.budget_exhausted and int(as_cost.status) == js.Status.success
+    short = run_chain(oracle, sampler, sig, ck, dim=8, budget=cost + 1, capacity=cost + 1, budget_is_cost=True)
+    assert int(short.status) == js.Status.budget_exhausted  # fewer queries than the stated cost
+    mask = jnp.arange(8) < 6
+    x0 = initial_point(sig, ck, 8, mask)
+    assert np.all(np.asarray(x0[6:]) == 0) and np.all(np.asarray(x0[:6]) != 0)
+    nan_off_mask = x0.at[7].set(jnp.nan)
+    m = run_chain(js.sweeps.padding.Masked(oracle, mask), sampler, sig, ck, nan_off_mask, dim=8,
+                  budget=cost, capacity=cost, mask=mask)
+    assert int(m.status) == js.Status.success and not np.isfinite(np.asarray(m.x[7]))
+
+
 def test_sample_one_throws_on_exhaustion(gmm):
     with pytest.raises(Exception, match="max_queries"):
         js.sample_one(CountingOracle(gmm), TwoQueryEuler(), js.schedules.karras(4), jax.random.key(0), max_queries=3)

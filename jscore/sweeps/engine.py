@@ -16,7 +16,9 @@ Work is split into *units* ``(cell, d, num_steps, seed chunk)``; each unit write
   ledger's exhaustion rule). Used only for samplers whose steps do not depend on the grid length;
   unknown samplers are probed once (padded run == exact run) before being padded.
 - **Processes**: with ``jax.distributed``, process i of P runs the tasks ``(cell, d)`` with
-  ``index % P == i`` and writes ``rows-p<i>.jsonl``; the last process to finish consolidates.
+  ``index % P == i`` and writes ``rows-p<i>.jsonl``; after a barrier process 0 consolidates.
+- **Chains**: every chain is :func:`jscore.sampling.run_chain` (the loop ``js.sample`` runs), with
+  the shape-bucket mask and ``budget_is_cost`` for padded step counts.
 """
 
 from __future__ import annotations
@@ -34,10 +36,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..env import environment as _environment
-from ..counting import Ledger
-from ..results import Status
 from ..samplers.base import AbstractFixedStepSampler
-from ..seeds import INIT, ORACLE, SAMPLER, chain_key, stream
+from ..sampling import initial_point, run_chain
+from ..seeds import chain_key
 from . import measures as _measures
 from . import registry as _registry
 from .padding import Masked, next_pow2, pad_target
@@ -384,36 +385,21 @@ def _choose_grid_mode(plan: Plan, cell, t_step) -> str:
 def _kernel_fn(static, d_pad: int, capacity: int, masked: bool, stat_names: tuple, return_x: bool):
     def kernel(dyn, key, seeds, grid, budget, dvalid):
         target, inner, sampler = eqx.combine(dyn, static)
-        dtype = jnp.result_type(float)
         mask = jnp.arange(d_pad) < dvalid
         oracle = Masked(inner, mask) if masked else inner
 
         def chain(seed):
             ck = chain_key(key, seed)
-            z = jax.random.normal(stream(ck, INIT), (d_pad,), dtype)
-            x0 = grid[0] * z
-            if masked:
-                x0 = jnp.where(mask, x0, jnp.zeros_like(x0))
-            ostate = oracle.init(stream(ck, ORACLE), d_pad)
-            ledger = Ledger.empty(budget, capacity, dtype)
-            sol = sampler.solve(oracle, grid, x0, stream(ck, SAMPLER), ostate, ledger, None)
-            x = sol.x
-            finite = jnp.all(jnp.where(mask, jnp.isfinite(x), True))
-            done = sol.ledger.queries == budget
-            status = jnp.where(
-                ~finite,
-                jnp.int32(Status.nonfinite),
-                jnp.where(done, jnp.int32(Status.success), jnp.int32(Status.budget_exhausted)),
-            )
-            out = {
-                "queries": sol.ledger.queries,
-                "levels": sol.ledger.levels,
-                "rounds": sol.ledger.rounds,
-                "status": status,
-            }
+            x0 = initial_point(grid, ck, d_pad, mask)
+            res = run_chain(oracle, sampler, grid, ck, x0, dim=d_pad, budget=budget,
+                            capacity=capacity, mask=mask, budget_is_cost=True)
+            x = res.x
+            st = res.stats
+            out = {"queries": st.queries, "levels": st.levels, "rounds": st.rounds,
+                   "status": res.status}
             ctx = {"x": x, "x0": x0, "mask": mask, "target": target}
             out.update(_measures.chain_stats(stat_names, ctx))
-            for k, v in oracle.report(sol.ostate).items():
+            for k, v in st.extra.items():
                 out["oracle." + k] = v
             if return_x:
                 out["x"] = x
