@@ -412,7 +412,8 @@ def test_cli_dry_run_and_errors(capsys, tmp_path):
     assert main(["sweep", "--print-config"]) == 0
     assert load_spec(capsys.readouterr().out) == js.sweeps.default_spec()
     assert main(["sweep", "--seeds", "0-3"]) == 2
-    assert "do not apply to the lower-bound sweep" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--seeds do not apply to the lowerbound experiment" in err and "accepts --dims" in err
     bad = tmp_path / "bad.toml"
     bad.write_text('samplers = ["euler"]\ndims = "8-4"\nsteps = [2]\n')
     assert main(["sweep", str(bad)]) == 2
@@ -720,3 +721,37 @@ def test_adversary_and_reference_oracles_in_a_sweep(tmp_path, cache_dir):
         assert row["per_seed"]["queries"] == [6] * 4
     with pytest.raises(TypeError, match="SphereCodebook"):
         engine.validate(load_spec(_tiny_toml("['gaussian']", "['adversary:eps=0.5']", "6", "[]")))
+
+
+def test_experiment_registry_runs_a_user_experiment_through_js_sweep_and_load_spec(tmp_path):
+    """An experiment is a registered (spec type, from_dict, run): js.sweep and load_spec dispatch
+    through the registry only, for the built-in ones and for a user's."""
+    import dataclasses
+
+    from jscore.sweeps import EXPERIMENTS, experiment_of, register_experiment
+
+    @dataclasses.dataclass(frozen=True)
+    class Tiny:
+        n: int = 3
+        name: str = "tiny"
+
+    calls = []
+
+    def run(spec, *, out, **kw):
+        calls.append((spec, out, kw["dry_run"]))
+        return sum(range(spec.n))
+
+    try:
+        register_experiment("tiny", lambda d: Tiny(n=int(d.get("n", 3))), spec_type=Tiny, run=run)
+        assert experiment_of(Tiny()).name == "tiny"
+        assert js.sweep(Tiny(4), out=str(tmp_path)) == 6 and calls[-1] == (Tiny(4), str(tmp_path), False)
+        assert js.sweep({"experiment": "tiny", "n": 5}) == 10
+        assert load_spec('experiment = "tiny"\nn = 2\n') == Tiny(2)
+    finally:
+        EXPERIMENTS.pop("tiny", None)
+    assert experiment_of(js.sweeps.default_spec()).name == "lowerbound"
+    assert experiment_of(js.sweeps.gaussian_steps_spec()).name == "samplers"
+    with pytest.raises(TypeError, match="registered experiment"):
+        js.sweep(Tiny())
+    with pytest.raises(ValueError, match="Unknown experiment 'tiny'"):
+        js.sweep({"experiment": "tiny"})

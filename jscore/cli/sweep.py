@@ -81,8 +81,7 @@ def _add_arguments(p):
 
 
 def run(args) -> int:
-    from ..sweeps import BUILTIN_SPECS, LowerBoundSweep, default_spec, load_spec, sweep
-    from ..sweeps.spec import spec_to_toml
+    from ..sweeps import BUILTIN_SPECS, default_spec, experiment_of, load_spec, sweep
 
     distributed = None
     if args.coordinator or args.num_processes or args.process_id is not None:
@@ -106,14 +105,17 @@ def run(args) -> int:
     else:
         spec = load_spec(args.config)
     over = {k: getattr(args, k) for k in ("dims", "seeds", "chunk") if getattr(args, k) is not None}
-    lower_bound = isinstance(spec, LowerBoundSweep)
-    if lower_bound and set(over) - {"dims"}:
-        raise ValueError("--seeds and --chunk do not apply to the lower-bound sweep (it is "
-                         "codebook-free and scalar); set n_offsets / n_reps in a TOML config.")
+    experiment = experiment_of(spec)
+    bad = sorted(set(over) - set(experiment.cli_overrides))
+    if bad:
+        hint = (" (it is codebook-free and scalar); set n_offsets / n_reps in a TOML config"
+                if experiment.name == "lowerbound" else "")
+        raise ValueError(f"{', '.join('--' + b for b in bad)} do not apply to the {experiment.name} "
+                         f"experiment{hint}; it accepts {', '.join('--' + o for o in experiment.cli_overrides)}.")
     if over:
         spec = spec.replace(**over)
     if args.print_config:
-        print(spec.to_toml() if lower_bound else spec_to_toml(spec))
+        print(spec.to_toml())
         return 0
     if args.dry_run:
         print(sweep(spec, dry_run=True).describe())
@@ -130,10 +132,8 @@ def run(args) -> int:
         plot=not args.no_plot,
     )
     if res.complete and res.rows:
-        if lower_bound and not args.quiet:
-            from ..lowerbound.scaling import LEGEND  # one legend for both commands
-
-            print(LEGEND)
+        if experiment.legend and not args.quiet:
+            print(experiment.legend)
         print(res.table())
         figs = [f for f in res.files if f.endswith(".png")]
         print(f"results: {res.out}" + (f"; figures: {', '.join(figs)}" if figs else ""))

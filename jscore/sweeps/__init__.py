@@ -32,6 +32,22 @@ from .spec import load_spec as load_spec
 from .spec import parse_int_list as parse_int_list
 from .spec import register_experiment as register_experiment
 
-from .lowerbound import lowerbound_from_dict as _lowerbound_from_dict  # noqa: E402
+from .spec import EXPERIMENTS as EXPERIMENTS  # noqa: E402
+from .spec import Experiment as Experiment  # noqa: E402
+from .spec import experiment_of as experiment_of  # noqa: E402
 
-register_experiment("lowerbound", _lowerbound_from_dict)
+
+def _register_builtin_experiments():
+    from ..lowerbound.scaling import LEGEND
+    from .driver import run_lowerbound_sweep, run_sampler_sweep
+    from .lowerbound import lowerbound_from_dict
+    from .spec import spec_from_dict
+
+    register_experiment(
+        "samplers", lambda data: spec_from_dict({k: v for k, v in data.items() if k != "experiment"}),
+        spec_type=SweepSpec, run=run_sampler_sweep, cli_overrides=("dims", "seeds", "chunk"))
+    register_experiment("lowerbound", lowerbound_from_dict, spec_type=LowerBoundSweep,
+                        run=run_lowerbound_sweep, legend=LEGEND)
+
+
+_register_builtin_experiments()

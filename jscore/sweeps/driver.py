@@ -15,7 +15,7 @@ import numpy as np
 from . import analysis as _analysis
 from . import store as _store
 from .engine import Runner, Task, environment, probe_grid_padding, validate
-from .spec import SweepSpec, load_spec, spec_from_dict
+from .spec import EXPERIMENTS, SweepSpec, experiment_of, load_spec, spec_from_dict
 
 
 @dataclasses.dataclass
@@ -95,17 +95,17 @@ def setup_compilation_cache(path: str | None = "default") -> str | None:
 
 
 def _as_spec(spec):
-    from .lowerbound import LowerBoundSweep, lowerbound_from_dict
-
-    if isinstance(spec, (SweepSpec, LowerBoundSweep)):
-        return spec
-    if isinstance(spec, dict) and spec.get("experiment") == "lowerbound":
-        return lowerbound_from_dict(spec)
+    """A registered experiment's spec from a spec, a dict of its fields (``experiment`` key: which
+    one, default ``"samplers"``) or a TOML path."""
     if isinstance(spec, dict):
-        return spec_from_dict(spec)
+        name = spec.get("experiment", "samplers")
+        if name not in EXPERIMENTS:
+            raise ValueError(f"Unknown experiment {name!r}; use one of {', '.join(map(repr, EXPERIMENTS))}.")
+        return EXPERIMENTS[name].from_dict(spec)
     if isinstance(spec, (str, os.PathLike)):
         return load_spec(os.fspath(spec))
-    raise TypeError(f"`spec` must be a SweepSpec, a dict or a TOML path, got {type(spec).__name__}.")
+    experiment_of(spec)  # raises TypeError naming the registered spec types
+    return spec
 
 
 def _prepare_out(out: str, spec: SweepSpec, overwrite: bool, resume) -> None:
@@ -183,14 +183,16 @@ def sweep(
     if distributed:
         jax.distributed.initialize(**distributed)
     spec = _as_spec(spec)
-    from .lowerbound import LowerBoundSweep, run_lowerbound
+    return experiment_of(spec).run(spec, out=out, devices=devices, quiet=quiet, resume=resume,
+                                   overwrite=overwrite, cache_dir=cache_dir, plot=plot,
+                                   dry_run=dry_run)
 
-    if isinstance(spec, LowerBoundSweep):  # the codebook-free sqrt(d) sweep: scalar, one process
-        if dry_run:
-            return spec
-        setup_compilation_cache(cache_dir)
-        return run_lowerbound(spec, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
-                              plot=plot)
+
+def run_sampler_sweep(spec: SweepSpec, *, out=None, devices=None, quiet=False, resume="auto",
+                      overwrite=False, cache_dir="default", plot=True, dry_run=False):
+    """The ``"samplers"`` experiment's run (see :func:`sweep`)."""
+    import jax
+
     plan = validate(spec)
     if dry_run:
         return plan
@@ -289,6 +291,18 @@ def _run_tasks(plan, runner, mine, key, out, pid, quiet) -> dict:
         if bar is not None:
             bar.close()
     return state
+
+
+def run_lowerbound_sweep(spec, *, out=None, devices=None, quiet=False, resume="auto",
+                         overwrite=False, cache_dir="default", plot=True, dry_run=False):
+    """The ``"lowerbound"`` experiment's run (:func:`jscore.sweeps.lowerbound.run_lowerbound`;
+    ``devices`` does not apply: it runs in one process; ``dry_run`` returns the spec)."""
+    from .lowerbound import run_lowerbound
+
+    if dry_run:
+        return spec
+    setup_compilation_cache(cache_dir)
+    return run_lowerbound(spec, out=out, resume=resume, overwrite=overwrite, quiet=quiet, plot=plot)
 
 
 def _barrier(nproc: int, name: str) -> None:

@@ -22,6 +22,7 @@ import json
 import math
 import numbers
 import tomllib
+from typing import Callable
 from dataclasses import dataclass
 
 # ----------------------------------------------------------------------------- integer lists
@@ -360,6 +361,10 @@ class SweepSpec:
         """A copy with fields replaced (validated again), like ``dataclasses.replace``."""
         return dataclasses.replace(self, **kw)
 
+    def to_toml(self) -> str:
+        """The spec as TOML that :func:`load_spec` reads back to an equal spec (:func:`spec_to_toml`)."""
+        return spec_to_toml(self)
+
 
 def _compress(vals) -> str:
     """Inverse of :func:`parse_int_list` for plain ranges: ``[0,1,2,5]`` -> ``"0-2,5"``."""
@@ -414,36 +419,76 @@ def load_spec(path_or_text):
     if set(data) == {"sweep"}:
         data = data["sweep"]
     experiment = data.get("experiment", "samplers")
-    if experiment == "samplers":
-        return spec_from_dict({k: v for k, v in data.items() if k != "experiment"})
     if experiment not in EXPERIMENTS:
-        known = ", ".join(repr(k) for k in ("samplers", *EXPERIMENTS))
+        known = ", ".join(repr(k) for k in EXPERIMENTS)
         raise ValueError(f"Unknown experiment {experiment!r}; use one of {known} ('samplers', the default: "
                          "a sampler x target x oracle sweep; 'lowerbound': the sqrt(d) sweep).")
-    return EXPERIMENTS[experiment](data)
+    return EXPERIMENTS[experiment].from_dict(data)
 
 
-#: ``experiment = "<name>"`` in a TOML file -> ``from_dict(data)`` building its spec (data still
-#: holds the ``experiment`` key); ``"samplers"`` (:class:`SweepSpec`) is built in. Experiments
-#: defined in modules above this one register here, so this module never imports them.
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One kind of experiment that :func:`jscore.sweep` and ``jscore sweep`` run.
+
+    - ``name``: its ``experiment = "<name>"`` in TOML; ``spec_type``: its frozen config class
+      (with ``name``, ``replace(**fields)`` and ``to_toml()``).
+    - ``from_dict(data)``: the spec from a TOML table (``data`` may still hold ``experiment``).
+    - ``run(spec, *, out, devices, quiet, resume, overwrite, cache_dir, plot, dry_run)``: run it
+      resumably into ``out`` and return its result (``dry_run``: validate and return the plan).
+    - ``cli_overrides``: the ``jscore sweep`` override flags it accepts (``"dims"``, ``"seeds"``,
+      ``"chunk"``); ``legend``: text printed before its result table.
+    """
+
+    name: str
+    spec_type: type
+    from_dict: Callable
+    run: Callable | None = None
+    cli_overrides: tuple = ("dims",)
+    legend: str = ""
+
+
+#: ``experiment = "<name>"`` -> its :class:`Experiment`. Experiments defined in modules above this
+#: one register here (``jscore.sweeps`` registers ``"samplers"`` and ``"lowerbound"``), so this
+#: module never imports them.
 EXPERIMENTS: dict = {}
 
 
-def register_experiment(name: str, from_dict) -> None:
-    """Make :func:`load_spec` build ``experiment = name`` files with ``from_dict(data)``."""
-    if not isinstance(name, str) or not name or name == "samplers":
-        raise ValueError(f"register_experiment: name must be a non-empty string other than 'samplers', got {name!r}")
+def register_experiment(name: str, from_dict, *, spec_type: type | None = None, run=None,
+                        cli_overrides=("dims",), legend: str = "") -> Experiment:
+    """Register an :class:`Experiment`: :func:`load_spec` builds ``experiment = name`` files with
+    ``from_dict(data)``, and :func:`jscore.sweep` runs specs of ``spec_type`` with ``run``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register_experiment: name must be a non-empty string, got {name!r}")
     if not callable(from_dict):
         raise TypeError(f"register_experiment: from_dict must be callable, got {from_dict!r}")
-    EXPERIMENTS[name] = from_dict
+    if run is not None and not callable(run):
+        raise TypeError(f"register_experiment: run must be callable or None, got {run!r}")
+    entry = Experiment(name, spec_type, from_dict, run, tuple(cli_overrides), legend)
+    EXPERIMENTS[name] = entry
+    return entry
+
+
+def experiment_of(spec) -> Experiment:
+    """The registered :class:`Experiment` whose ``spec_type`` ``spec`` is an instance of (the
+    most derived one); ``TypeError`` naming the registered types otherwise."""
+    for cls in type(spec).__mro__:
+        for entry in EXPERIMENTS.values():
+            if entry.spec_type is cls:
+                return entry
+    known = ", ".join(f"{e.spec_type.__name__} ({e.name})" for e in EXPERIMENTS.values() if e.spec_type)
+    raise TypeError(f"`spec` must be a sweep spec of a registered experiment ({known}), a dict of "
+                    f"its fields or a TOML path; got {type(spec).__name__}.")
 
 
 __all__ = [
     "Component",
+    "EXPERIMENTS",
+    "Experiment",
     "QStarSpec",
     "SweepSpec",
     "load_spec",
     "parse_int_list",
+    "experiment_of",
     "register_experiment",
     "spec_from_dict",
     "toml_dumps",
