@@ -33,6 +33,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ..samplers import DDIM, Euler, EulerAncestral, EulerMaruyama, Heun
+from ..samplers.dpm_solver import DPMSolverPP
+from ..samplers.midpoint import RandomizedMidpoint
 from .informative import bessel_terms
 
 KINDS = ("euler", "ancestral", "euler_maruyama", "heun", "dpmpp_2m", "randomized_midpoint")
@@ -67,74 +70,105 @@ class ScalarSampler(NamedTuple):
         return True
 
 
+#: ``sampler type -> reduce(sampler) -> ScalarSampler``: the samplers with a scalar reduction,
+#: matched by *exact* type (a subclass may change the update, so it runs on the full-vector path
+#: unless it registers its own reduction with :func:`register_scalar_reduction`).
+SCALAR_REDUCTIONS: dict = {}
+
+#: Catalogue-style names with a scalar form.
+SCALAR_NAMES = {
+    "euler": ScalarSampler("euler"),
+    "ddim": ScalarSampler("euler"),
+    "euler_ancestral": ScalarSampler("ancestral", (("eta", 1.0),)),
+    "ddpm": ScalarSampler("ancestral", (("eta", 1.0),)),
+    "euler_maruyama": ScalarSampler("euler_maruyama", (("variant", "ou"),)),
+    "heun": ScalarSampler("heun"),
+    "dpmpp_2m": ScalarSampler("dpmpp_2m"),
+    "dpm_solver_pp": ScalarSampler("dpmpp_2m"),
+    "randomized_midpoint": ScalarSampler("randomized_midpoint"),
+}
+
+
+def register_scalar_reduction(cls):
+    """Decorator: ``@register_scalar_reduction(MySampler)`` on ``reduce(sampler) -> ScalarSampler``
+    (raising ``ValueError`` for field values it does not cover) registers it for ``MySampler``."""
+    if not isinstance(cls, type):
+        raise TypeError(f"register_scalar_reduction: expected a sampler class, got {cls!r}.")
+
+    def deco(fn):
+        SCALAR_REDUCTIONS[cls] = fn
+        return fn
+
+    return deco
+
+
 def scalar_spec(sampler) -> ScalarSampler:
     """The :class:`ScalarSampler` of a ``js.samplers`` instance or of a name.
 
-    Supported: ``Euler``, ``DDIM(eta)``, ``EulerAncestral(eta)`` (posterior variance),
-    ``EulerMaruyama(variant)``, ``Heun(s_churn, s_tmin, s_tmax, s_noise)``, ``DPMSolverPP(order=2)``
-    and ``RandomizedMidpoint`` with one point and one Picard round (matched by class name, so they
-    work once those classes exist). Names: ``"euler"``, ``"ddim"``, ``"euler_ancestral"``,
-    ``"euler_maruyama"``, ``"heun"``, ``"dpmpp_2m"``, ``"randomized_midpoint"``.
+    Instances: by exact type in :data:`SCALAR_REDUCTIONS` (``Euler``, ``DDIM(eta)``,
+    ``EulerAncestral(eta)`` with the posterior variance, ``EulerMaruyama(variant)``,
+    ``Heun(s_churn, s_tmin, s_tmax, s_noise)``, ``DPMSolverPP(order=2)``, ``RandomizedMidpoint``
+    with one point and one Picard round). Names: the keys of :data:`SCALAR_NAMES`. ``ValueError``
+    otherwise (then the full-vector path of :mod:`jscore.lowerbound.general` applies).
     """
     if isinstance(sampler, ScalarSampler):
         return sampler
     if isinstance(sampler, str):
-        names = {
-            "euler": ScalarSampler("euler"),
-            "ddim": ScalarSampler("euler"),
-            "euler_ancestral": ScalarSampler("ancestral", (("eta", 1.0),)),
-            "ddpm": ScalarSampler("ancestral", (("eta", 1.0),)),
-            "euler_maruyama": ScalarSampler("euler_maruyama", (("variant", "ou"),)),
-            "heun": ScalarSampler("heun"),
-            "dpmpp_2m": ScalarSampler("dpmpp_2m"),
-            "dpm_solver_pp": ScalarSampler("dpmpp_2m"),
-            "randomized_midpoint": ScalarSampler("randomized_midpoint"),
-        }
-        if sampler not in names:
+        if sampler not in SCALAR_NAMES:
             raise ValueError(
-                f"No scalar reduction for sampler name {sampler!r}; available: {', '.join(names)}."
+                f"No scalar reduction for sampler name {sampler!r}; available: {', '.join(SCALAR_NAMES)}."
             )
-        return names[sampler]
-    name = type(sampler).__name__
+        return SCALAR_NAMES[sampler]
+    reduce = SCALAR_REDUCTIONS.get(type(sampler))
+    if reduce is None:
+        raise ValueError(
+            f"No scalar reduction for {type(sampler).__name__}; registered: "
+            f"{', '.join(c.__name__ for c in SCALAR_REDUCTIONS)} (exact types; DPMSolverPP with "
+            "order=2, RandomizedMidpoint with K = J = 1)."
+        )
+    return reduce(sampler)
 
-    def f(attr, default):
-        v = getattr(sampler, attr, default)
-        try:
-            return float(v)
-        except TypeError:
-            raise TypeError(f"{name}.{attr} must be concrete for the scalar reduction.") from None
 
-    if name == "Euler":
-        return ScalarSampler("euler")
-    if name in ("EulerAncestral", "DDIM"):
-        if getattr(sampler, "variance", "posterior") != "posterior":
+def _concrete(sampler, attr, default):
+    v = getattr(sampler, attr, default)
+    try:
+        return float(v)
+    except TypeError:
+        raise TypeError(f"{type(sampler).__name__}.{attr} must be concrete for the scalar "
+                        "reduction.") from None
+
+
+def _register_builtin_reductions():
+    register_scalar_reduction(Euler)(lambda s: ScalarSampler("euler"))
+
+    def ancestral(s):
+        if getattr(s, "variance", "posterior") != "posterior":
             raise ValueError("The scalar reduction covers the posterior (beta-tilde) variance only.")
-        eta = f("eta", 1.0)
+        eta = _concrete(s, "eta", 1.0)
         return ScalarSampler("euler" if eta == 0 else "ancestral", (("eta", eta),))
-    if name == "EulerMaruyama":
-        return ScalarSampler("euler_maruyama", (("variant", sampler.variant),))
-    if name == "Heun":
-        return ScalarSampler(
-            "heun",
-            tuple((k, f(k, dv)) for k, dv in
-                  (("s_churn", 0.0), ("s_tmin", 0.0), ("s_tmax", math.inf), ("s_noise", 1.0))),
-        )
-    if name == "DPMSolverPP":
-        if int(getattr(sampler, "order", 2)) != 2:
+
+    register_scalar_reduction(EulerAncestral)(ancestral)
+    register_scalar_reduction(DDIM)(ancestral)
+    register_scalar_reduction(EulerMaruyama)(
+        lambda s: ScalarSampler("euler_maruyama", (("variant", s.variant),)))
+    register_scalar_reduction(Heun)(lambda s: ScalarSampler("heun", tuple(
+        (k, _concrete(s, k, dv)) for k, dv in
+        (("s_churn", 0.0), ("s_tmin", 0.0), ("s_tmax", math.inf), ("s_noise", 1.0)))))
+
+    @register_scalar_reduction(DPMSolverPP)
+    def dpmpp(s):
+        if int(getattr(s, "order", 2)) != 2:
             raise ValueError("The scalar reduction covers DPMSolverPP(order=2) (2M) only.")
-        return ScalarSampler(
-            "dpmpp_2m", (("lower_order_final", bool(getattr(sampler, "lower_order_final", False))),)
-        )
-    if name == "RandomizedMidpoint":
-        k = int(getattr(sampler, "num_points", 1))
-        j = int(getattr(sampler, "picard_iters", 1))
-        if (k, j) != (1, 1):
+        return ScalarSampler("dpmpp_2m", (("lower_order_final", bool(getattr(s, "lower_order_final", False))),))
+
+    @register_scalar_reduction(RandomizedMidpoint)
+    def midpoint(s):
+        if (int(getattr(s, "num_points", 1)), int(getattr(s, "picard_iters", 1))) != (1, 1):
             raise ValueError("The scalar reduction covers RandomizedMidpoint with K = J = 1 only.")
         return ScalarSampler("randomized_midpoint")
-    raise ValueError(
-        f"No scalar reduction for {name}; supported: Euler, DDIM, EulerAncestral, EulerMaruyama, "
-        "Heun, DPMSolverPP(order=2), RandomizedMidpoint(K=J=1)."
-    )
+
+
+_register_builtin_reductions()
 
 
 def num_queries(spec: ScalarSampler, num_steps: int, ends_at_zero: bool = True) -> int:
@@ -391,4 +425,5 @@ def simulate(sampler, sigmas, key, d, num_chains: int, rho=1.0, *, x0_norm=None)
     return jax.vmap(lambda k, x0: _chain(spec, sigmas, k, d, rho, x0))(keys, x0_norm)
 
 
-__all__ = ["KINDS", "ScalarSampler", "scalar_spec", "num_queries", "Trajectory", "simulate"]
+__all__ = ["KINDS", "ScalarSampler", "SCALAR_REDUCTIONS", "SCALAR_NAMES", "register_scalar_reduction",
+           "scalar_spec", "num_queries", "Trajectory", "simulate"]
