@@ -197,5 +197,18 @@ def test_scalar_spec_mapping_and_errors():
         scalar.scalar_spec(js.samplers.EulerAncestral(variance="large"))
     with pytest.raises(ValueError, match="available"):
         scalar.scalar_spec("nope")
+
+    class MyEuler(js.samplers.Euler):  # a subclass may change the update: no inherited reduction
+        pass
+
+    with pytest.raises(ValueError, match="No scalar reduction for MyEuler; registered: Euler"):
+        scalar.scalar_spec(MyEuler())
+    try:
+        scalar.register_scalar_reduction(MyEuler)(lambda s: scalar.ScalarSampler("euler"))
+        assert scalar.scalar_spec(MyEuler()) == scalar.ScalarSampler("euler")
+    finally:
+        scalar.SCALAR_REDUCTIONS.pop(MyEuler, None)
+    with pytest.raises(TypeError, match="sampler class"):
+        scalar.register_scalar_reduction("euler")
     with pytest.raises(ValueError, match="d >= 3"):
         scalar.simulate("euler", _grid(), jax.random.key(0), 2, 1)
