@@ -199,9 +199,18 @@ def run_digits(args):
     sigmas = np.geomspace(0.01, 10.0, 7)
     budget = {"steps": args.train_steps, "batch": args.batch, "lr": args.lr, "ema": 0.99,
               "width": 32, "levels": 1, "patch": "size/8"}
-    per = []
+    per, base_env, base_chains = [], None, args.chains
+    if args.merge:  # keep the stored sizes that this run does not redo (same keys per size)
+        path = RESULTS / f"learned_digits_{info['backend']}.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            base_env, base_chains = old["env"], old["chains"]
+            per = [r for r in old["per_d"] if r["size"] not in sizes]
+            for r in per:
+                r.setdefault("chains", old["chains"])
     for size in sizes:
         t0 = time.perf_counter()
+        run_env = env_info()
         key = jax.random.key(1000 + size)
         ds = js.data.digits(size)
         target = js.targets.Empirical(ds.train, 0.0)
@@ -224,10 +233,15 @@ def run_digits(args):
         per.append({"size": size, "d": size * size, "train_seconds": train_s,
                     "final_loss": float(np.mean(fit.losses[-max(1, args.train_steps // 10):])),
                     "floor_train_vs_heldout": {"red": floor[0], "se": floor[1]},
-                    "profile": prof, "curves": curves, "seconds": time.perf_counter() - t0})
+                    "profile": prof, "curves": curves, "seconds": time.perf_counter() - t0,
+                    "chains": args.chains,
+                    "run": {k: v for k, v in stamp_end(run_env).items()
+                            if k.startswith(("load", "timestamp"))}})
+        per.sort(key=lambda r: r["size"])
         print(f"size={size}: {time.perf_counter() - t0:.0f} s", flush=True)
-        out = {"study": "digits", "env": stamp_end(dict(info)), "device": device_label(info),
-               "training_budget": budget, "chains": args.chains, "steps_grid": steps,
+        out = {"study": "digits", "env": base_env or stamp_end(dict(info)),
+               "device": device_label(info), "training_budget": budget, "chains": base_chains,
+               "steps_grid": steps,
                "threshold": args.threshold, "upsampling": "bilinear (jscore.data.digits)",
                "per_d": per}
         write(out, "digits")  # after every size, so a partial run keeps what it measured
@@ -329,7 +343,14 @@ def tables(out, thr=None):
     thr = out["threshold"] if thr is None else thr
     lines = [f"{out['study']}: device {out['device']}; load {out['env'].get('load_average_at_start')}"
              f" -> {out['env'].get('load_average_at_end')}; training budget {out['training_budget']};"
-             f" {out['chains']} chains per run; Karras grids N = {out['steps_grid']}", ""]
+             f" {out['chains']} chains per run; Karras grids N = {out['steps_grid']}"]
+    for r in out["per_d"]:  # sizes added later by --merge record their own run
+        if "run" in r:
+            lines.append(f"  d={r['d']}: run {r['run'].get('timestamp_utc')}, load "
+                         f"{r['run'].get('load_average_at_start')} -> "
+                         f"{r['run'].get('load_average_at_end')}, {r['chains']} chains per run, "
+                         f"{r['seconds']:.0f} s ({r['train_seconds']:.0f} s training)")
+    lines.append("")
     lines.append("eps_d(sigma) = ||S_net - s||_L2(p_sigma) [95% CI]  (relative: eps / ||s||)")
     sig = [r["sigma"] for r in out["per_d"][0]["profile"]]
     lines.append(f"{'d':>6} " + " ".join(f"{'s=' + format(s, '.3g'):>24}" for s in sig))
@@ -394,6 +415,8 @@ def main(argv=None):
     p.add_argument("--eval-n", type=int, default=1024)
     p.add_argument("--threshold", type=float, default=0.02, help="rED threshold of Q*")
     p.add_argument("--backend", default="cpu", help="report: which results to re-tabulate")
+    p.add_argument("--merge", action="store_true",
+                   help="digits: keep the stored sizes not in --sizes (e.g. add --sizes 64)")
     args = p.parse_args(argv)
     setup_platform(args.device)
     if args.study == "report":
