@@ -129,6 +129,20 @@ def sampler_curves(oracle, ref, steps, chains, key):
     return out
 
 
+def oracle_curves(target, net, ref, steps, chains, key, exact=True, network=True):
+    """Sampler curves with the exact oracle of ``target`` and with ``net`` (same key and ``ref``).
+
+    The study loops (mixtures, sphere) share this; ``exact=False`` / ``network=False`` skip one
+    (the sphere study runs the exact oracle once per d and the network once per training seed).
+    """
+    import jscore as js
+
+    out = {"network": sampler_curves(net, ref, steps, chains, key)} if network else {}
+    if exact:
+        out = {"exact": sampler_curves(js.oracles.Exact(target), ref, steps, chains, key), **out}
+    return out
+
+
 def profile(oracle, target, sigmas, key, n):
     import jscore as js
 
@@ -170,11 +184,7 @@ def run_mixtures(args):
         net = js.oracles.Network(fit.model)
         prof = profile(net, target, sigmas, jax.random.fold_in(key, 3), args.eval_n)
         ref = np.asarray(target.sample(jax.random.fold_in(key, 4), 4096))
-        curves = {
-            "exact": sampler_curves(js.oracles.Exact(target), ref, steps, args.chains,
-                                    jax.random.fold_in(key, 5)),
-            "network": sampler_curves(net, ref, steps, args.chains, jax.random.fold_in(key, 5)),
-        }
+        curves = oracle_curves(target, net, ref, steps, args.chains, jax.random.fold_in(key, 5))
         per_d.append({"d": d, "train_seconds": train_s,
                       "final_loss": float(np.mean(fit.losses[-max(1, args.train_steps // 10):])),
                       "profile": prof, "curves": curves, "seconds": time.perf_counter() - t0})
@@ -248,6 +258,7 @@ def run_digits(args):
 
 
 SPHERE_RATIOS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # t_{0.975, n-1} for n seeds
 
 
 def law_profiles(net, target, law, sigmas, key, n):
@@ -263,6 +274,37 @@ def law_profiles(net, target, law, sigmas, key, n):
                                             norm.estimate)]
 
 
+def seed_summary(per_seed):
+    """Per sigma, over training seeds: mean, sd and the t-interval mean +- t_{0.975,n-1} sd/sqrt(n).
+
+    ``per_seed``: one law_profiles list per seed. The t-interval covers seed-to-seed variation (the
+    seeds are n i.i.d. trainings); ``mc_halfwidth_max`` is the largest per-seed 95% MC half-width.
+    """
+    import numpy as np
+
+    n = len(per_seed)
+    rows = []
+    for k in range(len(per_seed[0])):
+        e = np.array([p[k]["eps"] for p in per_seed])
+        mean = float(e.mean())
+        sd = float(e.std(ddof=1)) if n > 1 else float("nan")
+        half = T975.get(n, 1.96) * sd / math.sqrt(n) if n > 1 else float("nan")
+        rows.append({"sigma": per_seed[0][k]["sigma"], "mean": mean, "sd": sd, "lo": mean - half,
+                     "hi": mean + half, "n_seeds": n, "per_seed": e.tolist(),
+                     "mc_halfwidth_max": max(0.5 * (p[k]["hi"] - p[k]["lo"]) for p in per_seed),
+                     "score_norm": per_seed[0][k]["score_norm"],
+                     "relative": mean / per_seed[0][k]["score_norm"]})
+    return rows
+
+
+def seed_keys(key, seed):
+    """(init key, training key) of training seed ``seed``; seed 0 is the single-seed run's."""
+    import jax
+
+    base = key if seed == 0 else jax.random.fold_in(key, 100 + seed)
+    return jax.random.fold_in(base, 1), jax.random.fold_in(base, 2)
+
+
 def run_sphere(args):
     import jax
     import numpy as np
@@ -272,10 +314,11 @@ def run_sphere(args):
 
     info = env_info()
     dims = [int(d) for d in args.dims.split(",")]
+    steps = [int(n) for n in args.steps_grid.split(",")]
     m = args.codewords
     budget = {"steps": args.train_steps, "batch": args.batch, "lr": args.lr, "ema": 0.99,
               "width": 128, "depth": 2, "sigma_data": 1.0, "sigma_dist": "lognormal(-1.2, 1.2)",
-              "seed": "one training seed per d"}
+              "seeds": args.seeds, "per": "the same budget per d and per training seed"}
     per_d = []
     for d in dims:
         t0 = time.perf_counter()
@@ -287,59 +330,130 @@ def run_sphere(args):
         rate = math.log(m) / d
         sc = float(critical_sigma(rate))
         sigmas = np.array([sc * r for r in SPHERE_RATIOS])
-        model = js.nets.DenoiserMLP(d, width=128, depth=2, sigma_data=1.0,
-                                    key=jax.random.fold_in(key, 1))
-        fit = js.train.fit(model, target, jax.random.fold_in(key, 2), num_steps=args.train_steps,
-                           batch_size=args.batch, learning_rate=args.lr, ema_decay=0.99,
-                           chunk_size=min(250, args.train_steps))
-        train_s = time.perf_counter() - t0
-        net = js.oracles.Network(fit.model)
-        ek = jax.random.fold_in(key, 3)
-        per_d.append({"d": d, "M": m, "rate": rate, "sigma_c": sc, "train_seconds": train_s,
-                      "final_loss": float(np.mean(fit.losses[-max(1, args.train_steps // 10):])),
-                      "P": law_profiles(net, target, None, sigmas, ek, args.eval_n),
-                      "Q": law_profiles(net, target, q, sigmas, ek, args.eval_n),
-                      # under Q_sigma: how far the reference's own score is from the truth, and how
-                      # far the network is from the reference's score
-                      "Q_gap": law_profiles(js.oracles.Exact(q), target, q, sigmas, ek, args.eval_n),
-                      "Q_net_vs_sQ": law_profiles(net, q, q, sigmas, ek, args.eval_n),
-                      "seconds": time.perf_counter() - t0})
-        print(f"d={d}: {time.perf_counter() - t0:.0f} s", flush=True)
+        ek = jax.random.fold_in(key, 3)  # the same evaluation points for every seed
+        ref = np.asarray(target.sample(jax.random.fold_in(key, 4), 4096))
+        ck = jax.random.fold_in(key, 5)
+        row = {"d": d, "M": m, "rate": rate, "sigma_c": sc,
+               # under Q_sigma: how far the reference's own score is from the truth (no network)
+               "Q_gap": law_profiles(js.oracles.Exact(q), target, q, sigmas, ek, args.eval_n),
+               "curves": {}, "seeds": []}
+        if steps:
+            row["curves"]["exact"] = oracle_curves(target, None, ref, steps, args.chains, ck,
+                                                   exact=True, network=False)["exact"]
+        for seed in range(args.seeds):
+            ts = time.perf_counter()
+            ik, tk = seed_keys(key, seed)
+            model = js.nets.DenoiserMLP(d, width=128, depth=2, sigma_data=1.0, key=ik)
+            fit = js.train.fit(model, target, tk, num_steps=args.train_steps,
+                               batch_size=args.batch, learning_rate=args.lr, ema_decay=0.99,
+                               chunk_size=min(250, args.train_steps))
+            train_s = time.perf_counter() - ts
+            net = js.oracles.Network(fit.model)
+            row["seeds"].append({
+                "seed": seed, "train_seconds": train_s,
+                "final_loss": float(np.mean(fit.losses[-max(1, args.train_steps // 10):])),
+                "P": law_profiles(net, target, None, sigmas, ek, args.eval_n),
+                "Q": law_profiles(net, target, q, sigmas, ek, args.eval_n),
+                # under Q_sigma: the network against the reference's score
+                "Q_net_vs_sQ": law_profiles(net, q, q, sigmas, ek, args.eval_n)})
+            if steps:
+                row["curves"][f"network:seed{seed}"] = oracle_curves(
+                    target, net, ref, steps, args.chains, ck, exact=False)["network"]
+        for law in ("P", "Q", "Q_net_vs_sQ"):
+            row[law] = seed_summary([sd[law] for sd in row["seeds"]])
+        row["train_seconds"] = sum(sd["train_seconds"] for sd in row["seeds"])
+        row["seconds"] = time.perf_counter() - t0
+        per_d.append(row)
+        print(f"d={d}: {row['seconds']:.0f} s", flush=True)
         out = {"study": "sphere", "env": stamp_end(dict(info)), "device": device_label(info),
                "training_budget": budget, "eval_n": args.eval_n, "sigma_over_sigma_c": SPHERE_RATIOS,
+               "chains": args.chains, "steps_grid": steps, "threshold": args.threshold,
                "target": f"SphereCodebook(M={m}, codewords uniform on the sphere of radius sqrt(d))",
-               "reference": "UniformSphere(d, sqrt(d))", "per_d": per_d}
+               "reference": "UniformSphere(d, sqrt(d))", "sampler_reference": "4096 exact samples",
+               "per_d": per_d}
         write(out, "sphere")  # after every d, so a partial run keeps what it measured
 
 
-def sphere_tables(out):
+def sphere_tables(out, thr=None):
     e = out["env"]
+    n = out["training_budget"].get("seeds", 1)
     lines = [f"sphere: device {out['device']}; load {e.get('load_average_at_start')} -> "
              f"{e.get('load_average_at_end')}; training budget {out['training_budget']}; "
-             f"{out['eval_n']} points per law and level; target {out['target']}; reference Q = "
-             f"{out['reference']}; wall {sum(r['seconds'] for r in out['per_d']):.0f} s", "",
-             "eps_d(sigma) = ||S_net - s||_L2 under P_sigma and under Q_sigma [95% CI]; rel = eps / ||s||"
-             " under the same law; sigma = sigma_c(R) * ratio, R = log(M)/d;",
-             "gap_Q = ||s_Q - s||_L2(Q_sigma) (the reference's score against the truth), net-sQ = "
-             "||S_net - s_Q||_L2(Q_sigma) (the network against the reference's score)", ""]
-    head = (f"{'d':>5} {'sigma_c':>7} {'ratio':>6} {'sigma':>7} | {'eps_P [95% CI]':>26} {'rel_P':>6}"
-            f" | {'eps_Q [95% CI]':>26} {'rel_Q':>6} | {'eps_Q/eps_P':>11} | {'gap_Q':>8} {'net-sQ':>8}")
-    lines.append(head)
+             f"{out['eval_n']} points per law and level (the same points for every seed); target "
+             f"{out['target']}; reference Q = {out['reference']}; wall "
+             f"{sum(r['seconds'] for r in out['per_d']):.0f} s", "",
+             f"eps_d(sigma) = ||S_net - s||_L2 under P_sigma and under Q_sigma: mean over {n} training"
+             f" seeds [95% t-interval over the seeds, t_0.975,{n - 1}] (+- largest per-seed 95% MC"
+             " half-width); rel = mean eps / ||s|| under the same law; sigma = sigma_c(R) * ratio, "
+             "R = log(M)/d;",
+             "gap_Q = ||s_Q - s||_L2(Q_sigma) (the reference's score against the truth; no network), "
+             "net-sQ = ||S_net - s_Q||_L2(Q_sigma) (seed mean)", ""]
+    lines.append(f"{'d':>5} {'sigma_c':>7} {'ratio':>6} {'sigma':>7} | {'eps_P [seed t-CI] (+-MC)':>36}"
+                 f" {'rel_P':>6} | {'eps_Q [seed t-CI] (+-MC)':>36} {'rel_Q':>6} | {'Q/P':>6} | "
+                 f"{'gap_Q':>8} {'epsQ/gap':>8} {'net-sQ':>8}")
+    g3 = lambda v: f"{v:.3g}"  # noqa: E731
+    ci = lambda a: f"{g3(a['mean'])} [{g3(a['lo'])}, {g3(a['hi'])}] (+-{a['mc_halfwidth_max']:.2g})"  # noqa: E731,E501
     for r in out["per_d"]:
         for ratio, p, q, g, nq in zip(out["sigma_over_sigma_c"], r["P"], r["Q"], r["Q_gap"],
                                       r["Q_net_vs_sQ"]):
-            ci = lambda a: f"{a['eps']:.3g} [{a['lo']:.3g}, {a['hi']:.3g}]"  # noqa: E731
             lines.append(f"{r['d']:>5} {r['sigma_c']:7.3g} {ratio:6.3g} {p['sigma']:7.3g} | "
-                         f"{ci(p):>26} {p['relative']:6.3f} | {ci(q):>26} {q['relative']:6.3f} | "
-                         f"{q['eps'] / p['eps']:11.3g} | {g['eps']:8.3g} {nq['eps']:8.3g}")
-        lines.append(f"{'':>5} train {r['train_seconds']:.0f} s, final loss {r['final_loss']:.4g}, "
-                     f"total {r['seconds']:.0f} s")
+                         f"{ci(p):>36} {p['relative']:6.3f} | {ci(q):>36} {q['relative']:6.3f} | "
+                         f"{q['mean'] / p['mean']:6.3g} | {g['eps']:8.3g} "
+                         f"{q['mean'] / g['eps']:8.3g} {nq['mean']:8.3g}")
+        lines.append(f"{'':>5} per seed: " + "; ".join(
+            f"seed {sd['seed']} train {sd['train_seconds']:.0f} s, final loss {sd['final_loss']:.4g}"
+            for sd in r["seeds"]) + f"; total {r['seconds']:.0f} s")
+    if any(r.get("curves") for r in out["per_d"]):
+        thr = out["threshold"] if thr is None else thr
+        lines.append("")
+        lines.append(f"Q*(d) on the codebook: exact oracle and the network of each training seed; "
+                     f"{out['chains']} chains per run, reference {out['sampler_reference']}")
+        oracles = ["exact"] + [f"network:seed{k}" for k in range(n)]
+        lines += qstar_lines(out["per_d"], thr, oracles)
+        lines.append("")
+        lines.append(f"network Q* over the {n} seeds: mean (min, max) of the point estimates, "
+                     "k/n = seeds that reached it")
+        for r in out["per_d"]:
+            cells = []
+            for smp in SAMPLERS:
+                v = [r["qstar"][f"network:seed{k}:{smp}"]["qstar"] for k in range(n)]
+                ok = [x for x in v if x is not None]
+                txt = (f"{sum(ok) / len(ok):.3g} ({min(ok):.3g}, {max(ok):.3g})" if ok else "-")
+                cells.append(f"{smp}: {txt} {len(ok)}/{n}")
+            lines.append(f"{r['d']:>6} " + "; ".join(cells))
     return "\n".join(lines)
+
+
+def qstar_lines(per_d, thr, oracles):
+    """Q* table (one column per oracle and sampler) and the raw curves; fills r["qstar"]."""
+    lines = [f"Q*(d): queries to reach relative energy distance <= {thr} "
+             "[interval from rED -+ 2 se]; '-' = not reached within the largest budget"]
+    lines.append(f"{'d':>6} {'sqrt(d/d0)':>10} " + " ".join(
+        f"{o + ':' + s:>26}" for o in oracles for s in SAMPLERS))
+    d0 = per_d[0]["d"]
+    f = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+    for r in per_d:
+        cells = []
+        for o in oracles:
+            for s in SAMPLERS:
+                q = qstar(r["curves"][o][s], thr)
+                r.setdefault("qstar", {})[f"{o}:{s}"] = q
+                cells.append(f"{f(q['qstar'])} [{f(q['lo'])},{f(q['hi'])}]".rjust(26))
+        lines.append(f"{r['d']:>6} {math.sqrt(r['d'] / d0):10.3g} " + " ".join(cells))
+    lines.append("")
+    lines.append("raw curves (N, Q, rED +- se):")
+    for r in per_d:
+        for o in oracles:
+            for s in SAMPLERS:
+                lines.append(f"  d={r['d']} {o:8s} {s:12s} " + "  ".join(
+                    f"N={c['N']} Q={c['queries']:.0f} {c['red']:.4f}+-{c['se']:.4f}"
+                    for c in r["curves"][o][s]))
+    return lines
 
 
 def tables(out, thr=None):
     if out["study"] == "sphere":
-        return sphere_tables(out)
+        return sphere_tables(out, thr)
     thr = out["threshold"] if thr is None else thr
     lines = [f"{out['study']}: device {out['device']}; load {out['env'].get('load_average_at_start')}"
              f" -> {out['env'].get('load_average_at_end')}; training budget {out['training_budget']};"
@@ -359,36 +473,12 @@ def tables(out, thr=None):
             f"{p['eps']:8.3g} [{p['lo']:.3g},{p['hi']:.3g}] {p['relative']:4.2f}"[:24].rjust(24)
             for p in r["profile"]))
     lines.append("")
-    lines.append(f"Q*(d): queries to reach relative energy distance <= {thr} "
-                 "[interval from rED -+ 2 se]; '-' = not reached within the largest budget")
-    base = {}
-    head = f"{'d':>6} {'sqrt(d/d0)':>10} " + " ".join(f"{o + ':' + s:>26}" for o in ("exact", "network")
-                                                     for s in SAMPLERS)
-    lines.append(head)
-    d0 = out["per_d"][0]["d"]
-    for r in out["per_d"]:
-        cells = []
-        for o in ("exact", "network"):
-            for s in SAMPLERS:
-                q = qstar(r["curves"][o][s], thr)
-                r.setdefault("qstar", {})[f"{o}:{s}"] = q
-                f = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
-                cells.append(f"{f(q['qstar'])} [{f(q['lo'])},{f(q['hi'])}]".rjust(26))
-                base.setdefault((o, s), q["qstar"])
-        lines.append(f"{r['d']:>6} {math.sqrt(r['d'] / d0):10.3g} " + " ".join(cells))
     if out["study"] == "digits":
-        lines.append("")
         lines.append("floor: rED(training images, held-out images) = " + ", ".join(
             f"d={r['d']}: {r['floor_train_vs_heldout']['red']:.4f} +- "
             f"{r['floor_train_vs_heldout']['se']:.4f}" for r in out["per_d"]))
-    lines.append("")
-    lines.append("raw curves (N, Q, rED +- se):")
-    for r in out["per_d"]:
-        for o in ("exact", "network"):
-            for s in SAMPLERS:
-                lines.append(f"  d={r['d']} {o:8s} {s:12s} " + "  ".join(
-                    f"N={c['N']} Q={c['queries']:.0f} {c['red']:.4f}+-{c['se']:.4f}"
-                    for c in r["curves"][o][s]))
+        lines.append("")
+    lines += qstar_lines(out["per_d"], thr, ("exact", "network"))
     return "\n".join(lines)
 
 
@@ -412,9 +502,10 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--chains", type=int, default=1024)
-    p.add_argument("--eval-n", type=int, default=1024)
+    p.add_argument("--eval-n", type=int, default=None, help="points per level (1024; sphere 2048)")
     p.add_argument("--threshold", type=float, default=0.02, help="rED threshold of Q*")
     p.add_argument("--backend", default="cpu", help="report: which results to re-tabulate")
+    p.add_argument("--seeds", type=int, default=3, help="sphere: training seeds per d")
     p.add_argument("--merge", action="store_true",
                    help="digits: keep the stored sizes not in --sizes (e.g. add --sizes 64)")
     args = p.parse_args(argv)
@@ -424,23 +515,26 @@ def main(argv=None):
             path = RESULTS / f"learned_{name}_{args.backend}.json"
             if path.exists():
                 out = json.loads(path.read_text())
-                if name != "sphere":  # the sphere study has no Q* threshold
+                if name != "sphere" or "threshold" in out:  # the old sphere study had no Q*
                     out["threshold"] = args.threshold
                 write(out, name)
         return
     if args.study == "sphere":
-        args.dims = args.dims or "8,32,128"
-        args.train_steps = args.train_steps or 1000
+        args.dims = args.dims or "8,32,128,512,1024"
+        args.train_steps = args.train_steps or 2000
         args.batch = args.batch or 256
+        args.eval_n = args.eval_n or 2048
         run_sphere(args)
     elif args.study == "mixtures":
         args.dims = args.dims or "8,128,1024"
         args.train_steps = args.train_steps or 1000
         args.batch = args.batch or 256
+        args.eval_n = args.eval_n or 1024
         run_mixtures(args)
     else:
         args.train_steps = args.train_steps or 600
         args.batch = args.batch or 64
+        args.eval_n = args.eval_n or 1024
         run_digits(args)
 
 
