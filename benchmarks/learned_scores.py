@@ -258,7 +258,6 @@ def run_digits(args):
 
 
 SPHERE_RATIOS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # t_{0.975, n-1} for n seeds
 
 
 def law_profiles(net, target, law, sigmas, key, n):
@@ -281,6 +280,7 @@ def seed_summary(per_seed):
     seeds are n i.i.d. trainings); ``mc_halfwidth_max`` is the largest per-seed 95% MC half-width.
     """
     import numpy as np
+    from scipy.stats import t as student_t
 
     n = len(per_seed)
     rows = []
@@ -288,7 +288,7 @@ def seed_summary(per_seed):
         e = np.array([p[k]["eps"] for p in per_seed])
         mean = float(e.mean())
         sd = float(e.std(ddof=1)) if n > 1 else float("nan")
-        half = T975.get(n, 1.96) * sd / math.sqrt(n) if n > 1 else float("nan")
+        half = float(student_t.ppf(0.975, n - 1)) * sd / math.sqrt(n) if n > 1 else float("nan")
         rows.append({"sigma": per_seed[0][k]["sigma"], "mean": mean, "sd": sd, "lo": mean - half,
                      "hi": mean + half, "n_seeds": n, "per_seed": e.tolist(),
                      "mc_halfwidth_max": max(0.5 * (p[k]["hi"] - p[k]["lo"]) for p in per_seed),
@@ -517,6 +517,9 @@ def main(argv=None):
                 out = json.loads(path.read_text())
                 if name != "sphere" or "threshold" in out:  # the old sphere study had no Q*
                     out["threshold"] = args.threshold
+                for r in out["per_d"] if name == "sphere" else ():  # seed summaries anew
+                    for law in ("P", "Q", "Q_net_vs_sQ") if "seeds" in r else ():
+                        r[law] = seed_summary([sd[law] for sd in r["seeds"]])
                 write(out, name)
         return
     if args.study == "sphere":
