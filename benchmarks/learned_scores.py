@@ -8,7 +8,7 @@ Questions:
   radius sqrt(d)): is its error large exactly where the adversary hides its information, i.e.
   under the reference law ``Q_sigma`` (the noised uniform sphere) near the critical scale
   ``sigma_c(R) = 1/sqrt(exp(2R) - 1)``, ``R = log(M)/d``?
-- ``digits``: scikit-learn's 8x8 digits upsampled to 16x16, 32x32 (d = 64 ... 1024; the intrinsic
+- ``digits``: scikit-learn's 8x8 digits upsampled to 16x16 ... 64x64 (d = 64 ... 4096; the intrinsic
   dimension stays <= 64): does the query count each sampler needs grow like the sqrt(d) worst case?
 
 Method (both):
@@ -34,12 +34,17 @@ Method (both):
   (``--threshold``) and recorded; ``report`` recomputes the tables from the JSON at another one.
 
 Method (``sphere``): DenoiserMLP (width 128, depth 2, sigma_data = 1) trained with one fixed budget
-on exact samples of ``SphereCodebook`` (M = ``--codewords``, codewords i.i.d. uniform on the sphere,
-one training seed) at each d; eps_d(sigma) = ||S_net - s||_{L^2} with 95% CIs under ``P_sigma``
+on exact samples of ``SphereCodebook`` (M = ``--codewords``, codewords i.i.d. uniform on the sphere)
+at each d, ``--seeds`` times (training seeds: initialisation and training draws; seed 0 is the
+old single-seed run's keys); eps_d(sigma) = ||S_net - s||_{L^2} with 95% MC CIs under ``P_sigma``
 (``law=None``) and under ``Q_sigma`` (``law=UniformSphere(d, sqrt d)``), each next to the exact
-score's own norm under that law, on the grid ``sigma = sigma_c(R) * 2^k``, k = -3 ... 3. No
-samplers: this study is about where the error sits. ``python benchmarks/learned_scores.py sphere``
-writes ``benchmarks/results/learned_sphere_<backend>.{json,txt}``.
+score's own norm under that law, on the grid ``sigma = sigma_c(R) * 2^k``, k = -3 ... 3, at the
+same evaluation points for every seed. Per d and sigma: the mean over seeds with the 95% Student-t
+interval over the seeds (seed-to-seed variation), next to the largest per-seed MC half-width.
+Then Q*(d) on the codebook as in ``mixtures`` (same code path, ``oracle_curves``): Euler, Heun,
+DPM-Solver++(2M) with the exact oracle (once per d) and with each seed's network, against 4096
+exact codebook samples. ``python benchmarks/learned_scores.py sphere`` writes
+``benchmarks/results/learned_sphere_<backend>.{json,txt}``.
 
 Run (CPU; the results in benchmarks/results took 8 min per d (mixtures) and 20 min per size
 (digits) on a 2-core machine at load average 12-16, ``sphere`` 113 s for d = 8 ... 512 at load
