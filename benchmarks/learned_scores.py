@@ -106,7 +106,11 @@ def qstar(curve, thr):
     v = [c["red"] for c in curve]
     lo = first_pass(qs, [a - 2 * c["se"] for a, c in zip(v, curve)], thr)
     hi = first_pass(qs, [a + 2 * c["se"] for a, c in zip(v, curve)], thr)
-    return {"qstar": first_pass(qs, v, thr), "lo": lo, "hi": hi}
+    q = first_pass(qs, v, thr)
+    # False when rED rises above thr again at a larger budget (a first pass that is not a
+    # convergence, e.g. a coarse-grid error offsetting the network's); tables mark it with '*'
+    stays = q is not None and all(a <= thr for b, a in zip(qs, v) if b >= q)
+    return {"qstar": q, "lo": lo, "hi": hi, "stays_below": stays}
 
 
 def make_sampler(name):
@@ -443,8 +447,11 @@ def qstar_lines(per_d, thr, oracles):
             for s in SAMPLERS:
                 q = qstar(r["curves"][o][s], thr)
                 r.setdefault("qstar", {})[f"{o}:{s}"] = q
-                cells.append(f"{f(q['qstar'])} [{f(q['lo'])},{f(q['hi'])}]".rjust(26))
+                star = "*" if q["qstar"] is not None and not q["stays_below"] else ""
+                cells.append(f"{f(q['qstar'])}{star} [{f(q['lo'])},{f(q['hi'])}]".rjust(26))
         lines.append(f"{r['d']:>6} {math.sqrt(r['d'] / d0):10.3g} " + " ".join(cells))
+    lines.append("* = rED is above the threshold again at a larger budget: a first pass, not a "
+                 "convergence")
     lines.append("")
     lines.append("raw curves (N, Q, rED +- se):")
     for r in per_d:

@@ -46,3 +46,13 @@ def test_first_pass_log_linear_and_qstar_interval():
     q = LS.qstar(curve, 0.02)
     assert q["lo"] <= q["qstar"] <= q["hi"]
     assert q["lo"] == pytest.approx(LS.first_pass(qs, [v - 0.01 for v in vals], 0.02))
+
+
+def test_qstar_flags_a_first_pass_that_does_not_stay_below():
+    qs = [4, 8, 16, 32]
+    rising = [{"queries": q, "red": v, "se": 0.001} for q, v in zip(qs, [0.015, 0.05, 0.03, 0.025])]
+    q = LS.qstar(rising, 0.02)
+    assert q["qstar"] == 4.0 and q["stays_below"] is False
+    falling = [{"queries": q, "red": v, "se": 0.001} for q, v in zip(qs, [0.08, 0.04, 0.02, 0.01])]
+    assert LS.qstar(falling, 0.02)["stays_below"] is True
+    assert LS.qstar(falling, 0.001)["stays_below"] is False  # never reached
