@@ -421,13 +421,15 @@ def sphere_tables(out, thr=None):
         lines += qstar_lines(out["per_d"], thr, oracles)
         lines.append("")
         lines.append(f"network Q* over the {n} seeds: mean (min, max) of the point estimates, "
-                     "k/n = seeds that reached it")
+                     "k/n = seeds that reached it, one '*' per seed whose first pass does not stay "
+                     "below")
         for r in out["per_d"]:
             cells = []
             for smp in SAMPLERS:
-                v = [r["qstar"][f"network:seed{k}:{smp}"]["qstar"] for k in range(n)]
-                ok = [x for x in v if x is not None]
-                txt = (f"{sum(ok) / len(ok):.3g} ({min(ok):.3g}, {max(ok):.3g})" if ok else "-")
+                qs = [r["qstar"][f"network:seed{k}:{smp}"] for k in range(n)]
+                ok = [x["qstar"] for x in qs if x["qstar"] is not None]
+                star = "*" * sum(x["qstar"] is not None and not x["stays_below"] for x in qs)
+                txt = (f"{sum(ok) / len(ok):.3g}{star} ({min(ok):.3g}, {max(ok):.3g})" if ok else "-")
                 cells.append(f"{smp}: {txt} {len(ok)}/{n}")
             lines.append(f"{r['d']:>6} " + "; ".join(cells))
     return "\n".join(lines)
