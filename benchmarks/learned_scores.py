@@ -46,11 +46,12 @@ DPM-Solver++(2M) with the exact oracle (once per d) and with each seed's network
 exact codebook samples. ``python benchmarks/learned_scores.py sphere`` writes
 ``benchmarks/results/learned_sphere_<backend>.{json,txt}``.
 
-Run (CPU; the results in benchmarks/results took 8 min per d (mixtures) and 20 min per size
-(digits) on a 2-core machine at load average 12-16, ``sphere`` 113 s for d = 8 ... 512 at load
-1.9-4.2; results are rewritten after every d):
-``python benchmarks/learned_scores.py mixtures``, ``... digits``, ``... report``. Writes
-``benchmarks/results/learned_{mixtures,digits}_<backend>.{json,txt}``.
+Run (CPU; the results in benchmarks/results took 8 min per d (mixtures) and 12-20 min per size
+(digits 8 ... 32) on a 2-core machine at load average 12-16, 23 min for digits 64x64 (added with
+``--sizes 64 --merge``, load 2 -> 15), ``sphere`` 29 min for d = 8 ... 1024 with 3 seeds (load
+8-12, shared machine); results are rewritten after every d):
+``python benchmarks/learned_scores.py mixtures``, ``... digits``, ``... sphere``, ``... report``.
+Writes ``benchmarks/results/learned_{mixtures,digits,sphere}_<backend>.{json,txt}``.
 """
 
 from __future__ import annotations
@@ -400,8 +401,10 @@ def sphere_tables(out, thr=None):
     lines.append(f"{'d':>5} {'sigma_c':>7} {'ratio':>6} {'sigma':>7} | {'eps_P [seed t-CI] (+-MC)':>36}"
                  f" {'rel_P':>6} | {'eps_Q [seed t-CI] (+-MC)':>36} {'rel_Q':>6} | {'Q/P':>6} | "
                  f"{'gap_Q':>8} {'epsQ/gap':>8} {'net-sQ':>8}")
-    g3 = lambda v: f"{v:.3g}"  # noqa: E731
-    ci = lambda a: f"{g3(a['mean'])} [{g3(a['lo'])}, {g3(a['hi'])}] (+-{a['mc_halfwidth_max']:.2g})"  # noqa: E731,E501
+    def ci(a):
+        return (f"{a['mean']:.3g} [{a['lo']:.3g}, {a['hi']:.3g}] "
+                f"(+-{a['mc_halfwidth_max']:.2g})")
+
     for r in out["per_d"]:
         for ratio, p, q, g, nq in zip(out["sigma_over_sigma_c"], r["P"], r["Q"], r["Q_gap"],
                                       r["Q_net_vs_sQ"]):
@@ -429,7 +432,8 @@ def sphere_tables(out, thr=None):
                 qs = [r["qstar"][f"network:seed{k}:{smp}"] for k in range(n)]
                 ok = [x["qstar"] for x in qs if x["qstar"] is not None]
                 star = "*" * sum(x["qstar"] is not None and not x["stays_below"] for x in qs)
-                txt = (f"{sum(ok) / len(ok):.3g}{star} ({min(ok):.3g}, {max(ok):.3g})" if ok else "-")
+                txt = (f"{sum(ok) / len(ok):.3g}{star} ({min(ok):.3g}, {max(ok):.3g})"
+                       if ok else "-")
                 cells.append(f"{smp}: {txt} {len(ok)}/{n}")
             lines.append(f"{r['d']:>6} " + "; ".join(cells))
     return "\n".join(lines)
@@ -508,7 +512,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("study", choices=("mixtures", "digits", "sphere", "report"))
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dims", default=None, help="mixtures (8,128,1024), sphere (8,32,128): dimensions")
+    p.add_argument("--dims", default=None,
+                   help="mixtures (8,128,1024), sphere (8,32,128,512,1024): dimensions")
     p.add_argument("--codewords", type=int, default=64, help="sphere: codebook size M")
     p.add_argument("--sizes", default="8,16,32", help="digits: image sides")
     p.add_argument("--steps-grid", default="4,8,16,32", help="Karras grid step counts N")
