@@ -68,12 +68,13 @@ class GridDraws:
     ``evaluate(grid)`` (any K, same positions, rates and chain keys) and ``__call__()`` (on
     ``grid``) return ``dict(lower (J, R), upper (J, R), levels (J, R))``: per cell ``j`` and
     replicate ``r`` the mean over its ``n_points`` chains. ``log_h`` ``(J, R, n)``: the chains'
-    hidden scales; ``cell_log_h`` ``(J,)``: the cells' log-midpoints.
+    hidden scales; ``cell_log_h`` ``(J,)``: the cells' log-midpoints. ``full_vector``: use the
+    full-vector path even where a scalar reduction exists (a cross-check).
     """
 
     def __init__(self, sampler, grid, d, eps, p, width, *, key, n_scales=32, n_points=8,
                  n_reps=4, scale_min=None, scale_max=None, rate_lo=0.15, rate_hi=0.45,
-                 max_queries=None, k_pad=None):
+                 max_queries=None, k_pad=None, full_vector=False):
         g = _check_grid(grid)
         for nm, v in (("n_scales", n_scales), ("n_points", n_points), ("n_reps", n_reps)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -83,7 +84,7 @@ class GridDraws:
         if not 0.0 < lo < hi:
             raise ValueError(f"Need 0 < scale_min < scale_max, got {lo!r}, {hi!r}.")
         self.sampler = resolve_sampler(sampler)
-        self.scalar = has_scalar_reduction(self.sampler)
+        self.scalar = not full_vector and has_scalar_reduction(self.sampler)
         self.spec = scalar_spec(self.sampler) if self.scalar else None
         self.path = "scalar" if self.scalar else "full-vector"
         self.grid, self.d, self.K = g, float(d), int(g.size)
@@ -260,7 +261,17 @@ def schedule_certificate(schedule, K, d, sampler="heun", eps=None, *, p=2.0, rat
     with the grid, the sparsest log-gap, ``cell_log_h`` ``(n_scales,)``, per side
     ``average``/``worst`` (with standard errors) and ``per_scale``, and ``steps_to_half``
     (:func:`steps_to_half`; None for a user grid or ``search=False``): estimates, not bounds.
+    Runs in float64.
     """
+    with jax.enable_x64(True):
+        return _certificate(schedule, K, d, sampler, eps, p, rate, sigma_min, sigma_max,
+                            scale_min, scale_max, n_scales, n_points, n_reps, seed, search,
+                            k_cap, rel_tol, max_queries, measure_width)
+
+
+def _certificate(schedule, K, d, sampler, eps, p, rate, sigma_min, sigma_max, scale_min,
+                 scale_max, n_scales, n_points, n_reps, seed, search, k_cap, rel_tol,
+                 max_queries, measure_width):
     from .informative import leading_order_window, window_edges
     from .schedule_families import family, sparsest
     from .scaling import eps_value
@@ -290,7 +301,7 @@ def schedule_certificate(schedule, K, d, sampler="heun", eps=None, *, p=2.0, rat
                          "sigma_max > 10 sigma_min or set scale_max.")
     gd = GridDraws(sampler, grid, d, eps, p, up - lo, key=key, n_scales=n_scales,
                    n_points=n_points, n_reps=n_reps, scale_min=h_lo, scale_max=h_hi,
-                   max_queries=max_queries, k_pad=k_cap if search else None)
+                   max_queries=max_queries, k_pad=k_cap if search and not user else None)
     gap, at = sparsest(grid, sigma_min, sigma_max)
     out = gd()
     res = dict(schedule=str(schedule), K=int(K), d=d, sampler=_sampler_name(sampler),
