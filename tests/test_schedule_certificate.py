@@ -203,10 +203,11 @@ def test_cli_out_json_txt_png(tmp_path):
     args = build_parser().parse_args(
         ["lowerbound", "schedule", "--schedule", "karras", "--steps", "4", "--dim", "400",
          "--eps", "1/d", "--scales", "8", "--points", "4", "--reps", "4", "--k-cap", "64",
-         "--sampler", "euler", "--out", str(out), "--png", str(tmp_path / "extra.png")])
+         "--sampler", "euler", "--no-cache", "--out", str(out), "--png", str(tmp_path / "extra.png")])
     assert args.func(args) == 0
     res = json.loads((out / "certificate.json").read_text())
     assert res["eps"] == pytest.approx(1 / 400) and res["K"] == 4
+    assert res["timing"]["wall_s"] > 0 and res["timing"]["compilations"] >= 0
     for agg in ("average", "worst"):
         lo, hi = res["steps_to_half"][agg]
         assert lo is not None and hi is not None and 2 <= lo <= hi <= 64
@@ -225,7 +226,7 @@ def test_cli_bad_arguments(extra, exc, match):
     from jscore.cli import build_parser
 
     args = build_parser().parse_args(["lowerbound", "schedule", "--dim", "400", "--scales", "2",
-                                      "--points", "1", "--reps", "2", "--no-search"] + extra)
+                                      "--points", "1", "--reps", "2", "--no-search", "--no-cache"] + extra)
     with pytest.raises(exc, match=match):
         args.func(args)
 

@@ -546,8 +546,11 @@ def _add_schedule_parser(sub):
     e.add_argument("--png", default=None, help="also draw the certificate to this PNG file")
     e.add_argument("--out", default=None,
                    help="folder for certificate.json, certificate.txt and certificate.png")
-    e.add_argument("--cache-dir", default=None,
-                   help="persistent JAX compilation cache ('default': a private folder); off if unset")
+    e.add_argument("--cache-dir", default="default",
+                   help="persistent JAX compilation cache directory; 'default' = a private folder "
+                        "under the user cache (a second run skips most compiling)")
+    e.add_argument("--no-cache", action="store_true",
+                   help="leave JAX's compilation cache setting alone")
     e.set_defaults(_run=run_schedule, func=run_schedule)
     return e
 
@@ -570,22 +573,30 @@ def run_schedule(args) -> int:
         eps = eps_value(args.dim, _eps_arg(args.eps))
     except ValueError as e:
         raise ValueError(f"`eps`: {e}") from None
-    if args.cache_dir:
+    if args.cache_dir and not args.no_cache:
         from ..sweeps.driver import setup_compilation_cache
 
         setup_compilation_cache(args.cache_dir)
+    import time
+
+    from ..compiles import CompileCounter
     from ..lowerbound.schedule_certificate import (format_certificate, plot_certificate,
                                                    schedule_certificate)
 
-    with jax.enable_x64(True):
+    t0 = time.perf_counter()
+    with jax.enable_x64(True), CompileCounter() as cc:
         res = schedule_certificate(args.schedule, args.steps, args.dim, args.sampler, eps,
                                    p=args.p, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
                                    scale_min=args.scale_min, scale_max=args.scale_max,
                                    n_scales=args.scales, n_points=args.points, n_reps=args.reps,
                                    seed=args.seed, search=not args.no_search, k_cap=args.k_cap,
                                    max_queries=args.max_queries)
+    res["timing"] = dict(wall_s=time.perf_counter() - t0, **cc.as_dict(),
+                         loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
     table = format_certificate(res)
     print(table)
+    print(f"computed in {res['timing']['wall_s']:.1f} s wall ({cc.summary()}; load average "
+          f"{res['timing']['loadavg'][0] if res['timing']['loadavg'] else float('nan'):.1f})")
     import json
 
     from ..store import atomic_write
