@@ -386,7 +386,7 @@ def plot_certificate(res, path):
         lev = np.asarray(res["grid"])
         ax.plot(lev, np.full(lev.size, -0.04), "|", color="k", ms=8, label="grid levels")
         h_lo, h_hi = res.get("scale_min", lev.min()), res.get("scale_max", lev.max())
-        for a, b in ((min(lev.min(), h_lo) / 1.05, h_lo), (h_hi, max(lev.max(), h_hi) * 1.05)):
+        for a, b in ((lev.min(), h_lo), (h_hi, lev.max())):
             if b > a:
                 ax.axvspan(a, b, color="0.9", lw=0, zorder=0)
         ax.text(0.99, 0.5, "grey: outside the\nhidden-scale range", transform=ax.transAxes,
