@@ -109,6 +109,10 @@ def test_least_k_search_exact():
         lo, hi = _least_k(reached, 18, 2, 512, 0.1)  # tolerance: hi within 10 % above the truth
         assert k_true <= hi <= max(k_true + 1, 1.1 * k_true + 1) and not reached(lo) or lo == hi
     assert _least_k(lambda k: False, 18, 2, 100, 0.0) == (100, None)  # never reached by k_cap
+    calls = []  # a bracket already known (earlier evaluations) is bisected, not searched again
+    known = {18: False, 30: False, 64: True, 300: True}
+    assert _least_k(lambda k: calls.append(k) or k >= 41, 18, 2, 512, 0.0, known) == (40, 41)
+    assert len(calls) <= math.ceil(math.log2(64 - 30)) and all(30 < k < 64 for k in calls)
 
 
 def test_steps_to_half_matches_brute_force(x64):

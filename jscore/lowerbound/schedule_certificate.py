@@ -175,12 +175,17 @@ class GridDraws:
         return res
 
 
-def _least_k(reached, k0, k_min, k_cap, rel_tol):
+def _least_k(reached, k0, k_min, k_cap, rel_tol, known=None):
     """``(lo, hi)``: ``reached(hi)`` and not ``reached(lo)`` with ``hi - lo <= max(1, rel_tol lo)``
     (``lo = hi`` when ``reached(k_min)``; ``(k_cap, None)`` when not ``reached(k_cap)``): a
-    geometric bracket (factor 2) from ``k0``, then bisection; assumes ``reached`` is monotone."""
+    geometric bracket (factor 2) from ``k0``, then bisection; assumes ``reached`` is monotone.
+    ``known``: ``{K: reached(K)}`` already evaluated; a bracket found there skips the search for one."""
+    yes = [k for k, v in (known or {}).items() if v]
+    no = [k for k, v in (known or {}).items() if not v and (not yes or k < min(yes))]
     k = min(max(k_min, int(k0)), k_cap)
-    if reached(k):
+    if yes and no:
+        lo, hi = max(no), min(yes)
+    elif reached(k):
         hi = k
         while hi > k_min:
             lo = max(k_min, hi // 2)
@@ -232,8 +237,9 @@ def steps_to_half(gd, fam, sigma_min, sigma_max, k0, *, k_min=2, k_cap=1024, rel
     for agg in ("average", "worst"):
         pair, br = [], []
         for side in ("upper", "lower"):
-            lo, hi = _least_k(lambda k: stats(k)[f"{agg}_{side}"] >= 0.5, k0, k_min, k_cap,
-                              rel_tol)
+            name = f"{agg}_{side}"
+            lo, hi = _least_k(lambda k: stats(k)[name] >= 0.5, k0, k_min, k_cap, rel_tol,
+                              known={k: v[name] >= 0.5 for k, v in curve.items()})
             pair.append(hi)
             br.append([None if lo == hi else lo, hi])
             k0 = hi if hi is not None else k0
