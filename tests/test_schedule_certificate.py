@@ -243,3 +243,15 @@ def test_eps_text_and_number():
     assert eps_value(12288.0, _eps_arg("1/12288")) == 1 / 12288
     assert eps_value(12288.0, _eps_arg("1e-4")) == 1e-4
     assert eps_value(12288.0, _eps_arg("1 / sqrt(d)")) == 12288**-0.5
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(k_cap=1), "k_cap"), (dict(rel_tol=1.5), "rel_tol"), (dict(eps="1/q"), "eps rule"),
+    (dict(sampler="nope"), "nope"), (dict(scale_min=3.0, scale_max=2.0), "scale_min"),
+])
+def test_certificate_bad_arguments(kw, match):
+    from jscore.lowerbound.schedule_certificate import schedule_certificate
+
+    args = dict(schedule="karras", K=4, d=400, n_scales=2, n_points=1, n_reps=2, search=False)
+    with pytest.raises((ValueError, TypeError), match=match):
+        schedule_certificate(**{**args, **kw})

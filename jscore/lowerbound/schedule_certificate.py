@@ -283,6 +283,10 @@ def _certificate(schedule, K, d, sampler, eps, p, rate, sigma_min, sigma_max, sc
     from .scaling import eps_value
 
     fam = family(schedule) if isinstance(schedule, str) else schedule
+    if isinstance(k_cap, bool) or not isinstance(k_cap, (int, np.integer)) or k_cap < 2:
+        raise ValueError(f"`k_cap` must be an int >= 2 (largest K the search tries), got {k_cap!r}.")
+    if not 0.0 <= float(rel_tol) < 1.0:
+        raise ValueError(f"`rel_tol` must be in [0, 1) (bisection tolerance), got {rel_tol!r}.")
     d = float(d)
     if not d >= 2:
         raise ValueError(f"`d` must be >= 2, got {d!r}.")
