@@ -255,3 +255,16 @@ def test_certificate_bad_arguments(kw, match):
     args = dict(schedule="karras", K=4, d=400, n_scales=2, n_points=1, n_reps=2, search=False)
     with pytest.raises((ValueError, TypeError), match=match):
         schedule_certificate(**{**args, **kw})
+
+
+def test_sampler_names_with_options_resolve(x64):
+    """'name:key=value' goes through resolve_sampler; the path follows the sampler's type."""
+    from jscore.lowerbound.scalar import scalar_spec
+
+    g = family("karras").grid(4, 0.02, 20.0)
+    kw = dict(key=jax.random.key(0), n_scales=2, n_points=1, n_reps=1)
+    a = GridDraws("euler_ancestral:eta=0.5", g, 400.0, 1 / 400, 2.0, WIDTH, **kw)
+    assert a.path == "scalar" and a.sampler.eta == 0.5 and a.spec == scalar_spec(a.sampler)
+    assert a.spec != scalar_spec("euler_ancestral")  # the option reached the reduction
+    assert GridDraws("unipc", g, 400.0, 1 / 400, 2.0, WIDTH, **kw).path == "full-vector"
+    assert GridDraws(_UserEuler(), g, 400.0, 1 / 400, 2.0, WIDTH, **kw).path == "full-vector"
