@@ -506,65 +506,129 @@ def _add_schedule_parser(sub):
 
     e = sub.add_parser(
         "schedule", help="one schedule family: P(some answer informative) against the hidden "
-                         "scale, its average and worst case (both sides)",
+                         "scale, its average and worst case (both sides), steps to reach 1/2",
         formatter_class=HelpFormatter,
-        description="Runs one sampler in scalar form on --steps levels of one schedule family "
-        "(geometric, karras[:rho], edm, vp_linear, cosine[:s], uniform, user:s0,s1,...) between "
-        "--sigma-min and --sigma-max, against the reference oracle at dimension --dim, for "
-        "--scales positions of the hidden critical scale (the grid shifted in log sigma). "
-        "Prints P(some answer informative), lower and upper side, per position, their average "
-        "and the worst position, and the grid's sparsest log-gap. These are Monte-Carlo "
-        "estimates of the two sides, and P(informative) is a necessary condition for success, "
-        "not success. The documentation's 'Schedules and the hidden scale' page explains it.")
+        description="Runs one sampler on --steps levels of one schedule family (geometric, "
+        "karras[:rho], edm, vp_linear, cosine[:s], uniform, user:s0,s1,...) between --sigma-min "
+        "and --sigma-max, against the reference oracle at dimension --dim, for hidden critical "
+        "scales in [--scale-min, --scale-max] (default [sigma_min, sigma_max/10]; the grid is "
+        "shifted in log sigma), in --scales cells. Any catalogue sampler ('name:key=value' "
+        "options too): in scalar form where it has a scalar reduction, else the full-vector "
+        "path (slower). Prints P(some answer informative), lower and upper side, per cell, their "
+        "average and the worst cell, the grid's sparsest log-gap, and the number of steps this "
+        "family needs for the average and the worst P to reach 1/2 (upper side: the smaller "
+        "number, lower side: the larger). These are Monte-Carlo estimates, and P(informative) "
+        "is a necessary condition for success, not success. The documentation's 'Schedules and "
+        "the hidden scale' page explains it.")
     e.add_argument("--schedule", default="karras", help="schedule family spec")
     e.add_argument("--steps", type=int, default=18, help="number of levels K of the grid")
     e.add_argument("--dim", type=float, default=12288.0, help="dimension d")
-    e.add_argument("--sampler", default="heun", help="sampler with a scalar form (e.g. euler, heun)")
-    e.add_argument("--eps", default="1/d", help="adversary accuracy: a number or a rule such as 1/d")
+    e.add_argument("--sampler", default="heun",
+                   help="catalogue sampler name, options as 'name:key=value,...'")
+    e.add_argument("--eps", default="1/d",
+                   help="adversary accuracy: a number (1e-4, 1/12288) or a rule (1/d, 1/sqrt(d), 1/d^2)")
     e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent p")
-    e.add_argument("--sigma-min", type=float, default=0.02, help="lowest level and hidden scale")
-    e.add_argument("--sigma-max", type=float, default=20.0, help="highest level and hidden scale")
-    e.add_argument("--scales", type=int, default=16, help="hidden-scale positions")
-    e.add_argument("--points", type=int, default=16, help="stratified rates per position")
-    e.add_argument("--reps", type=int, default=4, help="independent replicates per position")
+    e.add_argument("--sigma-min", type=float, default=0.02, help="lowest level of the grid")
+    e.add_argument("--sigma-max", type=float, default=20.0, help="highest level of the grid")
+    e.add_argument("--scale-min", type=float, default=None,
+                   help="lowest hidden scale (default: --sigma-min)")
+    e.add_argument("--scale-max", type=float, default=None,
+                   help="highest hidden scale (default: --sigma-max / 10)")
+    e.add_argument("--scales", type=int, default=32, help="hidden-scale cells")
+    e.add_argument("--points", type=int, default=4, help="chains per cell and replicate")
+    e.add_argument("--reps", type=int, default=4, help="independent replicates")
+    e.add_argument("--k-cap", type=int, default=512, help="largest K the steps search tries")
+    e.add_argument("--no-search", action="store_true", help="skip the steps-to-1/2 search")
+    e.add_argument("--max-queries", type=int, default=None,
+                   help="query cap for data-dependent samplers (full-vector path)")
     e.add_argument("--seed", type=int, default=0, help="seed of the draws")
     e.add_argument("--json", default=None, help="also write the result to this JSON file")
+    e.add_argument("--png", default=None, help="also draw the certificate to this PNG file")
+    e.add_argument("--out", default=None,
+                   help="folder for certificate.json, certificate.txt and certificate.png")
+    e.add_argument("--cache-dir", default="default",
+                   help="persistent JAX compilation cache directory; 'default' = a private folder "
+                        "under the user cache (a second run skips most compiling)")
+    e.add_argument("--no-cache", action="store_true",
+                   help="leave JAX's compilation cache setting alone")
     e.set_defaults(_run=run_schedule, func=run_schedule)
     return e
 
 
 def run_schedule(args) -> int:
     """Run ``lowerbound schedule`` (float64; :func:`~jscore.lowerbound.schedule_certificate.schedule_certificate`)."""
+    import os
+
     import jax
 
-    for name in ("steps", "scales", "points", "reps"):
-        if getattr(args, name) < (2 if name in ("steps", "reps") else 1):
-            raise ValueError(f"`{name}` must be a positive integer (steps, reps >= 2), got "
+    for name in ("steps", "scales", "points", "reps", "k_cap"):
+        if getattr(args, name) < (2 if name in ("steps", "reps", "k_cap") else 1):
+            raise ValueError(f"`{name}` must be a positive integer (steps, reps, k-cap >= 2), got "
                              f"{getattr(args, name)}.")
     if not 2 <= args.dim < 2**32:
         raise ValueError(f"`dim` must be in [2, 2^32), got {args.dim}.")
     from ..lowerbound.scaling import eps_value
 
     try:
-        eps = eps_value(args.dim, float(args.eps) if _is_float(args.eps) else args.eps)
+        eps = eps_value(args.dim, _eps_arg(args.eps))
     except ValueError as e:
         raise ValueError(f"`eps`: {e}") from None
-    from ..lowerbound.schedule_certificate import format_certificate, schedule_certificate
+    if args.cache_dir and not args.no_cache:
+        from ..sweeps.driver import setup_compilation_cache
 
-    with jax.enable_x64(True):
+        setup_compilation_cache(args.cache_dir)
+    import time
+
+    from ..compiles import CompileCounter
+    from ..lowerbound.schedule_certificate import (format_certificate, plot_certificate,
+                                                   schedule_certificate)
+
+    t0 = time.perf_counter()
+    with jax.enable_x64(True), CompileCounter() as cc:
         res = schedule_certificate(args.schedule, args.steps, args.dim, args.sampler, eps,
                                    p=args.p, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                                   scale_min=args.scale_min, scale_max=args.scale_max,
                                    n_scales=args.scales, n_points=args.points, n_reps=args.reps,
-                                   seed=args.seed)
-    print(format_certificate(res))
+                                   seed=args.seed, search=not args.no_search, k_cap=args.k_cap,
+                                   max_queries=args.max_queries)
+    res["timing"] = dict(wall_s=time.perf_counter() - t0, **cc.as_dict(),
+                         loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
+    table = format_certificate(res)
+    print(table)
+    print(f"computed in {res['timing']['wall_s']:.1f} s wall ({cc.summary()}; load average "
+          f"{res['timing']['loadavg'][0] if res['timing']['loadavg'] else float('nan'):.1f})")
+    import json
+
+    from ..store import atomic_write
+
+    targets = []
+    if args.out:
+        targets += [("json", os.path.join(args.out, "certificate.json")),
+                    ("txt", os.path.join(args.out, "certificate.txt")),
+                    ("png", os.path.join(args.out, "certificate.png"))]
     if args.json:
-        import json
-
-        from ..store import atomic_write
-
-        atomic_write(args.json, json.dumps(res, indent=1))
-        print(f"results: {args.json}")
+        targets.append(("json", args.json))
+    if args.png:
+        targets.append(("png", args.png))
+    for kind, path in targets:
+        if kind == "json":
+            atomic_write(path, json.dumps(res, indent=1))
+        elif kind == "txt":
+            atomic_write(path, table + "\n")
+        else:
+            plot_certificate(res, path)
+        print(f"{kind}: {path}")
     return 0
+
+
+def _eps_arg(text):
+    """``--eps`` as a number (``1e-4``, ``1/12288``) or a rule name (``1/d``)."""
+    if _is_float(text):
+        return float(text)
+    num, slash, den = str(text).replace(" ", "").partition("/")
+    if slash and _is_float(num) and _is_float(den) and float(den) != 0:
+        return float(num) / float(den)
+    return str(text).replace(" ", "")
 
 
 def _is_float(text) -> bool:
