@@ -801,6 +801,10 @@ def _fits(results, samplers):
             m, h = mc_interval(slopes)
             mc[k] = (fits[k][0], fits[k][0] - h, fits[k][0] + h) if math.isfinite(h) else (
                 fits[k][0], math.nan, math.nan)
+        if all("kstar_worst_hi" in r["samplers"][name] for r in rows):
+            for side in ("lo", "hi"):
+                fits[f"kstar_worst_{side}_{name}"] = fit_slope(
+                    ds, [r["samplers"][name][f"kstar_worst_{side}"] for r in rows])
     return fits, mc
 
 
@@ -842,14 +846,15 @@ def _write_csv(results, out_dir, samplers):
     cols = ["d", "eps", "lower", "upper", "width", "w_sqrt_d", "w_norm", "N", "kstar_ideal",
             "kstar_ideal_lo", "kstar_ideal_hi", "searcher_queries", "searcher_windows",
             "exact_control_success", "exact_control_queries", "reference_control_log10"]
-    per = ["kstar_lo", "kstar_lo_mc", "kstar_hi", "kstar_hi_mc", "levels_in_band"]
+    per = ["kstar_lo", "kstar_lo_mc", "kstar_hi", "kstar_hi_mc", "levels_in_band",
+           "kstar_worst_lo", "kstar_worst_hi"]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols + ["lower_lo_side", "upper_lo_side", "lower_hi_side", "upper_hi_side"]
                    + [f"{c}_{s}" for s in samplers for c in per])
         for r in results["rows"]:
             w.writerow([r[c] for c in cols] + list(r["window_lo_side"]) + list(r["window_hi_side"])
-                       + [r["samplers"][s][c] for s in samplers for c in per])
+                       + [r["samplers"][s].get(c, math.nan) for s in samplers for c in per])
 
 
 LEGEND = """columns (one row per dimension d; eps = 1/d, p = 2 unless configured):
@@ -862,6 +867,9 @@ LEGEND = """columns (one row per dimension d; eps = 1/d, p = 2 unless configured
                 K*_hi (the lower side reaches 1/2), +- MC 95% CI (replicates), in % of K*.
                 An informative answer is necessary for success: K* is a necessary condition,
                 not the level count at which the sampler succeeds
+  K*_worst      the least K at which the minimum over the hidden-scale positions (the grid's phase
+                for geometric levels, the critical scale in [0.02, 20] for a fixed family) of
+                the upper .. lower side reaches 1/2: an estimate biased low by MC error
   exact         the exact oracle, measured through js.sample: fraction decoded / queries
 slopes: log-log slope against d; [across-d bootstrap CI of the slope] and {MC 95% CI (replicates)}."""
 
@@ -884,6 +892,21 @@ def format_table(results) -> str:
             f"{r['N']:>6.2f} {r['kstar_ideal_lo']:>5.1f} ..{r['kstar_ideal_hi']:>5.1f} "
             f"{r['exact_control_success']:>4.2f}/{r['exact_control_queries']:.0f}"
             + "".join(f"{c:>25}" for c in cells))
+    worst = [(r["d"], s, r["samplers"][s]) for r in results["rows"] for s in samplers
+             if "kstar_worst_hi" in r["samplers"][s]]
+    if worst:
+        sched = results["config"].get("schedule", "geometric")
+        where = ("phase of the grid within one log-step" if sched == "geometric"
+                 else "hidden critical scale in [sigma_min, sigma_max]")
+        lines.append(f"worst case over the hidden scale ({sched} levels; minimum over "
+                     f"{worst[0][2]['n_scales']} positions of the {where}; an estimate biased low "
+                     "by MC error, no interval): K*_worst lo .. hi")
+        for d, s, x in worst:
+            at = (f"  at sigma_c ~ {x['worst_sigma']:.3g}" if math.isfinite(x.get("worst_sigma",
+                  math.nan)) else "")
+            lines.append(f"  {d:>9.0f} {s:<24s} {x['kstar_worst_lo']:>7.1f} .. "
+                         f"{x['kstar_worst_hi']:>7.1f}  (average {x['kstar_lo']:.1f} .. "
+                         f"{x['kstar_hi']:.1f}){at}")
     if "fits" in results:
         lines.append("log-log slopes [across-d bootstrap CI of the slope] {MC 95% CI (replicates)}:")
         mc = results.get("fits_mc", {})
