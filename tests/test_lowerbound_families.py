@@ -171,6 +171,27 @@ def test_validation_before_any_file(tmp_path):
     assert load_spec(str(p)) == s
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["--schedule", "bogus"], "--schedule"),
+    (["--schedule", "user:20,10,1"], "--schedule"),
+    (["--samplers", "no_such_sampler"], "--samplers"),
+    (["--samplers", "adaptive"], "--max-queries"),
+    (["--scales", "0"], "--scales"),
+])
+def test_cli_rejects_bad_schedule_and_samplers(argv, flag, tmp_path, capsys):
+    from jscore.cli import main
+
+    out = tmp_path / "never"
+    try:
+        rc = main(["lowerbound", "scale", "--dims", "100", "--out", str(out), *argv])
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert flag in err.strip().splitlines()[-1], err
+    assert not os.path.exists(out)
+
+
 def test_cli_names_keep_options():
     from jscore.cli.lowerbound import _names
 

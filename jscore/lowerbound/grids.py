@@ -170,7 +170,10 @@ def resolve_schedule(schedule):
     if isinstance(schedule, str):
         if schedule.strip() == "geometric":
             return None
-        fam = family(schedule)
+        try:
+            fam = family(schedule)
+        except ValueError as e:
+            raise ValueError(f"`schedule` {schedule!r}: {e}") from None
     elif callable(getattr(schedule, "grid", None)):
         fam = schedule
     else:

@@ -649,7 +649,10 @@ def check_samplers(samplers, max_queries=None):
     for s in samplers:
         if _plain_scalar_name(s):
             continue
-        inst = resolve_sampler(s)
+        try:
+            inst = resolve_sampler(s)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"`samplers` entry {s!r}: {e}") from None
         if has_scalar_reduction(inst):
             continue
         caps = [inst.query_capacity(8, z) for z in (True, False)]
