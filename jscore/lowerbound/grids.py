@@ -291,12 +291,11 @@ class SamplerDraws:
         return self._finish(K, lo, hi, lev)
 
 
-def worst_over_scales(draws, K, n_scales=8):
-    """The worst case over the hidden scale at K levels: the ``n_scales`` equal bins of the
-    lattice coordinate v (hidden-scale positions: log h for a fixed grid, the phase within one
-    log-step for the geometric grid), each bin's mean of ``p_lower`` and of ``p_upper`` over all
-    its points (all replicates), and the minimum over bins. Returns ``(min lower, min upper,
-    bin of the lower minimum)``. A minimum of noisy estimates: biased low by Monte-Carlo error."""
+def scale_bins(draws, K, n_scales=8):
+    """Per hidden-scale position at K levels: the ``n_scales`` equal bins of the lattice
+    coordinate v (log h for a fixed grid, bin j covering ``log h`` in ``log SIGMA_MIN + [j, j+1)
+    L / n_scales``; the phase within one log-step for the geometric grid), each bin's mean of
+    ``p_lower`` and of ``p_upper`` over all its points (all replicates): ``(lower (J,), upper (J,))``."""
     draws(K)
     lo, hi = draws.points[int(K)]
     b = np.minimum((np.asarray(draws.v) * n_scales).astype(int), n_scales - 1)
@@ -304,10 +303,20 @@ def worst_over_scales(draws, K, n_scales=8):
     if np.any(cnt == 0):
         raise ValueError(f"`n_scales` = {n_scales} leaves a hidden-scale bin without points "
                          f"({draws.v.size} points); use at most {draws.n_points} bins.")
-    mlo = np.bincount(b, lo, minlength=n_scales) / cnt
-    mhi = np.bincount(b, hi, minlength=n_scales) / cnt
+    return np.bincount(b, lo, minlength=n_scales) / cnt, np.bincount(b, hi, minlength=n_scales) / cnt
+
+
+def worst_over_scales(draws, K, n_scales=8, skip_top=False):
+    """The worst case over the hidden scale at K levels: the minimum over the bins of
+    :func:`scale_bins` (``skip_top``: without the top bin, hidden scales within a factor
+    ``(SIGMA_MAX/SIGMA_MIN)^(1/n_scales)`` of ``SIGMA_MAX``, where a fixed grid starts at a noise
+    level comparable to the data's scale). Returns ``(min lower, min upper, bin of the lower
+    minimum)``. A minimum of noisy estimates: biased low by Monte-Carlo error."""
+    mlo, mhi = scale_bins(draws, K, n_scales)
+    if skip_top and n_scales > 1:
+        mlo, mhi = mlo[:-1], mhi[:-1]
     return float(mlo.min()), float(mhi.min()), int(np.argmin(mlo))
 
 
 __all__ = ["SIGMA_MIN", "SIGMA_MAX", "geometric_levels", "lattice_points", "SamplerDraws",
-           "resolve_schedule", "schedule_label", "worst_over_scales"]
+           "resolve_schedule", "schedule_label", "scale_bins", "worst_over_scales"]

@@ -61,6 +61,7 @@ from .grids import (  # re-exported: these lived here before grids.py
     geometric_levels,
     lattice_points,
     resolve_schedule,
+    scale_bins,
     schedule_label,
     worst_over_scales,
 )
@@ -449,7 +450,10 @@ def scaling(
       log-uniform on ``[0.02, 20]`` (docs/experiments/lowerbound_sweep.md). K* averages over it;
       ``kstar_worst_lo``/``kstar_worst_hi`` are the least K at which the minimum over
       ``n_scales`` hidden-scale positions of the upper/lower side reaches 1/2 (an estimate
-      biased low by Monte-Carlo error, no interval). ``max_queries``: cap on queries per chain,
+      biased low by Monte-Carlo error, no interval; NaN if some position never does for
+      ``K <= k_max``), ``kstar_worst_inner_*`` the same without the top position (hidden scale
+      next to sigma_max, where the grid starts at the data's own scale); for ``geometric`` the
+      positions are phases within one log-step and inner = all. ``max_queries``: cap on queries per chain,
       needed by a data-dependent sampler on the full-vector path.
     - ``p``, ``eps`` (rule or number), ``rate`` (window table), ``[rate_lo, rate_hi]`` and
       ``n_rates`` (rate grid of the window table, N, the ideal K* and the searcher).
@@ -603,22 +607,33 @@ def _sampler_row(name, d, eps, p, width, key, n_points, n_reps, k_max, rate_lo, 
                levels_in_band=lev)
     # worst case over the hidden scale (after the numbers above, which it leaves unchanged)
     J = int(min(n_scales, n_points))
+    fixed = getattr(draws, "family", None) is not None
 
-    def worst(which):
-        return lambda K: worst_over_scales(draws, K, J)[which]
+    def worst(which, skip_top):
+        return lambda K: worst_over_scales(draws, K, J, skip_top)[which]
 
-    w_lo = _kstar_curve(worst(1), math.floor(m_lo) if math.isfinite(m_lo) else 2, k_max)
-    w_hi = _kstar_curve(worst(0), math.floor(m_hi) if math.isfinite(m_hi) else 2, k_max)
-    if math.isfinite(w_hi):
-        kb = worst_over_scales(draws, int(math.ceil(w_hi)), J)[2]
+    k0_lo = math.floor(m_lo) if math.isfinite(m_lo) else 2
+    k0_hi = math.floor(m_hi) if math.isfinite(m_hi) else 2
+    w_lo = _kstar_curve(worst(1, False), k0_lo, k_max)
+    w_hi = _kstar_curve(worst(0, False), k0_hi, k_max)
+    if fixed and J > 1:  # without the top bin (hidden scale next to sigma_max)
+        wi_lo = _kstar_curve(worst(1, True), k0_lo, k_max)
+        wi_hi = _kstar_curve(worst(0, True), k0_hi, k_max)
+    else:
+        wi_lo, wi_hi = w_lo, w_hi
+    k_w = wi_hi if math.isfinite(wi_hi) else k_at
+    if k_w is not None and math.isfinite(k_w):
+        kb = worst_over_scales(draws, int(math.ceil(k_w)), J, fixed and J > 1)[2]
         pos = (kb + 0.5) / J
-        fixed = getattr(draws, "family", None) is not None
         w_sig = math.exp(math.log(SIGMA_MIN) + pos * math.log(SIGMA_MAX / SIGMA_MIN)) \
             if fixed else math.nan
     else:
         pos = w_sig = math.nan
+    per = scale_bins(draws, k_at, J)[0].tolist() if k_at is not None else []
     row.update(schedule=schedule_label(schedule), path=_path_name(draws), n_scales=J,
-               kstar_worst_lo=w_lo, kstar_worst_hi=w_hi, worst_position=pos, worst_sigma=w_sig)
+               kstar_worst_lo=w_lo, kstar_worst_hi=w_hi, kstar_worst_inner_lo=wi_lo,
+               kstar_worst_inner_hi=wi_hi, worst_position=pos, worst_sigma=w_sig,
+               lower_per_scale_at_kstar=per)
     return row
 
 
@@ -754,7 +769,8 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
             log(f"    {lab:<22s} K*={sr['kstar_lo']:7.1f} .. {sr['kstar_hi']:7.1f}  "
                 f"(MC 95% CI +-{sr['kstar_lo_mc']:.2f} / +-{sr['kstar_hi_mc']:.2f}, "
                 f"{n_reps} x {n_pts} points)  levels in band={sr['levels_in_band']:.1f}  "
-                f"worst scale: {sr['kstar_worst_lo']:.1f} .. {sr['kstar_worst_hi']:.1f}  "
+                f"worst scale: {sr['kstar_worst_lo']:.1f} .. {sr['kstar_worst_hi']:.1f} "
+                f"(inner {sr['kstar_worst_inner_lo']:.1f} .. {sr['kstar_worst_inner_hi']:.1f})  "
                 f"[{sr['schedule']}, {sr['path']}] ({time.time() - t1:.0f}s)")
         results["rows"].append(row)
         results["compile"] = compiles.as_dict()
@@ -806,8 +822,9 @@ def _fits(results, samplers):
                 fits[k][0], math.nan, math.nan)
         if all("kstar_worst_hi" in r["samplers"][name] for r in rows):
             for side in ("lo", "hi"):
-                fits[f"kstar_worst_{side}_{name}"] = fit_slope(
-                    ds, [r["samplers"][name][f"kstar_worst_{side}"] for r in rows])
+                for w in ("worst", "worst_inner"):
+                    fits[f"kstar_{w}_{side}_{name}"] = fit_slope(
+                        ds, [r["samplers"][name].get(f"kstar_{w}_{side}", math.nan) for r in rows])
     return fits, mc
 
 
@@ -850,7 +867,7 @@ def _write_csv(results, out_dir, samplers):
             "kstar_ideal_lo", "kstar_ideal_hi", "searcher_queries", "searcher_windows",
             "exact_control_success", "exact_control_queries", "reference_control_log10"]
     per = ["kstar_lo", "kstar_lo_mc", "kstar_hi", "kstar_hi_mc", "levels_in_band",
-           "kstar_worst_lo", "kstar_worst_hi"]
+           "kstar_worst_lo", "kstar_worst_hi", "kstar_worst_inner_lo", "kstar_worst_inner_hi"]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols + ["lower_lo_side", "upper_lo_side", "lower_hi_side", "upper_hi_side"]
@@ -873,6 +890,7 @@ LEGEND = """columns (one row per dimension d; eps = 1/d, p = 2 unless configured
   K*_worst      the least K at which the minimum over the hidden-scale positions (the grid's phase
                 for geometric levels, the critical scale in [0.02, 20] for a fixed family) of
                 the upper .. lower side reaches 1/2: an estimate biased low by MC error
+                ('inner': without the position next to sigma_max; nan: never for K <= k_max)
   exact         the exact oracle, measured through js.sample: fraction decoded / queries
 slopes: log-log slope against d; [across-d bootstrap CI of the slope] and {MC 95% CI (replicates)}."""
 
@@ -904,11 +922,16 @@ def format_table(results) -> str:
         lines.append(f"worst case over the hidden scale ({sched} levels; minimum over "
                      f"{worst[0][2]['n_scales']} positions of the {where}; an estimate biased low "
                      "by MC error, no interval): K*_worst lo .. hi")
+        if sched != "geometric":
+            lines.append("  (nan: some position never reaches 1/2 for K <= k_max; 'inner': "
+                         "without the top position, next to sigma_max)")
         for d, s, x in worst:
-            at = (f"  at sigma_c ~ {x['worst_sigma']:.3g}" if math.isfinite(x.get("worst_sigma",
-                  math.nan)) else "")
+            at = (f"  worst inner at sigma_c ~ {x['worst_sigma']:.3g}"
+                  if math.isfinite(x.get("worst_sigma", math.nan)) else "")
+            inner = (f"  inner {x['kstar_worst_inner_lo']:>7.1f} .. "
+                     f"{x['kstar_worst_inner_hi']:>7.1f}" if sched != "geometric" else "")
             lines.append(f"  {d:>9.0f} {s:<24s} {x['kstar_worst_lo']:>7.1f} .. "
-                         f"{x['kstar_worst_hi']:>7.1f}  (average {x['kstar_lo']:.1f} .. "
+                         f"{x['kstar_worst_hi']:>7.1f}{inner}  (average {x['kstar_lo']:.1f} .. "
                          f"{x['kstar_hi']:.1f}){at}")
     if "fits" in results:
         lines.append("log-log slopes [across-d bootstrap CI of the slope] {MC 95% CI (replicates)}:")
