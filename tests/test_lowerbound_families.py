@@ -105,9 +105,15 @@ def test_worst_over_scales_at_most_average():
                           n_reps=2, schedule="vp_linear")
         lo, hi, _ = dr(8)
         w_lo, w_hi, b = sc.worst_over_scales(dr, 8, 8)
+        i_lo, i_hi, _ = sc.worst_over_scales(dr, 8, 8, skip_top=True)
+        blo, bhi = sc.scale_bins(dr, 8, 8)
     assert np.all(lo <= hi + 1e-12)
     assert w_lo <= lo.mean() + 1e-12 and w_hi <= hi.mean() + 1e-12
     assert 0 <= b < 8
+    # equal bins: the bin means average to the overall mean; without the top bin, no lower
+    np.testing.assert_allclose(blo.mean(), lo.mean(), rtol=1e-12)
+    assert np.all(blo <= bhi + 1e-12)
+    assert (w_lo, w_hi) == (blo.min(), bhi.min()) and (i_lo, i_hi) == (blo[:-1].min(), bhi[:-1].min())
     with pytest.raises(ValueError, match="n_scales"):
         sc.worst_over_scales(dr, 8, 64)
 
@@ -221,7 +227,13 @@ def test_any_sampler_any_schedule_through_scaling(tiny_run):
         assert np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)), lab
         assert np.all(lo <= hi + 1e-9), lab  # per replicate: upper side first
         assert x["schedule"] == "karras:7"
-        assert math.isfinite(x["kstar_worst_hi"]) and SIGMA_MIN < x["worst_sigma"] < SIGMA_MAX
+        assert math.isfinite(x["kstar_worst_inner_hi"])
+        assert SIGMA_MIN < x["worst_sigma"] < SIGMA_MAX
+        # the worst case needs at least the average's levels; dropping a position cannot raise it
+        assert x["kstar_worst_inner_hi"] >= min(x["kstar_hi_reps"]) - 1.0
+        if math.isfinite(x["kstar_worst_hi"]):
+            assert x["kstar_worst_inner_hi"] <= x["kstar_worst_hi"] + 1.0
+        assert len(x["lower_per_scale_at_kstar"]) == 4
     # the user's Euler and the scalar Euler: the same law, independent draws
     a, b = row["TwoStepEuler"], row["euler"]
     for side in ("lo", "hi"):
