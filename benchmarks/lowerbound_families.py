@@ -196,9 +196,10 @@ def plot(res, path):
                 jplot.log_scale(ax, "x", ds_all)
             ax.set_yscale("log")
             ax.set_title(f"{fam}")
+            ax.legend(loc="upper left", fontsize=6, title=r"slope of $K^*_{\rm hi}$",
+                      title_fontsize=6)
             ax.set_xlabel(r"dimension $d$")
         axes[0].set_ylabel(r"$K^*$ (band lo..hi; dotted: worst inner hidden scale)")
-        jplot.legend_outside(axes[-1])
         return jplot.save(fig, path)
 
 
