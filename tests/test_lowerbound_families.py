@@ -198,6 +198,21 @@ def test_cli_rejects_bad_schedule_and_samplers(argv, flag, tmp_path, capsys):
     assert not os.path.exists(out)
 
 
+def test_make_draws_picks_the_path():
+    """Plain scalar names keep their reduction; a registered type with options too; a user's
+    sampler and a catalogue sampler without a reduction take the full-vector path (no compute)."""
+    kw = dict(key=jax.random.key(0), n_points=4, n_reps=2, schedule="cosine")
+    with jax.enable_x64(True):
+        assert type(sc.make_draws("euler", D, EPS, 2.0, WIDTH, **kw)) is SamplerDraws
+        h = sc.make_draws("heun:s_churn=1.0", D, EPS, 2.0, WIDTH, **kw)
+        assert type(h) is SamplerDraws and dict(h.spec.params)["s_churn"] == 1.0
+        for s in (TwoStepEuler(), "unipc"):
+            f = sc.make_draws(s, D, EPS, 2.0, WIDTH, **kw)
+            assert isinstance(f, FullVectorDraws) and f.family is not None
+    assert sc.sampler_labels(["euler", TwoStepEuler(), TwoStepEuler()]) == [
+        "euler", "TwoStepEuler", "TwoStepEuler#2"]
+
+
 def test_cli_names_keep_options():
     from jscore.cli.lowerbound import _names
 
