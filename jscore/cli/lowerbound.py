@@ -27,10 +27,21 @@ def _floats(text: str):
 
 
 def _names(text: str):
-    return [v.strip() for v in text.split(",") if v.strip()]
+    """Comma-separated names; ``name:key=value,key=value`` keeps its options together (an item
+    with ``=`` and no ``:`` continues the previous name's options)."""
+    out = []
+    for v in (v.strip() for v in text.split(",")):
+        if not v:
+            continue
+        if out and "=" in v and ":" not in v and ":" in out[-1]:
+            out[-1] += "," + v
+        else:
+            out.append(v)
+    return out
 
 
-FLAGS = {"n_offsets": "--offsets", "n_reps": "--reps"}  # LowerBoundSweep's names -> flags
+# LowerBoundSweep's names -> flags
+FLAGS = {"n_offsets": "--offsets", "n_reps": "--reps", "n_scales": "--scales"}
 
 
 def add_parser(subparsers):
@@ -53,7 +64,8 @@ def add_parser(subparsers):
         description="The codebook-free sqrt(d) sweep: for each d, the window of informative "
         "noise levels (edges and width at rate --rate), the window count N(d) over the rate "
         "grid, the optimal adaptive searcher, and for each sampler K*(d), the number of "
-        "geometric levels at which the probability that some answer of the adversary is "
+        "levels (geometric with a random log-offset, or --schedule's family against a hidden "
+        "scale; also its worst case over that scale) at which the probability that some answer of the adversary is "
         "informative reaches 1/2 (a necessary condition for success, not success), from both "
         "sides: K*_lo where the upper side reaches 1/2, K*_hi where the lower side does, each "
         "with a Monte-Carlo 95% CI over --reps replicates. Log-log slopes with across-d "
@@ -62,8 +74,18 @@ def add_parser(subparsers):
     s.add_argument("--dims", type=_floats, default=list(DEFAULT_DIMS),
                    help="comma-separated dimensions")
     s.add_argument("--samplers", type=_names, default=list(DEFAULT_SAMPLERS),
-                   help="comma-separated sampler names in scalar form: euler, ddim, "
-                        "euler_ancestral, euler_maruyama, heun, dpmpp_2m, randomized_midpoint")
+                   help="comma-separated sampler names: the scalar forms euler, ddim, "
+                        "euler_ancestral, euler_maruyama, heun, dpmpp_2m, randomized_midpoint, "
+                        "or any catalogue name with options (heun:s_churn=40, unipc, dpmpp_3m; "
+                        "full vectors where there is no scalar reduction)")
+    s.add_argument("--schedule", default="geometric",
+                   help="level family: geometric (random log-offset), karras[:rho], edm, "
+                        "vp_linear, cosine[:s], uniform; a fixed grid against a hidden scale "
+                        "log-uniform on [0.02, 20] (default: %(default)s)")
+    s.add_argument("--scales", type=int_at_least(1), default=8,
+                   help="hidden-scale positions of the worst case (K*_worst)")
+    s.add_argument("--max-queries", type=int_at_least(1), default=None,
+                   help="cap on queries per chain (data-dependent samplers on full vectors)")
     s.add_argument("--p", type=float_at_least(1.0), default=2.0, help="L^p exponent of the oracle's accuracy")
     s.add_argument("--eps", default="1/d", help="accuracy rule: 1/d, 1/sqrt(d), 1/d^2 or a number")
     s.add_argument("--rate", type=float_at_least(0.0, strict=True), default=0.3,
@@ -380,7 +402,10 @@ def _check_scale_args(args, eps) -> None:
     LowerBoundSweep(dims=tuple(int(d) for d in args.dims), samplers=tuple(args.samplers), p=args.p,
                     eps=eps, rate=args.rate, rate_lo=args.rate_lo, rate_hi=args.rate_hi,
                     n_rates=args.n_rates, n_xi=args.n_xi, n_offsets=args.offsets,
-                    n_reps=args.reps, k_max=args.k_max, seed=args.seed)
+                    n_reps=args.reps, k_max=args.k_max, seed=args.seed,
+                    schedule=getattr(args, "schedule", "geometric"),
+                    n_scales=getattr(args, "scales", 8),
+                    max_queries=getattr(args, "max_queries", None))
 
 
 def run(args) -> int:
@@ -405,7 +430,8 @@ def run(args) -> int:
         dims=args.dims, samplers=args.samplers, p=args.p, eps=eps, rate=args.rate,
         rate_lo=args.rate_lo, rate_hi=args.rate_hi, n_rates=args.n_rates, n_xi=args.n_xi,
         n_offsets=args.offsets, n_reps=args.reps, k_max=args.k_max,
-        robustness=args.robustness, seed=args.seed, out_dir=args.out, overwrite=args.overwrite,
+        schedule=getattr(args, "schedule", "geometric"), n_scales=getattr(args, "scales", 8),
+        max_queries=getattr(args, "max_queries", None), robustness=args.robustness, seed=args.seed, out_dir=args.out, overwrite=args.overwrite,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     )
     from ..lowerbound.scaling import LEGEND

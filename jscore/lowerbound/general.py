@@ -26,7 +26,7 @@ import numpy as np
 
 from ..samplers import base as _base
 from ..samplers import catalogue as _catalogue
-from .scaling import SamplerDraws, geometric_levels
+from .grids import SamplerDraws, resolve_schedule
 from .scalar import Trajectory
 from .trajectory import RecordingOracle, assemble
 
@@ -103,7 +103,9 @@ class FullVectorDraws:
     ``__call__(K)`` returns ``(lower (n_reps,), upper (n_reps,), levels)``: per replicate the
     mean over its ``n_points`` of the per-chain ``p_lower`` and ``p_upper`` of one chain run on
     the K geometric levels ``sigma_k = sigma_max exp(-(k + u) Delta_K)`` (``k = 0..K-1``) and
-    then 0, and the mean number of distinct levels in the critical band. The chain for point i
+    then 0 (or, with a non-geometric ``schedule``, on ``family.grid(K) exp(-s)`` shifted by the
+    point's hidden scale, :meth:`SamplerDraws.point_grids`), and the mean number of distinct
+    levels in the critical band; per-point values in ``points[K]``. The chain for point i
     is ``js.sample_one`` against ``Reference(UniformSphere(d, sqrt d))`` with key
     ``fold_in(fold_in(key, 1), i)`` and its queries recorded (as in :func:`reference_run`, all
     points vmapped over their traced grids); its queries are assembled at the point's rate. Cost per K: ``n_reps n_points`` runs of K steps on
@@ -111,8 +113,9 @@ class FullVectorDraws:
     """
 
     def __init__(self, sampler, d, eps, p, width, *, key, n_points=64, n_reps=8, k_max=1024,
-                 rate_lo=0.15, rate_hi=0.45, max_queries=None):
+                 rate_lo=0.15, rate_hi=0.45, max_queries=None, schedule=None):
         self.sampler = resolve_sampler(sampler)
+        self.family = resolve_schedule(schedule)
         if int(d) != d or d < 2:
             raise ValueError(f"`d` must be an integer >= 2, got {d!r}.")
         for nm, v in (("n_points", n_points), ("n_reps", n_reps), ("k_max", k_max)):
@@ -124,6 +127,11 @@ class FullVectorDraws:
 
     _draw_lattice = SamplerDraws._draw_lattice  # the same lattice, rates and chain keys
     offsets = SamplerDraws.offsets  # the same phase-aligned log-offsets u = {v + c_K(R)}
+    log_hidden_scale = SamplerDraws.log_hidden_scale  # the same hidden scale (other families)
+    hidden_shift = SamplerDraws.hidden_shift
+    family_log_grid = SamplerDraws.family_log_grid
+    point_grids = SamplerDraws.point_grids  # per point: geometric levels, or G exp(-s)
+    _finish = SamplerDraws._finish
 
     def __call__(self, K):
         K = int(K)
@@ -133,7 +141,7 @@ class FullVectorDraws:
             nan = np.full(self.n_reps, np.nan)
             return nan, nan, math.nan
         ftype = jnp.result_type(float)
-        grids = np.concatenate([geometric_levels(K, self.offsets(K)),
+        grids = np.concatenate([self.point_grids(K),
                                 np.zeros((self.v.size, 1))], axis=1)  # (R n, K + 1), ends at 0
         caps = [self.sampler.query_capacity(K, z) for z in (True, False)]
         if self.max_queries is not None:
@@ -148,11 +156,7 @@ class FullVectorDraws:
         lo, hi, lev = _assemble_points(traj, jnp.asarray(self.log_m, ftype), int(self.d),
                                        jnp.asarray(self.eps, ftype), jnp.asarray(self.p, ftype),
                                        jnp.asarray(self.width, ftype))
-        shape = (self.n_reps, self.n_points)
-        out = (np.asarray(lo).reshape(shape).mean(1), np.asarray(hi).reshape(shape).mean(1),
-               float(np.mean(np.asarray(lev))))
-        self.cache[K] = out
-        return out
+        return self._finish(K, lo, hi, lev)
 
 
 @eqx.filter_jit
@@ -194,7 +198,7 @@ def draws_for(sampler, d, eps, p, width, *, key, **kwargs):
     """``SamplerDraws`` where the sampler has a registered scalar reduction, else ``FullVectorDraws``.
 
     ``sampler``: a catalogue name (``"name:key=value"`` options allowed) or an ``AbstractSampler``.
-    ``kwargs``: ``n_points``, ``n_reps``, ``k_max``, ``rate_lo``, ``rate_hi`` (and
+    ``kwargs``: ``n_points``, ``n_reps``, ``k_max``, ``rate_lo``, ``rate_hi``, ``schedule`` (and
     ``max_queries`` for the full-vector path). Both have the same ``__call__(K)`` contract and
     work with :func:`~jscore.lowerbound.scaling.kstar_sides`.
     """

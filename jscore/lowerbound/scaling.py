@@ -46,8 +46,27 @@ from .informative import (
     typical_norm_draws,
     window_edges,
 )
-from .scalar import _chain, scalar_spec
-from .trajectory import assemble
+from .general import draws_for, has_scalar_reduction, resolve_sampler
+from .grids import (  # re-exported: these lived here before grids.py
+    _GOLDEN,
+    _JIT,
+    _TRACED_MIN_D,
+    SIGMA_MAX,
+    SIGMA_MIN,
+    SamplerDraws,
+    _call,
+    _grid_sides_body,
+    _sides_body,
+    _sides_chain,
+    geometric_levels,
+    lattice_points,
+    resolve_schedule,
+    scale_bins,
+    schedule_label,
+    worst_over_scales,
+)
+from .scalar import _chain, scalar_spec  # noqa: F401  (_chain re-exported)
+from .trajectory import assemble  # noqa: F401  (re-exported)
 
 DEFAULT_DIMS = (100, 400, 1600, 6400, 25600, 102400, 409600, 1000000)
 DEFAULT_SAMPLERS = ("euler", "euler_ancestral", "heun")
@@ -59,9 +78,7 @@ ALL_SAMPLERS = (
     "dpmpp_2m",
     "randomized_midpoint",
 )
-SIGMA_MIN, SIGMA_MAX = 0.02, 20.0
 THETA0 = 0.9
-_TRACED_MIN_D = 60.0  # traced d uses the Debye regime directly (accurate to 1e-15 from d = 60)
 
 
 def eps_value(d: float, rule) -> float:
@@ -72,25 +89,6 @@ def eps_value(d: float, rule) -> float:
     if rule not in rules:
         raise ValueError(f"Unknown eps rule {rule!r}; use one of {', '.join(rules)} or a number.")
     return rules[rule]
-
-
-# ----------------------------------------------------------------------------- jit plumbing
-_JIT: dict = {}
-
-
-def _call(name, body, d, *args, static=()):
-    """Call ``body(d, *args)`` jitted; d traced for d >= 60 (one compile for a sweep)."""
-    big = float(d) >= _TRACED_MIN_D
-    key = (name, None if big else float(d), static, jax.config.jax_enable_x64)
-    if key not in _JIT:
-        if big:
-            _JIT[key] = jax.jit(lambda dd, *a: body(dd, *a, *static))
-        else:
-            _JIT[key] = jax.jit(lambda *a: body(float(d), *a, *static))
-    f = _JIT[key]
-    if big:
-        return f(jnp.asarray(float(d), jnp.result_type(float)), *args)
-    return f(*args)
 
 
 def _t1_body(d, log_m):
@@ -180,13 +178,6 @@ def _offsets(n_offsets):
     return (np.arange(n_offsets) + 0.5) / n_offsets
 
 
-def geometric_levels(K, u, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX):
-    """``sigma_k = sigma_max exp(-(k - 1 + u) Delta)``, ``k = 1..K``, ``Delta = log(max/min)/K``."""
-    delta = math.log(sigma_max / sigma_min) / K
-    k = np.arange(K)
-    return sigma_max * np.exp(-(k[None, :] + np.asarray(u)[:, None]) * delta)
-
-
 def ideal_success(K, rates, weights, ls, vals, log_ms, d, n_offsets=64, combine="product"):
     """Success(K) for fresh reference-typical queries at every level.
 
@@ -244,161 +235,6 @@ def _kstar_search(success: Callable[[int], float], k_start=2, k_max=4096):
 
 
 # ----------------------------------------------------------------------------- real samplers
-_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
-
-
-def lattice_points(n: int, shift):
-    """Rank-1 (Fibonacci-type) lattice of ``n`` points in ``[0, 1)^2`` with a random shift.
-
-    Points ``({i/n + s_1}, {i g/n + s_2})``, ``g`` the integer nearest ``n (sqrt 5 - 1)/2``
-    coprime to ``n``. Each shifted lattice is an unbiased estimate of a 2-D integral
-    (randomised quasi-Monte Carlo); independent shifts are independent replicates. ``shift``:
-    ``(2,)``. Returns ``(n, 2)`` host floats.
-    """
-    n = int(n)
-    g = max(1, int(round(n * _GOLDEN)))
-    while math.gcd(g, n) != 1:
-        g += 1
-    i = np.arange(n)
-    pts = np.stack([i / n, (i * g % n) / n], axis=1) + np.asarray(shift, float)[None, :]
-    return pts - np.floor(pts)
-
-
-def _sides_chain(sig, log_m, key, d, K, eps, p, width, spec):
-    """One trajectory's ``(p_lower, p_upper, levels_in_band)`` on the padded grid ``sig``
-    ``(k_max + 1,)`` (K active levels, then zeros).
-
-    One ``fori_loop`` over the K active steps (no padding work): each step's queries get their
-    two sides (:func:`~jscore.lowerbound.informative.informative_sides`) at the trajectory's own
-    rate; ``p_upper`` is the union bound ``min(1, sum_k pi_k^hi)``, ``p_lower`` the cap-merged
-    single-codeword model on the lower sides (docs/certified_bound.md §2).
-    """
-    from .informative import informative_sides
-    from .scalar import chain_stepper
-    from .trajectory import critical_band
-
-    ftype = jnp.result_type(float)
-    band_lo, band_hi = critical_band(d, width)
-    half_w = 0.5 * width
-    init, step, _ = chain_stepper(spec, sig, key, d, 1.0, None, K)
-    ninf = jnp.asarray(-jnp.inf, ftype)
-
-    def body(i, c):
-        chain, s_up, total, cur, prev_t, last_lvl, nlev = c
-        chain, (xis, sigs, ovs, vals) = step(chain, i)
-        sd = informative_sides(xis, sigs, d, None, eps, p, 1.0, log_m=log_m)
-        for j in range(xis.shape[0]):
-            ok = vals[j]
-            s_up = s_up + jnp.where(ok, sd.upper[j], 0.0)
-            tt = jnp.clip(sd.t_lower[j], 1e-12, 1.0)
-            ratio = jnp.minimum(tt, prev_t) / jnp.maximum(tt, prev_t)
-            empty = (sd.t_lower[j] >= 1.0) | (prev_t >= 1.0)
-            merge = (ovs[j] >= ratio) | empty | jnp.isinf(cur) & jnp.isinf(total)
-            li = jnp.where(ok, sd.log_intensity_lower[j], -jnp.inf)
-            new_total = jnp.where(merge, total, jnp.logaddexp(total, cur))
-            new_cur = jnp.where(merge, jnp.maximum(cur, li), li)
-            total = jnp.where(ok, new_total, total)
-            cur = jnp.where(ok, new_cur, cur)
-            prev_t = jnp.where(ok, tt, prev_t)
-            ls = jnp.log(jnp.maximum(sigs[j], 1e-300))
-            inb = ok & (sigs[j] >= band_lo) & (sigs[j] <= band_hi)
-            take = inb & (jnp.abs(last_lvl - ls) >= half_w)
-            last_lvl = jnp.where(take, ls, last_lvl)
-            nlev = nlev + take.astype(jnp.int32)
-        return chain, s_up, total, cur, prev_t, last_lvl, nlev
-
-    c0 = (init, jnp.zeros((), ftype), ninf, ninf, jnp.ones((), ftype),
-          jnp.asarray(jnp.inf, ftype), jnp.zeros((), jnp.int32))
-    _, s_up, total, cur, _, _, nlev = jax.lax.fori_loop(0, K, body, c0)
-    p_hi = jnp.minimum(s_up, 1.0)
-    p_lo = jnp.minimum(-jnp.expm1(-jnp.exp(jnp.minimum(jnp.logaddexp(total, cur), 700.0))), p_hi)
-    return p_lo, p_hi, nlev
-
-
-def _sides_body(d, K, u, log_m, keys, eps, p, width, spec, k_max):
-    """Per trajectory ``(p_lower, p_upper, levels_in_band)`` on K geometric levels
-    ``sigma_max exp(-(k + u) Delta)``, ``Delta = log(sigma_max/sigma_min)/K`` (:func:`_sides_chain`)."""
-    ftype = jnp.result_type(float)
-    delta = math.log(SIGMA_MAX / SIGMA_MIN) / K.astype(ftype)
-    kk = jnp.arange(k_max + 1, dtype=ftype)
-
-    def one(u, log_m, key):
-        sig = jnp.where(kk < K, SIGMA_MAX * jnp.exp(-(kk + u) * delta), 0.0)
-        return _sides_chain(sig, log_m, key, d, K, eps, p, width, spec)
-
-    return jax.vmap(one)(u, log_m, keys)
-
-
-def _grid_sides_body(d, K, log_sig, shift, log_m, keys, eps, p, width, spec, k_max):
-    """:func:`_sides_body` on an explicit grid: chain ``n`` runs the levels
-    ``exp(log_sig[k] - shift[n])`` for ``k < K`` (``log_sig`` ``(k_max + 1,)``, entries from K on
-    ignored; ``shift``, ``log_m`` ``(n,)``). Returns ``(p_lower, p_upper, levels)``, each ``(n,)``."""
-    kk = jnp.arange(k_max + 1)
-
-    def one(s, log_m, key):
-        sig = jnp.where(kk < K, jnp.exp(log_sig - s), 0.0)
-        return _sides_chain(sig, log_m, key, d, K, eps, p, width, spec)
-
-    return jax.vmap(one)(shift, log_m, keys)
-
-
-class SamplerDraws:
-    """The common random numbers of one sampler at one d: ``n_reps`` independently shifted
-    lattices of ``n_points`` (log-offset, rate) pairs and one chain key per point, reused for
-    every K (log-offsets phase-aligned per K, :meth:`offsets`). ``__call__(K)`` returns ``(lower, upper, levels)``: per replicate ``(n_reps,)`` the
-    mean of ``p_lower`` and of ``p_upper`` over its points, and the mean level count."""
-
-    def __init__(self, name, d, eps, p, width, *, key, n_points=64, n_reps=8, k_max=1024,
-                 rate_lo=0.15, rate_hi=0.45):
-        self.spec = scalar_spec(name)
-        self.d, self.eps, self.p, self.width, self.k_max = float(d), eps, p, width, int(k_max)
-        self.n_points, self.n_reps = int(n_points), int(n_reps)
-        self._draw_lattice(key, d, n_points, n_reps, rate_lo, rate_hi)
-
-    def _draw_lattice(self, key, d, n_points, n_reps, rate_lo, rate_hi):
-        """Set ``v, rate, log_m, log_centre`` (each ``(n_reps n_points,)``), ``keys`` and an empty cache."""
-        shifts = np.asarray(jax.random.uniform(jax.random.fold_in(key, 0), (n_reps, 2)),
-                            np.float64)
-        pts = np.concatenate([lattice_points(n_points, sh) for sh in shifts])  # (R n, 2)
-        self.v = pts[:, 0]
-        self.rate = rate_lo + (rate_hi - rate_lo) * pts[:, 1]
-        self.log_m = np.array([effective_log_m_py(d, r) for r in self.rate])
-        self.log_centre = np.log(SIGMA_MAX) + 0.5 * np.log(np.expm1(2.0 * self.log_m / d))
-        self.keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, 1), i))(
-            jnp.arange(self.v.size))
-        self.cache: dict = {}
-
-    def offsets(self, K):
-        """Log-offsets ``u = {v + c_K(R)}`` for K levels, ``c_K(R) = log(sigma_max/sigma_c(R))/Delta_K``.
-
-        For each rate ``u`` is uniform on [0, 1) (so every K is estimated without bias), and the
-        grid's phase relative to the window centre ``sigma_c(R)`` is ``v`` itself: the lattice
-        coordinate that the success mostly depends on is stratified, for every K alike.
-        """
-        delta = math.log(SIGMA_MAX / SIGMA_MIN) / int(K)
-        c = self.log_centre / delta
-        return np.mod(self.v + c, 1.0)
-
-    def __call__(self, K):
-        K = int(K)
-        if K in self.cache:
-            return self.cache[K]
-        if K > self.k_max:
-            nan = np.full(self.n_reps, np.nan)
-            return nan, nan, math.nan
-        ftype = jnp.result_type(float)
-        lo, hi, lev = _call(
-            "sides", _sides_body, self.d, jnp.asarray(K, jnp.int32), jnp.asarray(self.offsets(K), ftype),
-            jnp.asarray(self.log_m, ftype), self.keys, jnp.asarray(self.eps, ftype),
-            jnp.asarray(self.p, ftype), jnp.asarray(self.width, ftype),
-            static=(self.spec, self.k_max))
-        shape = (self.n_reps, self.n_points)
-        out = (np.asarray(lo).reshape(shape).mean(1), np.asarray(hi).reshape(shape).mean(1),
-               float(np.mean(np.asarray(lev))))
-        self.cache[K] = out
-        return out
-
-
 def _crossing(curve: dict, k_lo: int, k_hi: int) -> float:
     """Linear interpolation of the 1/2 crossing between evaluated ``k_lo`` (< 1/2) and ``k_hi``."""
     a, b = curve[k_lo], curve[k_hi]
@@ -582,6 +418,9 @@ def scaling(
     n_offsets=64,
     n_reps=8,
     k_max=1024,
+    schedule="geometric",
+    n_scales=8,
+    max_queries=None,
     robustness=False,
     seed=0,
     out_dir=None,
@@ -598,8 +437,24 @@ def scaling(
     necessary condition for success against the adversary, not success.
 
     **Arguments:**
-    - ``dims``: dimensions; ``samplers``: names for the scalar reduction (see
-      :func:`jscore.lowerbound.scalar.scalar_spec`), ``"ideal"`` is always included.
+    - ``dims``: dimensions; ``samplers``: any samplers: scalar-table names (``euler``, ``ddim``,
+      ``euler_ancestral``, ``euler_maruyama``, ``heun``, ``dpmpp_2m``, ``randomized_midpoint``:
+      the hand-written scalar reduction), catalogue names with options (``"heun:s_churn=40"``,
+      ``"unipc"``) or ``AbstractSampler`` instances (a registered type runs its scalar
+      reduction, anything else the full-vector path :class:`~jscore.lowerbound.general.FullVectorDraws`;
+      results are keyed by the name, or an instance's class name). ``"ideal"`` is always included.
+    - ``schedule``: the level family (:func:`jscore.lowerbound.schedule_families.family` spec):
+      ``"geometric"`` (default; random log-offset, step ``log(sigma_max/sigma_min)/K``, the
+      log-offset is the hidden scale), ``"karras:7"``, ``"edm"``, ``"vp_linear"``, ``"cosine"``,
+      ``"uniform"``: the fixed grid ``family.grid(K, 0.02, 20)`` against a hidden critical scale
+      log-uniform on ``[0.02, 20]`` (docs/experiments/lowerbound_sweep.md). K* averages over it;
+      ``kstar_worst_lo``/``kstar_worst_hi`` are the least K at which the minimum over
+      ``n_scales`` hidden-scale positions of the upper/lower side reaches 1/2 (an estimate
+      biased low by Monte-Carlo error, no interval; NaN if some position never does for
+      ``K <= k_max``), ``kstar_worst_inner_*`` the same without the top position (hidden scale
+      next to sigma_max, where the grid starts at the data's own scale); for ``geometric`` the
+      positions are phases within one log-step and inner = all. ``max_queries``: cap on queries per chain,
+      needed by a data-dependent sampler on the full-vector path.
     - ``p``, ``eps`` (rule or number), ``rate`` (window table), ``[rate_lo, rate_hi]`` and
       ``n_rates`` (rate grid of the window table, N, the ideal K* and the searcher).
     - ``n_xi``: reference-norm draws per profile; ``n_offsets``: points (log-offset, rate) of
@@ -622,12 +477,17 @@ def scaling(
     with jax.enable_x64(True), CompileCounter() as compiles:
         return _scaling(dims, samplers, p, eps, rate, rate_lo, rate_hi, n_rates, n_xi, n_offsets,
                         n_reps, k_max, robustness, seed, out_dir, log, resume, overwrite,
-                        plot, compiles=compiles)
+                        plot, compiles=compiles, schedule=schedule, n_scales=n_scales,
+                        max_queries=max_queries)
 
 
 # recorded in the config but not part of its identity: rows are per d, so adding dimensions to a
 # finished run computes only the new ones
 _RUN_KEYS = ("device", "jax", "dims")
+
+
+# config keys added with schedules: a scaling.json written before them ran with these values
+_PRE_SCHEDULE_DEFAULTS = {"schedule": "geometric", "n_scales": 8, "max_queries": None}
 
 
 def _finished_rows(out_dir, config, resume, overwrite):
@@ -645,7 +505,8 @@ def _finished_rows(out_dir, config, resume, overwrite):
     except (OSError, ValueError) as e:
         raise ValueError(f"{path!r} is not a readable scaling.json ({e}); move it away or pass "
                          "overwrite=True (--overwrite).") from None
-    same = {k: v for k, v in old.get("config", {}).items() if k not in _RUN_KEYS} == {
+    old_config = {**_PRE_SCHEDULE_DEFAULTS, **old.get("config", {})}  # files from before schedules
+    same = {k: v for k, v in old_config.items() if k not in _RUN_KEYS} == {
         k: v for k, v in json.loads(json.dumps(config, default=_json_default)).items()
         if k not in _RUN_KEYS}
     if not same:
@@ -667,29 +528,166 @@ def points_for(n_offsets, k_guess):
     return int(n_offsets) * mult
 
 
+def _plain_scalar_name(sampler) -> bool:
+    """A name of the scalar table of :func:`~jscore.lowerbound.scalar.scalar_spec` (no options)."""
+    if not isinstance(sampler, str) or ":" in sampler:
+        return False
+    try:
+        scalar_spec(sampler)
+    except ValueError:
+        return False
+    return True
+
+
+def make_draws(sampler, d, eps, p, width, *, key, n_points=64, n_reps=8, k_max=1024,
+               rate_lo=0.15, rate_hi=0.45, schedule=None, max_queries=None):
+    """The draws of one sampler at one d: a plain scalar-table name (``"euler"``, ``"heun"``,
+    ...) runs :class:`SamplerDraws` on that name's reduction (the sweep's numbers before any
+    sampler was accepted, bit for bit); anything else goes through
+    :func:`~jscore.lowerbound.general.draws_for` (scalar reduction for registered types, else the
+    full-vector path, :class:`~jscore.lowerbound.general.FullVectorDraws`)."""
+    kw = dict(key=key, n_points=n_points, n_reps=n_reps, k_max=k_max, rate_lo=rate_lo,
+              rate_hi=rate_hi, schedule=schedule)
+    if _plain_scalar_name(sampler):
+        return SamplerDraws(sampler, d, eps, p, width, **kw)
+    return draws_for(sampler, d, eps, p, width, max_queries=max_queries, **kw)
+
+
+def _kstar_curve(f, k0, k_max, *, k_start=2, rel_tol=0.01):
+    """Least K (interpolated) with ``f(K) >= 1/2`` for a scalar ``f`` roughly increasing in K:
+    geometric bracket from ``k0``, then bisection to ``max(1, rel_tol K)`` levels; NaN if no
+    ``K <= k_max`` reaches 1/2."""
+    k = max(k_start, min(int(k0) if math.isfinite(k0) else k_start, k_max))
+    vals: dict = {}
+
+    def g(k):
+        if k not in vals:
+            vals[k] = f(k)
+        return vals[k]
+
+    if g(k) >= 0.5:
+        hi = k
+        while True:
+            lo = max(k_start, int(hi / 1.25))
+            if lo == hi:  # hi == k_start already reaches 1/2
+                return float(hi)
+            if g(lo) < 0.5:
+                break
+            hi = lo
+    else:
+        lo = k
+        hi = min(k_max, int(math.ceil(k * 1.25)) + 1)
+        while g(hi) < 0.5:
+            if hi >= k_max:
+                return math.nan
+            lo, hi = hi, min(k_max, int(math.ceil(hi * 1.25)) + 1)
+    while hi - lo > max(1, int(rel_tol * lo)):
+        mid = (lo + hi) // 2
+        if g(mid) >= 0.5:
+            hi = mid
+        else:
+            lo = mid
+    return _crossing({lo: g(lo), hi: g(hi)}, lo, hi)
+
+
 def _sampler_row(name, d, eps, p, width, key, n_points, n_reps, k_max, rate_lo, rate_hi,
-                 k_guess):
-    draws = SamplerDraws(name, d, eps, p, width, key=key, n_points=n_points, n_reps=n_reps,
-                         k_max=k_max, rate_lo=rate_lo, rate_hi=rate_hi)
+                 k_guess, schedule=None, n_scales=8, max_queries=None):
+    draws = make_draws(name, d, eps, p, width, key=key, n_points=n_points, n_reps=n_reps,
+                       k_max=k_max, rate_lo=rate_lo, rate_hi=rate_hi, schedule=schedule,
+                       max_queries=max_queries)
     klo, khi, curves = kstar_sides(draws, k_guess)
     m_lo, h_lo = mc_interval(klo)
     m_hi, h_hi = mc_interval(khi)
     k_at = int(math.ceil(m_hi)) if math.isfinite(m_hi) else None
     lev = draws(k_at)[2] if k_at is not None else math.nan
     curve = {int(k): [float(np.mean(v[0])), float(np.mean(v[1]))] for k, v in curves.items()}
-    return dict(kstar_lo=m_lo, kstar_hi=m_hi, kstar_lo_mc=h_lo, kstar_hi_mc=h_hi,
-                kstar_lo_reps=klo.tolist(), kstar_hi_reps=khi.tolist(), n_points=n_points,
-                n_reps=n_reps, evaluations=len(curves), success_curve=curve,
-                levels_in_band=lev)
+    row = dict(kstar_lo=m_lo, kstar_hi=m_hi, kstar_lo_mc=h_lo, kstar_hi_mc=h_hi,
+               kstar_lo_reps=klo.tolist(), kstar_hi_reps=khi.tolist(), n_points=n_points,
+               n_reps=n_reps, evaluations=len(curves), success_curve=curve,
+               levels_in_band=lev)
+    # worst case over the hidden scale (after the numbers above, which it leaves unchanged)
+    J = int(min(n_scales, n_points))
+    fixed = getattr(draws, "family", None) is not None
+
+    def worst(which, skip_top):
+        return lambda K: worst_over_scales(draws, K, J, skip_top)[which]
+
+    k0_lo = math.floor(m_lo) if math.isfinite(m_lo) else 2
+    k0_hi = math.floor(m_hi) if math.isfinite(m_hi) else 2
+    w_lo = _kstar_curve(worst(1, False), k0_lo, k_max)
+    w_hi = _kstar_curve(worst(0, False), k0_hi, k_max)
+    if fixed and J > 1:  # without the top bin (hidden scale next to sigma_max)
+        wi_lo = _kstar_curve(worst(1, True), k0_lo, k_max)
+        wi_hi = _kstar_curve(worst(0, True), k0_hi, k_max)
+    else:
+        wi_lo, wi_hi = w_lo, w_hi
+    k_w = wi_hi if math.isfinite(wi_hi) else k_at
+    if k_w is not None and math.isfinite(k_w):
+        kb = worst_over_scales(draws, int(math.ceil(k_w)), J, fixed and J > 1)[2]
+        pos = (kb + 0.5) / J
+        w_sig = math.exp(math.log(SIGMA_MIN) + pos * math.log(SIGMA_MAX / SIGMA_MIN)) \
+            if fixed else math.nan
+    else:
+        pos = w_sig = math.nan
+    per = scale_bins(draws, k_at, J)[0].tolist() if k_at is not None else []
+    row.update(schedule=schedule_label(schedule), path=_path_name(draws), n_scales=J,
+               kstar_worst_lo=w_lo, kstar_worst_hi=w_hi, kstar_worst_inner_lo=wi_lo,
+               kstar_worst_inner_hi=wi_hi, worst_position=pos, worst_sigma=w_sig,
+               lower_per_scale_at_kstar=per)
+    return row
+
+
+def _path_name(draws) -> str:
+    return "scalar" if isinstance(draws, SamplerDraws) else "full_vector"
+
+
+def sampler_labels(samplers) -> list:
+    """Result keys of ``samplers``: names as given, an instance by its class name (``#i`` added
+    when two coincide)."""
+    out = []
+    for i, s in enumerate(samplers):
+        lab = s.strip() if isinstance(s, str) else type(s).__name__
+        out.append(lab if lab not in out else f"{lab}#{i}")
+    return out
+
+
+def check_samplers(samplers, max_queries=None):
+    """Validate ``samplers`` before any compute: plain scalar names, catalogue names (with
+    ``name:key=value`` options) or ``AbstractSampler`` instances; a data-dependent sampler
+    without a scalar reduction needs ``max_queries``. Raises ValueError/TypeError."""
+    if isinstance(samplers, str) or not len(samplers):
+        raise ValueError(f"`samplers` must be a non-empty list of sampler names or instances, got "
+                         f"{samplers!r}; e.g. ['euler', 'heun'].")
+    if max_queries is not None and (isinstance(max_queries, bool) or not isinstance(
+            max_queries, (int, np.integer)) or max_queries < 1):
+        raise ValueError(f"`max_queries` must be None or an int >= 1, got {max_queries!r}.")
+    for s in samplers:
+        if _plain_scalar_name(s):
+            continue
+        try:
+            inst = resolve_sampler(s)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"`samplers` entry {s!r}: {e}") from None
+        if has_scalar_reduction(inst):
+            continue
+        caps = [inst.query_capacity(8, z) for z in (True, False)]
+        if None in caps and max_queries is None:
+            raise ValueError(f"sampler {s!r} makes a data-dependent number of queries and has no "
+                             "scalar reduction: pass `max_queries` (--max-queries), the cap on "
+                             "queries per chain.")
 
 
 def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi, n_offsets,
              n_reps, k_max, robustness, seed, out_dir, log, resume="auto", overwrite=False,
-             make_plot=True, compiles=None):
+             make_plot=True, compiles=None, schedule="geometric", n_scales=8, max_queries=None):
     compiles = CompileCounter() if compiles is None else compiles  # an unopened one counts 0
     t_start = time.time()
-    for name in samplers:
-        scalar_spec(name)  # validate names early
+    check_samplers(samplers, max_queries)  # validate names early (before any file is written)
+    resolve_schedule(schedule)
+    if isinstance(n_scales, bool) or not isinstance(n_scales, (int, np.integer)) or n_scales < 1:
+        raise ValueError(f"`n_scales` must be an int >= 1 (hidden-scale positions of the worst "
+                         f"case), got {n_scales!r}.")
+    labels = sampler_labels(samplers)
     bad = [d for d in dims if not 2 <= float(d) < 2**32]  # d seeds fold_in(key, d): a uint32
     if not len(dims) or bad:
         raise ValueError(f"`dims` must be a non-empty list of dimensions in [2, 2^32), got "
@@ -705,9 +703,11 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
     weights[0] = weights[-1] = 0.5
     weights /= weights.sum()
     results = {
-        "config": dict(dims=list(map(float, dims)), samplers=list(samplers), p=p, eps=str(eps_rule),
+        "config": dict(dims=list(map(float, dims)), samplers=labels, p=p, eps=str(eps_rule),
                        rate=rate, rate_lo=rate_lo, rate_hi=rate_hi, n_rates=n_rates, n_xi=n_xi,
                        n_offsets=n_offsets, n_reps=n_reps, k_max=k_max, seed=seed,
+                       schedule=schedule_label(schedule), n_scales=int(n_scales),
+                       max_queries=max_queries,
                        sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, device=str(jax.devices()[0]),
                        jax=jax.__version__),
         "rows": [],
@@ -760,28 +760,31 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
             f"exact oracle: {exact_ok:.2f} decoded in {exact_q:.0f} queries  "
             f"({time.time() - t0:.0f}s)")
         n_pts = points_for(n_offsets, k_ideal)
-        for name in samplers:
+        for name, lab in zip(samplers, labels):
             t1 = time.time()
             sr = _sampler_row(name, d, eps, p, width, jax.random.fold_in(kd, 7), n_pts, n_reps,
-                              k_max, rate_lo, rate_hi, k_ideal)
-            row["samplers"][name] = sr
-            log(f"    {name:<22s} K*={sr['kstar_lo']:7.1f} .. {sr['kstar_hi']:7.1f}  "
+                              k_max, rate_lo, rate_hi, k_ideal, schedule=schedule,
+                              n_scales=n_scales, max_queries=max_queries)
+            row["samplers"][lab] = sr
+            log(f"    {lab:<22s} K*={sr['kstar_lo']:7.1f} .. {sr['kstar_hi']:7.1f}  "
                 f"(MC 95% CI +-{sr['kstar_lo_mc']:.2f} / +-{sr['kstar_hi_mc']:.2f}, "
                 f"{n_reps} x {n_pts} points)  levels in band={sr['levels_in_band']:.1f}  "
-                f"({time.time() - t1:.0f}s)")
+                f"worst scale: {sr['kstar_worst_lo']:.1f} .. {sr['kstar_worst_hi']:.1f} "
+                f"(inner {sr['kstar_worst_inner_lo']:.1f} .. {sr['kstar_worst_inner_hi']:.1f})  "
+                f"[{sr['schedule']}, {sr['path']}] ({time.time() - t1:.0f}s)")
         results["rows"].append(row)
         results["compile"] = compiles.as_dict()
         if out_dir is not None:
             _write_json(results, out_dir)
     if robustness:
         results["robustness"] = robustness_grid(seed=seed, n=n_xi, rate=rate, log=log)
-    results["fits"], results["fits_mc"] = _fits(results, samplers)
+    results["fits"], results["fits_mc"] = _fits(results, labels)
     results["elapsed_s"] = time.time() - t_start
     results["compile"] = compiles.as_dict()
     log(compiles.summary())
     if out_dir is not None:
         _write_json(results, out_dir)
-        _write_csv(results, out_dir, samplers)
+        _write_csv(results, out_dir, labels)
     if out_dir is not None and make_plot:
         try:
             plot(results, os.path.join(out_dir, "scaling.png"))
@@ -817,6 +820,11 @@ def _fits(results, samplers):
             m, h = mc_interval(slopes)
             mc[k] = (fits[k][0], fits[k][0] - h, fits[k][0] + h) if math.isfinite(h) else (
                 fits[k][0], math.nan, math.nan)
+        if all("kstar_worst_hi" in r["samplers"][name] for r in rows):
+            for side in ("lo", "hi"):
+                for w in ("worst", "worst_inner"):
+                    fits[f"kstar_{w}_{side}_{name}"] = fit_slope(
+                        ds, [r["samplers"][name].get(f"kstar_{w}_{side}", math.nan) for r in rows])
     return fits, mc
 
 
@@ -858,14 +866,15 @@ def _write_csv(results, out_dir, samplers):
     cols = ["d", "eps", "lower", "upper", "width", "w_sqrt_d", "w_norm", "N", "kstar_ideal",
             "kstar_ideal_lo", "kstar_ideal_hi", "searcher_queries", "searcher_windows",
             "exact_control_success", "exact_control_queries", "reference_control_log10"]
-    per = ["kstar_lo", "kstar_lo_mc", "kstar_hi", "kstar_hi_mc", "levels_in_band"]
+    per = ["kstar_lo", "kstar_lo_mc", "kstar_hi", "kstar_hi_mc", "levels_in_band",
+           "kstar_worst_lo", "kstar_worst_hi", "kstar_worst_inner_lo", "kstar_worst_inner_hi"]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols + ["lower_lo_side", "upper_lo_side", "lower_hi_side", "upper_hi_side"]
                    + [f"{c}_{s}" for s in samplers for c in per])
         for r in results["rows"]:
             w.writerow([r[c] for c in cols] + list(r["window_lo_side"]) + list(r["window_hi_side"])
-                       + [r["samplers"][s][c] for s in samplers for c in per])
+                       + [r["samplers"][s].get(c, math.nan) for s in samplers for c in per])
 
 
 LEGEND = """columns (one row per dimension d; eps = 1/d, p = 2 unless configured):
@@ -878,6 +887,10 @@ LEGEND = """columns (one row per dimension d; eps = 1/d, p = 2 unless configured
                 K*_hi (the lower side reaches 1/2), +- MC 95% CI (replicates), in % of K*.
                 An informative answer is necessary for success: K* is a necessary condition,
                 not the level count at which the sampler succeeds
+  K*_worst      the least K at which the minimum over the hidden-scale positions (the grid's phase
+                for geometric levels, the critical scale in [0.02, 20] for a fixed family) of
+                the upper .. lower side reaches 1/2: an estimate biased low by MC error
+                ('inner': without the position next to sigma_max; nan: never for K <= k_max)
   exact         the exact oracle, measured through js.sample: fraction decoded / queries
 slopes: log-log slope against d; [across-d bootstrap CI of the slope] and {MC 95% CI (replicates)}."""
 
@@ -900,6 +913,26 @@ def format_table(results) -> str:
             f"{r['N']:>6.2f} {r['kstar_ideal_lo']:>5.1f} ..{r['kstar_ideal_hi']:>5.1f} "
             f"{r['exact_control_success']:>4.2f}/{r['exact_control_queries']:.0f}"
             + "".join(f"{c:>25}" for c in cells))
+    worst = [(r["d"], s, r["samplers"][s]) for r in results["rows"] for s in samplers
+             if "kstar_worst_hi" in r["samplers"][s]]
+    if worst:
+        sched = results["config"].get("schedule", "geometric")
+        where = ("phase of the grid within one log-step" if sched == "geometric"
+                 else "hidden critical scale in [sigma_min, sigma_max]")
+        lines.append(f"worst case over the hidden scale ({sched} levels; minimum over "
+                     f"{worst[0][2]['n_scales']} positions of the {where}; an estimate biased low "
+                     "by MC error, no interval): K*_worst lo .. hi")
+        if sched != "geometric":
+            lines.append("  (nan: some position never reaches 1/2 for K <= k_max; 'inner': "
+                         "without the top position, next to sigma_max)")
+        for d, s, x in worst:
+            at = (f"  worst inner at sigma_c ~ {x['worst_sigma']:.3g}"
+                  if math.isfinite(x.get("worst_sigma", math.nan)) else "")
+            inner = (f"  inner {x['kstar_worst_inner_lo']:>7.1f} .. "
+                     f"{x['kstar_worst_inner_hi']:>7.1f}" if sched != "geometric" else "")
+            lines.append(f"  {d:>9.0f} {s:<24s} {x['kstar_worst_lo']:>7.1f} .. "
+                         f"{x['kstar_worst_hi']:>7.1f}{inner}  (average {x['kstar_lo']:.1f} .. "
+                         f"{x['kstar_hi']:.1f}){at}")
     if "fits" in results:
         lines.append("log-log slopes [across-d bootstrap CI of the slope] {MC 95% CI (replicates)}:")
         mc = results.get("fits_mc", {})

@@ -13,6 +13,7 @@ intervals over independent replicates (docs/certified_bound.md)::
     dims = [100, 400, 1600, 6400, 25600, 102400, 409600, 1000000]
     samplers = ["euler", "euler_ancestral", "heun"]
     eps = "1/d"
+    schedule = "geometric"   # or "karras:7", "edm", "vp_linear", "cosine", "uniform"
 
 Every field has the default of :func:`jscore.lowerbound.scaling`; unknown keys raise.
 """
@@ -25,8 +26,15 @@ import numbers
 import os
 import time
 
-from ..lowerbound.scalar import scalar_spec
-from ..lowerbound.scaling import DEFAULT_DIMS, DEFAULT_SAMPLERS, eps_value, format_table, scaling
+from ..lowerbound.grids import resolve_schedule
+from ..lowerbound.scaling import (
+    DEFAULT_DIMS,
+    DEFAULT_SAMPLERS,
+    check_samplers,
+    eps_value,
+    format_table,
+    scaling,
+)
 from .spec import parse_int_list, toml_dumps
 
 EXPERIMENT = "lowerbound"
@@ -37,9 +45,13 @@ class LowerBoundSweep:
     """Spec of the codebook-free sqrt(d) sweep (see :func:`jscore.lowerbound.scaling`).
 
     ``dims``: dimensions (ints >= 2, any order, no repeats; the parse grammar of
-    :func:`parse_int_list` is accepted); ``samplers``: scalar-form sampler names
+    :func:`parse_int_list` is accepted); ``samplers``: sampler names: the scalar-form ones
     (``euler``, ``ddim``, ``euler_ancestral``, ``euler_maruyama``, ``heun``, ``dpmpp_2m``,
-    ``randomized_midpoint``); ``p`` >= 1 and ``eps`` (``"1/d"``, ``"1/sqrt(d)"``, ``"1/d^2"`` or a
+    ``randomized_midpoint``) or any catalogue name with options (``"heun:s_churn=40"``,
+    ``"unipc"``: the full-vector path where there is no scalar reduction; a data-dependent one
+    needs ``max_queries``); ``schedule``: the level family (``"geometric"`` with a random
+    log-offset, ``"karras:7"``, ``"edm"``, ``"vp_linear"``, ``"cosine"``, ``"uniform"``) and
+    ``n_scales`` the hidden-scale positions of the worst case; ``p`` >= 1 and ``eps`` (``"1/d"``, ``"1/sqrt(d)"``, ``"1/d^2"`` or a
     positive number) define the accuracy; ``rate`` is the rate of the window table and
     ``[rate_lo, rate_hi]`` with ``n_rates`` points the rate grid of ``N``, ``K*`` and the
     searcher; ``n_xi`` reference-norm draws per profile; ``n_offsets`` (log-offset, rate) points
@@ -61,6 +73,9 @@ class LowerBoundSweep:
     n_offsets: int = 64
     n_reps: int = 8
     k_max: int = 1024
+    schedule: str = "geometric"
+    n_scales: int = 8
+    max_queries: int | None = None
     robustness: bool = False
     seed: int = 0
 
@@ -75,8 +90,12 @@ class LowerBoundSweep:
         for s in samplers:
             if not isinstance(s, str):
                 raise TypeError(f"`samplers` must be names (strings), got {s!r}.")
-            scalar_spec(s)  # ValueError naming the supported ones
+        check_samplers(samplers, self.max_queries)  # ValueError naming the problem
         object.__setattr__(self, "samplers", samplers)
+        if not isinstance(self.schedule, str):
+            raise TypeError(f"`schedule` must be a family spec string such as 'karras:7', got "
+                            f"{self.schedule!r}.")
+        resolve_schedule(self.schedule)  # ValueError naming the known families
         if isinstance(self.eps, bool) or not isinstance(self.eps, (str, numbers.Real)):
             raise TypeError(f"`eps` must be a rule string or a number, got {self.eps!r}.")
         if isinstance(self.eps, str):
@@ -94,7 +113,7 @@ class LowerBoundSweep:
             raise ValueError("rates must satisfy 0 < rate_lo <= rate <= rate_hi, got "
                              f"{self.rate_lo}, {self.rate}, {self.rate_hi}.")
         for f, lo in (("n_rates", 2), ("n_xi", 10), ("n_offsets", 1), ("n_reps", 2),
-                      ("k_max", 2), ("seed", 0)):
+                      ("k_max", 2), ("seed", 0), ("n_scales", 1)):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
                 raise ValueError(f"`{f}` must be an int >= {lo}, got {v!r}.")
@@ -121,13 +140,15 @@ class LowerBoundSweep:
         """The plan in words (``jscore sweep --dry-run``)."""
         return (f"lower-bound sweep {self.name!r}: {len(self.dims)} dimensions "
                 f"({', '.join(str(d) for d in self.dims)}), samplers "
-                f"{', '.join(self.samplers)} in scalar form against the reference oracle "
-                f"(plus the ideal reference-typical family), p = {self.p:g}, eps = {self.eps}, "
+                f"{', '.join(self.samplers)} against the reference oracle (scalar form where "
+                f"there is a reduction, else full vectors; plus the ideal reference-typical "
+                f"family), {self.schedule} levels, p = {self.p:g}, eps = {self.eps}, "
                 f"rates [{self.rate_lo:g}, {self.rate_hi:g}] x {self.n_rates}, "
                 f"{self.n_reps} replicates x {self.n_offsets} (log-offset, rate) points, "
                 f"K <= {self.k_max}"
                 + (", robustness grid" if self.robustness else "")
-                + ". Cost is O(1) in d per step; results resume per dimension.")
+                + ". Cost per step is O(1) in d in scalar form, O(d) on full vectors; results "
+                "resume per dimension.")
 
 
 def lowerbound_from_dict(data: dict) -> LowerBoundSweep:
