@@ -219,3 +219,18 @@ def check_range(name: str, value, lo=None, hi=None, *, lo_open=False, hi_open=Fa
         hi_s = "" if hi is None else f"{hi}" + (")" if hi_open else "]")
         rng = f"{lo_s or '(-inf'}, {hi_s or 'inf)'}"
         raise ValueError(f"`{name}` must lie in {rng}, got {v}.{(' ' + fix) if fix else ''}")
+
+
+def parse_scalar(text: str):
+    """A ``key=value`` option's value from text: ``true``/``false`` (any case) as bool, then int,
+    then float, else the stripped string (``"40"`` -> 40, ``"0.5"`` -> 0.5, ``"ou"`` -> ``"ou"``)."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text.strip()
+

@@ -24,23 +24,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import parse_scalar
 from ..samplers import base as _base
 from ..samplers import catalogue as _catalogue
 from .grids import SamplerDraws, resolve_schedule
-from .scalar import Trajectory
+from .scalar import SCALAR_REDUCTIONS, Trajectory, scalar_spec
 from .trajectory import RecordingOracle, assemble
 
 
-def _scalar_types() -> tuple:
-    from ..samplers import DDIM, Euler, EulerAncestral, EulerMaruyama, Heun
-    from ..samplers.dpm_solver import DPMSolverPP
-    from ..samplers.midpoint import RandomizedMidpoint
-    return (Euler, DDIM, EulerAncestral, EulerMaruyama, Heun, DPMSolverPP, RandomizedMidpoint)
-
-
-#: Sampler types with a scalar reduction (exact ``type(s) in SCALAR_TYPES``; the reduction may
-#: still refuse some field values, e.g. ``DPMSolverPP(order=3)``: then the general path is used).
-SCALAR_TYPES: tuple = _scalar_types()
+#: Sampler types with a scalar reduction at import time (the keys of
+#: :data:`jscore.lowerbound.scalar.SCALAR_REDUCTIONS`, exact type match; the reduction may still
+#: refuse some field values, e.g. ``DPMSolverPP(order=3)``: then the general path is used).
+SCALAR_TYPES: tuple = tuple(SCALAR_REDUCTIONS)
 
 
 def resolve_sampler(sampler, **options):
@@ -68,27 +63,13 @@ def resolve_sampler(sampler, **options):
         if not eq or not k.strip():
             raise ValueError(f"`sampler` {sampler!r}: options must be 'key=value' pairs after "
                              f"':', e.g. 'heun:s_churn=40'; got {item!r}.")
-        parsed[k.strip()] = _parse_value(v.strip())
+        parsed[k.strip()] = parse_scalar(v)
     return _catalogue.make(name.strip(), **parsed)
-
-
-def _parse_value(v: str):
-    low = v.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v
 
 
 def has_scalar_reduction(sampler) -> bool:
     """True if ``sampler`` (an instance) is of a registered type whose reduction accepts its fields."""
-    from .scalar import scalar_spec
-
-    if type(sampler) not in SCALAR_TYPES:
+    if type(sampler) not in SCALAR_REDUCTIONS:  # the registry, so later registrations count
         return False
     try:
         scalar_spec(sampler)

@@ -24,6 +24,7 @@ import numbers
 import tomllib
 from typing import Callable
 from dataclasses import dataclass
+from .._checks import parse_scalar
 
 # ----------------------------------------------------------------------------- integer lists
 
@@ -112,18 +113,6 @@ def parse_int_list(text, what: str = "list", *, allow_duplicates: bool = False) 
 # ----------------------------------------------------------------------------- components
 
 
-def _coerce(v: str):
-    low = v.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v.strip()
-
-
 @dataclass(frozen=True)
 class Component:
     """A named target, oracle, sampler or schedule with keyword parameters."""
@@ -146,7 +135,7 @@ class Component:
                         raise ValueError(
                             f"`{what}`: cannot read {kv!r} in {obj!r}; write 'name:key=value,key=value'."
                         )
-                    params[k.strip()] = _coerce(v)
+                    params[k.strip()] = parse_scalar(v)
             return cls(name.strip().lower(), tuple(sorted(params.items())))
         if isinstance(obj, dict):
             if "name" not in obj:
