@@ -26,7 +26,8 @@ import math
 
 import numpy as np
 
-_COVERS = {
+#: What the interval of each ``SlopeFit.method`` covers.
+_COVERS = COVERS = {
     "pairs": ("pairs bootstrap over the (x, y) points: sampling variability of the fitted slope across the "
               "measured points; not Monte-Carlo error of each y, not model error"),
     "pairs+noise": ("pairs bootstrap over the (x, y) points plus Gaussian Monte-Carlo error of each log y "
@@ -134,4 +135,4 @@ def loglog_slope(x, y, *, log_se=None, n_boot: int = 2000, seed: int = 0, level:
     return SlopeFit(float(b), float(a), float(lo), float(hi), float(level), n, method, _COVERS[method], int(bs.size))
 
 
-__all__ = ["SlopeFit", "loglog_slope"]
+__all__ = ["COVERS", "SlopeFit", "loglog_slope"]

@@ -24,7 +24,6 @@ Float64 is switched on inside :func:`scaling` (``jax.enable_x64``).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -36,6 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..compiles import CompileCounter
+from ..store import atomic_write, write_csv
+from ..fit import COVERS as _FIT_COVERS
+from ..fit import loglog_slope
 from .caps import log_cap
 from .informative import (
     critical_sigma,
@@ -345,26 +347,11 @@ def searcher_queries(d, rates, weights, ls, vals, log_ms, *, seed=0, trials=2000
 
 
 # ----------------------------------------------------------------------------- fits
-def fit_slope(ds, ys, *, n_boot=2000, seed=0, level=0.95):
-    """Least-squares slope of ``log y`` on ``log d`` with a pairs-bootstrap CI: ``(slope, lo, hi)``."""
-    x = np.log(np.asarray(ds, float))
-    y = np.log(np.asarray(ys, float))
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if x.size < 2:
-        return math.nan, math.nan, math.nan
-    slope = float(np.polyfit(x, y, 1)[0])
-    if x.size < 3:
-        return slope, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, x.size, x.size)
-        if np.ptp(x[idx]) == 0:
-            continue
-        boots.append(np.polyfit(x[idx], y[idx], 1)[0])
-    a = (1.0 - level) / 2.0
-    return slope, float(np.quantile(boots, a)), float(np.quantile(boots, 1.0 - a))
+def _slope(ds, ys):
+    """``(slope, ci_low, ci_high)`` of :func:`jscore.fit.loglog_slope` (pairs bootstrap over d,
+    2000 replicates, 95 %; NaN interval below 3 dimensions): what ``results["fits"]`` holds."""
+    f = loglog_slope(ds, ys, n_boot=2000, seed=0, level=0.95)
+    return f.slope, f.ci_low, f.ci_high
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -779,6 +766,9 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
     if robustness:
         results["robustness"] = robustness_grid(seed=seed, n=n_xi, rate=rate, log=log)
     results["fits"], results["fits_mc"] = _fits(results, labels)
+    results["fits_covers"] = {"fits": _FIT_COVERS["pairs"],
+                              "fits_mc": "t-interval over the replicates' own slopes: Monte-Carlo "
+                                         "error of the K* estimates only; not scatter across d"}
     results["elapsed_s"] = time.time() - t_start
     results["compile"] = compiles.as_dict()
     log(compiles.summary())
@@ -799,31 +789,31 @@ def _fits(results, samplers):
     rows = results["rows"]
     ds = [r["d"] for r in rows]
     fits = {
-        "N": fit_slope(ds, [r["N"] for r in rows]),
-        "kstar_ideal_lo": fit_slope(ds, [r["kstar_ideal_lo"] for r in rows]),
-        "kstar_ideal_hi": fit_slope(ds, [r["kstar_ideal_hi"] for r in rows]),
-        "searcher": fit_slope(ds, [r["searcher_queries"] for r in rows]),
-        "w_norm": fit_slope(ds, [r["w_norm"] for r in rows]),
+        "N": _slope(ds, [r["N"] for r in rows]),
+        "kstar_ideal_lo": _slope(ds, [r["kstar_ideal_lo"] for r in rows]),
+        "kstar_ideal_hi": _slope(ds, [r["kstar_ideal_hi"] for r in rows]),
+        "searcher": _slope(ds, [r["searcher_queries"] for r in rows]),
+        "w_norm": _slope(ds, [r["w_norm"] for r in rows]),
     }
     mc = {}
     for name in samplers:
         for side in ("lo", "hi"):
             k = f"kstar_{side}_{name}"
-            fits[k] = fit_slope(ds, [r["samplers"][name][f"kstar_{side}"] for r in rows])
+            fits[k] = _slope(ds, [r["samplers"][name][f"kstar_{side}"] for r in rows])
             reps = [r["samplers"][name][f"kstar_{side}_reps"] for r in rows]
             n = min(len(v) for v in reps)
             slopes = []
             for j in range(n):
                 ys = [v[j] for v in reps]
                 if len(ds) >= 2 and all(math.isfinite(y) and y > 0 for y in ys):
-                    slopes.append(float(np.polyfit(np.log(ds), np.log(ys), 1)[0]))
+                    slopes.append(loglog_slope(ds, ys, n_boot=1).slope)
             m, h = mc_interval(slopes)
             mc[k] = (fits[k][0], fits[k][0] - h, fits[k][0] + h) if math.isfinite(h) else (
                 fits[k][0], math.nan, math.nan)
         if all("kstar_worst_hi" in r["samplers"][name] for r in rows):
             for side in ("lo", "hi"):
                 for w in ("worst", "worst_inner"):
-                    fits[f"kstar_{w}_{side}_{name}"] = fit_slope(
+                    fits[f"kstar_{w}_{side}_{name}"] = _slope(
                         ds, [r["samplers"][name].get(f"kstar_{w}_{side}", math.nan) for r in rows])
     return fits, mc
 
@@ -854,11 +844,8 @@ def _json_default(o):
 
 
 def _write_json(results, out_dir):
-    path = os.path.join(out_dir, "scaling.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(results, fh, indent=1, default=_json_default)
-    os.replace(tmp, path)
+    atomic_write(os.path.join(out_dir, "scaling.json"),
+                 json.dumps(results, indent=1, default=_json_default))
 
 
 def _write_csv(results, out_dir, samplers):
@@ -868,13 +855,12 @@ def _write_csv(results, out_dir, samplers):
             "exact_control_success", "exact_control_queries", "reference_control_log10"]
     per = ["kstar_lo", "kstar_lo_mc", "kstar_hi", "kstar_hi_mc", "levels_in_band",
            "kstar_worst_lo", "kstar_worst_hi", "kstar_worst_inner_lo", "kstar_worst_inner_hi"]
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(cols + ["lower_lo_side", "upper_lo_side", "lower_hi_side", "upper_hi_side"]
-                   + [f"{c}_{s}" for s in samplers for c in per])
-        for r in results["rows"]:
-            w.writerow([r[c] for c in cols] + list(r["window_lo_side"]) + list(r["window_hi_side"])
-                       + [r["samplers"][s].get(c, math.nan) for s in samplers for c in per])
+    names = (cols + ["lower_lo_side", "upper_lo_side", "lower_hi_side", "upper_hi_side"]
+             + [f"{c}_{s}" for s in samplers for c in per])
+    write_csv(path, [dict(zip(names, [r[c] for c in cols] + list(r["window_lo_side"])
+                               + list(r["window_hi_side"])
+                               + [r["samplers"][s].get(c, math.nan) for s in samplers for c in per]))
+                     for r in results["rows"]])
 
 
 LEGEND = """columns (one row per dimension d; eps = 1/d, p = 2 unless configured):
@@ -1026,7 +1012,6 @@ __all__ = [
     "exact_control",
     "LEGEND",
     "searcher_queries",
-    "fit_slope",
     "reference_control",
     "robustness_grid",
     "scaling",

@@ -35,6 +35,7 @@ from ..lowerbound.scaling import (
     format_table,
     scaling,
 )
+from ..store import atomic_write
 from .spec import parse_int_list, toml_dumps
 
 EXPERIMENT = "lowerbound"
@@ -214,8 +215,7 @@ def run_lowerbound(spec: LowerBoundSweep, *, out=None, resume="auto", overwrite=
     finally:
         if bar is not None:
             bar.close()
-    with open(os.path.join(out, "table.txt"), "w") as fh:
-        fh.write(format_table(results) + "\n")
+    atomic_write(os.path.join(out, "table.txt"), format_table(results) + "\n")
     files = [os.path.join(out, f) for f in ("scaling.json", "scaling.csv", "scaling.png",
                                             "scaling.pdf", "table.txt")]
     log(f"lower-bound sweep finished in {time.time() - t0:.0f} s")
