@@ -97,6 +97,45 @@ def run(args) -> None:
     print(f"wrote {path} ({res['wall_s']:.0f} s)")
 
 
+def markdown(res) -> str:
+    """Markdown tables (rows m, columns L) of 'lower .. upper' per sampler, ideal and SingleLevel."""
+    cfg = res["config"]
+    out = [f"d = {cfg['d']}:\n"]
+    ideal = {(r[0], r[1]): (r[2], r[3]) for r in res.get("ideal", [])}
+    Ls = cfg["levels"]
+    for name in list(cfg["samplers"]) + ["ideal"]:
+        rows = []
+        for m in cfg["per_level"]:
+            cells = []
+            for L in Ls:
+                if name == "ideal":
+                    v = ideal.get((L, m))
+                    cells.append(f"{v[0]:.3f} .. {v[1]:.3f}" if v else "")
+                    continue
+                c = [c for c in res["cells"] if c["sampler"] == name and c["L"] == L
+                     and c["m"] == m]
+                cells.append(f"{c[0]['p_lower']:.3f} .. {c[0]['p_upper']:.3f} "
+                             f"(±{max(c[0]['p_lower_se'], c[0]['p_upper_se']):.3f})" if c else "")
+            if any(cells):
+                rows.append(f"| {m} | " + " | ".join(cells) + " |")
+        if rows:
+            out.append(f"**{name}** (rows m, columns L):\n")
+            out.append("| m | " + " | ".join(f"L = {L}" for L in Ls) + " |")
+            out.append("|---|" + "---|" * len(Ls))
+            out += rows + [""]
+    single = sorted((c for c in res["cells"] if c["sampler"] == "single_level"),
+                    key=lambda c: c["m"])
+    if single:
+        out.append("**SingleLevel** (Q queries at one level, started in Q_sigma):\n")
+        out.append("| Q | " + " | ".join(str(c["m"]) for c in single) + " |")
+        out.append("|---|" + "---|" * len(single))
+        out.append("| P | " + " | ".join(f"{c['p_lower']:.3f} .. {c['p_upper']:.3f} "
+                                         f"(±{max(c['p_lower_se'], c['p_upper_se']):.3f})"
+                                         for c in single) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def plot() -> int:
     from jscore.lowerbound.levels import format_levels_table, plot_levels
 
@@ -112,6 +151,7 @@ def plot() -> int:
                       f"{env.get('device', '?')}, load average {env.get('load_average_at_start')}"
                       f" -> {env.get('load_average_at_end')} (shared machine)\n")
     (OUT / "table.txt").write_text("\n".join(blocks))
+    (OUT / "tables.md").write_text("\n".join(markdown(r) for r in runs))
     paths = plot_levels(runs, OUT / "levels_vs_queries.png")
     shutil.copyfile(OUT / "levels_vs_queries.png", DOCS)
     print("\n".join(blocks))
