@@ -149,3 +149,38 @@ def test_bad_dimension(d):
 def test_unknown_sampler_name():
     with pytest.raises(ValueError, match="`samplers`"):
         lv.make_sampler("heun", 2)
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--reps", "1"], "reps"),
+    (["--samplers", "euler"], "samplers"),
+    (["--dim", "100.5"], "dim"),
+    (["--eps", "-1"], "eps"),
+])
+def test_cli_bad_arguments(argv, flag, tmp_path, capsys):
+    from jscore.cli import main
+
+    rc = main(["lowerbound", "levels", *argv, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "error" in err and flag in err, err
+    assert not (tmp_path / "o" / "levels.json").exists()
+
+
+@pytest.mark.slow
+def test_cli_runs(tmp_path, capsys):
+    import json
+
+    from jscore.cli import main
+
+    out = tmp_path / "o"
+    rc = main(["lowerbound", "levels", "--dim", "200", "--levels", "2,4", "--per-level", "1",
+               "--single", "1", "--samplers", "pc", "--points", "2", "--reps", "2",
+               "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "P lower" in text and "single_level" in text
+    res = json.loads((out / "levels.json").read_text())
+    assert [(c["sampler"], c["L"], c["m"], c["queries"]) for c in res["cells"]] == [
+        ("pc", 2, 1, 4), ("pc", 4, 1, 8), ("single_level", 1, 1, 1)]
+    assert (out / "levels_vs_queries.png").stat().st_size > 1000
+    assert (out / "table.txt").exists()
