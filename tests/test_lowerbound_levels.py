@@ -184,3 +184,7 @@ def test_cli_runs(tmp_path, capsys):
         ("pc", 2, 1, 4), ("pc", 4, 1, 8), ("single_level", 1, 1, 1)]
     assert (out / "levels_vs_queries.png").stat().st_size > 1000
     assert (out / "table.txt").exists()
+    ideal = {(L, m): (lo, up) for L, m, lo, up in res["ideal"]}
+    assert set(ideal) == {(2, 1), (4, 1), (1, 1)}
+    assert all(0 <= lo <= up <= 1 for lo, up in ideal.values())
+    assert ideal[(1, 1)][0] < ideal[(2, 1)][0] < ideal[(4, 1)][0]  # more levels, more windows

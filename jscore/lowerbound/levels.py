@@ -287,6 +287,11 @@ _LABEL = {"annealed_langevin": "annealed Langevin", "pc": "predictor-corrector",
           "single_level": "SingleLevel (L = 1)"}
 
 
+def _dtext(d) -> str:
+    e = int(round(math.log10(d)))
+    return f"1e{e}" if 10 ** e == d else f"{d:g}"
+
+
 def _errbar(ax, x, c_lo, se, c_hi, style, label):
     ax.errorbar(x, c_lo, yerr=se, color=style["color"], marker=style["marker"], ms=4,
                 linestyle="-", capsize=2, label=label)
@@ -311,17 +316,22 @@ def _panels(row, res, jp):
         ms = [m for m in cfg["per_level"] if (L, m) in ideal]
         if ms:
             ax_q.fill_between([L * m for m in ms], [ideal[(L, m)][0] for m in ms],
-                              [ideal[(L, m)][1] for m in ms], color="0.6", alpha=0.25, lw=0)
+                              [ideal[(L, m)][1] for m in ms], color="0.6", alpha=0.25, lw=0,
+                              label=f"ideal, L = {L} (m fresh points per level)")
     cs = sorted((c for c in cells if c["sampler"] == "single_level"), key=lambda c: c["m"])
     if cs:
         _errbar(ax_q, [c["queries"] for c in cs], [c["p_lower"] for c in cs],
                 [c["p_lower_se"] for c in cs], [c["p_upper"] for c in cs], jp.series(i),
                 _LABEL["single_level"])
         i += 1
+        qs = [c["m"] for c in cs if (1, c["m"]) in ideal]
+        if qs:
+            ax_q.fill_between(qs, [ideal[(1, q)][0] for q in qs], [ideal[(1, q)][1] for q in qs],
+                              color="C3", alpha=0.15, lw=0, label="ideal, L = 1")
     ax_q.set_xscale("log")
     ax_q.set_xlabel("queries per chain")
     ax_q.set_ylabel("P(some answer informative)")
-    ax_q.set_title(f"d = {cfg['d']:.0e}: fixed number of levels L", fontsize=9)
+    ax_q.set_title(f"d = {_dtext(cfg['d'])}: fixed number of levels L", fontsize=9)
     ax_q.set_ylim(-0.02, 1.02)
     jp.legend_outside(ax_q, fontsize=7)
     j = 0
@@ -341,7 +351,7 @@ def _panels(row, res, jp):
     ax_l.set_xscale("log", base=2)
     ax_l.set_xlabel("distinct levels L")
     ax_l.set_ylabel("P(some answer informative)")
-    ax_l.set_title(f"d = {cfg['d']:.0e}: fixed queries per level m", fontsize=9)
+    ax_l.set_title(f"d = {_dtext(cfg['d'])}: fixed queries per level m", fontsize=9)
     ax_l.set_ylim(-0.02, 1.02)
     jp.legend_outside(ax_l, fontsize=7)
 
