@@ -57,6 +57,9 @@ def main(argv=None) -> int:
     ap.add_argument("--small", action="store_true", help="the reduced d = 1e6 configuration")
     ap.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     ap.add_argument("--plot-only", action="store_true")
+    ap.add_argument("--merge", action="store_true",
+                    help="add the cells of this run to the existing JSON of --dim (same seed, "
+                         "points and reps: the same draws), extending its panel lists")
     args = ap.parse_args(argv)
     _common.setup_platform(args.device)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -92,9 +95,28 @@ def run(args) -> None:
         res["env"]["note"] = ("CPU shared with other jobs (see the load averages); wall time is "
                               "for the whole run, compiles included")
     path = OUT / f"{_stem(args.dim)}.json"
+    if args.merge:
+        res = _merge(json.loads(path.read_text()), res)
     path.write_text(json.dumps(res, indent=1, default=float) + "\n")
     print(format_levels_table(res))
     print(f"wrote {path} ({res['wall_s']:.0f} s)")
+
+
+def _merge(old, new):
+    """``old`` with the cells of ``new`` it lacks (the same seed, points and reps required)."""
+    for k in ("seed", "n_points", "n_reps", "eps", "p", "d"):
+        if old["config"][k] != new["config"][k]:
+            raise SystemExit(f"--merge: {k} differs ({old['config'][k]} vs {new['config'][k]})")
+    have = {(c["sampler"], c["L"], c["m"]) for c in old["cells"]}
+    added = [c for c in new["cells"] if (c["sampler"], c["L"], c["m"]) not in have]
+    old["cells"] += added
+    cfg = old["config"]
+    for k in ("panel_levels", "panel_per_level", "levels", "per_level"):
+        cfg[k] = sorted(set(cfg[k]) | set(new["config"][k]))
+    old.setdefault("merged", []).append(dict(
+        cells=[[c["sampler"], c["L"], c["m"]] for c in added], wall_s=new["wall_s"],
+        env=new["env"]))
+    return old
 
 
 def markdown(res) -> str:
