@@ -110,6 +110,9 @@ def _merge(old, new):
     have = {(c["sampler"], c["L"], c["m"]) for c in old["cells"]}
     added = [c for c in new["cells"] if (c["sampler"], c["L"], c["m"]) not in have]
     old["cells"] += added
+    have_ideal = {(r[0], r[1]) for r in old.get("ideal", [])}
+    old["ideal"] = sorted(old.get("ideal", []) + [r for r in new.get("ideal", [])
+                                                  if (r[0], r[1]) not in have_ideal])
     cfg = old["config"]
     for k in ("panel_levels", "panel_per_level", "levels", "per_level"):
         cfg[k] = sorted(set(cfg[k]) | set(new["config"][k]))
