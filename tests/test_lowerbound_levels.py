@@ -14,7 +14,6 @@ import jax
 import numpy as np
 import pytest
 
-from jscore import samplers as S
 from jscore.lowerbound import levels as lv
 from jscore.lowerbound.trajectory import reference_run
 from jscore.schedules import geometric
