@@ -57,7 +57,7 @@ def add_parser(subparsers):
         "codebooks at small d (TV curve, sampler success, adaptive searcher, admissibility "
         "audit). 'rounds': the exploratory nested codebook, adaptive rounds against queries. The "
         "documentation's 'The lower-bound construction' and 'Adaptive rounds' pages explain them.")
-    sub = p.add_subparsers(dest="lowerbound_command", required=True, metavar="{scale,exact,rounds,schedule}")
+    sub = p.add_subparsers(dest="lowerbound_command", required=True, metavar="{scale,exact,rounds,schedule,levels}")
     s = sub.add_parser(
         "scale", help="window width, N(d), K*(d) per sampler, slopes, figure",
         formatter_class=HelpFormatter,
@@ -113,6 +113,7 @@ def add_parser(subparsers):
     _add_exact_parser(sub)
     _add_rounds_parser(sub)
     _add_schedule_parser(sub)
+    _add_levels_parser(sub)
     return p
 
 
@@ -655,6 +656,97 @@ def _eps_arg(text):
     if slash and _is_float(num) and _is_float(den) and float(den) != 0:
         return float(num) / float(den)
     return str(text).replace(" ", "")
+
+
+# ----------------------------------------------------------------------------- levels
+def _add_levels_parser(sub):
+    """``lowerbound levels``: distinct noise levels against queries (docs/experiments/levels.md)."""
+    from ._util import HelpFormatter, int_list_at_least
+
+    e = sub.add_parser(
+        "levels", help="distinct noise levels against queries: annealed Langevin and "
+                       "predictor-corrector with m queries per level, SingleLevel with Q",
+        formatter_class=HelpFormatter,
+        description="Runs annealed Langevin (m steps per level) and predictor-corrector (m "
+        "corrector steps) on L geometric levels from --sigma-max 20 to 0.02, and the SingleLevel "
+        "control with Q queries, as full-vector chains at dimension --dim against the reference "
+        "oracle, with the hidden critical scale drawn as in the lower-bound sweep. Prints, per "
+        "sampler and (L, m), the exact queries per chain and the two sides of P(some answer "
+        "informative) with standard errors over --reps replicates, next to the ideal family "
+        "(m fresh reference-typical points per level); writes levels.json, table.txt and the "
+        "two-panel figure levels_vs_queries.png/.pdf into --out. These are Monte-Carlo "
+        "estimates, and an informative answer is necessary for success, not success. The "
+        "documentation's 'Distinct levels against queries' page explains it.")
+    e.add_argument("--dim", type=float, default=10000.0, help="dimension d")
+    e.add_argument("--levels", type=int_list_at_least(1), default=[2, 4, 8, 16, 32],
+                   help="comma-separated numbers of levels L")
+    e.add_argument("--per-level", type=int_list_at_least(1), default=[1, 2, 4, 8, 16, 32, 64],
+                   help="comma-separated queries-per-level knobs m (AL steps, PC correctors)")
+    e.add_argument("--single", type=int_list_at_least(1), default=[1, 2, 4, 8, 16, 32, 64],
+                   help="comma-separated total queries Q of the SingleLevel control")
+    e.add_argument("--samplers", type=_names, default=["annealed_langevin", "pc"],
+                   help="annealed_langevin and/or pc")
+    e.add_argument("--cells", choices=("grid", "panels"), default="grid",
+                   help="every (L, m), or only the two panels")
+    e.add_argument("--panel-levels", type=int_list_at_least(1), default=None,
+                   help="L of the 'against queries' panel (default: the largest L)")
+    e.add_argument("--panel-per-level", type=int_list_at_least(1), default=None,
+                   help="m of the 'against L' panel (default: the smallest m)")
+    e.add_argument("--eps", default="1/d", help="adversary accuracy: a number or a rule such as 1/d")
+    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent p")
+    e.add_argument("--points", type=int, default=16, help="lattice points per replicate")
+    e.add_argument("--reps", type=int, default=8, help="independent replicates (>= 2)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    e.add_argument("--json", action="store_true", help="print the result as JSON, not a table")
+    e.add_argument("--out", default="jscore-levels",
+                   help="output folder for levels.json, table.txt and the figure")
+    e.set_defaults(_run=run_levels, func=run_levels)
+    return e
+
+
+def run_levels(args) -> int:
+    """Run ``lowerbound levels`` (float64; :func:`~jscore.lowerbound.levels.levels_vs_queries`)."""
+    import json
+    import os
+
+    import jax
+
+    from ..lowerbound.scaling import eps_value
+
+    if not 2 <= args.dim < 2**32 or int(args.dim) != args.dim:
+        raise ValueError(f"`dim` must be an integer in [2, 2^32), got {args.dim}.")
+    for name in ("points", "reps"):
+        if getattr(args, name) < (2 if name == "reps" else 1):
+            raise ValueError(f"`{name}` must be an integer >= {2 if name == 'reps' else 1}, got "
+                             f"{getattr(args, name)}.")
+    try:
+        eps = eps_value(args.dim, float(args.eps) if _is_float(args.eps) else args.eps)
+    except ValueError as e:
+        raise ValueError(f"`eps`: {e}") from None
+    check_out_dir(args.out)
+    from ..lowerbound.levels import format_levels_table, levels_vs_queries, plot_levels
+    from ..store import atomic_write, json_default
+
+    with jax.enable_x64(True):
+        res = levels_vs_queries(
+            int(args.dim), levels=args.levels, per_level=args.per_level, samplers=args.samplers,
+            single_level_queries=args.single, cells=args.cells, panel_levels=args.panel_levels,
+            panel_per_level=args.panel_per_level, seed=args.seed, n_points=args.points,
+            n_reps=args.reps, eps=eps, p=args.p,
+            log=lambda m: print(m, file=sys.stderr, flush=True))
+    table = format_levels_table(res)
+    os.makedirs(args.out, exist_ok=True)
+    atomic_write(os.path.join(args.out, "levels.json"),
+                 json.dumps(res, indent=1, default=json_default))
+    atomic_write(os.path.join(args.out, "table.txt"), table + "\n")
+    paths = plot_levels([res], os.path.join(args.out, "levels_vs_queries.png"))
+    if args.json:
+        print(json.dumps(res, indent=1, default=json_default))
+    else:
+        print(table)
+        print(f"results: {os.path.join(args.out, 'levels.json')}, table.txt, "
+              f"{', '.join(os.path.basename(q) for q in paths)} ({res['elapsed_s']:.0f} s)")
+    return 0
 
 
 def _is_float(text) -> bool:
