@@ -121,23 +121,34 @@ class FullVectorDraws:
         if K > self.k_max:
             nan = np.full(self.n_reps, np.nan)
             return nan, nan, math.nan
-        ftype = jnp.result_type(float)
-        grids = np.concatenate([self.point_grids(K),
-                                np.zeros((self.v.size, 1))], axis=1)  # (R n, K + 1), ends at 0
-        caps = [self.sampler.query_capacity(K, z) for z in (True, False)]
-        if self.max_queries is not None:
-            cap = int(self.max_queries) if None in caps else min(max(caps), int(self.max_queries))
-        elif None in caps:
-            raise ValueError(f"{type(self.sampler).__name__} makes a data-dependent number of "
-                             "queries; pass `max_queries` to FullVectorDraws / draws_for.")
-        else:
-            cap = int(max(caps))
-        traj = _run_points(self.sampler, jnp.asarray(grids, ftype), self.keys, int(self.d), cap,
-                           self.max_queries)
-        lo, hi, lev = _assemble_points(traj, jnp.asarray(self.log_m, ftype), int(self.d),
-                                       jnp.asarray(self.eps, ftype), jnp.asarray(self.p, ftype),
-                                       jnp.asarray(self.width, ftype))
+        lo, hi, lev = point_sides(self.sampler, self.point_grids(K), self.keys, self.d,
+                                  self.log_m, self.eps, self.p, self.width, self.max_queries,
+                                  who="FullVectorDraws / draws_for")
         return self._finish(K, lo, hi, lev)
+
+
+def point_sides(sampler, levels, keys, d, log_m, eps, p, width, max_queries=None, *, who="this call"):
+    """Per point ``(p_lower, p_upper, levels_in_band)``, each ``(N,)``: chain n of ``sampler`` on
+    its own levels ``levels[n]`` (``(N, K)``, decreasing, then a final 0) against the reference
+    law with key ``keys[n]`` (:func:`_run_points`), assembled at its ``log_m[n]``
+    (:func:`_assemble_points`). The query buffer holds the sampler's capacity for K steps
+    (``max_queries`` caps it; required for a data-dependent sampler, ``who`` names the caller in
+    that error)."""
+    levels = np.asarray(levels, np.float64)
+    K = levels.shape[1]
+    ftype = jnp.result_type(float)
+    grids = np.concatenate([levels, np.zeros((levels.shape[0], 1))], axis=1)
+    caps = [sampler.query_capacity(K, z) for z in (True, False)]
+    if max_queries is not None:
+        cap = int(max_queries) if None in caps else min(max(caps), int(max_queries))
+    elif None in caps:
+        raise ValueError(f"{type(sampler).__name__} makes a data-dependent number of queries; "
+                         f"pass `max_queries` to {who}.")
+    else:
+        cap = int(max(caps))
+    traj = _run_points(sampler, jnp.asarray(grids, ftype), keys, int(d), cap, max_queries)
+    return _assemble_points(traj, jnp.asarray(log_m, ftype), int(d), jnp.asarray(eps, ftype),
+                            jnp.asarray(p, ftype), jnp.asarray(width, ftype))
 
 
 @eqx.filter_jit
@@ -190,5 +201,5 @@ def draws_for(sampler, d, eps, p, width, *, key, **kwargs):
     return FullVectorDraws(s, d, eps, p, width, key=key, **kwargs)
 
 
-__all__ = ["SCALAR_TYPES", "resolve_sampler", "has_scalar_reduction", "FullVectorDraws",
+__all__ = ["SCALAR_TYPES", "resolve_sampler", "has_scalar_reduction", "FullVectorDraws", "point_sides",
            "draws_for"]

@@ -26,7 +26,7 @@ union bound, docs/certified_bound.md). They are estimates of the two sides, not 
 Any sampler: a sampler with a registered scalar reduction runs in scalar form (one compiled
 program per padded grid length, a power of two >= 64); any other ``AbstractSampler`` runs the
 real sampler on ``d``-vectors against the reference law
-(:func:`~jscore.lowerbound.general._run_points` on the per-point shifted grids), one compile per K.
+(:func:`~jscore.lowerbound.general.point_sides` on the per-point shifted grids), one compile per K.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .general import _assemble_points, _run_points, has_scalar_reduction, resolve_sampler
+from .general import has_scalar_reduction, point_sides, resolve_sampler
 from .informative import effective_log_m_py
 from .scalar import scalar_spec
 from .scaling import SIGMA_MAX, SIGMA_MIN, _call, _grid_sides_body, lattice_points
@@ -135,25 +135,11 @@ class GridDraws:
                      static=(self.spec, pad))
 
     def _full(self, g):
-        K = g.size
         if int(self.d) != self.d:
             raise ValueError(f"The full-vector path needs an integer `d`, got {self.d!r}.")
-        ftype = jnp.result_type(float)
-        grids = np.concatenate([np.exp(np.log(g)[None, :] - self.shift[:, None]),
-                                np.zeros((self.shift.size, 1))], axis=1)  # (N, K + 1), ends at 0
-        caps = [self.sampler.query_capacity(K, z) for z in (True, False)]
-        if self.max_queries is not None:
-            cap = int(self.max_queries) if None in caps else min(max(caps), int(self.max_queries))
-        elif None in caps:
-            raise ValueError(f"{type(self.sampler).__name__} makes a data-dependent number of "
-                             "queries; pass `max_queries` to GridDraws / schedule_certificate.")
-        else:
-            cap = int(max(caps))
-        traj = _run_points(self.sampler, jnp.asarray(grids, ftype), self.keys, int(self.d), cap,
-                           self.max_queries)
-        return _assemble_points(traj, jnp.asarray(self.log_m, ftype), int(self.d),
-                                jnp.asarray(self.eps, ftype), jnp.asarray(self.p, ftype),
-                                jnp.asarray(self.width, ftype))
+        return point_sides(self.sampler, np.exp(np.log(g)[None, :] - self.shift[:, None]),
+                           self.keys, self.d, self.log_m, self.eps, self.p, self.width,
+                           self.max_queries, who="GridDraws / schedule_certificate")
 
     def summary(self, out=None):
         """``{side: dict(average, average_se, worst, worst_se, worst_sigma, per_scale,
