@@ -664,6 +664,51 @@ def check_samplers(samplers, max_queries=None):
                              "queries per chain.")
 
 
+def _dimension_row(d, eps_rule, p, rate, rates, weights, rate_hi, n_xi, k_max, seed, kd, log):
+    """The sampler-independent part of one dimension's row: window edges and sides, the profile
+    tables, N(d), the ideal K* (both sides), the optimal searcher and the two controls (key ``kd``)."""
+    t0 = time.time()
+    eps = eps_value(d, eps_rule)
+    lower, upper = window_edges(d, rate, eps, p, key=kd, n=n_xi)
+    w_lo = window_edges(d, rate, eps, p, key=kd, n=n_xi, side="lower")
+    w_hi = window_edges(d, rate, eps, p, key=kd, n=n_xi, side="upper")
+    width = upper - lower
+    k_tab = jax.random.fold_in(kd, 1)
+    ls, vals, log_ms, _ = profile_tables(d, rates, eps, p, key=k_tab, n=n_xi)
+    v_lo, v_hi = profile_side_tables(d, ls, log_ms, eps, p, key=k_tab, n=n_xi)
+    n_win, _ = window_count(d, rates, ls, vals, log_ms)
+
+    def kst(v, combine="product"):
+        return _kstar_search(lambda K: ideal_success(K, rates, weights, ls, v, log_ms, d,
+                                                     combine=combine), k_max=8 * k_max)[0]
+
+    k_ideal = kst(vals)
+    k_ideal_lo, k_ideal_hi = kst(v_hi, "union"), kst(v_lo)
+    searcher, n_centres = searcher_queries(d, rates, weights, ls, vals, log_ms, seed=seed)
+    exact_ok, exact_q = exact_control(d, key=jax.random.fold_in(kd, 11))
+    # the R = rate profile for the collapse figure
+    k_mid = int(np.argmin(np.abs(rates - rate)))
+    row = dict(
+        d=d, eps=eps, lower=lower, upper=upper, width=width, w_sqrt_d=width * math.sqrt(d),
+        w_norm=width * math.sqrt(d / math.log(d / eps)), N=n_win,
+        window_lo_side=list(w_lo), window_hi_side=list(w_hi),
+        kstar_ideal=k_ideal, kstar_ideal_lo=k_ideal_lo, kstar_ideal_hi=k_ideal_hi,
+        searcher_queries=searcher, searcher_windows=n_centres,
+        exact_control_success=exact_ok, exact_control_queries=exact_q,
+        reference_control_log10=reference_control(d, rate_hi),
+        profile_R=float(rates[k_mid]), profile_ls=ls[k_mid].tolist(),
+        profile_vals=vals[k_mid].tolist(), profile_lo=v_lo[k_mid].tolist(),
+        profile_hi=v_hi[k_mid].tolist(), samplers={},
+    )
+    log(f"d={d:>9.0f}  window [{lower:+.4f}, {upper:+.4f}] (sides: [{w_hi[0]:+.4f}, "
+        f"{w_hi[1]:+.4f}] .. [{w_lo[0]:+.4f}, {w_lo[1]:+.4f}])  "
+        f"w*sqrt(d/ln(d/eps))={row['w_norm']:.3f}  N={n_win:.2f}  "
+        f"K*_ideal={k_ideal_lo:.1f}..{k_ideal_hi:.1f}  searcher={searcher:.2f}  "
+        f"exact oracle: {exact_ok:.2f} decoded in {exact_q:.0f} queries  "
+        f"({time.time() - t0:.0f}s)")
+    return row
+
+
 def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi, n_offsets,
              n_reps, k_max, robustness, seed, out_dir, log, resume="auto", overwrite=False,
              make_plot=True, compiles=None, schedule="geometric", n_scales=8, max_queries=None):
@@ -706,46 +751,10 @@ def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi,
             results["rows"].append(finished[d])
             log(f"d={d:>9.0f}  finished earlier (read from scaling.json)")
             continue
-        t0 = time.time()
-        eps = eps_value(d, eps_rule)
         kd = jax.random.fold_in(key, int(d))
-        lower, upper = window_edges(d, rate, eps, p, key=kd, n=n_xi)
-        w_lo = window_edges(d, rate, eps, p, key=kd, n=n_xi, side="lower")
-        w_hi = window_edges(d, rate, eps, p, key=kd, n=n_xi, side="upper")
-        width = upper - lower
-        k_tab = jax.random.fold_in(kd, 1)
-        ls, vals, log_ms, t1s = profile_tables(d, rates, eps, p, key=k_tab, n=n_xi)
-        v_lo, v_hi = profile_side_tables(d, ls, log_ms, eps, p, key=k_tab, n=n_xi)
-        n_win, _ = window_count(d, rates, ls, vals, log_ms)
-
-        def kst(v, combine="product"):
-            return _kstar_search(lambda K: ideal_success(K, rates, weights, ls, v, log_ms, d,
-                                                         combine=combine), k_max=8 * k_max)[0]
-
-        k_ideal = kst(vals)
-        k_ideal_lo, k_ideal_hi = kst(v_hi, "union"), kst(v_lo)
-        searcher, n_centres = searcher_queries(d, rates, weights, ls, vals, log_ms, seed=seed)
-        exact_ok, exact_q = exact_control(d, key=jax.random.fold_in(kd, 11))
-        # the R = rate profile for the collapse figure
-        k_mid = int(np.argmin(np.abs(rates - rate)))
-        row = dict(
-            d=d, eps=eps, lower=lower, upper=upper, width=width, w_sqrt_d=width * math.sqrt(d),
-            w_norm=width * math.sqrt(d / math.log(d / eps)), N=n_win,
-            window_lo_side=list(w_lo), window_hi_side=list(w_hi),
-            kstar_ideal=k_ideal, kstar_ideal_lo=k_ideal_lo, kstar_ideal_hi=k_ideal_hi,
-            searcher_queries=searcher, searcher_windows=n_centres,
-            exact_control_success=exact_ok, exact_control_queries=exact_q,
-            reference_control_log10=reference_control(d, rate_hi),
-            profile_R=float(rates[k_mid]), profile_ls=ls[k_mid].tolist(),
-            profile_vals=vals[k_mid].tolist(), profile_lo=v_lo[k_mid].tolist(),
-            profile_hi=v_hi[k_mid].tolist(), samplers={},
-        )
-        log(f"d={d:>9.0f}  window [{lower:+.4f}, {upper:+.4f}] (sides: [{w_hi[0]:+.4f}, "
-            f"{w_hi[1]:+.4f}] .. [{w_lo[0]:+.4f}, {w_lo[1]:+.4f}])  "
-            f"w*sqrt(d/ln(d/eps))={row['w_norm']:.3f}  N={n_win:.2f}  "
-            f"K*_ideal={k_ideal_lo:.1f}..{k_ideal_hi:.1f}  searcher={searcher:.2f}  "
-            f"exact oracle: {exact_ok:.2f} decoded in {exact_q:.0f} queries  "
-            f"({time.time() - t0:.0f}s)")
+        row = _dimension_row(d, eps_rule, p, rate, rates, weights, rate_hi, n_xi, k_max, seed,
+                             kd, log)
+        eps, width, k_ideal = row["eps"], row["width"], row["kstar_ideal"]
         n_pts = points_for(n_offsets, k_ideal)
         for name, lab in zip(samplers, labels):
             t1 = time.time()
