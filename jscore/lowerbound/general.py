@@ -27,7 +27,7 @@ import numpy as np
 from .._checks import parse_scalar
 from ..samplers import base as _base
 from ..samplers import catalogue as _catalogue
-from .grids import SamplerDraws, resolve_schedule
+from .grids import Draws, SamplerDraws, resolve_schedule
 from .scalar import SCALAR_REDUCTIONS, Trajectory, scalar_spec
 from .trajectory import RecordingOracle, assemble
 
@@ -78,7 +78,7 @@ def has_scalar_reduction(sampler) -> bool:
     return True
 
 
-class FullVectorDraws:
+class FullVectorDraws(Draws):
     """``SamplerDraws`` on the full-vector path: same lattice, keys and ``__call__`` contract.
 
     ``__call__(K)`` returns ``(lower (n_reps,), upper (n_reps,), levels)``: per replicate the
@@ -93,6 +93,8 @@ class FullVectorDraws:
     ``d``-vectors (a data-dependent sampler is capped at ``max_queries``).
     """
 
+    path = "full_vector"
+
     def __init__(self, sampler, d, eps, p, width, *, key, n_points=64, n_reps=8, k_max=1024,
                  rate_lo=0.15, rate_hi=0.45, max_queries=None, schedule=None):
         self.sampler = resolve_sampler(sampler)
@@ -106,25 +108,11 @@ class FullVectorDraws:
         self.n_points, self.n_reps, self.max_queries = int(n_points), int(n_reps), max_queries
         self._draw_lattice(key, d, n_points, n_reps, rate_lo, rate_hi)
 
-    _draw_lattice = SamplerDraws._draw_lattice  # the same lattice, rates and chain keys
-    offsets = SamplerDraws.offsets  # the same phase-aligned log-offsets u = {v + c_K(R)}
-    log_hidden_scale = SamplerDraws.log_hidden_scale  # the same hidden scale (other families)
-    hidden_shift = SamplerDraws.hidden_shift
-    family_log_grid = SamplerDraws.family_log_grid
-    point_grids = SamplerDraws.point_grids  # per point: geometric levels, or G exp(-s)
-    _finish = SamplerDraws._finish
-
-    def __call__(self, K):
-        K = int(K)
-        if K in self.cache:
-            return self.cache[K]
-        if K > self.k_max:
-            nan = np.full(self.n_reps, np.nan)
-            return nan, nan, math.nan
-        lo, hi, lev = point_sides(self.sampler, self.point_grids(K), self.keys, self.d,
-                                  self.log_m, self.eps, self.p, self.width, self.max_queries,
-                                  who="FullVectorDraws / draws_for")
-        return self._finish(K, lo, hi, lev)
+    def _sides(self, K):
+        """Per point ``(p_lower, p_upper, levels)`` of the real sampler on its grid (:func:`point_sides`)."""
+        return point_sides(self.sampler, self.point_grids(K), self.keys, self.d, self.log_m,
+                           self.eps, self.p, self.width, self.max_queries,
+                           who="FullVectorDraws / draws_for")
 
 
 def point_sides(sampler, levels, keys, d, log_m, eps, p, width, max_queries=None, *, who="this call"):

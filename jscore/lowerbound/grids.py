@@ -194,25 +194,15 @@ def schedule_label(schedule) -> str:
     return schedule.strip() if isinstance(schedule, str) else repr(schedule)
 
 
-class SamplerDraws:
-    """The common random numbers of one sampler at one d: ``n_reps`` independently shifted
-    lattices of ``n_points`` (v, rate) pairs and one chain key per point, reused for every K.
-    ``__call__(K)`` returns ``(lower, upper, levels)``: per replicate ``(n_reps,)`` the mean of
-    ``p_lower`` and of ``p_upper`` over its points, and the mean level count; the per-point
-    values are kept in ``points[K] = (p_lower (R n,), p_upper (R n,))``.
+class Draws:
+    """What both paths of the sweep share for one sampler at one d: the lattice of (v, rate)
+    points and chain keys (:meth:`_draw_lattice`), the per-point grids of either kind of schedule
+    and the per-K cache. ``__call__(K)`` returns ``(lower, upper, levels)`` (see
+    :class:`SamplerDraws`); a path implements ``_sides(K) -> (p_lower, p_upper, levels)`` per point.
+    Attributes a path sets before :meth:`_draw_lattice`: ``family, d, eps, p, width, k_max,
+    n_points, n_reps``."""
 
-    ``schedule``: ``None``/``"geometric"`` (K levels with the log-offset ``u = {v + c_K(R)}``,
-    :meth:`offsets`), or a family (spec or object, :func:`resolve_schedule`): the fixed grid
-    ``family.grid(K, SIGMA_MIN, SIGMA_MAX)`` shifted per chain by the hidden scale
-    (:meth:`hidden_shift`). See the module docstring."""
-
-    def __init__(self, name, d, eps, p, width, *, key, n_points=64, n_reps=8, k_max=1024,
-                 rate_lo=0.15, rate_hi=0.45, schedule=None):
-        self.spec = scalar_spec(name)
-        self.family = resolve_schedule(schedule)
-        self.d, self.eps, self.p, self.width, self.k_max = float(d), eps, p, width, int(k_max)
-        self.n_points, self.n_reps = int(n_points), int(n_reps)
-        self._draw_lattice(key, d, n_points, n_reps, rate_lo, rate_hi)
+    path = ""
 
     def _draw_lattice(self, key, d, n_points, n_reps, rate_lo, rate_hi):
         """Set ``v, rate, log_m, log_centre`` (each ``(n_reps n_points,)``), ``keys`` and empty caches."""
@@ -274,6 +264,37 @@ class SamplerDraws:
         if K > self.k_max:
             nan = np.full(self.n_reps, np.nan)
             return nan, nan, math.nan
+        return self._finish(K, *self._sides(K))
+
+    def _sides(self, K):
+        raise NotImplementedError
+
+
+class SamplerDraws(Draws):
+    """The common random numbers of one sampler at one d: ``n_reps`` independently shifted
+    lattices of ``n_points`` (v, rate) pairs and one chain key per point, reused for every K.
+    ``__call__(K)`` returns ``(lower, upper, levels)``: per replicate ``(n_reps,)`` the mean of
+    ``p_lower`` and of ``p_upper`` over its points, and the mean level count; the per-point
+    values are kept in ``points[K] = (p_lower (R n,), p_upper (R n,))``.
+
+    ``schedule``: ``None``/``"geometric"`` (K levels with the log-offset ``u = {v + c_K(R)}``,
+    :meth:`offsets`), or a family (spec or object, :func:`resolve_schedule`): the fixed grid
+    ``family.grid(K, SIGMA_MIN, SIGMA_MAX)`` shifted per chain by the hidden scale
+    (:meth:`hidden_shift`). See the module docstring."""
+
+
+    path = "scalar"
+
+    def __init__(self, name, d, eps, p, width, *, key, n_points=64, n_reps=8, k_max=1024,
+                 rate_lo=0.15, rate_hi=0.45, schedule=None):
+        self.spec = scalar_spec(name)
+        self.family = resolve_schedule(schedule)
+        self.d, self.eps, self.p, self.width, self.k_max = float(d), eps, p, width, int(k_max)
+        self.n_points, self.n_reps = int(n_points), int(n_reps)
+        self._draw_lattice(key, d, n_points, n_reps, rate_lo, rate_hi)
+
+    def _sides(self, K):
+        """Per point ``(p_lower, p_upper, levels)`` of the scalar reduction: one padded program."""
         ftype = jnp.result_type(float)
         common = (jnp.asarray(self.log_m, ftype), self.keys, jnp.asarray(self.eps, ftype),
                   jnp.asarray(self.p, ftype), jnp.asarray(self.width, ftype))
@@ -288,7 +309,7 @@ class SamplerDraws:
                 "grid_sides_padded", _grid_sides_body, self.d, jnp.asarray(K, jnp.int32),
                 jnp.asarray(log_sig, ftype), jnp.asarray(self.hidden_shift(), ftype), *common,
                 static=(self.spec, self.k_max))
-        return self._finish(K, lo, hi, lev)
+        return lo, hi, lev
 
 
 def scale_bins(draws, K, n_scales=8):
@@ -318,5 +339,5 @@ def worst_over_scales(draws, K, n_scales=8, skip_top=False):
     return float(mlo.min()), float(mhi.min()), int(np.argmin(mlo))
 
 
-__all__ = ["SIGMA_MIN", "SIGMA_MAX", "geometric_levels", "lattice_points", "SamplerDraws",
-           "resolve_schedule", "schedule_label", "scale_bins", "worst_over_scales"]
+__all__ = ["SIGMA_MIN", "SIGMA_MAX", "geometric_levels", "lattice_points", "Draws",
+           "SamplerDraws", "resolve_schedule", "schedule_label", "scale_bins", "worst_over_scales"]

@@ -299,20 +299,32 @@ def _errbar(ax, x, c_lo, se, c_hi, style, label):
             linestyle="--", lw=0.8)
 
 
+def _cell_lines(ax, x, cells, style, label):
+    """The cells' lower side with +-1 s.e. (filled) and upper side (open) against ``x``."""
+    _errbar(ax, x, [c["p_lower"] for c in cells], [c["p_lower_se"] for c in cells],
+            [c["p_upper"] for c in cells], style, label)
+
+
+def _group_lines(ax, cells, samplers, group, value, xkey, jp, i):
+    """One line per sampler through its cells with ``c[group] == value``, against ``c[xkey]``;
+    series styles from ``i`` on. Returns the next style index."""
+    for name in samplers:
+        cs = sorted((c for c in cells if c["sampler"] == name and c[group] == value),
+                    key=lambda c: c[xkey])
+        if cs:
+            _cell_lines(ax, [c[xkey] for c in cs], cs, jp.series(i),
+                        f"{_LABEL[name]}, {group} = {value}")
+        i += 1
+    return i
+
+
 def _panels(row, res, jp):
     cfg, cells = res["config"], res["cells"]
     ideal = {(r[0], r[1]): (r[2], r[3]) for r in res.get("ideal", [])}
     ax_q, ax_l = row
     i = 0
     for L in cfg["panel_levels"]:
-        for name in cfg["samplers"]:
-            cs = sorted((c for c in cells if c["sampler"] == name and c["L"] == L),
-                        key=lambda c: c["queries"])
-            if cs:
-                _errbar(ax_q, [c["queries"] for c in cs], [c["p_lower"] for c in cs],
-                        [c["p_lower_se"] for c in cs], [c["p_upper"] for c in cs],
-                        jp.series(i), f"{_LABEL[name]}, L = {L}")
-            i += 1
+        i = _group_lines(ax_q, cells, cfg["samplers"], "L", L, "queries", jp, i)
         ms = [m for m in cfg["per_level"] if (L, m) in ideal]
         if ms:
             ax_q.fill_between([L * m for m in ms], [ideal[(L, m)][0] for m in ms],
@@ -320,9 +332,7 @@ def _panels(row, res, jp):
                               label=f"ideal, L = {L} (m fresh points per level)")
     cs = sorted((c for c in cells if c["sampler"] == "single_level"), key=lambda c: c["m"])
     if cs:
-        _errbar(ax_q, [c["queries"] for c in cs], [c["p_lower"] for c in cs],
-                [c["p_lower_se"] for c in cs], [c["p_upper"] for c in cs], jp.series(i),
-                _LABEL["single_level"])
+        _cell_lines(ax_q, [c["queries"] for c in cs], cs, jp.series(i), _LABEL["single_level"])
         i += 1
         qs = [c["m"] for c in cs if (1, c["m"]) in ideal]
         if qs:
@@ -336,14 +346,7 @@ def _panels(row, res, jp):
     jp.legend_outside(ax_q, fontsize=7)
     j = 0
     for m in cfg["panel_per_level"]:
-        for name in cfg["samplers"]:
-            cs = sorted((c for c in cells if c["sampler"] == name and c["m"] == m),
-                        key=lambda c: c["L"])
-            if cs:
-                _errbar(ax_l, [c["L"] for c in cs], [c["p_lower"] for c in cs],
-                        [c["p_lower_se"] for c in cs], [c["p_upper"] for c in cs],
-                        jp.series(j), f"{_LABEL[name]}, m = {m}")
-            j += 1
+        j = _group_lines(ax_l, cells, cfg["samplers"], "m", m, "L", jp, j)
         Ls = [L for L in cfg["levels"] if (L, m) in ideal]
         if Ls:
             ax_l.fill_between(Ls, [ideal[(L, m)][0] for L in Ls], [ideal[(L, m)][1] for L in Ls],

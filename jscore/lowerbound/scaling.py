@@ -617,15 +617,11 @@ def _sampler_row(name, d, eps, p, width, key, n_points, n_reps, k_max, rate_lo, 
     else:
         pos = w_sig = math.nan
     per = scale_bins(draws, k_at, J)[0].tolist() if k_at is not None else []
-    row.update(schedule=schedule_label(schedule), path=_path_name(draws), n_scales=J,
+    row.update(schedule=schedule_label(schedule), path=draws.path, n_scales=J,
                kstar_worst_lo=w_lo, kstar_worst_hi=w_hi, kstar_worst_inner_lo=wi_lo,
                kstar_worst_inner_hi=wi_hi, worst_position=pos, worst_sigma=w_sig,
                lower_per_scale_at_kstar=per)
     return row
-
-
-def _path_name(draws) -> str:
-    return "scalar" if isinstance(draws, SamplerDraws) else "full_vector"
 
 
 def sampler_labels(samplers) -> list:
