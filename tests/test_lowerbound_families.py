@@ -13,36 +13,20 @@ import numpy as np
 import pytest
 
 import jscore as js
-from jscore.counting import charged_query
 from jscore.lowerbound import scaling as sc
 from jscore.lowerbound.general import FullVectorDraws
 from jscore.lowerbound.grids import SIGMA_MAX, SIGMA_MIN, SamplerDraws, geometric_levels
 from jscore.lowerbound.schedule_families import family
-from jscore.samplers.base import AbstractFixedStepSampler
+from test_lowerbound_general import MyEuler  # the same user-written Euler
 
 D = 400
 EPS = 1.0 / D
 WIDTH = 3.26 * math.sqrt(math.log(D / EPS) / D)  # the measured w sqrt(d/ln(d/eps)) ~ 3.26
 
 
-class TwoStepEuler(AbstractFixedStepSampler):
-    """A user's sampler with no scalar reduction: Euler written from the formula,
-    y' = (s'/s) y + (1 - s'/s) D(y, s), with D(y, s) = y + s^2 score(y, s)."""
-
-    @property
-    def is_stochastic(self):
-        return False
-
-    def num_queries(self, num_steps, ends_at_zero):
-        return num_steps
-
-    def init(self, sigmas, x):
-        return None
-
-    def step(self, oracle, i, sigmas, x, state, ostate, ledger, key):
-        s, s_next = sigmas[i], sigmas[i + 1]
-        score, ostate, ledger = charged_query(oracle, x, s, ostate, ledger)
-        return (s_next / s) * x + (1.0 - s_next / s) * (x + s**2 * score), state, ostate, ledger
+class TwoStepEuler(MyEuler):
+    """A user's sampler with no scalar reduction (Euler written from the formula in
+    test_lowerbound_general; a subclass has no registered reduction)."""
 
 
 # Recorded on the code before schedules and grids.py existed (commit fa0c33e), float64:
