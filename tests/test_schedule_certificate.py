@@ -236,13 +236,14 @@ def test_cli_bad_arguments(extra, exc, match):
 
 
 def test_eps_text_and_number():
-    from jscore.cli.lowerbound import _eps_arg
     from jscore.lowerbound.scaling import eps_value
 
-    assert eps_value(12288.0, _eps_arg("1/d")) == 1 / 12288
-    assert eps_value(12288.0, _eps_arg("1/12288")) == 1 / 12288
-    assert eps_value(12288.0, _eps_arg("1e-4")) == 1e-4
-    assert eps_value(12288.0, _eps_arg("1 / sqrt(d)")) == 12288**-0.5
+    assert eps_value(12288.0, "1/d") == 1 / 12288
+    assert eps_value(12288.0, "1/12288") == 1 / 12288
+    assert eps_value(12288.0, "1e-4") == 1e-4
+    assert eps_value(12288.0, "1 / sqrt(d)") == 12288**-0.5
+    with pytest.raises(ValueError, match="Unknown eps rule"):
+        eps_value(12288.0, "1/0")
 
 
 @pytest.mark.parametrize("kw, match", [

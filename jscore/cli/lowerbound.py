@@ -597,7 +597,7 @@ def run_schedule(args) -> int:
     from ..lowerbound.scaling import eps_value
 
     try:
-        eps = eps_value(args.dim, _eps_arg(args.eps))
+        eps = eps_value(args.dim, args.eps)
     except ValueError as e:
         raise ValueError(f"`eps`: {e}") from None
     if args.cache_dir and not args.no_cache:
@@ -646,16 +646,6 @@ def run_schedule(args) -> int:
             plot_certificate(res, path)
         print(f"{kind}: {path}")
     return 0
-
-
-def _eps_arg(text):
-    """``--eps`` as a number (``1e-4``, ``1/12288``) or a rule name (``1/d``)."""
-    if _is_float(text):
-        return float(text)
-    num, slash, den = str(text).replace(" ", "").partition("/")
-    if slash and _is_float(num) and _is_float(den) and float(den) != 0:
-        return float(num) / float(den)
-    return str(text).replace(" ", "")
 
 
 # ----------------------------------------------------------------------------- levels
@@ -720,7 +710,7 @@ def run_levels(args) -> int:
             raise ValueError(f"`{name}` must be an integer >= {2 if name == 'reps' else 1}, got "
                              f"{getattr(args, name)}.")
     try:
-        eps = eps_value(args.dim, float(args.eps) if _is_float(args.eps) else args.eps)
+        eps = eps_value(args.dim, args.eps)
     except ValueError as e:
         raise ValueError(f"`eps`: {e}") from None
     check_out_dir(args.out)
@@ -747,14 +737,6 @@ def run_levels(args) -> int:
         print(f"results: {os.path.join(args.out, 'levels.json')}, table.txt, "
               f"{', '.join(os.path.basename(q) for q in paths)} ({res['elapsed_s']:.0f} s)")
     return 0
-
-
-def _is_float(text) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def main(argv=None) -> int:

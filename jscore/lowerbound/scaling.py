@@ -84,13 +84,20 @@ THETA0 = 0.9
 
 
 def eps_value(d: float, rule) -> float:
-    """``eps`` from a rule: ``"1/d"``, ``"1/sqrt(d)"``, ``"1/d^2"`` or a number."""
+    """``eps`` at dimension ``d`` from a rule (``"1/d"``, ``"1/sqrt(d)"``, ``"1/d^2"``), a number,
+    or a number written as text (``"1e-4"``, ``"1/12288"``; spaces ignored)."""
     if isinstance(rule, (int, float)):
         return float(rule)
     rules = {"1/d": 1.0 / d, "1/sqrt(d)": d**-0.5, "1/d^2": d**-2.0, "1/d^1/2": d**-0.5}
-    if rule not in rules:
-        raise ValueError(f"Unknown eps rule {rule!r}; use one of {', '.join(rules)} or a number.")
-    return rules[rule]
+    text = str(rule).replace(" ", "")
+    if text in rules:
+        return rules[text]
+    num, slash, den = text.partition("/")
+    try:
+        return float(num) / float(den) if slash else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"Unknown eps rule {rule!r}; use one of {', '.join(rules)} or a number "
+                         "(e.g. 1e-4 or 1/12288).") from None
 
 
 def _t1_body(d, log_m):

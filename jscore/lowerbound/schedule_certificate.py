@@ -276,7 +276,7 @@ def _certificate(schedule, K, d, sampler, eps, p, rate, sigma_min, sigma_max, sc
     d = float(d)
     if not d >= 2:
         raise ValueError(f"`d` must be >= 2, got {d!r}.")
-    eps = 1.0 / d if eps is None else eps_value(d, _number_or_rule(eps))
+    eps = 1.0 / d if eps is None else eps_value(d, eps)
     if not 0.0 < eps:
         raise ValueError(f"`eps` must be positive, got {eps!r}.")
     user = getattr(fam, "name", "") == "user"
@@ -313,15 +313,6 @@ def _certificate(schedule, K, d, sampler, eps, p, rate, sigma_min, sigma_max, sc
         res.update(steps_to_half=steps, steps_bracket=br, k_cap=int(k_cap),
                    steps_curve={str(k): v for k, v in curve.items()})
     return res
-
-
-def _number_or_rule(eps):
-    if isinstance(eps, str):
-        try:
-            return float(eps)
-        except ValueError:
-            return eps.strip().replace(" ", "")
-    return float(eps)
 
 
 def _sampler_name(sampler) -> str:
