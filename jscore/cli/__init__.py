@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module of this package with ``add_parser(subparsers)`` and
 ``run(args) -> int`` (and optionally ``FLAGS``: library argument name -> flag, for error
-messages); ``COMMANDS`` maps their names, in help order, to one-line summaries.
+messages); a parser with the default ``_extra_flags=True`` receives the words it did not know
+in ``args._extra`` (``jscore sweep`` parses them as the flags generated from its config's
+fields). ``COMMANDS`` maps the names, in help order, to one-line summaries.
 ``jscore --help`` imports none of them (nor JAX): only the command being run is loaded.
 """
 
@@ -58,7 +60,11 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command(argv)
     parser = build_parser(() if command is None else (command,))
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "_extra_flags", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args._extra = extra  # a command that takes generated flags (jscore sweep) parses them itself
+    args._argv = argv[argv.index(args.command) + 1:]
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2

@@ -20,6 +20,8 @@ Examples::
     jscore sweep my.toml --out runs/my --dry-run  # print the plan: cells, compilations, work
     jscore sweep my.toml --out runs/my            # killed? run the same command again to resume
     jscore sweep --print-config > my.toml         # the default spec as TOML, to edit
+    jscore sweep --n-reps 4 --k-max 512           # any field of the config is a flag too
+    jscore sweep my.toml --help-config            # the flags of my.toml's experiment
 
 Multi-process (one process per host or per accelerator group; every process gets the same
 command, the work is split by task index and rows go to ``OUT/rows-p<i>.jsonl`` on a shared disk)::
@@ -45,6 +47,7 @@ def add_parser(subparsers):
     p = subparsers.add_parser("sweep", help=COMMANDS["sweep"], description=plain_text(__doc__),
                               formatter_class=HelpFormatter)
     _add_arguments(p)
+    p.set_defaults(_extra_flags=True)
     return p
 
 
@@ -59,6 +62,8 @@ def _add_arguments(p):
     p.add_argument("--devices", type=int_at_least(1), help="local devices to shard seeds over (default: all)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--print-config", action="store_true", help="print the spec as TOML and exit")
+    p.add_argument("--help-config", action="store_true",
+                   help="list the flags generated from the fields of CONFIG's experiment and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar (for CI)")
     p.add_argument("--no-plot", action="store_true", help="do not write PNG figures")
     p.add_argument("--cache-dir", default="default",
@@ -82,6 +87,9 @@ def _add_arguments(p):
 
 def run(args) -> int:
     from ..sweeps import BUILTIN_SPECS, default_spec, experiment_of, load_spec, sweep
+
+    if getattr(args, "_extra", None):  # flags generated from config fields: parse again with them
+        args = _reparse(args._argv)
 
     distributed = None
     if args.coordinator or args.num_processes or args.process_id is not None:
@@ -114,6 +122,9 @@ def run(args) -> int:
                          f"experiment{hint}; it accepts {', '.join('--' + o for o in experiment.cli_overrides)}.")
     if over:
         spec = spec.replace(**over)
+    spec = _config_flags(spec, experiment, args, args.help_config)
+    if spec is None:
+        return 0
     if args.print_config:
         print(spec.to_toml())
         return 0
@@ -140,12 +151,71 @@ def run(args) -> int:
     return 0
 
 
+def _unit_experiments():
+    from ..sweeps import EXPERIMENTS
+    from ..sweeps.protocol import UnitExperiment
+
+    return [e for e in EXPERIMENTS.values()
+            if isinstance(e.spec_type, type) and issubclass(e.spec_type, UnitExperiment)]
+
+
+def _reparse(argv):
+    """Parse ``argv`` (after ``sweep``) again with the generated flags of every registered
+    experiment of the unit protocol added (as text; :func:`config_from_args` types them)."""
+    from ..sweeps.protocol import add_config_flags
+
+    p = argparse.ArgumentParser(prog="jscore sweep", formatter_class=HelpFormatter)
+    _add_arguments(p)
+    for e in _unit_experiments():
+        add_config_flags(p, e.spec_type, raw=True)
+    args = p.parse_args(argv)
+    args._extra, args._reparsed = [], True
+    return args
+
+
+def _config_flags(spec, experiment, args, show_help):
+    """``spec`` with the fields given as generated flags (``--n-reps 4``) replaced; prints
+    the experiment's flags and returns None for ``--help-config``."""
+    from ..sweeps.protocol import UnitExperiment, add_config_flags, config_flag_names, config_from_args
+
+    cls = experiment.spec_type
+    unit = isinstance(cls, type) and issubclass(cls, UnitExperiment)
+    if show_help:
+        p = argparse.ArgumentParser(prog=f"jscore sweep [CONFIG] ({experiment.name} experiment)",
+                                    add_help=False, formatter_class=HelpFormatter)
+        if unit:
+            add_config_flags(p, cls, skip=experiment.cli_overrides)
+        p.print_help()
+        return None
+    if not getattr(args, "_reparsed", False):
+        return spec
+    generic = {a.dest for a in _generic_parser()._actions}
+    given = {k for k in vars(args) if not k.startswith("_") and k not in generic}
+    if not given:
+        return spec
+    mine = set(config_flag_names(cls)) if unit else set()
+    foreign = sorted(given - mine)
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise ValueError(f"{flags} do not apply to the {experiment.name} experiment; its flags are "
+                         "listed by `jscore sweep CONFIG --help-config`.")
+    return config_from_args(cls, argparse.Namespace(**{k: getattr(args, k) for k in given}),
+                            base=spec)
+
+
+def _generic_parser():
+    p = argparse.ArgumentParser(add_help=False)
+    _add_arguments(p)
+    return p
+
+
 def main(argv=None) -> int:
     """Stand-alone entry (``python -m jscore.cli.sweep``), same options as ``jscore sweep``."""
     p = argparse.ArgumentParser(prog="jscore sweep", description=plain_text(__doc__),
                                 formatter_class=HelpFormatter)
     _add_arguments(p)
-    args = p.parse_args(argv)
+    args, args._extra = p.parse_known_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(run(args) or 0)
     except (ValueError, TypeError) as e:

@@ -149,6 +149,7 @@ def sweep(
     distributed: dict | None = None,
     plot: bool = True,
     dry_run: bool = False,
+    workers: int | None = None,
 ):
     """Run a sweep: every cell at every d and seed chunk, resumable, then Q*(d) and slopes.
 
@@ -173,6 +174,9 @@ def sweep(
       its rows; process 0 then consolidates and returns the full result, the others return one
       with ``complete=False`` and no tables.
     - ``dry_run``: validate and return the :class:`Plan` (``plan.describe()``) without computing.
+    - ``workers``: threads running units per process, for experiments of the unit protocol
+      (:func:`jscore.sweeps.protocol.run_experiment`; default: one per local device, at least 2
+      on a multi-core CPU); results do not depend on it.
 
     **Returns:** a :class:`SweepResult` (or the :class:`Plan` for ``dry_run``).
 
@@ -183,9 +187,10 @@ def sweep(
     if distributed:
         jax.distributed.initialize(**distributed)
     spec = _as_spec(spec)
+    extra = {} if workers is None else {"workers": workers}
     return experiment_of(spec).run(spec, out=out, devices=devices, quiet=quiet, resume=resume,
                                    overwrite=overwrite, cache_dir=cache_dir, plot=plot,
-                                   dry_run=dry_run)
+                                   dry_run=dry_run, **extra)
 
 
 def run_sampler_sweep(spec: SweepSpec, *, out=None, devices=None, quiet=False, resume="auto",

@@ -1,0 +1,426 @@
+"""The experiment protocol: a frozen config, keyed units, ``run_unit``, ``consolidate``.
+
+An experiment is a frozen dataclass that subclasses :class:`UnitExperiment`:
+
+- its **fields** are the configuration, each declared with :func:`option` (default, help text,
+  command-line flag): the one place a default lives. TOML in (:meth:`UnitExperiment.from_dict`,
+  ``experiment = "<name>"``), TOML out (:meth:`UnitExperiment.to_toml`, ``--print-config``), and
+  command-line flags generated from the fields (:func:`add_config_flags`,
+  :func:`config_from_args`); ``__post_init__`` validates (``ValueError``/``TypeError`` naming the
+  field, the value and the fix) before anything is written;
+- :meth:`~UnitExperiment.units` lists its **units**, the resumable pieces, as JSON values (a
+  dimension, a ``[name, d]`` pair, ...);
+- :meth:`~UnitExperiment.run_unit` computes one unit's row (a JSON-able dict) from the config
+  alone, so a unit's row does not depend on which process, thread or device ran it, nor on the
+  order;
+- :meth:`~UnitExperiment.consolidate` turns the rows (in the order of ``units()``) into the
+  result: tables, fits, figures, written into the run folder.
+
+:func:`run_experiment` is the one driver. Rows go to ``OUT/units-p<i>.jsonl`` through
+:class:`jscore.store.RowStore` (fsynced, keyed by unit, a ``config.json`` with the config hash;
+resume / overwrite / refuse; a torn last line is repaired). Units are shared out by index over the
+processes of a ``jax.distributed`` run (unit ``i`` to process ``i % process_count``) and, within
+a process, over ``workers`` threads, one local device each where there are several (XLA releases
+the GIL, so two threads use two CPU cores); the processes meet at barriers of jax's multi-host
+utilities. Every process returns the same result; only process 0 writes the consolidated files.
+Because a row depends on the config and the unit only, the result equals a one-process,
+one-thread run bitwise.
+
+Register a new experiment with :func:`register_unit_experiment`; ``js.sweep(config)`` and
+``jscore sweep CONFIG.toml`` then run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+from ..store import RowStore, config_hash
+
+#: Sentinel for "no default": the field must be given.
+REQUIRED = dataclasses.MISSING
+
+
+def option(default=REQUIRED, help: str = "", *, flag: str | None = None, aliases=(),
+           metavar: str | None = None, cli: bool = True, identity: bool = True):
+    """A config field: ``default`` (immutable: use tuples for lists), ``help`` (the flag's help
+    text), ``flag`` (default ``--field-name``) and ``aliases`` (older spellings that still work),
+    ``cli=False`` to keep it out of the generated flags, ``identity=False`` for a field that does
+    not change any unit's row (e.g. *which* dimensions to run when rows are per dimension): it is
+    left out of the config hash, so changing it resumes the same run folder."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError(f"option: default {default!r} is mutable; use a tuple.")
+    md = dict(help=help, flag=flag, aliases=tuple(aliases), metavar=metavar, cli=cli,
+              identity=identity)
+    return dataclasses.field(default=default, metadata=md)
+
+
+def _meta(f: dataclasses.Field) -> dict:
+    return {"help": "", "flag": None, "aliases": (), "metavar": None, "cli": True,
+            "identity": True, **f.metadata}
+
+
+def _plain(value):
+    """A field value as TOML/JSON data: tuples to lists (recursively)."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class UnitExperiment:
+    """Base of an experiment config (a frozen dataclass subclass; see the module docstring).
+
+    Subclasses set ``experiment`` (the TOML name) and define ``units``, ``run_unit`` and
+    ``consolidate``; they usually have a ``name`` field (the default run folder is
+    ``jscore-sweep-<name>``).
+    """
+
+    experiment: ClassVar[str] = ""
+
+    # ------------------------------------------------------------------ the protocol
+    def units(self) -> list:
+        """The resumable pieces, as JSON values, in the order results are consolidated."""
+        raise NotImplementedError
+
+    def run_unit(self, unit, *, log=print) -> dict:
+        """The row of one unit (a JSON-able dict); may depend on the config and ``unit`` only."""
+        raise NotImplementedError
+
+    def consolidate(self, rows: list[dict], out: str | None, *, plot: bool = True, log=print,
+                    stats: dict | None = None):
+        """The result from ``rows`` (one per finished unit, in ``units()`` order). Write files
+        into ``out`` unless it is None; ``stats``: the driver's counts (compilations, seconds,
+        processes, workers)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The plan in words (``--dry-run``)."""
+        units = self.units()
+        fields = ", ".join(f"{k} = {v!r}" for k, v in self.to_dict().items())
+        return f"{self.experiment} experiment: {len(units)} units; {fields}"
+
+    # ------------------------------------------------------------------ config as data
+    def replace(self, **changes):
+        """A copy with fields replaced (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The fields as plain data (tuples as lists; ``None`` values left out, as TOML has no
+        null)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+
+    def to_toml(self) -> str:
+        """The config as TOML that :meth:`from_dict` (and ``jscore sweep FILE``) reads back to an
+        equal config."""
+        import tomli_w
+
+        head = f"# jscore {self.experiment} experiment ({type(self).__name__}); " \
+               "run it with `jscore sweep THIS_FILE`\n"
+        return head + tomli_w.dumps({"experiment": self.experiment, **self.to_dict()})
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """The config from a TOML table (``experiment`` may be present and must match); unknown
+        keys raise ``ValueError`` naming the known ones."""
+        data = dict(data)
+        exp = data.pop("experiment", cls.experiment)
+        if exp != cls.experiment:
+            raise ValueError(f"experiment = {exp!r} is not the {cls.experiment!r} experiment.")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"Unknown {cls.experiment} keys {unknown}; known: {known}.")
+        return cls(**data)
+
+    def identity(self) -> dict:
+        """What defines the rows: the experiment's name and every field with ``identity=True``."""
+        return {"experiment": self.experiment,
+                **{f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+                   if _meta(f)["identity"]}}
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.identity())
+
+
+# ----------------------------------------------------------------------------- CLI flags
+def _flag_type(f: dataclasses.Field):
+    """argparse ``type`` of a field: ``int``/``float`` for numeric defaults, else the text as
+    given (the config's ``__post_init__`` parses lists, rules and names, with its own errors)."""
+    d = f.default
+    if isinstance(d, bool):
+        return None
+    if isinstance(d, int):
+        return int
+    if isinstance(d, float):
+        return float
+    return str
+
+
+def _show(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls, *, skip=(), raw: bool = False) -> list[str]:
+    """Add one flag per field of the config class ``cls`` (``--field-name``, or the field's
+    ``flag`` and ``aliases``), help and default from the field; returns the field names added.
+
+    A flag that is not given leaves the config's default (``argparse.SUPPRESS``), so
+    :func:`config_from_args` replaces only what the user typed. Booleans get ``--x`` /
+    ``--no-x``. Values other than numbers reach the config as text (``--dims 100,1000``), which
+    its ``__post_init__`` parses. ``skip``: field names to leave out, and flags the parser has
+    already are skipped; ``raw=True`` keeps numbers as text too (:func:`config_from_args`
+    converts them), for a parser shared by several experiments.
+    """
+    names = []
+    taken = {s for a in parser._actions for s in a.option_strings}
+    group = parser.add_argument_group(f"{cls.experiment or cls.__name__} configuration "
+                                      f"(fields of {cls.__name__}; also settable in TOML)")
+    for f in dataclasses.fields(cls):
+        md = _meta(f)
+        flags = [md["flag"] or "--" + f.name.replace("_", "-"), *md["aliases"]]
+        if not md["cli"] or f.name in skip or taken.intersection(flags):
+            continue
+        shown = "required" if f.default is REQUIRED else _show(f.default)
+        help_text = f"{md['help']} (default: {shown})".lstrip() if f.default is not None \
+            else md["help"]
+        kw = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
+        if isinstance(f.default, bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = str if raw else _flag_type(f)
+            if md["metavar"]:
+                kw["metavar"] = md["metavar"]
+        group.add_argument(*flags, **kw)
+        names.append(f.name)
+    return names
+
+
+def config_flag_names(cls) -> dict:
+    """``{field name: flag}`` of the generated flags of ``cls``."""
+    return {f.name: _meta(f)["flag"] or "--" + f.name.replace("_", "-")
+            for f in dataclasses.fields(cls) if _meta(f)["cli"]}
+
+
+def config_from_args(cls, args: argparse.Namespace, base=None):
+    """The config ``base`` (default ``cls()``) with the fields given on the command line
+    replaced, validated by the config itself (text for a numeric field is converted here, with
+    a ``ValueError`` naming the flag)."""
+    given = {}
+    for f in dataclasses.fields(cls):
+        if not hasattr(args, f.name):
+            continue
+        v, typ = getattr(args, f.name), _flag_type(f)
+        if isinstance(v, str) and typ in (int, float):
+            try:
+                v = typ(v)
+            except ValueError:
+                flag = config_flag_names(cls).get(f.name, f.name)
+                raise ValueError(f"{flag}: invalid {typ.__name__} value {v!r}.") from None
+        given[f.name] = v
+    if base is None:
+        return cls(**given)
+    return dataclasses.replace(base, **given) if given else base
+
+
+# ----------------------------------------------------------------------------- the driver
+def _unit_key(row_or_unit) -> str:
+    unit = row_or_unit["unit"] if isinstance(row_or_unit, dict) else row_or_unit
+    return json.dumps(unit, sort_keys=True)
+
+
+def _barrier(nproc: int, name: str) -> None:
+    """All processes of a ``jax.distributed`` run meet here (a no-op for one process)."""
+    if nproc > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _workers_and_devices(workers, devices):
+    import jax
+
+    local = jax.local_devices()
+    if devices is not None:
+        if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+            raise ValueError(f"`devices` must be an int >= 1, got {devices!r}.")
+        local = local[:devices]
+    if workers is None:
+        workers = len(local) if len(local) > 1 else min(2, os.cpu_count() or 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"`workers` must be an int >= 1 (threads running units), got {workers!r}.")
+    return workers, local
+
+
+def run_experiment(config: UnitExperiment, *, out: str | None = None, resume="auto",
+                   overwrite: bool = False, quiet: bool = False, plot: bool = True, log=None,
+                   workers: int | None = None, devices: int | None = None, dry_run: bool = False):
+    """Run ``config``'s missing units into ``out`` (default ``jscore-sweep-<name>``) and return
+    ``config.consolidate(rows, ...)``.
+
+    - ``resume``: ``"auto"`` continues rows of the same config hash, ``True`` requires them,
+      ``False`` refuses them; ``overwrite=True`` discards them first; rows of another config raise
+      ``ValueError`` naming ``--overwrite``.
+    - ``workers``: threads running units in this process (default: one per local device when
+      there are several, else ``min(2, cpu_count)``); worker ``w`` places its work on local device
+      ``w % n`` (``devices``: use only the first ``devices`` local devices).
+    - Multi-process (after ``jax.distributed.initialize``): process ``i`` runs the units with
+      index ``% process_count == i`` into ``units-p<i>.jsonl``; after a barrier every process
+      reads all rows and consolidates; only process 0 writes the result files.
+    - ``log``: a callable for progress lines (default: ``print`` to stderr unless ``quiet``); the
+      lines of one unit are logged together when it finishes. The last line gives the
+      compilations and compile seconds (:class:`jscore.compiles.CompileCounter`).
+    - ``dry_run``: return ``config.describe()`` without computing or writing.
+    """
+    import sys
+
+    import jax
+
+    from ..compiles import CompileCounter
+
+    if not isinstance(config, UnitExperiment):
+        raise TypeError(f"run_experiment: `config` must be a UnitExperiment, got {type(config).__name__}.")
+    if dry_run:
+        return config.describe()
+    workers, local = _workers_and_devices(workers, devices)
+    if log is None:
+        def log(msg):
+            if not quiet:
+                print(msg, file=sys.stderr, flush=True)
+
+    out = os.fspath(out or f"jscore-sweep-{getattr(config, 'name', config.experiment)}")
+    pid, nproc = jax.process_index(), jax.process_count()
+    h = config.config_hash
+    store = RowStore(out, key=_unit_key, part=f"p{pid}", stem="units",
+                     what=f"{config.experiment} experiment")
+    payload = {"experiment": config.experiment, "config": config.to_dict()}
+    if pid == 0:
+        store.open(h, payload, resume=resume, overwrite=overwrite)
+    _barrier(nproc, f"jscore-{config.experiment}-open-{h}")
+    if pid != 0:
+        store.open(h, payload, resume="auto")
+
+    units = config.units()
+    keys = [_unit_key(u) for u in units]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{type(config).__name__}.units() lists a unit twice: {units}.")
+    done = store.keys()
+    mine = [u for i, (u, k) in enumerate(zip(units, keys)) if i % nproc == pid and k not in done]
+    skipped = sum(k in done for k in keys)
+    if skipped:
+        log(f"{skipped} of {len(units)} units finished earlier (read from {out})")
+    lock = threading.Lock()
+    t0 = time.time()
+    try:
+        with CompileCounter() as compiles:
+            _run_units(config, mine, store, lock, workers, local, log)
+    finally:
+        store.close()
+    _barrier(nproc, f"jscore-{config.experiment}-rows-{h}")
+    by_key = {_unit_key(r): r for r in store.rows()}
+    rows = [by_key[k] for k in keys if k in by_key]
+    stats = dict(units=len(units), units_run_here=len(mine), processes=nproc, process_index=pid,
+                 workers=workers, seconds=time.time() - t0, **compiles.as_dict())
+    log(f"{len(mine)} units run here in {stats['seconds']:.0f} s ({workers} worker"
+        f"{'s' if workers > 1 else ''}, {nproc} process{'es' if nproc > 1 else ''}); "
+        f"{compiles.summary()}")
+    return config.consolidate(rows, out if pid == 0 else None, plot=plot and pid == 0, log=log,
+                              stats=stats)
+
+
+def _run_units(config, units, store, lock, workers, local, log) -> None:
+    """Run ``units`` on ``workers`` threads; each finished row is appended (under ``lock``) and
+    its buffered log lines printed together."""
+    import jax
+
+    if not units:
+        return
+
+    def one(i_unit):
+        i, unit = i_unit
+        lines = []
+        device = local[i % workers % len(local)]
+        with jax.default_device(device):
+            row = config.run_unit(unit, log=lines.append)
+        if not isinstance(row, dict):
+            raise TypeError(f"{type(config).__name__}.run_unit must return a dict, got "
+                            f"{type(row).__name__}.")
+        row = {**row, "unit": unit}
+        with lock:
+            store.append(row)
+            for line in lines:
+                log(line)
+        return row
+
+    if workers == 1 or len(units) == 1:
+        for item in enumerate(units):
+            one(item)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jscore-unit") as pool:
+        for _ in pool.map(one, enumerate(units)):  # re-raises a unit's error here
+            pass
+
+
+def register_unit_experiment(cls, *, legend: str = "", cli_overrides=("dims",)):
+    """Register the :class:`UnitExperiment` subclass ``cls`` under ``cls.experiment``, so
+    ``js.sweep(cls(...))``, TOML files with ``experiment = "<name>"`` and ``jscore sweep`` run it
+    through :func:`run_experiment`."""
+    from .spec import register_experiment
+
+    if not (isinstance(cls, type) and issubclass(cls, UnitExperiment)) or not cls.experiment:
+        raise TypeError(f"register_unit_experiment: {cls!r} must be a UnitExperiment subclass "
+                        "with a non-empty `experiment` name.")
+
+    def run(spec, *, out=None, devices=None, quiet=False, resume="auto", overwrite=False,
+            cache_dir="default", plot=True, dry_run=False, workers=None):
+        from .driver import setup_compilation_cache
+
+        if not dry_run:
+            setup_compilation_cache(cache_dir)
+        return run_experiment(spec, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
+                              plot=plot, workers=workers, devices=devices, dry_run=dry_run)
+
+    return register_experiment(cls.experiment, cls.from_dict, spec_type=cls, run=run,
+                               cli_overrides=tuple(cli_overrides), legend=legend)
+
+
+@dataclasses.dataclass
+class ExperimentResult:
+    """A generic result of :meth:`UnitExperiment.consolidate`: ``out`` (None where this process
+    wrote nothing), ``config``, ``rows`` (one per unit), ``results`` (the consolidated data),
+    ``files`` written, ``text`` (the table printed by ``jscore sweep``), ``complete``."""
+
+    out: str | None
+    config: Any
+    rows: list
+    results: dict
+    files: list
+    text: str = ""
+    complete: bool = True
+
+    def table(self) -> str:
+        return self.text
+
+
+__all__ = [
+    "REQUIRED",
+    "ExperimentResult",
+    "UnitExperiment",
+    "add_config_flags",
+    "config_flag_names",
+    "config_from_args",
+    "option",
+    "register_unit_experiment",
+    "run_experiment",
+]
