@@ -97,7 +97,7 @@ def test_no_import_cycles():
 
 
 @pytest.mark.parametrize("module", ["jscore.special", "jscore.store", "jscore.fit", "jscore.env",
-                                    "jscore.compiles"])
+                                    "jscore.compiles", "jscore.config"])
 def test_ground_floor_imports_nothing_above_it(module):
     assert GRAPH[module] <= {"jscore"}, GRAPH[module]
 
@@ -106,6 +106,13 @@ def test_targets_do_not_import_the_lab_or_the_experiments():
     for m, deps in GRAPH.items():
         if m.startswith("jscore.targets"):
             assert not {d for d in deps if d.startswith(("jscore.lowerbound", "jscore.sweeps"))}, m
+
+
+def test_the_lab_does_not_import_the_experiment_layer():
+    """lowerbound/ is mathematics and simulation: drivers, files and plots live in sweeps/ and cli/."""
+    for m, deps in GRAPH.items():
+        if m.startswith("jscore.lowerbound"):
+            assert not {d for d in deps if d.startswith(("jscore.sweeps", "jscore.cli"))}, m
 
 
 @pytest.mark.parametrize("module", sorted(set(MODULES) - {"jscore.__main__"}))  # __main__ runs the CLI

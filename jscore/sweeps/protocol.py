@@ -41,30 +41,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
+from ..config import REQUIRED, _meta, option  # noqa: F401  (option re-exported)
 from ..store import RowStore, config_hash
-
-#: Sentinel for "no default": the field must be given.
-REQUIRED = dataclasses.MISSING
-
-
-def option(default=REQUIRED, help: str = "", *, flag: str | None = None, aliases=(),
-           metavar: str | None = None, cli: bool = True, identity: bool = True):
-    """A config field: ``default`` (immutable: use tuples for lists), ``help`` (the flag's help
-    text), ``flag`` (default ``--field-name``) and ``aliases`` (older spellings that still work),
-    ``cli=False`` to keep it out of the generated flags, ``identity=False`` for a field that does
-    not change any unit's row (e.g. *which* dimensions to run when rows are per dimension): it is
-    left out of the config hash, so changing it resumes the same run folder."""
-    if isinstance(default, (list, dict, set)):
-        raise TypeError(f"option: default {default!r} is mutable; use a tuple.")
-    md = dict(help=help, flag=flag, aliases=tuple(aliases), metavar=metavar, cli=cli,
-              identity=identity)
-    return dataclasses.field(default=default, metadata=md)
-
-
-def _meta(f: dataclasses.Field) -> dict:
-    return {"help": "", "flag": None, "aliases": (), "metavar": None, "cli": True,
-            "identity": True, **f.metadata}
-
 
 def _plain(value):
     """A field value as TOML/JSON data: tuples to lists (recursively)."""
