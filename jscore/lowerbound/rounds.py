@@ -25,12 +25,15 @@ Measurements (all at small d on exact nested codebooks, float64):
   order, stop at the first informative one).
 - :func:`sampler_rounds`: catalogue samplers against the adversary: rounds and queries in total,
   the decoded prefix of the output, and the round of each stage's first informative answer.
+
+Every function here returns plain rows (lists of dicts); the one-command driver ``run_rounds``,
+the figure ``plot_rounds`` and the files moved to the experiment layer,
+:mod:`jscore.sweeps.rounds_lab`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import equinox as eqx
 import jax
@@ -418,21 +421,7 @@ def sampler_rounds(adv: NestedAdversary, samplers: dict, levels_per_stage, n: in
     return rows, chains
 
 
-# ----------------------------------------------------------------------------- output
-def write_csv(rows, path):
-    """Dict rows to CSV atomically (union of keys, in first-seen order; :func:`jscore.store.write_csv`)."""
-    from ..store import write_csv as _write_csv
-
-    _write_csv(path, rows)
-
-
-def write_json(obj, path):
-    """``obj`` as JSON, atomically (:func:`jscore.store.write_json`)."""
-    from ..store import write_json as _write_json
-
-    _write_json(path, obj)
-
-
+# ----------------------------------------------------------------------------- summaries
 def summarize_search(rows):
     """Per (mode, L, d): success rate and mean rounds/queries to stage 0 and to all stages."""
     out = []
@@ -451,121 +440,6 @@ def summarize_search(rows):
     return out
 
 
-def plot_rounds(search_summary, sampler_rows, path):
-    """Rounds (left) and queries (right) to full success against L, per searcher and sampler."""
-    from ..plot import figure, save, series, style
-
-    with style():
-        fig, (a1, a2) = figure(ncols=2, size=(10.5, 3.4))
-        groups = {}
-        for r in search_summary:
-            if r["rounds_all"] > 0:
-                groups.setdefault(f"{r['mode']} searcher, d={r['d']}", []).append(
-                    (r["L"], r["rounds_all"], r["queries_all"]))
-        for r in sampler_rows:
-            groups.setdefault(f"{r['sampler']}, d={r['d']}", []).append(
-                (r["L"], r["rounds"] if r["success"] > 0 else np.nan, r["queries"] if r["success"] > 0 else np.nan))
-        for i, (lab, pts) in enumerate(sorted(groups.items())):
-            pts = sorted(pts)
-            st = series(i)
-            a1.plot([p[0] for p in pts], [p[1] for p in pts], label=lab, **st)
-            a2.plot([p[0] for p in pts], [p[2] for p in pts], **st)
-        Ls = sorted({r["L"] for r in search_summary})
-        a1.plot(Ls, Ls, "k--", lw=0.8, label="rounds = L")
-        for ax, lab in ((a1, "rounds to full success"), (a2, "queries to full success")):
-            ax.set_xlabel("stages $L$")
-            ax.set_ylabel(lab)
-            ax.set_yscale("log")
-        a2.legend(*a1.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                  borderaxespad=0.0, fontsize=6)
-        save(fig, path)
-
-
-__all__ = ["run_rounds", "nested_audit", "summarize_audit", "stage_profiles", "stage_windows", "search_rounds",
+__all__ = ["nested_audit", "summarize_audit", "stage_profiles", "stage_windows", "search_rounds",
            "sampler_rounds", "round_of_query", "stage_centres", "audit_grid", "sampler_grid",
-           "summarize_search", "plot_rounds", "write_csv", "write_json"]
-
-
-# ----------------------------------------------------------------------------- one command
-DEFAULT_CONFIGS = ((24, 1), (24, 2), (24, 3), (48, 3), (48, 4))
-
-
-def run_rounds(out_dir, *, configs=DEFAULT_CONFIGS, rates=(0.3, 0.4, 0.5), scale_ratio=0.01,
-               eps=0.05, p=2.0, audit_config=(24, 2), audit_points=10_000, ps=(1.0, 2.0, 4.0),
-               searches=50, chains=16, levels_per_stage=(8,), sampler_configs=((24, 2), (24, 3)),
-               samplers=None, seed=0, log=print):
-    """The whole experiment: audit and stage profiles at ``audit_config`` (d, L); both
-    searchers at every ``configs`` (d, L); the samplers at ``sampler_configs``. Writes
-    ``audit.csv``, ``audit_summary.csv``, ``profiles.csv``, ``windows.csv``, ``search.csv``,
-    ``search_summary.csv``, ``samplers.csv``, ``sampler_chains.csv``, ``rounds.json`` and
-    ``rounds.png``/``.pdf`` into ``out_dir``. Needs ``jax_enable_x64``. Returns the JSON dict.
-    """
-    import time
-
-    from ..samplers.euler import Euler
-    from ..samplers.midpoint import RandomizedMidpoint
-    from ..samplers.picard import ParallelPicard
-
-    if not jax.config.jax_enable_x64:
-        raise ValueError("run_rounds needs float64: set jax.config.update('jax_enable_x64', True) "
-                         "(logits of the nested codebook reach a_0^2 k / sigma_min^2).")
-    os.makedirs(out_dir, exist_ok=True)
-    if samplers is None:
-        samplers = {"euler": Euler(), "picard_w8_tol0.1": ParallelPicard(window=8, tol=0.1),
-                    "picard_w8_tolinf": ParallelPicard(window=8, tol=float("inf")),
-                    "midpoint_k4": RandomizedMidpoint(num_points=4)}
-    key = jax.random.key(seed)
-    out = dict(config=dict(rates=list(rates), scale_ratio=scale_ratio, eps=eps, p=p,
-                           audit_config=list(audit_config), audit_points=audit_points,
-                           searches=searches, chains=chains, seed=seed,
-                           levels_per_stage=list(levels_per_stage)))
-
-    def make(d, L):
-        kk = jax.random.fold_in(jax.random.fold_in(key, d), L)
-        nc = NestedCodebook.random(kk, d, L, rates=rates, scale_ratio=scale_ratio)
-        return nc, NestedAdversary(nc, eps, p)
-
-    t0 = time.perf_counter()
-    nc, adv = make(*audit_config)
-    grid = audit_grid(nc, per_stage=15)
-    rows = nested_audit(adv, grid, ps=ps, n=audit_points, key=jax.random.fold_in(key, 1), log=log)
-    write_csv(rows, os.path.join(out_dir, "audit.csv"))
-    summ = summarize_audit(rows)
-    write_csv(summ, os.path.join(out_dir, "audit_summary.csv"))
-    out["audit_summary"] = summ
-    log(f"audit d={audit_config[0]} L={audit_config[1]}: {len(grid)} sigmas, "
-        f"max upper/eps = {max(r['max_upper_over_eps'] for r in summ):.3g} "
-        f"({time.perf_counter() - t0:.0f} s)")
-    prof = stage_profiles(adv, grid, n=1000, key=jax.random.fold_in(key, 2))
-    write_csv(prof, os.path.join(out_dir, "profiles.csv"))
-    win = stage_windows(prof, nc.num_stages)
-    write_csv(win, os.path.join(out_dir, "windows.csv"))
-    out["windows"] = win
-    log(f"profiles: windows {win} ({time.perf_counter() - t0:.0f} s)")
-    search = []
-    for d, L in configs:
-        nc, adv = make(d, L)
-        for mode in ("parallel", "sequential"):
-            search += search_rounds(adv, searches, jax.random.fold_in(key, 3 + d * 10 + L),
-                                    mode=mode)
-            log(f"search d={d} L={L} {mode}: {summarize_search([r for r in search if r['mode'] == mode and r['L'] == L and r['d'] == d])}")
-        log(f"search d={d} L={L} done ({time.perf_counter() - t0:.0f} s)")
-        write_csv(search, os.path.join(out_dir, "search.csv"))
-    ssum = summarize_search(search)
-    write_csv(ssum, os.path.join(out_dir, "search_summary.csv"))
-    out["search_summary"] = ssum
-    srows, schains = [], []
-    for d, L in sampler_configs:
-        nc, adv = make(d, L)
-        r, c = sampler_rounds(adv, samplers, levels_per_stage, n=chains,
-                              key=jax.random.fold_in(key, 4 + d * 10 + L))
-        srows += r
-        schains += c
-        log(f"samplers d={d} L={L} done ({time.perf_counter() - t0:.0f} s)")
-        write_csv(srows, os.path.join(out_dir, "samplers.csv"))
-        write_csv(schains, os.path.join(out_dir, "sampler_chains.csv"))
-    out["samplers"] = srows
-    out["elapsed_s"] = time.perf_counter() - t0
-    write_json(out, os.path.join(out_dir, "rounds.json"))
-    plot_rounds(ssum, srows, os.path.join(out_dir, "rounds.png"))
-    return out
+           "summarize_search"]
