@@ -230,106 +230,126 @@ def search_rounds(adv: NestedAdversary, n: int = 200, key=None, *, mode: str = "
     """
     if mode not in ("parallel", "sequential"):
         raise ValueError(f"`mode` must be 'parallel' or 'sequential', got {mode!r}.")
-    nc = adv.nested
     key = jax.random.key(2) if key is None else key
-    dtype = jnp.result_type(float)
-    L, k = nc.num_stages, nc.block_dim
-    C = stage_centres(nc)
-    N = C.shape[1]
-    r = nc.radius
+    s = _Search(adv, mode, int(max_rounds_per_stage), snap, max_snaps, snap_tol)
+    return [s.run(t, jax.random.fold_in(key, t), theta0) for t in range(n)]
 
-    @jax.jit
-    def probe(x, s):
-        a = jax.vmap(adv.answer)(x, s)
-        den = x + (s * s)[:, None] * a.score
-        return a.informative, den
 
-    def fresh(kk, sig, yhat, l):
+class _Search:
+    """One searcher against ``adv`` (see :func:`search_rounds`): ``run`` is one search; the
+    ``rounds`` and ``queries`` it charges are returned by each piece, never kept here."""
+
+    def __init__(self, adv, mode, max_rounds, snap, max_snaps, snap_tol):
+        self.nc, self.mode, self.max_rounds = adv.nested, mode, max_rounds
+        self.snap, self.max_snaps, self.snap_tol = snap, max_snaps, snap_tol
+        self.dtype = jnp.result_type(float)
+        self.C = stage_centres(self.nc)
+        self.N, self.k, self.r = self.C.shape[1], self.nc.block_dim, self.nc.radius
+
+        @jax.jit
+        def probe(x, s):
+            a = jax.vmap(adv.answer)(x, s)
+            den = x + (s * s)[:, None] * a.score
+            return a.informative, den
+
+        self.probe = probe
+
+    def fresh(self, kk, sig, yhat, l):
+        """Query points at levels ``sig``: blocks ``< l`` at ``a_i yhat_i + sigma z``, the rest
+        reference-typical; ``(len(sig), d)``."""
+        nc, k = self.nc, self.k
         m = sig.shape[0]
         xq = jax.vmap(lambda kq, sg: nc.reference.sample_noised(kq, sg, 1)[0])(
             jax.random.split(kk, m), sig)
         if l == 0:
             return xq
-        z = jax.random.normal(jax.random.fold_in(kk, 1), (m, l * k), dtype)
+        z = jax.random.normal(jax.random.fold_in(kk, 1), (m, l * k), self.dtype)
         pre = jnp.concatenate([nc.scales[i] * yhat[i] for i in range(l)])
         return jnp.concatenate([pre[None, :] + sig[:, None] * z, xq[:, l * k:]], axis=1)
 
-    rows = []
-    for t in range(n):
-        kt = jax.random.fold_in(key, t)
+    def locate(self, kl, yhat, l):
+        """First informative block-``l`` answer over the stage's centres: ``(est, s_hit, rounds,
+        queries)``, ``est`` None when none after ``max_rounds`` rounds (passes if sequential)."""
+        k, N, C = self.k, self.N, self.C[l]
+        rounds = queries = 0
+        for attempt in range(self.max_rounds):
+            if self.mode == "parallel":
+                order = np.arange(N)
+            else:
+                order = np.asarray(jax.random.permutation(jax.random.fold_in(kl, 100 + attempt), N))
+            sig = jnp.asarray(C if self.mode == "parallel" else C[order], self.dtype)
+            x = self.fresh(jax.random.fold_in(kl, attempt), sig, yhat, l)
+            inf, den = self.probe(x, sig)  # sequential: evaluated together, charged one per round
+            hit = np.flatnonzero(np.asarray(inf[:, l]))
+            if self.mode == "parallel":
+                rounds += 1
+                queries += N
+            elif hit.size:
+                rounds += int(hit[0]) + 1
+                queries += int(hit[0]) + 1
+            if hit.size:
+                return den[hit[0], l * k:(l + 1) * k], float(C[order][hit[0]]), rounds, queries
+            if self.mode != "parallel":
+                rounds += N
+                queries += N
+        return None, None, rounds, queries
+
+    def refine(self, kl, yhat, l, est, s_hit):
+        """Snap rounds: the ladder ``s_hit * snap`` at points ``a_l est + sigma z``, in parallel
+        (or one level per round when sequential), keeping the lowest-sigma informative answer.
+        Returns ``(est, rounds, queries)``."""
+        k, r = self.k, self.r
+        rounds = queries = 0
+        for it in range(len(self.snap) and self.max_snaps):
+            sig = jnp.asarray(s_hit * np.asarray(self.snap), self.dtype)
+            m = sig.shape[0]
+            x = self.fresh(jax.random.fold_in(kl, 1000 + it), sig, yhat + [est], l + 1)
+            inf, den = self.probe(x, sig)
+            hit = np.flatnonzero(np.asarray(inf[:, l]))
+            used = m if (self.mode == "parallel" or not hit.size) else int(hit[-1]) + 1
+            rounds += 1 if self.mode == "parallel" else used
+            queries += used
+            if not hit.size:
+                break
+            new = den[hit[-1], l * k:(l + 1) * k]
+            new = r * new / jnp.maximum(jnp.linalg.norm(new), 1e-300)
+            moved = float(jnp.linalg.norm(new - est) / r)
+            est = new
+            s_hit = float(sig[hit[-1]])
+            if moved < self.snap_tol:
+                break
+        return est, rounds, queries
+
+    def run(self, t, kt, theta0):
+        """Search ``t`` with key ``kt``: one row of :func:`search_rounds`."""
+        nc, k, r, L = self.nc, self.k, self.r, self.nc.num_stages
         rounds = queries = 0
         yhat = []
         first = {"stage0": (-1, -1), "all": (-1, -1)}
         decoded = 0
         for l in range(L):
-            est = None
             kl = jax.random.fold_in(kt, l)
-            if mode == "parallel":
-                for attempt in range(max_rounds_per_stage):
-                    sig = jnp.asarray(C[l], dtype)
-                    x = fresh(jax.random.fold_in(kl, attempt), sig, yhat, l)
-                    inf, den = probe(x, sig)
-                    rounds += 1
-                    queries += N
-                    hit = np.flatnonzero(np.asarray(inf[:, l]))
-                    if hit.size:
-                        est = den[hit[0], l * k:(l + 1) * k]
-                        s_hit = float(C[l][hit[0]])
-                        break
-            else:
-                for attempt in range(max_rounds_per_stage):
-                    order = np.asarray(jax.random.permutation(jax.random.fold_in(kl, 100 + attempt), N))
-                    sig = jnp.asarray(C[l][order], dtype)
-                    x = fresh(jax.random.fold_in(kl, attempt), sig, yhat, l)
-                    inf, den = probe(x, sig)  # evaluated together, charged one per round
-                    hit = np.flatnonzero(np.asarray(inf[:, l]))
-                    if hit.size:
-                        rounds += int(hit[0]) + 1
-                        queries += int(hit[0]) + 1
-                        est = den[hit[0], l * k:(l + 1) * k]
-                        s_hit = float(C[l][order][hit[0]])
-                        break
-                    rounds += N
-                    queries += N
+            est, s_hit, dr, dq = self.locate(kl, yhat, l)
+            rounds, queries = rounds + dr, queries + dq
             if est is None:
                 break
             est = r * est / jnp.maximum(jnp.linalg.norm(est), 1e-300)
-            # snap rounds: the ladder s_hit * snap at points a_l est + sigma z, in parallel (or
-            # one level per round when sequential); keep the lowest-sigma informative answer
-            for it in range(len(snap) and max_snaps):
-                sig = jnp.asarray(s_hit * np.asarray(snap), dtype)
-                m = sig.shape[0]
-                x = fresh(jax.random.fold_in(kl, 1000 + it), sig, yhat + [est], l + 1)
-                inf, den = probe(x, sig)
-                hit = np.flatnonzero(np.asarray(inf[:, l]))
-                used = m if (mode == "parallel" or not hit.size) else int(hit[-1]) + 1
-                rounds += 1 if mode == "parallel" else used
-                queries += used
-                if not hit.size:
-                    break
-                new = den[hit[-1], l * k:(l + 1) * k]
-                new = r * new / jnp.maximum(jnp.linalg.norm(new), 1e-300)
-                moved = float(jnp.linalg.norm(new - est) / r)
-                est = new
-                s_hit = float(sig[hit[-1]])
-                if moved < snap_tol:
-                    break
+            est, dr, dq = self.refine(kl, yhat, l, est, s_hit)
+            rounds, queries = rounds + dr, queries + dq
             yhat.append(est)
             xhat = jnp.concatenate([nc.scales[i] * yhat[i] for i in range(l + 1)]
-                                   + [jnp.zeros(((L - l - 1) * k,), dtype)])
-            ok = np.asarray(nc.decode(xhat, theta0)[2])
-            if not ok[l]:
+                                   + [jnp.zeros(((L - l - 1) * k,), self.dtype)])
+            if not np.asarray(nc.decode(xhat, theta0)[2])[l]:
                 break
             decoded = l + 1
             if l == 0:
                 first["stage0"] = (rounds, queries)
             if l == L - 1:
                 first["all"] = (rounds, queries)
-        rows.append(dict(mode=mode, L=L, d=nc.dim, windows=N, search=t, decoded_stages=decoded,
-                         rounds_first=first["stage0"][0], queries_first=first["stage0"][1],
-                         rounds_all=first["all"][0], queries_all=first["all"][1],
-                         rounds_total=rounds, queries_total=queries))
-    return rows
+        return dict(mode=self.mode, L=L, d=nc.dim, windows=self.N, search=t,
+                    decoded_stages=decoded, rounds_first=first["stage0"][0],
+                    queries_first=first["stage0"][1], rounds_all=first["all"][0],
+                    queries_all=first["all"][1], rounds_total=rounds, queries_total=queries)
 
 
 # ----------------------------------------------------------------------------- samplers
