@@ -155,6 +155,59 @@ def levels_vs_queries(d, *, levels=DEFAULT_LEVELS, per_level=DEFAULT_PER_LEVEL,
     """
     from .informative import window_edges
 
+    d, levels, per_level, single, eps, p = _check_arguments(
+        d, levels, per_level, samplers, single_level_queries, cells, n_points, n_reps, n_xi, eps,
+        p)
+    panel_levels, panel_per_level, todo = _cells_to_run(cells, levels, per_level, panel_levels,
+                                                        panel_per_level)
+    log = log or (lambda msg: None)
+    t_start = time.time()
+    key = jax.random.key(seed)
+    lo_w, up_w = window_edges(float(d), rate, eps, p, key=jax.random.fold_in(key, 7), n=n_xi)
+    width = float(up_w - lo_w)
+    kd = jax.random.fold_in(key, 3)  # the lattice and chain keys: shared by every cell
+    kw = dict(key=kd, n_points=int(n_points), n_reps=int(n_reps), k_max=max(levels),
+              rate_lo=rate_lo, rate_hi=rate_hi)
+
+    def draws(sampler):
+        return FullVectorDraws(sampler, d, eps, p, width, **kw)
+
+    out_cells = []
+    for name in samplers:
+        for m in sorted({m for _, m in todo}):
+            dm = draws(make_sampler(name, m))
+            for L in sorted(L for L, mm in todo if mm == m):
+                out_cells.append(_measure(dm, name, L, m, log,
+                                          f"d={d} {name:>17} L={L:>3} m={m:>3} "))
+    for Q in single:
+        out_cells.append(_measure(draws(make_sampler("single_level", Q)), "single_level", 1, Q,
+                                  log, f"d={d} {'single_level':>17} L=  1 "))
+    ideal_rows = _ideal(d, eps, p, rate_lo, rate_hi, levels, per_level, single, n_xi,
+                        jax.random.fold_in(key, 5)) if ideal else []
+    config = dict(d=d, levels=levels, per_level=per_level, samplers=list(samplers),
+                  single_level_queries=single, cells=cells, panel_levels=panel_levels,
+                  panel_per_level=panel_per_level, seed=int(seed), n_points=int(n_points),
+                  n_reps=int(n_reps), eps=eps, p=p, rate=rate, rate_lo=rate_lo, rate_hi=rate_hi,
+                  sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, n_xi=int(n_xi),
+                  device=str(jax.devices()[0]), jax=jax.__version__)
+    return dict(config=config, width=width, cells=out_cells, ideal=ideal_rows,
+                elapsed_s=time.time() - t_start)
+
+
+def _measure(draws, name, L, m, log, head):
+    """One cell of :func:`levels_vs_queries`: ``draws(L)`` timed, logged after ``head``."""
+    t0 = time.time()
+    lo, hi, lev = draws(L)
+    c = _cell(name, L, m, lo, hi, lev, time.time() - t0)
+    log(f"{head}Q={c['queries']:>5}  P in [{c['p_lower']:.3f} +- {c['p_lower_se']:.3f}, "
+        f"{c['p_upper']:.3f} +- {c['p_upper_se']:.3f}]  {c['seconds']:.1f} s")
+    return c
+
+
+def _check_arguments(d, levels, per_level, samplers, single_level_queries, cells, n_points,
+                     n_reps, n_xi, eps, p):
+    """Validated ``(d, levels, per_level, single, eps, p)`` of :func:`levels_vs_queries`
+    (sorted, deduplicated int lists; ``eps`` defaults to ``1/d``); ValueError naming the argument."""
     if isinstance(d, bool) or not isinstance(d, (int, float, np.integer, np.floating)) \
             or int(d) != d or not 2 <= d < 2**32:
         raise ValueError(f"`d` must be an integer dimension in [2, 2^32), got {d!r}.")
@@ -180,57 +233,24 @@ def levels_vs_queries(d, *, levels=DEFAULT_LEVELS, per_level=DEFAULT_PER_LEVEL,
     p = float(p)
     if not p >= 1:
         raise ValueError(f"`p` must be >= 1, got {p!r}.")
+    return d, levels, per_level, single, eps, p
+
+
+def _cells_to_run(cells, levels, per_level, panel_levels, panel_per_level):
+    """``(panel_levels, panel_per_level, todo)``: the panels (defaults: the largest ``L``, the
+    smallest ``m``) and the sorted ``(L, m)`` cells of ``cells="grid"`` or ``"panels"``."""
     panel_levels = [max(levels)] if panel_levels is None else _check_ints(
         "panel_levels", panel_levels, 1)
     panel_per_level = [min(per_level)] if panel_per_level is None else _check_ints(
         "panel_per_level", panel_per_level, 1)
-    if cells == "panels":
-        if not set(panel_levels) <= set(levels) or not set(panel_per_level) <= set(per_level):
-            raise ValueError(f"`panel_levels` {panel_levels} must be among `levels` {levels} and "
-                             f"`panel_per_level` {panel_per_level} among `per_level` {per_level}.")
-        todo = sorted({(L, m) for L in panel_levels for m in per_level}
-                      | {(L, m) for L in levels for m in panel_per_level})
-    else:
-        todo = [(L, m) for L in levels for m in per_level]
-    log = log or (lambda msg: None)
-    t_start = time.time()
-    key = jax.random.key(seed)
-    lo_w, up_w = window_edges(float(d), rate, eps, p, key=jax.random.fold_in(key, 7), n=n_xi)
-    width = float(up_w - lo_w)
-    kd = jax.random.fold_in(key, 3)  # the lattice and chain keys: shared by every cell
-    kw = dict(key=kd, n_points=int(n_points), n_reps=int(n_reps), k_max=max(levels),
-              rate_lo=rate_lo, rate_hi=rate_hi)
-    out_cells = []
-    for name in samplers:
-        for m in sorted({m for _, m in todo}):
-            draws = FullVectorDraws(make_sampler(name, m), d, eps, p, width, **kw)
-            for L in sorted(L for L, mm in todo if mm == m):
-                t0 = time.time()
-                lo, hi, lev = draws(L)
-                c = _cell(name, L, m, lo, hi, lev, time.time() - t0)
-                out_cells.append(c)
-                log(f"d={d} {name:>17} L={L:>3} m={m:>3} Q={c['queries']:>5}  P in "
-                    f"[{c['p_lower']:.3f} +- {c['p_lower_se']:.3f}, {c['p_upper']:.3f} +- "
-                    f"{c['p_upper_se']:.3f}]  {c['seconds']:.1f} s")
-    for Q in single:
-        draws = FullVectorDraws(make_sampler("single_level", Q), d, eps, p, width, **kw)
-        t0 = time.time()
-        lo, hi, lev = draws(1)
-        c = _cell("single_level", 1, Q, lo, hi, lev, time.time() - t0)
-        out_cells.append(c)
-        log(f"d={d} {'single_level':>17} L=  1 Q={Q:>5}  P in [{c['p_lower']:.3f} +- "
-            f"{c['p_lower_se']:.3f}, {c['p_upper']:.3f} +- {c['p_upper_se']:.3f}]  "
-            f"{c['seconds']:.1f} s")
-    ideal_rows = _ideal(d, eps, p, rate_lo, rate_hi, levels, per_level, single, n_xi,
-                        jax.random.fold_in(key, 5)) if ideal else []
-    config = dict(d=d, levels=levels, per_level=per_level, samplers=list(samplers),
-                  single_level_queries=single, cells=cells, panel_levels=panel_levels,
-                  panel_per_level=panel_per_level, seed=int(seed), n_points=int(n_points),
-                  n_reps=int(n_reps), eps=eps, p=p, rate=rate, rate_lo=rate_lo, rate_hi=rate_hi,
-                  sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, n_xi=int(n_xi),
-                  device=str(jax.devices()[0]), jax=jax.__version__)
-    return dict(config=config, width=width, cells=out_cells, ideal=ideal_rows,
-                elapsed_s=time.time() - t_start)
+    if cells == "grid":
+        return panel_levels, panel_per_level, [(L, m) for L in levels for m in per_level]
+    if not set(panel_levels) <= set(levels) or not set(panel_per_level) <= set(per_level):
+        raise ValueError(f"`panel_levels` {panel_levels} must be among `levels` {levels} and "
+                         f"`panel_per_level` {panel_per_level} among `per_level` {per_level}.")
+    return panel_levels, panel_per_level, sorted(
+        {(L, m) for L in panel_levels for m in per_level}
+        | {(L, m) for L in levels for m in panel_per_level})
 
 
 def _ideal(d, eps, p, rate_lo, rate_hi, levels, per_level, single, n_xi, key, n_rates=9):
