@@ -40,8 +40,9 @@ def plot_rounds(search_summary, sampler_rows, path):
                 groups.setdefault(f"{r['mode']} searcher, d={r['d']}", []).append(
                     (r["L"], r["rounds_all"], r["queries_all"]))
         for r in sampler_rows:
+            ok = r["success"] > 0
             groups.setdefault(f"{r['sampler']}, d={r['d']}", []).append(
-                (r["L"], r["rounds"] if r["success"] > 0 else np.nan, r["queries"] if r["success"] > 0 else np.nan))
+                (r["L"], r["rounds"] if ok else np.nan, r["queries"] if ok else np.nan))
         for i, (lab, pts) in enumerate(sorted(groups.items())):
             pts = sorted(pts)
             st = series(i)
