@@ -490,7 +490,7 @@ def _add_rounds_parser(sub):
 
 
 def run_rounds(args) -> int:
-    """Run ``lowerbound rounds`` (float64; see :func:`jscore.lowerbound.rounds.run_rounds`)."""
+    """Run ``lowerbound rounds`` (float64; see :func:`jscore.sweeps.rounds_lab.run_rounds`)."""
     import jax
 
     for name in ("searches", "chains", "audit_points"):
@@ -507,7 +507,7 @@ def run_rounds(args) -> int:
             raise ValueError(f"`configs`: d = {d} must be a positive multiple of L = {L}.")
     check_out_dir(args.out)
     jax.config.update("jax_enable_x64", True)
-    from ..lowerbound.rounds import run_rounds as run
+    from ..sweeps.rounds_lab import run_rounds as run
 
     res = run(args.out, configs=args.configs, rates=tuple(args.rates),
               scale_ratio=args.scale_ratio, eps=args.eps, p=args.p,
@@ -607,8 +607,8 @@ def run_schedule(args) -> int:
     import time
 
     from ..compiles import CompileCounter
-    from ..lowerbound.schedule_certificate import (format_certificate, plot_certificate,
-                                                   schedule_certificate)
+    from ..lowerbound.schedule_certificate import format_certificate, schedule_certificate
+    from ..sweeps.certificate import write_certificate
 
     t0 = time.perf_counter()
     with jax.enable_x64(True), CompileCounter() as cc:
@@ -624,27 +624,8 @@ def run_schedule(args) -> int:
     print(table)
     print(f"computed in {res['timing']['wall_s']:.1f} s wall ({cc.summary()}; load average "
           f"{res['timing']['loadavg'][0] if res['timing']['loadavg'] else float('nan'):.1f})")
-    import json
-
-    from ..store import atomic_write
-
-    targets = []
-    if args.out:
-        targets += [("json", os.path.join(args.out, "certificate.json")),
-                    ("txt", os.path.join(args.out, "certificate.txt")),
-                    ("png", os.path.join(args.out, "certificate.png"))]
-    if args.json:
-        targets.append(("json", args.json))
-    if args.png:
-        targets.append(("png", args.png))
-    for kind, path in targets:
-        if kind == "json":
-            atomic_write(path, json.dumps(res, indent=1))
-        elif kind == "txt":
-            atomic_write(path, table + "\n")
-        else:
-            plot_certificate(res, path)
-        print(f"{kind}: {path}")
+    write_certificate(res, out=args.out, json_path=args.json, png_path=args.png,
+                      log=lambda kind, path: print(f"{kind}: {path}"))
     return 0
 
 
@@ -714,8 +695,9 @@ def run_levels(args) -> int:
     except ValueError as e:
         raise ValueError(f"`eps`: {e}") from None
     check_out_dir(args.out)
-    from ..lowerbound.levels import format_levels_table, levels_vs_queries, plot_levels
-    from ..store import atomic_write, json_default
+    from ..lowerbound.levels import format_levels_table, levels_vs_queries
+    from ..store import json_default
+    from ..sweeps.levels_lab import write_levels
 
     with jax.enable_x64(True):
         res = levels_vs_queries(
@@ -725,11 +707,7 @@ def run_levels(args) -> int:
             n_reps=args.reps, eps=eps, p=args.p,
             log=lambda m: print(m, file=sys.stderr, flush=True))
     table = format_levels_table(res)
-    os.makedirs(args.out, exist_ok=True)
-    atomic_write(os.path.join(args.out, "levels.json"),
-                 json.dumps(res, indent=1, default=json_default))
-    atomic_write(os.path.join(args.out, "table.txt"), table + "\n")
-    paths = plot_levels([res], os.path.join(args.out, "levels_vs_queries.png"))
+    paths = write_levels(res, args.out)[2:]  # levels.json, table.txt, then the figure
     if args.json:
         print(json.dumps(res, indent=1, default=json_default))
     else:
