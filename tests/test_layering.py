@@ -128,13 +128,6 @@ def test_bessel_shim_re_exports_the_special_functions():
         assert getattr(bessel, name) is getattr(special, name)
 
 
-def test_the_lab_does_not_import_the_experiment_layer():
-    """``lowerbound/`` is mathematics and simulation: it never imports ``jscore.sweeps`` or the CLI."""
-    for m, deps in GRAPH.items():
-        if m.startswith("jscore.lowerbound"):
-            assert not {d for d in deps if d.startswith(("jscore.sweeps", "jscore.cli"))}, m
-
-
 def _outside_imports(module: str) -> set[str]:
     """Top-level names of every module ``module`` imports (jscore or not), anywhere in its source."""
     names = set()
