@@ -11,7 +11,7 @@ loses at most one unit in progress (docs/experiments/exact_lab.md):
 - ``success``: one unit per (replicate seed, rate, K, offset, sampler, oracle) of each d;
 - ``search``: one unit per (d, hidden rate).
 
-A unit is a dict naming everything its row depends on (the unit functions of
+A unit is ``[experiment, {settings}]`` naming everything its row depends on (the unit functions of
 :mod:`jscore.lowerbound.exact_experiments` derive their keys from it exactly as before), so the
 config hash is the experiment's name alone: runs with any settings share one folder and resume
 each other's units, as the lab's CSV files did. The codebook of a (d, rate) is drawn once per
@@ -294,7 +294,7 @@ class ExactLab(UnitExperiment):
         return [self.seed + k for k in range(self.replicates)]
 
     def units(self) -> list:
-        """Units (dicts naming everything their row depends on), in the order the command ran
+        """Units ``[experiment, {everything its row depends on}]``, in the order the command ran
         them before: audit, bracket, tv, then per d success and search."""
         out = []
         ex = self.experiments
@@ -303,34 +303,34 @@ class ExactLab(UnitExperiment):
 
             grid = audit_sigmas(self.audit_dim, self.audit_rate, self.audit_sigmas,
                                 (self.sigma_min, self.sigma_max), RHO)
-            out += [dict(unit="audit", d=self.audit_dim, rate=self.audit_rate, eps=self.eps,
+            out += [["audit", dict(d=self.audit_dim, rate=self.audit_rate, eps=self.eps,
                          ps=list(self.audit_ps), n=self.audit_points, seed=self.seed,
-                         sigma_index=i, sigma=float(s)) for i, s in enumerate(grid)]
+                         sigma_index=i, sigma=float(s))] for i, s in enumerate(grid)]
         if "bracket" in ex:
             ratios = BRACKET_RATIOS if self.bracket_ratios is None else self.bracket_ratios
-            out += [dict(unit="bracket", d=d, rate=self.bracket_rate, index=k, ratio=float(f),
-                         n=self.bracket_points, seed=self.seed, eps=self.eps, p=self.p)
+            out += [["bracket", dict(d=d, rate=self.bracket_rate, index=k, ratio=float(f),
+                         n=self.bracket_points, seed=self.seed, eps=self.eps, p=self.p)]
                     for d in self.bracket_dims for k, f in enumerate(ratios)]
         if "tv" in ex:
-            out += [dict(unit="tv", d=d, rate=r, ratio=float(f), n=self.tv_points, seed=self.seed)
+            out += [["tv", dict(d=d, rate=r, ratio=float(f), n=self.tv_points, seed=self.seed)]
                     for d, r in self.tv_pairs() for f in self.tv_ratios]
         for d in self.dims:
             if "success" in ex:
-                out += [dict(unit="success", sampler=s, oracle=o, d=d, rate=float(r), K=int(K),
+                out += [["success", dict(sampler=s, oracle=o, d=d, rate=float(r), K=int(K),
                              offset_index=u, offsets=self.offsets, chains=self.chains, seed=sd,
                              eps=self.eps, p=self.p, sigma_min=self.sigma_min,
-                             sigma_max=self.sigma_max)
+                             sigma_max=self.sigma_max)]
                         for sd in self.seeds() for r in self.rates for K in self.ks
                         for u in range(self.offsets) for s in self.samplers for o in self.oracles]
             if "search" in ex:
-                out += [dict(unit="search", d=d, rate=float(r), rates=list(self.rates),
-                             n=self.searches, seed=self.seed, eps=self.eps, p=self.p)
+                out += [["search", dict(d=d, rate=float(r), rates=list(self.rates),
+                             n=self.searches, seed=self.seed, eps=self.eps, p=self.p)]
                         for r in self.rates]
         return out
 
     def describe(self) -> str:
         units = self.units()
-        counts = {x: sum(u["unit"] == x for u in units) for x in self.experiments}
+        counts = {x: sum(u[0] == x for u in units) for x in self.experiments}
         fields = ", ".join(f"{k} = {v!r}" for k, v in self.to_dict().items())
         return (f"exact experiment: {len(units)} units ("
                 + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"); {fields}")
@@ -339,8 +339,7 @@ class ExactLab(UnitExperiment):
         """The row of one unit (for ``audit``: ``{"rows": [one per p]}``), from the unit alone."""
         from ..lowerbound import exact_experiments as E
 
-        kind = unit["unit"]
-        u = {k: v for k, v in unit.items() if k != "unit"}
+        kind, u = unit[0], dict(unit[1])
         if kind == "tv":
             cb = _cached(("tv", u["d"], u["rate"], u["seed"]),
                          lambda: E.tv_codebook(u["d"], u["rate"], u["seed"], RHO))
@@ -351,7 +350,7 @@ class ExactLab(UnitExperiment):
         if kind == "success":
             cb = _cached(("success", u["d"], u["rate"], u["seed"]),
                          lambda: E.success_codebook(u["d"], u["rate"], u["seed"], RHO))
-            row = E.success_unit(u.pop("sampler"), _sampler(unit["sampler"]), u.pop("oracle"),
+            row = E.success_unit(u.pop("sampler"), _sampler(unit[1]["sampler"]), u.pop("oracle"),
                                  u.pop("d"), u.pop("rate"), u.pop("K"), u.pop("offset_index"),
                                  theta0=THETA0, rho=RHO, codebook=cb, **u)
             log(f"success R={row['rate']} K={row['K']} u={row['offset_index']} "
@@ -392,7 +391,7 @@ class ExactLab(UnitExperiment):
         from ..lowerbound import exact_experiments as E
         from ..lowerbound import validation as V
 
-        kinds = {k: [r for r in rows if r["unit"]["unit"] == k] for k in EXPERIMENTS}
+        kinds = {k: [r for r in rows if r["unit"][0] == k] for k in EXPERIMENTS}
         files, text, results = [], [], {}
 
         def csv(name, recs):
