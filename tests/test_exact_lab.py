@@ -156,3 +156,52 @@ def test_jscore_sweep_toml_equals_lowerbound_exact(tmp_path, capsys):
     assert main(["sweep", str(toml), "--out", str(tmp_path / "bad"), "--tv-points", "0"]) != 0
     assert "--tv-points must be an integer >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # checked before anything is written
+
+
+_TWO_PROCESSES = """
+import sys, json
+import jax
+jax.distributed.initialize(coordinator_address=sys.argv[2], num_processes=2,
+                           process_id=int(sys.argv[3]))
+from jscore.sweeps.exact_lab import ExactLab
+from jscore.sweeps.protocol import run_experiment
+cfg = ExactLab(experiments="tv", tv="12,0.3,10,0.25", tv_ratios="1.0,1.25", tv_points=64)
+res = run_experiment(cfg, out=sys.argv[1], quiet=True, workers=1)
+print(json.dumps({"tv": [[r["d"], r["ratio"], r["tv"], r["phi"]] for r in res.results["tv"]],
+                  "here": res.results["stats"]["units_run_here"], "wrote": bool(res.files)}))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(tmp_path):
+    """Two jax.distributed processes share the units (2 each) and give the one-process rows;
+    only process 0 writes the files."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        addr = f"127.0.0.1:{s.getsockname()[1]}"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = str(tmp_path / "mp")
+    procs = [subprocess.Popen([sys.executable, "-c", _TWO_PROCESSES, out, addr, str(i)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, e[-3000:]
+    got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    cfg = ExactLab(experiments="tv", tv="12,0.3,10,0.25", tv_ratios="1.0,1.25", tv_points=64)
+    one = run_experiment(cfg, out=str(tmp_path / "one"), quiet=True, workers=1)
+    want = [[r["d"], r["ratio"], r["tv"], r["phi"]] for r in one.results["tv"]]
+    assert got[0]["tv"] == want and got[1]["tv"] == want
+    assert [g["here"] for g in got] == [2, 2] and got[0]["wrote"] and not got[1]["wrote"]
+    assert _csv(tmp_path / "mp" / "tv.csv") == _csv(tmp_path / "one" / "tv.csv")
