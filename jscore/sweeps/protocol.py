@@ -99,11 +99,11 @@ class UnitExperiment:
     def to_toml(self) -> str:
         """The config as TOML that :meth:`from_dict` (and ``jscore sweep FILE``) reads back to an
         equal config."""
-        import tomli_w
+        from .spec import toml_dumps
 
-        head = f"# jscore {self.experiment} experiment ({type(self).__name__}); " \
-               "run it with `jscore sweep THIS_FILE`\n"
-        return head + tomli_w.dumps({"experiment": self.experiment, **self.to_dict()})
+        return toml_dumps({"experiment": self.experiment, **self.to_dict()},
+                          f"jscore {self.experiment} experiment ({type(self).__name__}); run it "
+                          "with `jscore sweep THIS_FILE`")
 
     @classmethod
     def from_dict(cls, data: dict):
