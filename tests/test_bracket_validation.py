@@ -85,10 +85,10 @@ def test_bracket_experiment_resumes(tmp_path, monkeypatch):
     orig = V.exact_informative_fraction
     monkeypatch.setattr(V, "exact_informative_fraction",
                         lambda *a, **k: calls.append(1) or orig(*a, **k))
-    res2 = run_experiment(cfg, out=str(tmp_path), quiet=True, workers=1)
+    res2 = run_experiment(cfg, out=str(tmp_path), quiet=True, workers=1, plot=False)
     assert not calls and res2.results["bracket_summary"] == res.results["bracket_summary"]
     res3 = run_experiment(cfg.replace(bracket_ratios="0.6", bracket_points=100), out=str(tmp_path),
-                          quiet=True, workers=1)
+                          quiet=True, workers=1, plot=False)
     assert len(calls) == 1 and res3.results["bracket_summary"][0]["n"] == 100
     with open(tmp_path / "bracket_summary.csv") as f:
         assert [(r["n"], r["points"]) for r in csv.DictReader(f)] == [("100", "1")]

@@ -91,9 +91,9 @@ def test_bad_flag_values_name_the_flag(flags, match):
 
 def test_threads_equal_one_worker_and_match_the_unit_functions(tmp_path):
     cfg = ExactLab(**TINY)
-    one = run_experiment(cfg, out=str(tmp_path / "w1"), quiet=True, workers=1)
+    one = run_experiment(cfg, out=str(tmp_path / "w1"), quiet=True, workers=1, plot=False)
     exact_lab.clear_cache()
-    two = run_experiment(cfg, out=str(tmp_path / "w2"), quiet=True, workers=2)
+    two = run_experiment(cfg, out=str(tmp_path / "w2"), quiet=True, workers=2, plot=False)
     assert one.complete and two.complete and len(one.rows) == 4
     assert _values(two.rows) == _values(one.rows)  # bitwise, in units() order
     for name in ("tv.csv", "success_units.csv", "success_d12.csv"):
@@ -108,7 +108,7 @@ def test_threads_equal_one_worker_and_match_the_unit_functions(tmp_path):
 
 def test_killed_run_resumes_to_the_uninterrupted_rows(tmp_path, monkeypatch):
     cfg = ExactLab(**TINY)
-    full = run_experiment(cfg, out=str(tmp_path / "full"), quiet=True, workers=1)
+    full = run_experiment(cfg, out=str(tmp_path / "full"), quiet=True, workers=1, plot=False)
     real = E.success_unit
     calls = []
 
@@ -127,7 +127,7 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(tmp_path, monkeypatch):
     assert kept == ["tv", "tv", "success"]  # finished units are on disk
     monkeypatch.setattr(E, "success_unit", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     calls.clear()
-    res = run_experiment(cfg, out=str(out), quiet=True, workers=1)
+    res = run_experiment(cfg, out=str(out), quiet=True, workers=1, plot=False)
     assert calls == ["reference"]  # only the unit in progress is computed again
     assert _values(res.rows) == _values(full.rows)
     for name in ("tv.csv", "success_units.csv", "success_d12.csv"):
