@@ -152,6 +152,8 @@ def test_jscore_sweep_toml_equals_lowerbound_exact(tmp_path, capsys):
     table = cli_text[:cli_text.index("results:")]
     assert table.startswith("TV(P_sigma, Q_sigma) vs Phi") and table.strip() in sweep_text
     assert (tmp_path / "cli" / "tv.png").stat().st_size > 5_000
+    assert main(["sweep", str(toml), "--dry-run"]) == 0  # the plan, nothing run
+    assert capsys.readouterr().out.startswith("exact experiment: 2 units (tv 2)")
     # a field given as a flag of `jscore sweep` replaces the file's value
     assert main(["sweep", str(toml), "--out", str(tmp_path / "bad"), "--tv-points", "0"]) != 0
     assert "--tv-points must be an integer >= 1, got 0" in capsys.readouterr().err
