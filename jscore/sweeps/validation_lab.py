@@ -17,7 +17,8 @@ def write_results(all_rows, out_dir, extra=None):
     flat = [r for rows in all_rows for r in rows]
     write_csv(os.path.join(out_dir, "validation.csv"), flat)
     summary = [summarize(rows) for rows in all_rows]
-    write_json(os.path.join(out_dir, "validation.json"), dict(summary=summary, rows=flat, **(extra or {})))
+    write_json(os.path.join(out_dir, "validation.json"),
+               dict(summary=summary, rows=flat, **(extra or {})))
     plot_validation(all_rows, summary, os.path.join(out_dir, "validation.png"))
     return summary
 
