@@ -220,8 +220,9 @@ _TWO_PROCESSES = textwrap.dedent("""
     import sys, json
     sys.path.insert(0, sys.argv[4])
     import jax
-    jax.distributed.initialize(coordinator_address=sys.argv[2], num_processes=2,
-                               process_id=int(sys.argv[3]))
+    if sys.argv[2] != "none":
+        jax.distributed.initialize(coordinator_address=sys.argv[2], num_processes=2,
+                                   process_id=int(sys.argv[3]))
     from test_protocol import ToyLab
     from jscore.sweeps.protocol import run_experiment
     res = run_experiment(ToyLab(dims=tuple(range(2, 9))), out=sys.argv[1], quiet=True, workers=1)
@@ -252,9 +253,11 @@ def test_two_processes_equal_one(tmp_path):
     for p, (o, e) in zip(procs, outs):
         assert p.returncode == 0, e[-3000:]
     got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
-    one = run_experiment(ToyLab(dims=tuple(range(2, 9))), out=str(tmp_path / "one"), quiet=True,
-                         workers=1)
-    want = [list(v) for v in _values(one.rows)]
+    # the one-process reference in a fresh process too (this one's XLA options may differ)
+    ref = subprocess.run([sys.executable, "-c", _TWO_PROCESSES, str(tmp_path / "one"), "none", "0",
+                          here], env=_env(), capture_output=True, text=True, timeout=240)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    want = json.loads(ref.stdout.strip().splitlines()[-1])["rows"]
     assert got[0]["rows"] == want and got[1]["rows"] == want  # every process: the whole result
     assert [g["here"] for g in got] == [4, 3]  # units 0,2,4,6 and 1,3,5
     assert got[0]["wrote"] and not got[1]["wrote"]  # only process 0 writes the result files
