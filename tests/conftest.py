@@ -10,6 +10,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+# Start the backend now, with the default XLA options: `jscore demo` run in-process by a test would
+# otherwise start it at backend optimisation level 0 (its compile-fast mode), and every later test
+# in that worker would compile at level 0 too (float results differing in the last bits from a
+# fresh process, so bitwise tests would fail depending on test order).
+jax.devices()
+
 
 @pytest.fixture
 def x64():
