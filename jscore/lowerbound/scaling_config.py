@@ -183,7 +183,7 @@ class ScalingConfig:
     n_scales: int = option(8, "hidden-scale positions of the worst case K*_worst (>= 1)",
                            aliases=("--scales",))
     max_queries: int | None = option(None, "cap on queries per chain (data-dependent samplers on "
-                                     "full vectors)", metavar="N")
+                                     "full vectors; default: none)", metavar="N")
     robustness: bool = option(False, "also the p x eps robustness grid of the window width",
                               identity=False)
     seed: int = option(0, "seed of norms, offsets and chains")
@@ -240,7 +240,10 @@ class ScalingConfig:
             try:
                 eps = float(eps)  # a number written as text: the number (one config hash)
             except ValueError:
-                eps_value(100.0, eps)  # ValueError naming the rules
+                try:
+                    eps_value(100.0, eps)
+                except ValueError as e:  # name the field and the rules
+                    raise ValueError(f"`eps`: {e}") from None
                 return
         if not (math.isfinite(eps) and 0 < eps < 1):
             raise ValueError(f"`eps` must lie in (0, 1), got {eps}; e.g. eps = 1e-4 or '1/d'.")
