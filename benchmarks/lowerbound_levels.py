@@ -162,7 +162,8 @@ def markdown(res) -> str:
 
 
 def plot() -> int:
-    from jscore.lowerbound.levels import format_levels_table, plot_levels
+    from jscore.lowerbound.levels import format_levels_table
+    from jscore.sweeps.levels_lab import plot_levels
 
     runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("d*.json"),
                                                        key=lambda p: json.loads(p.read_text())["config"]["d"])]

@@ -29,6 +29,7 @@ import jax  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 from jscore.lowerbound import validation as V  # noqa: E402
+from jscore.sweeps.validation_lab import write_results  # noqa: E402
 
 RATIOS = [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.85, 1.0, 1.3, 1.6, 1.9, 2.1, 2.3, 2.5,
           2.7, 3.0]
@@ -72,7 +73,7 @@ def main(argv=None):
                            rows=rows), open(cache, "w"), indent=1)
             log(f"lab d={d} R={R} M={rows[0]['M']} n={n}: {time.time() - t0:.0f}s")
         all_rows.append(V.compare(rows, a.eps, a.p))
-    summary = V.write_results(all_rows, a.out, extra=dict(eps=a.eps, p=a.p))
+    summary = write_results(all_rows, a.out, extra=dict(eps=a.eps, p=a.p))
     for s in summary:
         log(f"d={s['d']} R={s['rate']} M={s['M']}: max |formula - exact| = {s['max_dev']:.3f} "
             f"at {s['at_ratio']} sigma_c (0/1 guard: {s['max_dev_old']:.3f} at {s['at_ratio_old']})")

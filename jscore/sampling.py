@@ -277,6 +277,33 @@ def _check_record(record):
         raise TypeError(f"`record` must be a js.Record or None, got {type(record).__name__}.")
 
 
+def _chains(oracle, x_init, num_samples):
+    """``(x_init (n, d) or None, n, event_shape)`` of :func:`sample` from ``x_init`` rows or
+    ``num_samples`` (they must agree when both are given)."""
+    if x_init is not None:
+        x_init = _check_points(x_init)
+        if x_init.ndim < 2:
+            raise ValueError(
+                f"`x_init` must have shape (n, d) or (n, *event_shape) for js.sample, got "
+                f"{x_init.shape}; use js.sample_one for a single point."
+            )
+        if num_samples is not None and num_samples != x_init.shape[0]:
+            raise ValueError(
+                f"`num_samples={num_samples}` disagrees with `x_init` of {x_init.shape[0]} rows; "
+                "pass one of them."
+            )
+        num_samples = x_init.shape[0]
+        event_shape = _resolve_event_shape(oracle, x_init.shape[1:])
+        x_init = x_init.astype(_float_dtype()).reshape(num_samples, -1)
+    else:
+        if num_samples is None:
+            raise ValueError(
+                "Pass `num_samples` (number of chains) or `x_init` of shape (n, *event_shape)."
+            )
+        event_shape = _resolve_event_shape(oracle, None)
+    return x_init, check_positive_int("num_samples", num_samples), event_shape
+
+
 def sample(
     oracle,
     sampler,
@@ -327,28 +354,7 @@ def sample(
     _check_record(record)
     if chunk_size is not None:
         chunk_size = check_positive_int("chunk_size", chunk_size)
-    if x_init is not None:
-        x_init = _check_points(x_init)
-        if x_init.ndim < 2:
-            raise ValueError(
-                f"`x_init` must have shape (n, d) or (n, *event_shape) for js.sample, got "
-                f"{x_init.shape}; use js.sample_one for a single point."
-            )
-        if num_samples is not None and num_samples != x_init.shape[0]:
-            raise ValueError(
-                f"`num_samples={num_samples}` disagrees with `x_init` of {x_init.shape[0]} rows; "
-                "pass one of them."
-            )
-        num_samples = x_init.shape[0]
-        event_shape = _resolve_event_shape(oracle, x_init.shape[1:])
-        x_init = x_init.astype(_float_dtype()).reshape(num_samples, -1)
-    else:
-        if num_samples is None:
-            raise ValueError(
-                "Pass `num_samples` (number of chains) or `x_init` of shape (n, *event_shape)."
-            )
-        event_shape = _resolve_event_shape(oracle, None)
-    num_samples = check_positive_int("num_samples", num_samples)
+    x_init, num_samples, event_shape = _chains(oracle, x_init, num_samples)
     dim = math.prod(event_shape)
     itemsize = np.dtype(_float_dtype()).itemsize
     # the initial points, the final samples and the running state of a block, at the least

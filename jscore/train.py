@@ -357,12 +357,8 @@ def fit(
     loss history (float64 NumPy).
     """
     key = as_key(key)
-    if not isinstance(model, eqx.Module) or not callable(model):
-        raise TypeError(f"`model` must be a callable Equinox module D(x, sigma), got {type(model).__name__}.")
-    dim = getattr(model, "dim", None)
-    if not isinstance(dim, numbers.Integral):
-        raise TypeError("`model` must have an integer `dim` (the data dimension).")
-    data = _prepare_data(data_or_target, int(dim))
+    dim = _check_model(model)
+    data = _prepare_data(data_or_target, dim)
     cfg = _make_config(model, num_steps, batch_size, learning_rate, warmup_steps, final_lr_ratio,
                        weight_decay, grad_clip, ema_decay, sigma_dist, p_mean, p_std, sigma_min,
                        sigma_max, sigma_data, chunk_size)
@@ -373,23 +369,50 @@ def fit(
     opt_state = knobs.optimizer().init(params)
     state = TrainState(params, params, opt_state, jnp.zeros((), jnp.int32))
     losses = jnp.full((cfg.num_steps,), jnp.nan, jnp.float32)
+    directory, expect, state, losses, done = _open_checkpoint(
+        checkpoint_dir, resume, model, cfg, key, data, state, losses)
+    state, losses = _train_chunks(state, losses, done, static, data, stream(key, TRAIN), knobs,
+                                  cfg, directory, expect, checkpoint_every, progress, callback)
+    ema_model = eqx.combine(state.ema, static)
+    if directory is not None and type(ema_model).__name__ in nets.MODELS:
+        nets.save(directory / "model.eqx", ema_model)
+    return FitResult(ema_model, np.asarray(losses, np.float64))
+
+
+def _check_model(model) -> int:
+    """The data dimension of ``model``: a callable Equinox module with an integer ``dim``."""
+    if not isinstance(model, eqx.Module) or not callable(model):
+        raise TypeError(f"`model` must be a callable Equinox module D(x, sigma), got {type(model).__name__}.")
+    dim = getattr(model, "dim", None)
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError("`model` must have an integer `dim` (the data dimension).")
+    return int(dim)
+
+
+def _open_checkpoint(checkpoint_dir, resume, model, cfg, key, data, state, losses):
+    """``(directory, expect, state, losses, done)``: the checkpoint folder (created; None without
+    one), the metadata a checkpoint of this run must match, and the state, losses and steps done,
+    loaded from an existing checkpoint when ``resume``."""
+    if checkpoint_dir is None:
+        return None, {}, state, losses, 0
+    directory = pathlib.Path(checkpoint_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    expect = {
+        "model": _model_meta(model),
+        "train_config": dataclasses.asdict(cfg),
+        "key": _key_fingerprint(key),
+        "data": _data_fingerprint(data),
+    }
     done = 0
+    if resume and (directory / CHECKPOINT_JSON).exists():
+        state, losses, done = _load_train_checkpoint(directory, (state, losses), expect)
+    return directory, expect, state, losses, done
 
-    directory = None
-    expect = {}
-    if checkpoint_dir is not None:
-        directory = pathlib.Path(checkpoint_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        expect = {
-            "model": _model_meta(model),
-            "train_config": dataclasses.asdict(cfg),
-            "key": _key_fingerprint(key),
-            "data": _data_fingerprint(data),
-        }
-        if resume and (directory / CHECKPOINT_JSON).exists():
-            state, losses, done = _load_train_checkpoint(directory, (state, losses), expect)
 
-    train_key = stream(key, TRAIN)
+def _train_chunks(state, losses, done, static, data, train_key, knobs, cfg, directory, expect,
+                  checkpoint_every, progress, callback):
+    """Run the chunks from step ``done`` on (one jitted scan each), checkpointing every
+    ``checkpoint_every`` chunks and at the end; returns ``(state, losses)``."""
     bounds = list(range(0, cfg.num_steps, cfg.chunk_size)) + [cfg.num_steps]
     chunks = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if a >= done]
     if done and done not in bounds:
@@ -421,10 +444,6 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
-    ema_model = eqx.combine(state.ema, static)
-    if directory is not None and type(ema_model).__name__ in nets.MODELS:
-        nets.save(directory / "model.eqx", ema_model)
-    return FitResult(ema_model, np.asarray(losses, np.float64))
-
+    return state, losses
 
 __all__ = ["fit", "FitResult", "TrainConfig", "Knobs", "TrainState", "edm_loss", "sample_sigmas"]

@@ -241,8 +241,11 @@ def test_exact_experiments_smoke(tmp_path):
     s = E.adaptive_search(16, [0.2, 0.4], 20, jax.random.key(1))
     assert all(2.0 <= r["mean_queries"] <= 3.0 and r["found"] == 1.0 for r in s)
     tv = E.tv_curve(16, 0.3, [1.0], 300, jax.random.key(2))
-    E.write_rows(tv, tmp_path / "tv.csv")
-    E.plot_rows(tv, "ratio", "tv", None, tmp_path / "tv.png")
+    from jscore.store import write_csv
+    from jscore.sweeps.exact_lab import plot_rows
+
+    write_csv(tmp_path / "tv.csv", tv)
+    plot_rows(tv, "ratio", "tv", None, tmp_path / "tv.png")
     assert (tmp_path / "tv.png").stat().st_size > 0
     np.testing.assert_allclose(E.offset_grid(4, 0.02, 20.0, 0.0)[[0, -2, -1]],
                                [20.0, 20.0 * (0.001) ** 0.75, 0.0])

@@ -6,10 +6,10 @@ import csv
 import math
 from statistics import NormalDist
 
+import jax
 import numpy as np
 import pytest
 
-from jscore.lowerbound import exact_experiments as E
 from jscore.lowerbound import validation as V
 
 
@@ -60,25 +60,38 @@ def test_exact_fraction_in_bracket_d40(x64):
     _check(rows, 40)
 
 
-def test_run_bracket_resumes(tmp_path):
-    """Resumable CSV: a rerun computes nothing; summary and figure are written."""
-    kw = dict(dims=[16], rate=0.3, ratios=[0.6, 2.0], n=200, log=lambda m: None)
-    (s,) = E.run_bracket(tmp_path, **kw)
+def test_bracket_experiment_resumes(tmp_path, monkeypatch):
+    """The bracket experiment of the lab (one unit per (d, ratio)): files written, a rerun
+    computes nothing, another n adds units to the same folder; the unit is the bracket check
+    of exact_informative_fraction at the ratio's point seed."""
+    from jscore.sweeps.exact_lab import ExactLab
+    from jscore.sweeps.protocol import run_experiment
+
+    cfg = ExactLab(experiments="bracket", bracket_dims="16", bracket_rate=0.3,
+                   bracket_ratios="0.6,2.0", bracket_points=200)
+    res = run_experiment(cfg, out=str(tmp_path), quiet=True, workers=1)
+    (s,) = res.results["bracket_summary"]
     assert s["d"] == 16 and s["points"] == 2
     for f in ("bracket.csv", "bracket_summary.csv", "bracket.png", "bracket.pdf"):
         assert (tmp_path / f).stat().st_size > 0, f
+    # the second unit is the check at ratio index 1 (point seed of (16, 1)) on the seed-16 codebook
+    row = res.results["bracket"][1]
+    with jax.enable_x64(True):
+        (want,) = V.bracket_check(V.exact_informative_fraction(16, 0.3, [2.0], 200, 16,
+                                                               indices=[1]))
+    assert row["point_seed"] == V.point_seed(16, 1) and row["exact"] == want["exact"]
+    assert row["lower"] == pytest.approx(want["lower"], rel=1e-12)
     calls = []
     orig = V.exact_informative_fraction
-    V.exact_informative_fraction = lambda *a, **k: calls.append(1) or orig(*a, **k)
-    try:
-        (s2,) = E.run_bracket(tmp_path, **kw)
-    finally:
-        V.exact_informative_fraction = orig
-    assert not calls and s2["max_outside_se"] == pytest.approx(s["max_outside_se"])
-    # a second group (here: another n) run separately joins the summary file
-    E.run_bracket(tmp_path, **dict(kw, ratios=[0.6], n=100))
+    monkeypatch.setattr(V, "exact_informative_fraction",
+                        lambda *a, **k: calls.append(1) or orig(*a, **k))
+    res2 = run_experiment(cfg, out=str(tmp_path), quiet=True, workers=1, plot=False)
+    assert not calls and res2.results["bracket_summary"] == res.results["bracket_summary"]
+    res3 = run_experiment(cfg.replace(bracket_ratios="0.6", bracket_points=100), out=str(tmp_path),
+                          quiet=True, workers=1, plot=False)
+    assert len(calls) == 1 and res3.results["bracket_summary"][0]["n"] == 100
     with open(tmp_path / "bracket_summary.csv") as f:
-        assert [(r["n"], r["points"]) for r in csv.DictReader(f)] == [("100", "1"), ("200", "2")]
+        assert [(r["n"], r["points"]) for r in csv.DictReader(f)] == [("100", "1")]
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from jscore.lowerbound import exact_experiments as E
 
 
 def _units_from_chains(rng, specs):
-    """Unit rows (as run_success writes them, strings) plus the per-chain arrays behind them."""
+    """Unit rows (as success_units.csv holds them, strings) plus the per-chain arrays behind them."""
     units, chains = [], []
     for K, n, p_inf, p_succ_given in specs:
         inf = rng.random(n) < p_inf
@@ -100,9 +100,12 @@ def test_run_success_pairs_success_with_informative(tmp_path):
     gap_d16.{csv,png} are written."""
     d, rate = 16, 0.25
     assert js.lowerbound.metrics.decoder_false_alarm(d, math.ceil(math.exp(rate * d))) < 1e-3
-    summary = E.run_success(tmp_path, {"euler": js.samplers.Euler()}, d=d, rates=[rate],
-                            Ks=[2, 8], chains=48, offsets=2,
-                            oracles=("adversary", "reference"), log=lambda m: None)
+    from jscore.sweeps.exact_lab import ExactLab
+    from jscore.sweeps.protocol import run_experiment
+
+    cfg = ExactLab(experiments="success", dims=(d,), rates=(rate,), ks=(2, 8), chains=48,
+                   offsets=2, samplers=("euler",), oracles=("adversary", "reference"))
+    summary = run_experiment(cfg, out=str(tmp_path), quiet=True).results[f"success_d{d}"]
     units = _rows(tmp_path / "success_units.csv")
     assert len(units) == 2 * 2 * 2
     for u in units:

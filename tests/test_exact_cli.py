@@ -1,4 +1,6 @@
-"""``jscore lowerbound exact`` (issue 5): files, resume, bad arguments, section-8 controls."""
+"""``jscore lowerbound exact`` (issue 5): files, resume, bad arguments, section-8 controls (the
+command runs the ExactLab experiment of jscore.sweeps.exact_lab; tests/test_exact_lab.py tests
+the experiment itself)."""
 
 import csv
 import sys
@@ -55,9 +57,13 @@ def test_exact_cli_writes_resumes_and_recomputes_only_missing_units(tmp_path, ca
     assert main(TINY + ["--out", str(out)]) == 0
     assert len(_rows(out / "success_units.csv")) == 2
 
-    # an interrupted run: drop the last unit; the rerun computes exactly that one
-    lines = (out / "success_units.csv").read_text().splitlines(keepends=True)
-    (out / "success_units.csv").write_text("".join(lines[:-1]))
+    # an interrupted run: drop the last success unit from the store (units-p0.jsonl, one row
+    # per unit); the rerun computes exactly that one
+    store = out / "units-p0.jsonl"
+    lines = store.read_text().splitlines(keepends=True)
+    assert len(lines) == 3  # 1 tv + 2 success units
+    assert '"success"' in lines[-1]
+    store.write_text("".join(lines[:-1]))
     monkeypatch.undo()
     calls = []
     real = E.sample

@@ -126,3 +126,26 @@ def test_bessel_shim_re_exports_the_special_functions():
 
     for name in special.__all__:
         assert getattr(bessel, name) is getattr(special, name)
+
+
+def _outside_imports(module: str) -> set[str]:
+    """Top-level names of every module ``module`` imports (jscore or not), anywhere in its source."""
+    names = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.add(node.module or "")
+    return names
+
+
+@pytest.mark.parametrize("module", ["jscore.lowerbound.levels", "jscore.lowerbound.rounds",
+                                    "jscore.lowerbound.schedule_certificate"])
+def test_lab_modules_neither_write_files_nor_draw(module):
+    """Files and figures of these labs live in jscore.sweeps (levels_lab, rounds_lab, certificate)."""
+    assert not GRAPH[module] & {"jscore.store", "jscore.plot"}, GRAPH[module]
+    assert not {n for n in _outside_imports(module) if n.split(".")[0] == "matplotlib"}
+    calls = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+             for node in ast.walk(ast.parse(MODULES[module].read_text()))
+             if isinstance(node, ast.Call)}
+    assert not calls & {"open", "savefig", "write_text", "write_bytes", "makedirs"}, calls

@@ -45,7 +45,9 @@ def test_compare_rows_and_outputs(x64, tmp_path):
         assert r["dev"] == pytest.approx(r["formula"] - r["exact"])
         assert 0.0 <= r["formula"] <= 1.0 and 0.0 <= r["formula_old"] <= 1.0
     assert out[1]["exact"] == 1.0 and out[1]["formula"] == pytest.approx(1.0, abs=1e-6)
-    summary = V.write_results([out], str(tmp_path))
+    from jscore.sweeps.validation_lab import write_results
+
+    summary = write_results([out], str(tmp_path))
     assert summary[0]["max_dev"] == max(abs(r["dev"]) for r in out)
     for f in ["validation.csv", "validation.json", "validation.png"]:
         assert (tmp_path / f).stat().st_size > 0

@@ -163,20 +163,11 @@ def run(args) -> int:
 
     from .. import metrics, sample, schedules, summarize
     from ..oracles import Exact
-    from ..samplers import CATALOGUE
 
     budgets = args.budgets
     if args.num_samples < 2:
         raise ValueError(f"`--num-samples` must be at least 2, got {args.num_samples}.")
-    if args.samplers == "all":
-        names = list(CATALOGUE)
-    elif args.samplers == "default":
-        names = default_samplers()
-    else:
-        names = [s.strip() for s in args.samplers.split(",")]
-    for n in names:
-        if n not in CATALOGUE:
-            raise ValueError(f"Unknown sampler {n!r}; available: {', '.join(sorted(CATALOGUE))}.")
+    names = _sampler_names(args.samplers)
     jobs = _jobs(names, budgets)
     if not jobs:
         raise ValueError(f"no sampler in {', '.join(names)} fits a budget of {budgets} queries; "
@@ -196,17 +187,7 @@ def run(args) -> int:
     floor_energy = float(metrics.energy_distance(ref, ref2))
     _, tv_se = metrics.mode_tv(ref, target.means, target.weights)
     env = environment()
-
-    nw = max(len("sampler"), *(len(x) for x in names)) + 2
-    header = f"{'sampler':<{nw}}{'budget':>7}{'steps':>6}{'queries':>9}{'levels':>8}{'rounds':>8}{'mode_tv':>9}{'energy':>9}  status"
-    print(f"jscore demo: d={args.dim}, K={args.components}, {n} chains per run, "
-          f"device {env['device']['device_kind']}"
-          + (" (XLA backend optimisation level 0; --optimize for full)" if fast else ""))
-    print(f"noise floor of an exact sampler: mode_tv ~ {tv_se:.3f} (1 SE), energy ~ 0 +- {abs(floor_energy):.3f}")
-    if not args.quiet:
-        print(DEMO_LEGEND)
-    print(header)
-    print("-" * len(header))
+    nw = _print_header(args, names, env, fast, tv_se, floor_energy)
 
     def run_job(job):
         name, sampler, budget, steps, max_queries = job
@@ -214,11 +195,63 @@ def run(args) -> int:
         tv, _ = metrics.mode_tv(res.x, target.means, target.weights)
         return res, summarize(res), tv, float(metrics.energy_distance(res.x, ref))
 
+    t0 = time.perf_counter()
+    rows, samples_for_plot = _run_jobs(jobs, run_job, args.workers, rows_path, env, nw)
+    if any(r["max_queries"] is not None for r in rows):
+        print("* data-dependent cost: grid of budget/2 steps; the sampler's own rule sets the "
+              "queries (capped at 4 x budget).")
+    elapsed = time.perf_counter() - t0
+    atomic_write(os.path.join(args.out, "demo.json"),
+                 json.dumps({"rows": rows, "noise_floor": {"mode_tv_se": tv_se, "energy": floor_energy}}, indent=1))
+    if not args.quiet:
+        print(f"\n{len(rows)} runs in {elapsed:.1f} s; rows in {rows_path}")
+    if not args.no_plot and rows:
+        files = _plot(os.path.join(args.out, "demo.png"), np.asarray(ref[:, :2]),
+                      samples_for_plot, rows, floor_energy)
+        if not args.quiet:
+            print(f"figures: {', '.join(files)}")
+    return 0
+
+
+def _sampler_names(samplers: str) -> list[str]:
+    """Catalogue names from ``--samplers``: ``all``, ``default`` or a comma-separated list."""
+    from ..samplers import CATALOGUE
+
+    if samplers == "all":
+        names = list(CATALOGUE)
+    elif samplers == "default":
+        names = default_samplers()
+    else:
+        names = [s.strip() for s in samplers.split(",")]
+    for n in names:
+        if n not in CATALOGUE:
+            raise ValueError(f"Unknown sampler {n!r}; available: {', '.join(sorted(CATALOGUE))}.")
+    return names
+
+
+def _print_header(args, names, env, fast, tv_se, floor_energy) -> int:
+    """Print the run's title, the noise floor, the legend and the table header; returns the
+    width of the sampler column."""
+    nw = max(len("sampler"), *(len(x) for x in names)) + 2
+    header = f"{'sampler':<{nw}}{'budget':>7}{'steps':>6}{'queries':>9}{'levels':>8}{'rounds':>8}{'mode_tv':>9}{'energy':>9}  status"
+    print(f"jscore demo: d={args.dim}, K={args.components}, {args.num_samples} chains per run, "
+          f"device {env['device']['device_kind']}"
+          + (" (XLA backend optimisation level 0; --optimize for full)" if fast else ""))
+    print(f"noise floor of an exact sampler: mode_tv ~ {tv_se:.3f} (1 SE), energy ~ 0 +- {abs(floor_energy):.3f}")
+    if not args.quiet:
+        print(DEMO_LEGEND)
+    print(header)
+    print("-" * len(header))
+    return nw
+
+
+def _run_jobs(jobs, run_job, workers, rows_path, env, nw):
+    """Run every job (a thread pool overlaps the compilations), appending each row to
+    ``rows_path`` and printing it as it comes. Returns ``(rows, {name: (n, 2) samples})``."""
     rows = []
     samples_for_plot = {}
-    t0 = time.perf_counter()
     # XLA compiles release the GIL: a small thread pool overlaps compilation of independent runs
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         for job, (res, summ, tv, energy) in zip(jobs, pool.map(run_job, jobs)):
             name, _, budget, steps, max_queries = job
             row = {
@@ -243,20 +276,7 @@ def run(args) -> int:
                 flush=True,
             )
             samples_for_plot[name] = np.asarray(res.x[:, :2])
-    if any(r["max_queries"] is not None for r in rows):
-        print("* data-dependent cost: grid of budget/2 steps; the sampler's own rule sets the "
-              "queries (capped at 4 x budget).")
-    elapsed = time.perf_counter() - t0
-    atomic_write(os.path.join(args.out, "demo.json"),
-                 json.dumps({"rows": rows, "noise_floor": {"mode_tv_se": tv_se, "energy": floor_energy}}, indent=1))
-    if not args.quiet:
-        print(f"\n{len(rows)} runs in {elapsed:.1f} s; rows in {rows_path}")
-    if not args.no_plot and rows:
-        files = _plot(os.path.join(args.out, "demo.png"), np.asarray(ref[:, :2]),
-                      samples_for_plot, rows, floor_energy)
-        if not args.quiet:
-            print(f"figures: {', '.join(files)}")
-    return 0
+    return rows, samples_for_plot
 
 
 def _plot(path, ref2d, samples, rows, floor_energy):

@@ -100,10 +100,6 @@ def add_parser(subparsers):
     return p
 
 
-EXACT_EXPERIMENTS = ("tv", "success", "search", "audit", "bracket")
-EXACT_ORACLES = ("adversary", "exact", "reference")
-
-
 def _ints(text: str):
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -113,12 +109,15 @@ def _ints(text: str):
 
 
 def _add_exact_parser(sub):
-    """``lowerbound exact``: the exact-codebook experiments (TV, success, search) and the audit."""
+    """``lowerbound exact``: the exact-codebook lab; its flags are the fields of
+    :class:`jscore.sweeps.exact_lab.ExactLab` (:func:`~jscore.sweeps.protocol.add_config_flags`)."""
+    from ..sweeps.exact_lab import ExactLab
+    from ..sweeps.protocol import add_config_flags
     from ._util import HelpFormatter
 
     e = sub.add_parser(
         "exact", help="exact-codebook lab at small d: TV vs Phi, sampler success vs K, adaptive "
-                      "searcher, admissibility audit, bracket check (resumable CSV + PNG)",
+                      "searcher, admissibility audit, bracket check (resumable; CSV + PNG)",
         formatter_class=HelpFormatter,
         description="Experiments with explicit random spherical codebooks at small d (M = "
         "exp(rate d) codewords): tv, the total variation between the noised target and the "
@@ -128,224 +127,54 @@ def _add_exact_parser(sub):
         "condition for success, not success); search, the optimal adaptive searcher; audit, the "
         "admissibility audit of the adversary (its L^p error, with an upper confidence bound, "
         "at every sigma); bracket, the measured informative fraction at reference points "
-        "against the lower and upper side of the per-query formula. Each experiment appends "
-        "finished units to a CSV in --out; rerunning skips them.")
-    e.add_argument("--experiment", type=_names, default=list(EXACT_EXPERIMENTS),
-                   help="comma-separated subset of tv, success, search, audit, bracket, or all "
-                        "(default: all)")
-    e.add_argument("--dims", type=_ints, default=[32],
-                   help="dimensions of success and search (default: %(default)s)")
-    e.add_argument("--rates", type=_floats, default=[0.15, 0.2, 0.25, 0.3, 0.35],
-                   help="hidden-rate grid of success and search (default: %(default)s)")
-    e.add_argument("--ks", type=_ints, default=[2, 3, 4, 6, 8, 12, 16, 24],
-                   help="numbers of geometric levels K (default: %(default)s)")
-    e.add_argument("--chains", type=int, default=100,
-                   help="chains per (sampler, oracle, rate, K, offset) unit")
-    e.add_argument("--offsets", type=int, default=4, help="stratified random log-offsets per K")
-    e.add_argument("--replicates", type=int, default=1,
-                   help="success: independent copies of the design (seeds seed, seed+1, ...; "
-                        "fresh codebooks, offsets, chains); >= 2 adds replicate standard errors")
-    e.add_argument("--samplers", type=_names,
-                   default=["euler", "heun", "euler_ancestral", "dpmpp_2m"],
-                   help="catalogue sampler names (default: %(default)s)")
-    e.add_argument("--oracles", type=_names, default=list(EXACT_ORACLES),
-                   help="adversary, exact, reference (default: all three)")
-    e.add_argument("--eps", type=float, default=0.05, help="adversary L^p accuracy eps")
-    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent p")
-    e.add_argument("--sigma-min", type=float, default=0.02, help="smallest level of the grids")
-    e.add_argument("--sigma-max", type=float, default=20.0, help="largest level of the grids")
-    e.add_argument("--tv", type=_floats, default=[32, 0.3, 48, 0.25], metavar="D,R,D,R",
-                   help="(d, rate) pairs of the TV curve (default: 32,0.3,48,0.25)")
-    e.add_argument("--tv-ratios", type=_floats, default=[0.8, 0.9, 1.0, 1.1, 1.25, 1.6],
-                   help="sigma/sigma_c of the TV curve (default: %(default)s)")
-    e.add_argument("--tv-points", type=int, default=2000, help="planted points per TV value")
-    e.add_argument("--searches", type=int, default=1000, help="searches per hidden rate")
-    e.add_argument("--audit-dim", type=int, default=40, help="dimension of the audit")
-    e.add_argument("--audit-rate", type=float, default=0.25, help="hidden rate of the audit")
-    e.add_argument("--audit-ps", type=_floats, default=[1.0, 2.0, 4.0],
-                   help="L^p exponents audited")
-    e.add_argument("--audit-sigmas", type=int, default=41,
-                   help="log-spaced sigma from sigma_c/30 to 30 sigma_c, plus sigma-min/max")
-    e.add_argument("--audit-points", type=int, default=10_000, help="planted points per sigma")
-    e.add_argument("--bracket-dims", type=_ints, default=[40],
-                   help="bracket: dimensions of the check of the exact informative fraction "
-                        "against [lower, upper] (default: %(default)s)")
-    e.add_argument("--bracket-rate", type=float, default=0.25, help="bracket: hidden rate")
-    e.add_argument("--bracket-ratios", type=_floats, default=None,
-                   help="bracket: sigma/sigma_c values (default: 16 values in [0.4, 3])")
-    e.add_argument("--bracket-points", type=int, default=2000,
-                   help="bracket: reference points per sigma")
-    e.add_argument("--max-codewords", type=float, default=2e7,
-                   help="refuse codebooks larger than this (memory guard; default 2e7)")
-    e.add_argument("--seed", type=int, default=0, help="seed of codebooks, points and chains")
+        "against the lower and upper side of the per-query formula. Each finished unit is "
+        "stored in --out (units-p0.jsonl) at once; rerunning, with any settings, skips the "
+        "units already there. The same experiment runs from a TOML file with 'jscore sweep "
+        "FILE' (write one with --print-config).")
+    add_config_flags(e, ExactLab)
     e.add_argument("--out", default="jscore-lowerbound-exact",
                    help="output folder (CSV, PNG, log); rerunning resumes (default: %(default)s)")
+    e.add_argument("--workers", type=int_at_least(1), default=None,
+                   help="threads running units (default: one per local device, else 2)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="discard the units already stored in --out first")
+    e.add_argument("--print-config", action="store_true",
+                   help="print the settings as TOML (for 'jscore sweep FILE') and exit")
     e.set_defaults(func=run_exact)
     return e
 
 
-def _check_exact_args(args):
-    """Clear ValueErrors for bad ``lowerbound exact`` options; returns the experiment list."""
-    import math
-
-    exps = list(EXACT_EXPERIMENTS) if args.experiment in (["all"], []) else args.experiment
-    bad = [x for x in exps if x not in EXACT_EXPERIMENTS]
-    if bad:
-        raise ValueError(f"unknown --experiment {bad}; choose from {', '.join(EXACT_EXPERIMENTS)} "
-                         "or all")
-    bad = [o for o in args.oracles if o not in EXACT_ORACLES]
-    if bad or not args.oracles:
-        raise ValueError(f"unknown --oracles {bad or '(empty)'}; choose from "
-                         f"{', '.join(EXACT_ORACLES)}")
-
-    def pos_int(name, v, lo=1):
-        if not (isinstance(v, int) and v >= lo):
-            raise ValueError(f"--{name} must be an integer >= {lo}, got {v!r}")
-
-    for name in ("chains", "offsets", "replicates", "bracket_points", "tv_points", "searches", "audit_dim", "audit_points"):
-        pos_int(name.replace("_", "-"), getattr(args, name))
-    pos_int("audit-sigmas", args.audit_sigmas, 2)
-    if not args.dims or any(d < 2 for d in args.dims):
-        raise ValueError(f"--dims must be integers >= 2, got {args.dims}")
-    if not args.ks or any(k < 1 for k in args.ks):
-        raise ValueError(f"--ks must be integers >= 1 (numbers of levels), got {args.ks}")
-    lists = {"rates": args.rates, "tv": args.tv, "tv-ratios": args.tv_ratios, "audit-ps": args.audit_ps}
-    for name, vals in lists.items():
-        if not all(math.isfinite(v) for v in vals):
-            raise ValueError(f"--{name} must be finite numbers, got {vals}")
-    if not args.rates or any(not r > 0 for r in args.rates):
-        raise ValueError(f"--rates must be positive (nats per dimension), got {args.rates}")
-    for name in ("eps", "p", "sigma_min", "sigma_max", "audit_rate", "bracket_rate",
-                 "max_codewords"):
-        if not math.isfinite(getattr(args, name)):
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got "
-                             f"{getattr(args, name)}")
-    if not args.eps > 0:
-        raise ValueError(f"--eps must be > 0, got {args.eps}")
-    if not args.p >= 1 or any(not p >= 1 for p in args.audit_ps):
-        raise ValueError(f"--p and --audit-ps must be >= 1, got {args.p}, {args.audit_ps}")
-    if not 0 < args.sigma_min < args.sigma_max:
-        raise ValueError(f"need 0 < --sigma-min < --sigma-max, got {args.sigma_min}, "
-                         f"{args.sigma_max}")
-    if len(args.tv) % 2 or not args.tv:
-        raise ValueError(f"--tv takes pairs d,rate (even length), got {args.tv}")
-    if any(not f > 0 for f in args.tv_ratios) or not args.tv_ratios:
-        raise ValueError(f"--tv-ratios must be positive, got {args.tv_ratios}")
-    sizes = []
-    if "success" in exps or "search" in exps:
-        sizes += [(d, r) for d in args.dims for r in args.rates]
-    if "tv" in exps:
-        sizes += [(int(args.tv[i]), args.tv[i + 1]) for i in range(0, len(args.tv), 2)]
-    if "audit" in exps:
-        sizes.append((args.audit_dim, args.audit_rate))
-    if "bracket" in exps:
-        if not args.bracket_dims or (args.bracket_ratios is not None and (
-                not args.bracket_ratios or any(not (math.isfinite(f) and f > 0)
-                                               for f in args.bracket_ratios))):
-            raise ValueError(f"--bracket-dims must be non-empty and --bracket-ratios positive, "
-                             f"got {args.bracket_dims}, {args.bracket_ratios}")
-        sizes += [(d, args.bracket_rate) for d in args.bracket_dims]
-    for d, r in sizes:
-        if not (d >= 2 and r > 0):
-            raise ValueError(f"bad (d, rate) = ({d}, {r}): need d >= 2 and rate > 0")
-        M = math.exp(r * d)
-        if M > args.max_codewords:
-            raise ValueError(
-                f"d = {d}, rate = {r} needs M = exp(rate d) = {M:.3g} codewords "
-                f"({M * d * 4 / 2**30:.1f} GiB float32), above --max-codewords "
-                f"{args.max_codewords:.3g}; lower d or the rate, or raise --max-codewords")
-    return exps
-
-
 def run_exact(args) -> int:
-    """Run ``lowerbound exact``: each experiment appends finished units to its CSV in ``--out``
-    (flushed per unit) and skips units already there, then rebuilds its summary CSV and PNG."""
+    """Run ``lowerbound exact``: the flags become an :class:`~jscore.sweeps.exact_lab.ExactLab`
+    (checked before anything is written), run by :func:`~jscore.sweeps.protocol.run_experiment`
+    into ``--out`` (finished units are skipped when rerun); prints the lab's tables."""
     import os
     import time
 
-    from ..lowerbound import exact_experiments as E
-    from ..samplers.catalogue import make
+    from ..sweeps.exact_lab import ExactLab
+    from ..sweeps.protocol import config_from_args, run_experiment
 
-    exps = _check_exact_args(args)
-    samplers = {name: make(name) for name in args.samplers} if "success" in exps else {}
+    cfg = config_from_args(ExactLab, args)
+    if getattr(args, "print_config", False):
+        print(cfg.to_toml())
+        return 0
     check_out_dir(args.out)
     os.makedirs(args.out, exist_ok=True)
-    logf = open(os.path.join(args.out, "run.log"), "a")
+    with open(os.path.join(args.out, "run.log"), "a") as logf:
+        def log(msg):
+            line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
+            print(line, file=sys.stderr, flush=True)
+            logf.write(line + "\n")
+            logf.flush()
 
-    def log(msg):
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
-        print(line, file=sys.stderr, flush=True)
-        logf.write(line + "\n")
-        logf.flush()
-
-    t_all = time.perf_counter()
-    log(f"lowerbound exact: {' '.join(sys.argv[1:]) or vars(args)}")
-    try:
-        if "audit" in exps:
-            t0 = time.perf_counter()
-            rows = E.run_audit(args.out, d=args.audit_dim, rate=args.audit_rate, eps=args.eps,
-                               ps=args.audit_ps, num=args.audit_sigmas, n=args.audit_points,
-                               include=(args.sigma_min, args.sigma_max), seed=args.seed, log=log)
-            _print_table("audit (max over sigma of the L^p error; UCB = upper confidence bound)",
-                         rows, ["p", "num_sigmas", "max_lp_error", "max_upper_over_eps",
-                                "argmax_ratio", "zero_error_up_to_ratio", "passed"])
-            log(f"audit: {time.perf_counter() - t0:.0f} s")
-        if "bracket" in exps:
-            t0 = time.perf_counter()
-            rows = E.run_bracket(args.out, dims=args.bracket_dims, rate=args.bracket_rate,
-                                 ratios=args.bracket_ratios, n=args.bracket_points, eps=args.eps,
-                                 p=args.p, seed=args.seed, log=log)
-            _print_table("bracket: exact informative fraction vs [lower, upper] at the same "
-                         "query norms (worst point per d, in binomial SEs; tolerance = "
-                         "Bonferroni over the points, family-wise alpha = 0.05)", rows,
-                         ["d", "M", "points", "max_outside_se", "at_ratio", "side", "outside",
-                          "tolerance_se", "passed"])
-            log(f"bracket: {time.perf_counter() - t0:.0f} s")
-        if "tv" in exps:
-            t0 = time.perf_counter()
-            pairs = [(int(args.tv[i]), args.tv[i + 1]) for i in range(0, len(args.tv), 2)]
-            rows = E.run_tv(args.out, settings=pairs, ratios=args.tv_ratios, n=args.tv_points,
-                            seed=args.seed, log=log)
-            _print_table("TV(P_sigma, Q_sigma) vs Phi", rows,
-                         ["d", "rate", "M", "ratio", "tv", "tv_se", "planted_exceed", "phi",
-                          "tv_minus_phi"])
-            log(f"tv: {time.perf_counter() - t0:.0f} s")
-        for d in args.dims:
-            if "success" in exps:
-                t0 = time.perf_counter()
-                rows = E.run_success(args.out, samplers, d=d, rates=args.rates, Ks=args.ks,
-                                     chains=args.chains, offsets=args.offsets, eps=args.eps,
-                                     p=args.p, seed=args.seed, oracles=args.oracles,
-                                     sigma_min=args.sigma_min, sigma_max=args.sigma_max,
-                                     replicates=args.replicates, log=log)
-                _print_table(f"decoder success vs K, with P(some answer informative) (d = {d}, "
-                             "averaged over rates and offsets; SE = chain Monte-Carlo error "
-                             "given the codebooks and offsets; SE_rep: over independent "
-                             "replicates)",
-                             rows, ["sampler", "oracle", "K", "success", "success_se",
-                                    "informative", "informative_se", "gap", "gap_se",
-                                    "success_se_rep", "informative_se_rep", "gap_se_rep",
-                                    "success_given_informative", "queries_mean", "units",
-                                    "rates", "replicates"])
-                gap = E.decoding_vs_informative(rows)
-                if gap:
-                    _print_table(f"K where P(informative) (necessary condition) and decoder "
-                                 f"success reach 1/2, adversary oracle (d = {d}; lo/hi: "
-                                 "crossings of the +-2 SE band)", gap,
-                                 ["sampler", "K_inf", "K_inf_lo", "K_inf_hi", "K_succ",
-                                  "K_succ_lo", "K_succ_hi", "max_gap", "max_gap_se", "at_K"])
-                log(f"success d={d}: {time.perf_counter() - t0:.0f} s")
-            if "search" in exps:
-                t0 = time.perf_counter()
-                rows = E.run_search(args.out, d=d, rates=args.rates, n=args.searches,
-                                    eps=args.eps, p=args.p, seed=args.seed, log=log)
-                _print_table(f"optimal adaptive searcher (d = {d})", rows,
-                             ["rate", "M", "num_centres", "mean_queries", "mean_queries_se",
-                              "found", "mean_hits", "predicted_queries", "disjoint_prediction"])
-                log(f"search d={d}: {time.perf_counter() - t0:.0f} s")
-    finally:
-        log(f"lowerbound exact finished part: {time.perf_counter() - t_all:.0f} s")
-        logf.close()
+        t0 = time.perf_counter()
+        log(f"lowerbound exact: {' '.join(sys.argv[1:]) or vars(args)}")
+        try:
+            res = run_experiment(cfg, out=args.out, overwrite=getattr(args, "overwrite", False),
+                                 workers=getattr(args, "workers", None), log=log)
+        finally:
+            log(f"lowerbound exact finished part: {time.perf_counter() - t0:.0f} s")
+    print(res.table(), end="", flush=True)
     print(f"results: {args.out}/")
     return 0
 
@@ -447,7 +276,7 @@ def _add_rounds_parser(sub):
 
 
 def run_rounds(args) -> int:
-    """Run ``lowerbound rounds`` (float64; see :func:`jscore.lowerbound.rounds.run_rounds`)."""
+    """Run ``lowerbound rounds`` (float64; see :func:`jscore.sweeps.rounds_lab.run_rounds`)."""
     import jax
 
     for name in ("searches", "chains", "audit_points"):
@@ -464,7 +293,7 @@ def run_rounds(args) -> int:
             raise ValueError(f"`configs`: d = {d} must be a positive multiple of L = {L}.")
     check_out_dir(args.out)
     jax.config.update("jax_enable_x64", True)
-    from ..lowerbound.rounds import run_rounds as run
+    from ..sweeps.rounds_lab import run_rounds as run
 
     res = run(args.out, configs=args.configs, rates=tuple(args.rates),
               scale_ratio=args.scale_ratio, eps=args.eps, p=args.p,
@@ -564,8 +393,8 @@ def run_schedule(args) -> int:
     import time
 
     from ..compiles import CompileCounter
-    from ..lowerbound.schedule_certificate import (format_certificate, plot_certificate,
-                                                   schedule_certificate)
+    from ..lowerbound.schedule_certificate import format_certificate, schedule_certificate
+    from ..sweeps.certificate import write_certificate
 
     t0 = time.perf_counter()
     with jax.enable_x64(True), CompileCounter() as cc:
@@ -581,27 +410,8 @@ def run_schedule(args) -> int:
     print(table)
     print(f"computed in {res['timing']['wall_s']:.1f} s wall ({cc.summary()}; load average "
           f"{res['timing']['loadavg'][0] if res['timing']['loadavg'] else float('nan'):.1f})")
-    import json
-
-    from ..store import atomic_write
-
-    targets = []
-    if args.out:
-        targets += [("json", os.path.join(args.out, "certificate.json")),
-                    ("txt", os.path.join(args.out, "certificate.txt")),
-                    ("png", os.path.join(args.out, "certificate.png"))]
-    if args.json:
-        targets.append(("json", args.json))
-    if args.png:
-        targets.append(("png", args.png))
-    for kind, path in targets:
-        if kind == "json":
-            atomic_write(path, json.dumps(res, indent=1))
-        elif kind == "txt":
-            atomic_write(path, table + "\n")
-        else:
-            plot_certificate(res, path)
-        print(f"{kind}: {path}")
+    write_certificate(res, out=args.out, json_path=args.json, png_path=args.png,
+                      log=lambda kind, path: print(f"{kind}: {path}"))
     return 0
 
 
@@ -671,8 +481,9 @@ def run_levels(args) -> int:
     except ValueError as e:
         raise ValueError(f"`eps`: {e}") from None
     check_out_dir(args.out)
-    from ..lowerbound.levels import format_levels_table, levels_vs_queries, plot_levels
-    from ..store import atomic_write, json_default
+    from ..lowerbound.levels import format_levels_table, levels_vs_queries
+    from ..store import json_default
+    from ..sweeps.levels_lab import write_levels
 
     with jax.enable_x64(True):
         res = levels_vs_queries(
@@ -682,11 +493,7 @@ def run_levels(args) -> int:
             n_reps=args.reps, eps=eps, p=args.p,
             log=lambda m: print(m, file=sys.stderr, flush=True))
     table = format_levels_table(res)
-    os.makedirs(args.out, exist_ok=True)
-    atomic_write(os.path.join(args.out, "levels.json"),
-                 json.dumps(res, indent=1, default=json_default))
-    atomic_write(os.path.join(args.out, "table.txt"), table + "\n")
-    paths = plot_levels([res], os.path.join(args.out, "levels_vs_queries.png"))
+    paths = write_levels(res, args.out)[2:]  # levels.json, table.txt, then the figure
     if args.json:
         print(json.dumps(res, indent=1, default=json_default))
     else:

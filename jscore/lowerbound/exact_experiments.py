@@ -10,7 +10,7 @@ the construction, not evidence of scaling.
 - :func:`adaptive_search` (c): the optimal adaptive searcher (one fresh reference-typical query
   per untested window centre, random order, stop at the first informative answer).
 
-Each returns a list of dict rows; :func:`write_rows` writes them to CSV and ``plot_rows`` a PNG.
+Each returns a list of dict rows.
 
 Scale notes (issue 5, item 7). A codebook takes ``M d 4`` bytes in float32 (``M d 8`` in float64);
 the streaming pass adds only ``chains x block_size`` logits. Largest d with the codebook within
@@ -33,16 +33,15 @@ i.e. 14-23 GFlop per CPU-second and linear in M d. The fused pass that replaced 
 20-58 GFlop/s on the same machine (``benchmarks/codebook_oracle.py``), i.e. ~0.05-0.1 s per query
 per chain at d = 64, R = 0.25.
 
-Resumable runs (``jscore lowerbound exact``): :func:`run_tv`, :func:`run_success`,
-:func:`run_search` and :func:`run_audit` append one CSV row per finished unit (flushed and
-fsynced) through :class:`jscore.store.CsvRows` and skip the units already in the file when rerun.
+The units of ``jscore lowerbound exact`` (:func:`tv_unit`, :func:`success_unit`,
+:func:`search_unit`, :func:`bracket_unit`, :func:`audit_unit`) compute one row each from their
+arguments alone; the experiment :class:`jscore.sweeps.exact_lab.ExactLab` runs them resumably and
+writes the CSV files and figures. This module computes; it writes no files.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
 
 import equinox as eqx
@@ -53,7 +52,6 @@ import numpy as np
 from ..oracles.adversary import LRAdversary
 from ..oracles.exact import Exact, Reference
 from ..sampling import sample
-from ..store import CsvRows, write_csv
 from ..targets.codebook import SphereCodebook
 from .audit import critical_sigma
 from .metrics import BOTTOM, decode, tv_planted, tv_prediction
@@ -160,104 +158,50 @@ def adaptive_search(d: int, rates, n: int, key, *, eps=0.05, p=2.0, centres=None
     return rows
 
 
-def write_rows(rows, path):
-    """Write dict rows to a CSV file atomically (:func:`jscore.store.write_csv`)."""
-    write_csv(path, rows)
-
-
-def plot_rows(rows, x: str, y: str, group: str | None, path, *, title: str = ""):
-    """Line plot of ``y`` vs ``x`` (one line per value of ``group``) saved as PNG and PDF."""
-    from ..plot import figure, legend_outside, save, series, style
-
-    with style():
-        fig, (ax,) = figure(size=(4.6, 3.4))
-        keys = sorted({r[group] for r in rows}) if group else [None]
-        for i, k in enumerate(keys):
-            sub = [r for r in rows if group is None or r[group] == k]
-            ax.plot([r[x] for r in sub], [r[y] for r in sub], label=str(k) if group else None,
-                    **series(i))
-        ax.set_xlabel(x.replace("_", " "))
-        ax.set_ylabel(y.replace("_", " "))
-        if title:
-            ax.set_title(title)
-        legend_outside(ax, title=group)
-        save(fig, path)
-
-
-# ----------------------------------------------------------------------------- resumable runs
-def _log_default(msg):
-    print(msg, file=sys.stderr, flush=True)
-
+# ----------------------------------------------------------------------------- units of the lab
+# One function per unit of ``jscore lowerbound exact`` (the experiment
+# :class:`jscore.sweeps.exact_lab.ExactLab` runs them, stores their rows and writes the files).
+# A unit's row depends on its arguments only: the keys are derived here from ``seed`` and the
+# unit, and the ``*_codebook`` functions give the codebook a unit draws (pass it as ``codebook=``
+# to share one between the units of a (d, rate)).
 
 TV_FIELDS = ["d", "rate", "M", "ratio", "n", "seed", "sigma", "tv", "tv_se", "planted_exceed",
              "phi", "tv_minus_phi", "exceed_minus_phi", "seconds"]
 
 
-def run_tv(out_dir, *, settings=((32, 0.3), (48, 0.25)), ratios=(0.8, 0.9, 1.0, 1.1, 1.25, 1.6),
-           n=2000, seed=0, rho=1.0, log=_log_default):
-    """(a) Resumable TV curve into ``out_dir/tv.csv`` (one row per (d, rate, ratio)) + ``tv.png``.
-
-    ``settings``: (d, rate) pairs. Returns the rows of this configuration (strings from the CSV).
-    """
-    book = CsvRows(os.path.join(out_dir, "tv.csv"), TV_FIELDS,
-                        ["d", "rate", "ratio", "n", "seed"])
-    for d, rate in settings:
-        d, rate = int(d), float(rate)
-        todo = [float(f) for f in ratios if not book.done(d=d, rate=rate, ratio=float(f), n=n,
-                                                          seed=seed)]
-        if not todo:
-            continue
-        key = jax.random.fold_in(jax.random.key(seed), d * 1000 + round(rate * 1000))
-        cb = SphereCodebook.random(jax.random.fold_in(key, 0), d, rate, rho)
-        sc = float(critical_sigma(cb.effective_rate, rho))
-        for f in todo:
-            t0 = time.perf_counter()
-            s = f * sc
-            r = tv_planted(cb, s, n, jax.random.fold_in(key, 1 + round(f * 1e6)))
-            phi = float(tv_prediction(d, cb.effective_rate, s, rho))
-            book.append(dict(d=d, rate=rate, M=cb.num_codewords, ratio=f, n=n, seed=seed, sigma=s,
-                             tv=r.tv, tv_se=r.tv_se, planted_exceed=r.planted_exceed, phi=phi,
-                             tv_minus_phi=r.tv - phi, exceed_minus_phi=r.planted_exceed - phi,
-                             seconds=round(time.perf_counter() - t0, 3)))
-            log(f"tv d={d} R={rate} sigma/sigma_c={f}: TV={r.tv:.3f} Phi={phi:.3f}")
-    rows = [r for d, rate in settings for r in book.select(d=int(d), rate=float(rate), n=n,
-                                                           seed=seed)
-            if float(r["ratio"]) in {float(f) for f in ratios}]
-    if rows:
-        _plot_tv(rows, os.path.join(out_dir, "tv.png"))
-    return rows
+def _tv_key(d: int, rate: float, seed: int):
+    return jax.random.fold_in(jax.random.key(int(seed)), int(d) * 1000 + round(float(rate) * 1000))
 
 
-def _plot_tv(rows, path):
-    from ..plot import figure, legend_outside, save, style
+def tv_codebook(d: int, rate: float, seed: int = 0, rho: float = 1.0) -> SphereCodebook:
+    """The codebook of the TV units of ``(d, rate)``: ``fold_in(K, 0)`` with
+    ``K = fold_in(key(seed), 1000 d + round(1000 rate))``."""
+    return SphereCodebook.random(jax.random.fold_in(_tv_key(d, rate, seed), 0), int(d),
+                                 float(rate), rho)
 
-    with style():
-        fig, (ax,) = figure(size=(4.6, 3.4))
-        groups = sorted({(int(r["d"]), float(r["rate"])) for r in rows})
-        for i, (d, rate) in enumerate(groups):
-            sub = sorted((r for r in rows if int(r["d"]) == d and float(r["rate"]) == rate),
-                         key=lambda r: float(r["ratio"]))
-            x = [float(r["ratio"]) for r in sub]
-            c = f"C{i}"
-            ax.errorbar(x, [float(r["tv"]) for r in sub],
-                        yerr=[2 * float(r["tv_se"]) for r in sub], fmt="o-", color=c,
-                        label=f"TV ($\\pm$2 SE), $d$={d}, $R$={rate}")
-            ax.plot(x, [float(r["phi"]) for r in sub], "--", color=c, label=f"$\\Phi(u)$, $d$={d}")
-            ax.plot(x, [float(r["planted_exceed"]) for r in sub], ":", marker="^", color=c,
-                    label=f"$P(i > \\log M)$, $d$={d}")
-        ax.set_xscale("log")
-        ax.set_xlabel("$\\sigma/\\sigma_c$")
-        ax.set_ylabel("$\\mathrm{TV}(P_\\sigma, Q_\\sigma)$")
-        legend_outside(ax)
-        save(fig, path)
+
+def tv_unit(d: int, rate: float, ratio: float, n: int, seed: int = 0, rho: float = 1.0, *,
+            codebook=None) -> dict:
+    """(a) One TV point: ``TV(P_sigma, Q_sigma)`` from ``n`` planted points at
+    ``sigma = ratio sigma_c(Rbar)`` (key ``fold_in(K, 1 + round(1e6 ratio))``) against
+    ``Phi(sqrt(d)(C - Rbar)/sqrt(V))``. Row: :data:`TV_FIELDS`."""
+    t0 = time.perf_counter()
+    d, rate, f, n = int(d), float(rate), float(ratio), int(n)
+    cb = tv_codebook(d, rate, seed, rho) if codebook is None else codebook
+    sc = float(critical_sigma(cb.effective_rate, rho))
+    s = f * sc
+    r = tv_planted(cb, s, n, jax.random.fold_in(_tv_key(d, rate, seed), 1 + round(f * 1e6)))
+    phi = float(tv_prediction(d, cb.effective_rate, s, rho))
+    return dict(d=d, rate=rate, M=cb.num_codewords, ratio=f, n=n, seed=int(seed), sigma=s,
+                tv=r.tv, tv_se=r.tv_se, planted_exceed=r.planted_exceed, phi=phi,
+                tv_minus_phi=r.tv - phi, exceed_minus_phi=r.planted_exceed - phi,
+                seconds=round(time.perf_counter() - t0, 3))
 
 
 SUCCESS_FIELDS = ["sampler", "oracle", "d", "rate", "M", "K", "offset_index", "offsets", "offset",
                   "chains", "seed", "eps", "p", "success", "informative", "n_success",
                   "n_informative", "n_both", "levels_mean", "queries_mean", "median_cosine",
                   "seconds"]
-SUCCESS_KEY = ["sampler", "oracle", "d", "rate", "K", "offset_index", "offsets", "chains", "seed",
-               "eps", "p"]
 SUMMARY_FIELDS = ["sampler", "oracle", "K", "success", "success_se", "informative",
                   "informative_se", "gap", "gap_se", "success_se_rep", "informative_se_rep",
                   "gap_se_rep", "replicates", "success_given_informative",
@@ -265,80 +209,54 @@ SUMMARY_FIELDS = ["sampler", "oracle", "K", "success", "success_se", "informativ
                   "chains"]
 
 
-def run_success(out_dir, samplers, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35),
-                Ks=(2, 3, 4, 6, 8, 12, 16, 24), chains=100, offsets=4, eps=0.05, p=2.0, seed=0,
-                oracles=("adversary", "exact", "reference"), sigma_min=0.02, sigma_max=20.0,
-                theta0=0.9, rho=1.0, replicates=1, log=_log_default):
-    """(b) Resumable success-vs-K: one row per (sampler, oracle, rate, K, offset) unit in
-    ``success_units.csv``; ``success_d{d}.csv`` (:func:`summarize_success`, averages over rates
-    and offsets) and ``success_d{d}.png`` are rebuilt from the units at the end, and with the
-    adversary oracle ``gap_d{d}.csv`` (:func:`decoding_vs_informative`) and ``gap_d{d}.png``
-    (P(informative), decoder success and P(success | informative) against K, side by side).
-    ``samplers``: name -> sampler.
+def _rate_key(rate: float, seed: int):
+    return jax.random.fold_in(jax.random.key(int(seed)), round(float(rate) * 1e6))
 
-    Offsets are stratified, ``U_u = (u + V_R)/offsets`` with ``V_R ~ U[0, 1)`` per rate; grids
-    from :func:`offset_grid` (K levels then 0). Success = decoder pass rate (theta0). Each unit
-    records, from the *same* chains, how many decoded (``n_success``), how many got some
-    informative answer (``n_informative``: a necessary condition for success) and how many both
-    (``n_both``). ``replicates`` independent copies of the whole design (seeds ``seed``,
-    ``seed + 1``, ...: fresh codebooks, offsets and chains) give the replicate standard errors
-    of :func:`summarize_success`. Returns the summary rows.
+
+def success_codebook(d: int, rate: float, seed: int = 0, rho: float = 1.0) -> SphereCodebook:
+    """The codebook of the success units of ``(d, rate, seed)``: ``fold_in(K, 0)`` with
+    ``K = fold_in(key(seed), round(1e6 rate))``."""
+    return SphereCodebook.random(jax.random.fold_in(_rate_key(rate, seed), 0), int(d),
+                                 float(rate), rho)
+
+
+def success_unit(sampler_name: str, sampler, oracle: str, d: int, rate: float, K: int,
+                 offset_index: int, *, offsets=4, chains=100, seed=0, eps=0.05, p=2.0,
+                 sigma_min=0.02, sigma_max=20.0, theta0=0.9, rho=1.0, codebook=None) -> dict:
+    """(b) One success unit: ``chains`` chains of ``sampler`` against ``oracle`` (``adversary``,
+    ``exact`` or ``reference``) on the K-level grid :func:`offset_grid` with the stratified
+    offset ``U_u = (u + V)/offsets`` (``V ~ U[0, 1)`` from ``fold_in(K_R, 1)``, chains from
+    ``fold_in(fold_in(K_R, 2 + u), K)``, ``K_R`` of :func:`success_codebook`).
+
+    Success = the decoder passes (``theta0``); from the *same* chains, how many decoded
+    (``n_success``), got some informative answer (``n_informative``, a necessary condition;
+    1 by convention for the exact oracle) and both (``n_both``). Row: :data:`SUCCESS_FIELDS`.
     """
-    book = CsvRows(os.path.join(out_dir, "success_units.csv"), SUCCESS_FIELDS, SUCCESS_KEY)
-    d, eps, p, seed = int(d), float(eps), float(p), int(seed)
-    chains, offsets, replicates = int(chains), int(offsets), int(replicates)
-    if replicates < 1:
-        raise ValueError(f"`replicates` must be an integer >= 1, got {replicates}")
-    seeds = [seed + k for k in range(replicates)]
-    for seed, rate in [(sd, float(r)) for sd in seeds for r in rates]:
-        common = dict(d=d, chains=chains, seed=seed, eps=eps, p=p, offsets=offsets)
-        todo = [(K, u, s, o) for K in Ks for u in range(offsets) for s in samplers for o in oracles
-                if not book.done(sampler=s, oracle=o, rate=rate, K=int(K), offset_index=u,
-                                 **common)]
-        if not todo:
-            continue
-        kr = jax.random.fold_in(jax.random.key(seed), round(rate * 1e6))
-        cb = SphereCodebook.random(jax.random.fold_in(kr, 0), d, rate, rho)
-        ors = _oracles(cb, eps, p, oracles)
-        v = float(jax.random.uniform(jax.random.fold_in(kr, 1)))
-        for K, u, sname, oname in todo:
-            t0 = time.perf_counter()
-            off = (u + v) / offsets
-            sig = offset_grid(int(K), sigma_min, sigma_max, off)
-            kk = jax.random.fold_in(jax.random.fold_in(kr, 2 + u), int(K))
-            res = sample(ors[oname], samplers[sname], jnp.asarray(sig, jnp.result_type(float)), kk,
-                         num_samples=chains)
-            dec = decode(cb, res.x, theta0)
-            flag = res.stats.extra.get("informative")
-            # Exact answers s_P everywhere: flag = 1 by convention (section 5)
-            inf_c = (np.ones(chains, bool) if flag is None
-                     else np.asarray(flag, bool).reshape(chains))
-            succ_c = np.asarray(dec.index).reshape(chains) != BOTTOM
-            book.append(dict(sampler=sname, oracle=oname, d=d, rate=rate, M=cb.num_codewords,
-                             K=int(K), offset_index=u, offsets=offsets, offset=off, chains=chains,
-                             seed=seed, eps=eps, p=p, success=float(succ_c.mean()),
-                             informative=float(inf_c.mean()), n_success=int(succ_c.sum()),
-                             n_informative=int(inf_c.sum()), n_both=int((succ_c & inf_c).sum()),
-                             levels_mean=float(np.mean(np.asarray(res.stats.levels))),
-                             queries_mean=float(np.mean(np.asarray(res.stats.queries))),
-                             median_cosine=float(np.median(np.asarray(dec.cosine))),
-                             seconds=round(time.perf_counter() - t0, 3)))
-            log(f"success R={rate} K={K} u={u} {sname}/{oname}: success {succ_c.mean():.2f}, "
-                f"informative {inf_c.mean():.2f} seed {seed} ({time.perf_counter() - t0:.1f} s)")
-    common = dict(d=d, chains=chains, eps=eps, p=p, offsets=offsets)
-    units = [r for r in book.select(**common)
-             if int(r["seed"]) in seeds and float(r["rate"]) in {float(x) for x in rates}
-             and int(r["K"]) in {int(k) for k in Ks}
-             and r["sampler"] in samplers and r["oracle"] in oracles]
-    summary = summarize_success(units)
-    if summary:
-        write_rows(summary, os.path.join(out_dir, f"success_d{d}.csv"))
-        _plot_success(summary, os.path.join(out_dir, f"success_d{d}.png"), d)
-        gap = decoding_vs_informative(summary)
-        if gap:
-            write_rows([dict(d=d, **r) for r in gap], os.path.join(out_dir, f"gap_d{d}.csv"))
-            _plot_gap(summary, os.path.join(out_dir, f"gap_d{d}.png"), d)
-    return summary
+    t0 = time.perf_counter()
+    d, rate, K, u = int(d), float(rate), int(K), int(offset_index)
+    offsets, chains, seed, eps, p = int(offsets), int(chains), int(seed), float(eps), float(p)
+    kr = _rate_key(rate, seed)
+    cb = success_codebook(d, rate, seed, rho) if codebook is None else codebook
+    orc = _oracles(cb, eps, p, [oracle])[oracle]
+    v = float(jax.random.uniform(jax.random.fold_in(kr, 1)))
+    off = (u + v) / offsets
+    sig = offset_grid(K, sigma_min, sigma_max, off)
+    kk = jax.random.fold_in(jax.random.fold_in(kr, 2 + u), K)
+    res = sample(orc, sampler, jnp.asarray(sig, jnp.result_type(float)), kk, num_samples=chains)
+    dec = decode(cb, res.x, theta0)
+    flag = res.stats.extra.get("informative")
+    # Exact answers s_P everywhere: flag = 1 by convention (section 5)
+    inf_c = np.ones(chains, bool) if flag is None else np.asarray(flag, bool).reshape(chains)
+    succ_c = np.asarray(dec.index).reshape(chains) != BOTTOM
+    return dict(sampler=sampler_name, oracle=oracle, d=d, rate=rate, M=cb.num_codewords, K=K,
+                offset_index=u, offsets=offsets, offset=off, chains=chains, seed=seed, eps=eps,
+                p=p, success=float(succ_c.mean()), informative=float(inf_c.mean()),
+                n_success=int(succ_c.sum()), n_informative=int(inf_c.sum()),
+                n_both=int((succ_c & inf_c).sum()),
+                levels_mean=float(np.mean(np.asarray(res.stats.levels))),
+                queries_mean=float(np.mean(np.asarray(res.stats.queries))),
+                median_cosine=float(np.median(np.asarray(dec.cosine))),
+                seconds=round(time.perf_counter() - t0, 3))
 
 
 def _mean_var(p, m2, n):
@@ -463,119 +381,28 @@ def decoding_vs_informative(summary, oracle: str = "adversary"):
     return rows
 
 
-def _plot_success(summary, path, d):
-    from ..plot import figure, legend_outside, save, series, style
-
-    orcs = sorted({r["oracle"] for r in summary})
-    with style():
-        fig, axes = figure(len(orcs), size=(3.4, 3.0))
-        for ax, o in zip(axes, orcs):
-            for i, s in enumerate(sorted({r["sampler"] for r in summary})):
-                sub = sorted((r for r in summary if r["oracle"] == o and r["sampler"] == s),
-                             key=lambda r: r["K"])
-                ax.errorbar([r["K"] for r in sub], [r["success"] for r in sub],
-                            yerr=[2 * error_bar(r, "success") for r in sub], label=s, **series(i))
-            ax.set_xscale("log")
-            ax.set_ylim(-0.03, 1.03)
-            ax.set_xlabel("$K$ (geometric levels)")
-            ax.set_title(f"{o} oracle, $d$ = {d}")
-        axes[0].set_ylabel("decoder success" + _bar_label(summary))
-        legend_outside(axes[-1])
-        save(fig, path)
-
-
-def _bar_label(rows):
-    reps = sorted({int(r.get("replicates", 1)) for r in rows})
-    if reps and reps[0] >= 2:
-        return f" ($\\pm$2 SE over {'/'.join(map(str, reps))} replicates)"
-    return " ($\\pm$2 chain SE)"
-
-
-def _k_ticks(ax, Ks):
-    ticks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128) if min(Ks) <= k <= max(Ks)]
-    ax.set_xticks(ticks, [str(k) for k in ticks])
-    ax.set_xticks([], minor=True)
-
-
-def _plot_gap(summary, path, d, oracle: str = "adversary"):
-    plot_decoding_vs_informative([(d, summary)], path, oracle)
-
-
-def plot_decoding_vs_informative(groups, path, oracle: str = "adversary"):
-    """P(informative), decoder success and P(success | informative) against K, one panel per
-    (d, sampler); ``groups``: ``(d, summary rows of summarize_success)`` pairs. Error bars: 2
-    :func:`error_bar` (PNG and PDF)."""
-    from ..plot import figure, legend_outside, save, series, style
-
-    panels = [(d, s, sorted((r for r in rows if r["oracle"] == oracle and r["sampler"] == s),
-                            key=lambda r: r["K"]))
-              for d, rows in groups
-              for s in sorted({r["sampler"] for r in rows if r["oracle"] == oracle})]
-    with style():
-        fig, axes = figure(len(panels), size=(2.9, 2.9))
-        for ax, (d, s, sub) in zip(axes, panels):
-            K = [r["K"] for r in sub]
-            for i, (col, lab) in enumerate((("informative", "$P(\\mathrm{informative})$"),
-                                            ("success", "decoder success"))):
-                ax.errorbar(K, [r[col] for r in sub], yerr=[2 * error_bar(r, col) for r in sub],
-                            label=lab, **series(i))
-            ax.plot(K, [r["success_given_informative"] for r in sub], label="$P(\\mathrm{success}"
-                    "\\mid\\mathrm{informative})$", **series(2), alpha=0.7)
-            ax.axhline(0.5, color="k", lw=0.6, ls=":")
-            ax.set_xscale("log")
-            _k_ticks(ax, K)
-            ax.set_ylim(-0.03, 1.03)
-            ax.set_xlabel("$K$ (geometric levels)")
-            reps = int(sub[0].get("replicates", 1)) if sub else 1
-            ax.set_title(f"{s}, {oracle} oracle, $d$ = {d}"
-                         + (f"\n{reps} replicates" if reps > 1 else ""))
-        axes[0].set_ylabel("fraction of chains" + _bar_label([r for _, _, sub in panels
-                                                              for r in sub]))
-        legend_outside(axes[-1])
-        save(fig, path)
-
 
 SEARCH_FIELDS = ["d", "rate", "M", "num_centres", "n", "seed", "eps", "p", "mean_queries",
                  "mean_queries_se", "found", "mean_hits", "predicted_queries",
                  "disjoint_prediction", "seconds"]
 
 
-def run_search(out_dir, *, d=32, rates=(0.15, 0.2, 0.25, 0.3, 0.35), n=1000, eps=0.05, p=2.0,
-               seed=0, rho=1.0, log=_log_default):
-    """(c) Resumable optimal adaptive searcher: one row per hidden rate in ``search.csv``.
-
-    Centres are ``sigma_c`` of the rate grid. ``mean_hits`` is the mean number of centres whose
-    query is informative; ``predicted_queries`` = mean of ``(C+1)/(hits+1) + 1`` (first success
-    of a random order, plus the final query); ``disjoint_prediction`` = ``(N+1)/2 + 1`` with
-    N = C (disjoint windows, the spec's formula).
-    """
-    book = CsvRows(os.path.join(out_dir, "search.csv"), SEARCH_FIELDS,
-                        ["d", "rate", "num_centres", "n", "seed", "eps", "p"])
-    d, n, seed, eps, p = int(d), int(n), int(seed), float(eps), float(p)
+def search_unit(d: int, rate: float, rates, n: int, *, seed=0, eps=0.05, p=2.0, rho=1.0) -> dict:
+    """(c) The optimal adaptive searcher (:func:`adaptive_search`, key
+    ``fold_in(key(seed), round(1e6 rate))``) for the hidden ``rate``, ``n`` searches, with the
+    centres ``sigma_c`` of the whole grid ``rates``. ``disjoint_prediction`` = ``(N+1)/2 + 1``
+    with N = C (disjoint windows, the spec's formula). Row: :data:`SEARCH_FIELDS`."""
+    t0 = time.perf_counter()
+    d, n, seed, eps, p, rate = int(d), int(n), int(seed), float(eps), float(p), float(rate)
     rates = [float(r) for r in rates]
     C = len(rates)
-    for ri, rate in enumerate(rates):
-        if book.done(d=d, rate=rate, num_centres=C, n=n, seed=seed, eps=eps, p=p):
-            continue
-        t0 = time.perf_counter()
-        row = adaptive_search(d, [rate], n, jax.random.fold_in(jax.random.key(seed),
-                                                               round(rate * 1e6)),
-                              eps=eps, p=p, centres=critical_sigma(rates, rho), rho=rho)[0]
-        book.append(dict(d=d, rate=rate, M=row["M"], num_centres=C, n=n, seed=seed, eps=eps, p=p,
-                         mean_queries=row["mean_queries"], mean_queries_se=row["mean_queries_se"],
-                         found=row["found"], mean_hits=row["mean_hits"],
-                         predicted_queries=row["predicted_queries"],
-                         disjoint_prediction=(C + 1) / 2 + 1,
-                         seconds=round(time.perf_counter() - t0, 3)))
-        log(f"search d={d} R={rate}: {row['mean_queries']:.3f} queries, "
-            f"hits {row['mean_hits']:.2f}")
-    rows = [r for r in book.select(d=d, num_centres=C, n=n, seed=seed, eps=eps, p=p)
-            if float(r["rate"]) in set(rates)]
-    if rows:
-        plot_rows([{k: float(v) for k, v in r.items()} for r in rows], "rate", "mean_queries",
-                  None, os.path.join(out_dir, "search.png"),
-                  title=f"adaptive searcher, d={d}: (N+1)/2+1 = {(C + 1) / 2 + 1:g}")
-    return rows
+    row = adaptive_search(d, [rate], n, _rate_key(rate, seed), eps=eps, p=p,
+                          centres=critical_sigma(rates, rho), rho=rho)[0]
+    return dict(d=d, rate=rate, M=row["M"], num_centres=C, n=n, seed=seed, eps=eps, p=p,
+                mean_queries=row["mean_queries"], mean_queries_se=row["mean_queries_se"],
+                found=row["found"], mean_hits=row["mean_hits"],
+                predicted_queries=row["predicted_queries"], disjoint_prediction=(C + 1) / 2 + 1,
+                seconds=round(time.perf_counter() - t0, 3))
 
 
 BRACKET_FIELDS = ["d", "rate", "M", "ratio", "n", "seed", "eps", "p", "point_seed", "sigma",
@@ -583,71 +410,35 @@ BRACKET_FIELDS = ["d", "rate", "M", "ratio", "n", "seed", "eps", "p", "point_see
                   "seconds"]
 
 
-def run_bracket(out_dir, *, dims=(40,), rate=0.25, ratios=None, n=2000, eps=0.05, p=2.0, seed=0,
-                rho=1.0, alpha=0.05, log=_log_default):
-    """Resumable bracket check: one row per (d, ratio) in ``bracket.csv``; ``bracket_summary.csv``
-    and the figure ``bracket.png`` cover every (d, n) group of the file with this rate, eps, p
-    and seed (so dimensions run separately end up side by side).
+def bracket_codebook(d: int, rate: float, seed: int = 0, rho: float = 1.0) -> np.ndarray:
+    """The codebook of the bracket units of ``d``:
+    :func:`~jscore.lowerbound.validation.random_sphere_codebook` with seed ``seed + d``."""
+    from .validation import random_sphere_codebook
 
-    At ``sigma = ratio * sigma_c`` the fraction of ``n`` reference points ``x ~ Q_sigma`` that
-    the adversary answers informatively on one random codebook (seed ``seed + d``;
-    :func:`~jscore.lowerbound.validation.exact_informative_fraction`) against the lower and
-    upper side of the per-query informative probability at the same query norms
-    (:func:`~jscore.lowerbound.validation.bracket_check`). A point passes when it lies within
-    ``tolerance_se`` standard errors of ``[lower, upper]``, the Bonferroni threshold over the
-    points of its d at family-wise level ``alpha``. Default ratios
-    :data:`~jscore.lowerbound.validation.BRACKET_RATIOS` (sigma/sigma_c in [0.4, 3]).
-    Returns the summary rows of ``dims``.
-    """
+    return random_sphere_codebook(int(d), float(rate), int(seed) + int(d), rho)
+
+
+def bracket_unit(d: int, rate: float, index: int, ratio: float, n: int, *, seed=0, eps=0.05,
+                 p=2.0, rho=1.0, codebook=None) -> dict:
+    """One bracket point: at ``sigma = ratio sigma_c`` the fraction of ``n`` reference points
+    ``x ~ Q_sigma`` (:func:`~jscore.lowerbound.validation.point_seed` ``(seed + d, index)``) that
+    the adversary answers informatively on :func:`bracket_codebook`
+    (:func:`~jscore.lowerbound.validation.exact_informative_fraction`), against both sides of
+    the per-query informative probability at the same query norms
+    (:func:`~jscore.lowerbound.validation.bracket_check`); float64. Row: :data:`BRACKET_FIELDS`
+    (``seed`` is the codebook's, ``seed + d``)."""
     from . import validation as V
 
-    ratios = list(V.BRACKET_RATIOS if ratios is None else (float(r) for r in ratios))
-    book = CsvRows(os.path.join(out_dir, "bracket.csv"), BRACKET_FIELDS,
-                        ["d", "rate", "ratio", "n", "seed", "eps", "p"])
-    rate, n, eps, p, seed = float(rate), int(n), float(eps), float(p), int(seed)
-    summaries, groups = [], []
-    for d in [int(v) for v in dims]:
-        cseed = seed + d
-        todo = [(k, f) for k, f in enumerate(ratios)
-                if not book.done(d=d, rate=rate, ratio=f, n=n, seed=cseed, eps=eps, p=p)]
-        if todo:
-            t0 = time.perf_counter()
-            Y = V.random_sphere_codebook(d, rate, cseed, rho)
-            log(f"bracket d={d}: codebook M={Y.shape[0]} ({time.perf_counter() - t0:.0f} s)")
-            for k, f in todo:
-                t0 = time.perf_counter()
-                with jax.enable_x64(True):
-                    (row,) = V.exact_informative_fraction(d, rate, [f], n, cseed, eps=eps, p=p,
-                                                          rho=rho, codebook=Y, indices=[k])
-                    (row,) = V.bracket_check([row], eps, p, rho)
-                row.update(seed=cseed, eps=eps, p=p, seconds=round(time.perf_counter() - t0, 3))
-                book.append({c: row[c] for c in BRACKET_FIELDS})
-                log(f"bracket d={d} sigma/sigma_c={f}: exact {row['exact']:.3f} in "
-                    f"[{row['lower']:.3f}, {row['upper']:.3f}]? {row['side']} "
-                    f"({row['outside_se']:.2f} SE out; {time.perf_counter() - t0:.0f} s)")
-            del Y
-        rows = [r for r in book.select(d=d, rate=rate, n=n, seed=cseed, eps=eps, p=p)
-                if float(r["ratio"]) in set(ratios)]
-        if rows:
-            summaries.append(V.bracket_summary(rows, alpha))
-    # the files cover every (d, n) group of this rate, eps, p and seed in bracket.csv
-    keys = sorted({(int(r["d"]), int(r["n"])) for r in book.rows
-                   if r["rate"] == str(rate) and r["eps"] == str(eps) and r["p"] == str(p)
-                   and int(r["seed"]) == seed + int(r["d"])})
-    for dd, nn in keys:
-        rows = sorted(book.select(d=dd, n=nn, rate=rate, eps=eps, p=p, seed=seed + dd),
-                      key=lambda r: float(r["ratio"]))
-        groups.append((rows, V.bracket_summary(rows, alpha)))
-    if groups:
-        write_rows([g[1] for g in groups], os.path.join(out_dir, "bracket_summary.csv"))
-        V.plot_bracket([g[0] for g in groups], os.path.join(out_dir, "bracket.png"),
-                       [g[1] for g in groups])
-    return summaries
-
-
-AUDIT_FIELDS = ["d", "rate", "M", "eps", "p", "n", "seed", "sigma_index", "sigma", "ratio",
-                "lp_error", "upper", "max_error", "informative", "lambda_hat", "eta_hat", "bound",
-                "B", "passed", "seconds"]
+    t0 = time.perf_counter()
+    d, rate, n, eps, p = int(d), float(rate), int(n), float(eps), float(p)
+    cseed = int(seed) + d
+    Y = bracket_codebook(d, rate, seed, rho) if codebook is None else codebook
+    with jax.enable_x64(True):
+        (row,) = V.exact_informative_fraction(d, rate, [float(ratio)], n, cseed, eps=eps, p=p,
+                                              rho=rho, codebook=Y, indices=[int(index)])
+        (row,) = V.bracket_check([row], eps, p, rho)
+    row.update(seed=cseed, eps=eps, p=p, seconds=round(time.perf_counter() - t0, 3))
+    return {c: row[c] for c in BRACKET_FIELDS}
 
 
 @eqx.filter_jit
@@ -703,62 +494,71 @@ def audit_all_p(codebook, eps, ps, sigma, n, key, *, batch_size=256):
     return out
 
 
-def run_audit(out_dir, *, d=40, rate=0.25, eps=0.05, ps=(1.0, 2.0, 4.0), num=41, n=10_000,
-              include=(0.02, 20.0), seed=0, rho=1.0, log=_log_default):
-    """Resumable admissibility audit (section 5): one row per (p, sigma) in ``audit.csv``.
+AUDIT_FIELDS = ["d", "rate", "M", "eps", "p", "n", "seed", "sigma_index", "sigma", "ratio",
+                "lp_error", "upper", "max_error", "informative", "lambda_hat", "eta_hat", "bound",
+                "B", "passed", "seconds"]
 
-    Grid: :func:`audit_grid` (``num`` log-spaced values from sigma_c/30 to 30 sigma_c) plus
-    ``include`` (the samplers' sigma_min, sigma_max). One codebook pass per sigma serves every p
-    (:func:`audit_all_p`). Returns the per-p summary rows (``max_upper_over_eps``, where it
-    occurs, ``max_lp_error``, ``passed``) also written to ``audit_summary.csv``.
-    """
+
+def _audit_key(d: int, seed: int):
+    return jax.random.fold_in(jax.random.key(int(seed)), int(d))
+
+
+def audit_codebook(d: int, rate: float, seed: int = 0, rho: float = 1.0) -> SphereCodebook:
+    """The codebook of the audit: ``fold_in(fold_in(key(seed), d), 0)``."""
+    return SphereCodebook.random(jax.random.fold_in(_audit_key(d, seed), 0), int(d), float(rate),
+                                 rho)
+
+
+def audit_sigmas(d: int, rate: float, num: int = 41, include=(0.02, 20.0), rho: float = 1.0):
+    """The audit's sigma grid (:func:`~jscore.lowerbound.audit.audit_grid` of the codebook of
+    ``(d, rate)``: it needs only ``log M / d`` and ``rho``, so no codebook is drawn)."""
+    import types
+
+    from ..targets.codebook import _num_codewords
     from .audit import audit_grid
 
-    book = CsvRows(os.path.join(out_dir, "audit.csv"), AUDIT_FIELDS,
-                        ["d", "rate", "eps", "p", "n", "seed", "sigma_index", "sigma"])
-    d, rate, eps, n, seed = int(d), float(rate), float(eps), int(n), int(seed)
-    ps = [float(p) for p in ps]
-    key = jax.random.fold_in(jax.random.key(seed), d)
-    cb = SphereCodebook.random(jax.random.fold_in(key, 0), d, rate, rho)
+    rbar = math.log(_num_codewords(int(d), float(rate))) / int(d)
+    return audit_grid(types.SimpleNamespace(effective_rate=rbar, rho=rho), num, include=include)
+
+
+def audit_unit(d: int, rate: float, sigma_index: int, sigma: float, *, eps=0.05,
+               ps=(1.0, 2.0, 4.0), n=10_000, seed=0, rho=1.0, codebook=None) -> list[dict]:
+    """The admissibility audit (section 5) at one ``sigma`` of :func:`audit_sigmas` (planted
+    points from ``fold_in(K, 1 + sigma_index)``), one row per ``p`` from one pass
+    (:func:`audit_all_p`). Rows: :data:`AUDIT_FIELDS`."""
+    t0 = time.perf_counter()
+    d, rate, eps, n, seed, i, s = int(d), float(rate), float(eps), int(n), int(seed), \
+        int(sigma_index), float(sigma)
+    cb = audit_codebook(d, rate, seed, rho) if codebook is None else codebook
     sc = float(critical_sigma(cb.effective_rate, rho))
-    grid = audit_grid(cb, num, include=include)
-    for i, s in enumerate(grid):
-        s = float(s)
-        todo = [p for p in ps if not book.done(d=d, rate=rate, eps=eps, p=p, n=n, seed=seed,
-                                                sigma_index=i, sigma=s)]
-        if not todo:
-            continue
-        t0 = time.perf_counter()
-        res = audit_all_p(cb, eps, todo, s, n, jax.random.fold_in(key, 1 + i))
-        dt = round(time.perf_counter() - t0, 3)
-        for r in res:
-            book.append(dict(d=d, rate=rate, M=cb.num_codewords, eps=eps, p=r.pop("p"), n=n,
-                             seed=seed, sigma_index=i, sigma=s, ratio=s / sc,
-                             **{k: v for k, v in r.items() if k != "eps"},
-                             passed=bool(r["upper"] <= eps), seconds=dt))
-        log(f"audit sigma/sigma_c={s / sc:.4g}: max upper/eps over p = "
-            f"{max(r['upper'] for r in res) / eps:.3g} ({dt:.1f} s)")
+    res = audit_all_p(cb, eps, [float(p) for p in ps], s, n,
+                      jax.random.fold_in(_audit_key(d, seed), 1 + i))
+    dt = round(time.perf_counter() - t0, 3)
+    return [dict(d=d, rate=rate, M=cb.num_codewords, eps=eps, p=r.pop("p"), n=n, seed=seed,
+                 sigma_index=i, sigma=s, ratio=s / sc, **{k: v for k, v in r.items() if k != "eps"},
+                 passed=bool(r["upper"] <= eps), seconds=dt) for r in res]
+
+
+def audit_summary(rows, ps, eps):
+    """Per ``p`` of the audit rows: ``max_upper_over_eps``, where it occurs
+    (``argmax_ratio``), ``max_lp_error``, the largest sigma/sigma_c below which the error is
+    exactly 0, and ``passed`` (every UCB <= eps)."""
     summary = []
-    for p in ps:
-        rows = [r for r in book.select(d=d, rate=rate, eps=eps, p=p, n=n, seed=seed)
-                if int(r["sigma_index"]) < len(grid)]
-        if not rows:
+    for p in [float(p) for p in ps]:
+        sub = [r for r in rows if float(r["p"]) == p]
+        if not sub:
             continue
-        up = np.array([float(r["upper"]) for r in rows])
-        lp = np.array([float(r["lp_error"]) for r in rows])
-        ratio = np.array([float(r["ratio"]) for r in rows])
+        up = np.array([float(r["upper"]) for r in sub])
+        lp = np.array([float(r["lp_error"]) for r in sub])
+        ratio = np.array([float(r["ratio"]) for r in sub])
         k = int(np.argmax(up))
-        summary.append(dict(d=d, rate=rate, M=cb.num_codewords, eps=eps, p=p, n=n,
-                            num_sigmas=len(rows), max_lp_error=float(lp.max()),
-                            max_upper=float(up[k]), max_upper_over_eps=float(up[k] / eps),
-                            argmax_ratio=float(ratio[k]),
+        r0 = sub[0]
+        summary.append(dict(d=int(r0["d"]), rate=float(r0["rate"]), M=int(r0["M"]),
+                            eps=float(eps), p=p, n=int(r0["n"]), num_sigmas=len(sub),
+                            max_lp_error=float(lp.max()), max_upper=float(up[k]),
+                            max_upper_over_eps=float(up[k] / eps), argmax_ratio=float(ratio[k]),
                             zero_error_up_to_ratio=_zero_prefix(ratio, lp),
                             passed=bool(np.all(up <= eps))))
-    if summary:
-        write_rows(summary, os.path.join(out_dir, "audit_summary.csv"))
-        rows = [{k: float(v) if k != "passed" else v == "True" for k, v in r.items()}
-                for r in book.select(d=d, rate=rate, eps=eps, n=n, seed=seed)]
-        _plot_audit(rows, os.path.join(out_dir, "audit.png"), eps)
     return summary
 
 
@@ -773,29 +573,9 @@ def _zero_prefix(ratio, lp):
     return best
 
 
-def _plot_audit(rows, path, eps):
-    from ..plot import figure, legend_outside, save, series, style
-
-    with style():
-        fig, (ax,) = figure(size=(4.6, 3.4))
-        for i, p in enumerate(sorted({r["p"] for r in rows})):
-            sub = sorted((r for r in rows if r["p"] == p), key=lambda r: r["ratio"])
-            st = series(i)
-            ax.plot([r["ratio"] for r in sub], [r["upper"] for r in sub], ms=3,
-                    label=f"$p$ = {p:g}: upper confidence bound", **st)
-            ax.plot([r["ratio"] for r in sub], [r["lp_error"] for r in sub], ":",
-                    color=st["color"], label=f"$p$ = {p:g}: estimate")
-        ax.axhline(eps, color="k", lw=0.8, label="$\\varepsilon$")
-        ax.axhline(eps / 2, color="k", lw=0.8, ls="--", label="$\\varepsilon/2$")
-        ax.set_xscale("log")
-        ax.set_xlabel("$\\sigma/\\sigma_c$")
-        ax.set_ylabel("$L^p(P_\\sigma)$ error of the adversary")
-        legend_outside(ax)
-        save(fig, path)
-
-
-__all__ = ["tv_curve", "success_vs_levels", "adaptive_search", "offset_grid", "write_rows",
-           "plot_rows", "run_tv", "run_success", "run_search", "run_audit",
-           "summarize_success", "audit_all_p", "half_crossing",
-           "decoding_vs_informative", "error_bar", "run_bracket",
-           "plot_decoding_vs_informative"]
+__all__ = ["tv_curve", "success_vs_levels", "adaptive_search", "offset_grid", "summarize_success",
+           "audit_all_p", "half_crossing", "decoding_vs_informative", "error_bar", "tv_unit",
+           "tv_codebook", "success_unit", "success_codebook", "search_unit", "bracket_unit",
+           "bracket_codebook", "audit_unit", "audit_codebook", "audit_sigmas", "audit_summary",
+           "TV_FIELDS", "SUCCESS_FIELDS", "SUMMARY_FIELDS", "SEARCH_FIELDS", "BRACKET_FIELDS",
+           "AUDIT_FIELDS"]

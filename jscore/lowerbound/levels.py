@@ -31,6 +31,10 @@ scale and rates (:func:`~jscore.lowerbound.scaling.ideal_success`).
 
 All numbers are Monte-Carlo estimates of the two sides (with standard errors over replicates),
 and an informative answer is necessary for success, not sufficient.
+
+This module computes and returns plain dicts; the figure and the files live in the experiment
+layer: ``plot_levels`` moved to :func:`jscore.sweeps.levels_lab.plot_levels` (with
+:func:`~jscore.sweeps.levels_lab.write_levels`).
 """
 
 from __future__ import annotations
@@ -151,6 +155,59 @@ def levels_vs_queries(d, *, levels=DEFAULT_LEVELS, per_level=DEFAULT_PER_LEVEL,
     """
     from .informative import window_edges
 
+    d, levels, per_level, single, eps, p = _check_arguments(
+        d, levels, per_level, samplers, single_level_queries, cells, n_points, n_reps, n_xi, eps,
+        p)
+    panel_levels, panel_per_level, todo = _cells_to_run(cells, levels, per_level, panel_levels,
+                                                        panel_per_level)
+    log = log or (lambda msg: None)
+    t_start = time.time()
+    key = jax.random.key(seed)
+    lo_w, up_w = window_edges(float(d), rate, eps, p, key=jax.random.fold_in(key, 7), n=n_xi)
+    width = float(up_w - lo_w)
+    kd = jax.random.fold_in(key, 3)  # the lattice and chain keys: shared by every cell
+    kw = dict(key=kd, n_points=int(n_points), n_reps=int(n_reps), k_max=max(levels),
+              rate_lo=rate_lo, rate_hi=rate_hi)
+
+    def draws(sampler):
+        return FullVectorDraws(sampler, d, eps, p, width, **kw)
+
+    out_cells = []
+    for name in samplers:
+        for m in sorted({m for _, m in todo}):
+            dm = draws(make_sampler(name, m))
+            for L in sorted(L for L, mm in todo if mm == m):
+                out_cells.append(_measure(dm, name, L, m, log,
+                                          f"d={d} {name:>17} L={L:>3} m={m:>3} "))
+    for Q in single:
+        out_cells.append(_measure(draws(make_sampler("single_level", Q)), "single_level", 1, Q,
+                                  log, f"d={d} {'single_level':>17} L=  1 "))
+    ideal_rows = _ideal(d, eps, p, rate_lo, rate_hi, levels, per_level, single, n_xi,
+                        jax.random.fold_in(key, 5)) if ideal else []
+    config = dict(d=d, levels=levels, per_level=per_level, samplers=list(samplers),
+                  single_level_queries=single, cells=cells, panel_levels=panel_levels,
+                  panel_per_level=panel_per_level, seed=int(seed), n_points=int(n_points),
+                  n_reps=int(n_reps), eps=eps, p=p, rate=rate, rate_lo=rate_lo, rate_hi=rate_hi,
+                  sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, n_xi=int(n_xi),
+                  device=str(jax.devices()[0]), jax=jax.__version__)
+    return dict(config=config, width=width, cells=out_cells, ideal=ideal_rows,
+                elapsed_s=time.time() - t_start)
+
+
+def _measure(draws, name, L, m, log, head):
+    """One cell of :func:`levels_vs_queries`: ``draws(L)`` timed, logged after ``head``."""
+    t0 = time.time()
+    lo, hi, lev = draws(L)
+    c = _cell(name, L, m, lo, hi, lev, time.time() - t0)
+    log(f"{head}Q={c['queries']:>5}  P in [{c['p_lower']:.3f} +- {c['p_lower_se']:.3f}, "
+        f"{c['p_upper']:.3f} +- {c['p_upper_se']:.3f}]  {c['seconds']:.1f} s")
+    return c
+
+
+def _check_arguments(d, levels, per_level, samplers, single_level_queries, cells, n_points,
+                     n_reps, n_xi, eps, p):
+    """Validated ``(d, levels, per_level, single, eps, p)`` of :func:`levels_vs_queries`
+    (sorted, deduplicated int lists; ``eps`` defaults to ``1/d``); ValueError naming the argument."""
     if isinstance(d, bool) or not isinstance(d, (int, float, np.integer, np.floating)) \
             or int(d) != d or not 2 <= d < 2**32:
         raise ValueError(f"`d` must be an integer dimension in [2, 2^32), got {d!r}.")
@@ -176,57 +233,24 @@ def levels_vs_queries(d, *, levels=DEFAULT_LEVELS, per_level=DEFAULT_PER_LEVEL,
     p = float(p)
     if not p >= 1:
         raise ValueError(f"`p` must be >= 1, got {p!r}.")
+    return d, levels, per_level, single, eps, p
+
+
+def _cells_to_run(cells, levels, per_level, panel_levels, panel_per_level):
+    """``(panel_levels, panel_per_level, todo)``: the panels (defaults: the largest ``L``, the
+    smallest ``m``) and the sorted ``(L, m)`` cells of ``cells="grid"`` or ``"panels"``."""
     panel_levels = [max(levels)] if panel_levels is None else _check_ints(
         "panel_levels", panel_levels, 1)
     panel_per_level = [min(per_level)] if panel_per_level is None else _check_ints(
         "panel_per_level", panel_per_level, 1)
-    if cells == "panels":
-        if not set(panel_levels) <= set(levels) or not set(panel_per_level) <= set(per_level):
-            raise ValueError(f"`panel_levels` {panel_levels} must be among `levels` {levels} and "
-                             f"`panel_per_level` {panel_per_level} among `per_level` {per_level}.")
-        todo = sorted({(L, m) for L in panel_levels for m in per_level}
-                      | {(L, m) for L in levels for m in panel_per_level})
-    else:
-        todo = [(L, m) for L in levels for m in per_level]
-    log = log or (lambda msg: None)
-    t_start = time.time()
-    key = jax.random.key(seed)
-    lo_w, up_w = window_edges(float(d), rate, eps, p, key=jax.random.fold_in(key, 7), n=n_xi)
-    width = float(up_w - lo_w)
-    kd = jax.random.fold_in(key, 3)  # the lattice and chain keys: shared by every cell
-    kw = dict(key=kd, n_points=int(n_points), n_reps=int(n_reps), k_max=max(levels),
-              rate_lo=rate_lo, rate_hi=rate_hi)
-    out_cells = []
-    for name in samplers:
-        for m in sorted({m for _, m in todo}):
-            draws = FullVectorDraws(make_sampler(name, m), d, eps, p, width, **kw)
-            for L in sorted(L for L, mm in todo if mm == m):
-                t0 = time.time()
-                lo, hi, lev = draws(L)
-                c = _cell(name, L, m, lo, hi, lev, time.time() - t0)
-                out_cells.append(c)
-                log(f"d={d} {name:>17} L={L:>3} m={m:>3} Q={c['queries']:>5}  P in "
-                    f"[{c['p_lower']:.3f} +- {c['p_lower_se']:.3f}, {c['p_upper']:.3f} +- "
-                    f"{c['p_upper_se']:.3f}]  {c['seconds']:.1f} s")
-    for Q in single:
-        draws = FullVectorDraws(make_sampler("single_level", Q), d, eps, p, width, **kw)
-        t0 = time.time()
-        lo, hi, lev = draws(1)
-        c = _cell("single_level", 1, Q, lo, hi, lev, time.time() - t0)
-        out_cells.append(c)
-        log(f"d={d} {'single_level':>17} L=  1 Q={Q:>5}  P in [{c['p_lower']:.3f} +- "
-            f"{c['p_lower_se']:.3f}, {c['p_upper']:.3f} +- {c['p_upper_se']:.3f}]  "
-            f"{c['seconds']:.1f} s")
-    ideal_rows = _ideal(d, eps, p, rate_lo, rate_hi, levels, per_level, single, n_xi,
-                        jax.random.fold_in(key, 5)) if ideal else []
-    config = dict(d=d, levels=levels, per_level=per_level, samplers=list(samplers),
-                  single_level_queries=single, cells=cells, panel_levels=panel_levels,
-                  panel_per_level=panel_per_level, seed=int(seed), n_points=int(n_points),
-                  n_reps=int(n_reps), eps=eps, p=p, rate=rate, rate_lo=rate_lo, rate_hi=rate_hi,
-                  sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, n_xi=int(n_xi),
-                  device=str(jax.devices()[0]), jax=jax.__version__)
-    return dict(config=config, width=width, cells=out_cells, ideal=ideal_rows,
-                elapsed_s=time.time() - t_start)
+    if cells == "grid":
+        return panel_levels, panel_per_level, [(L, m) for L in levels for m in per_level]
+    if not set(panel_levels) <= set(levels) or not set(panel_per_level) <= set(per_level):
+        raise ValueError(f"`panel_levels` {panel_levels} must be among `levels` {levels} and "
+                         f"`panel_per_level` {panel_per_level} among `per_level` {per_level}.")
+    return panel_levels, panel_per_level, sorted(
+        {(L, m) for L in panel_levels for m in per_level}
+        | {(L, m) for L in levels for m in panel_per_level})
 
 
 def _ideal(d, eps, p, rate_lo, rate_hi, levels, per_level, single, n_xi, key, n_rates=9):
@@ -266,98 +290,5 @@ def format_levels_table(res) -> str:
     return "\n".join(lines)
 
 
-def plot_levels(results, path) -> list[str]:
-    """Two panels per dimension in ``results`` (a list of :func:`levels_vs_queries` dicts):
-    success against total queries per chain at fixed ``L`` (the panel levels; ``SingleLevel`` as
-    ``L = 1``), and success against ``L`` at fixed ``m`` (the panel ``m``). Filled markers: lower
-    side with +-1 s.e.; open markers, dashed: upper side; grey: the ideal family's two sides.
-    Writes ``path`` as PNG and PDF (:func:`jscore.plot.save`); returns the paths."""
-    from .. import plot as jp
-
-    results = list(results) if isinstance(results, (list, tuple)) else [results]
-    with jp.style():
-        fig, axes = jp.figure(ncols=2, nrows=len(results), size=(4.8, 3.5))
-        axes = axes.reshape(len(results), 2)
-        for row, res in zip(axes, results):
-            _panels(row, res, jp)
-        return jp.save(fig, path)
-
-
-_LABEL = {"annealed_langevin": "annealed Langevin", "pc": "predictor-corrector",
-          "single_level": "SingleLevel (L = 1)"}
-
-
-def _dtext(d) -> str:
-    e = int(round(math.log10(d)))
-    return f"1e{e}" if 10 ** e == d else f"{d:g}"
-
-
-def _errbar(ax, x, c_lo, se, c_hi, style, label):
-    ax.errorbar(x, c_lo, yerr=se, color=style["color"], marker=style["marker"], ms=4,
-                linestyle="-", capsize=2, label=label)
-    ax.plot(x, c_hi, color=style["color"], marker=style["marker"], mfc="none", ms=4,
-            linestyle="--", lw=0.8)
-
-
-def _cell_lines(ax, x, cells, style, label):
-    """The cells' lower side with +-1 s.e. (filled) and upper side (open) against ``x``."""
-    _errbar(ax, x, [c["p_lower"] for c in cells], [c["p_lower_se"] for c in cells],
-            [c["p_upper"] for c in cells], style, label)
-
-
-def _group_lines(ax, cells, samplers, group, value, xkey, jp, i):
-    """One line per sampler through its cells with ``c[group] == value``, against ``c[xkey]``;
-    series styles from ``i`` on. Returns the next style index."""
-    for name in samplers:
-        cs = sorted((c for c in cells if c["sampler"] == name and c[group] == value),
-                    key=lambda c: c[xkey])
-        if cs:
-            _cell_lines(ax, [c[xkey] for c in cs], cs, jp.series(i),
-                        f"{_LABEL[name]}, {group} = {value}")
-        i += 1
-    return i
-
-
-def _panels(row, res, jp):
-    cfg, cells = res["config"], res["cells"]
-    ideal = {(r[0], r[1]): (r[2], r[3]) for r in res.get("ideal", [])}
-    ax_q, ax_l = row
-    i = 0
-    for L in cfg["panel_levels"]:
-        i = _group_lines(ax_q, cells, cfg["samplers"], "L", L, "queries", jp, i)
-        ms = [m for m in cfg["per_level"] if (L, m) in ideal]
-        if ms:
-            ax_q.fill_between([L * m for m in ms], [ideal[(L, m)][0] for m in ms],
-                              [ideal[(L, m)][1] for m in ms], color="0.6", alpha=0.25, lw=0,
-                              label=f"ideal, L = {L} (m fresh points per level)")
-    cs = sorted((c for c in cells if c["sampler"] == "single_level"), key=lambda c: c["m"])
-    if cs:
-        _cell_lines(ax_q, [c["queries"] for c in cs], cs, jp.series(i), _LABEL["single_level"])
-        i += 1
-        qs = [c["m"] for c in cs if (1, c["m"]) in ideal]
-        if qs:
-            ax_q.fill_between(qs, [ideal[(1, q)][0] for q in qs], [ideal[(1, q)][1] for q in qs],
-                              color="C3", alpha=0.15, lw=0, label="ideal, L = 1")
-    ax_q.set_xscale("log")
-    ax_q.set_xlabel("queries per chain")
-    ax_q.set_ylabel("P(some answer informative)")
-    ax_q.set_title(f"d = {_dtext(cfg['d'])}: fixed number of levels L", fontsize=9)
-    ax_q.set_ylim(-0.02, 1.02)
-    jp.legend_outside(ax_q, fontsize=7)
-    j = 0
-    for m in cfg["panel_per_level"]:
-        j = _group_lines(ax_l, cells, cfg["samplers"], "m", m, "L", jp, j)
-        Ls = [L for L in cfg["levels"] if (L, m) in ideal]
-        if Ls:
-            ax_l.fill_between(Ls, [ideal[(L, m)][0] for L in Ls], [ideal[(L, m)][1] for L in Ls],
-                              color="0.6", alpha=0.25, lw=0, label=f"ideal, m = {m} fresh points")
-    ax_l.set_xscale("log", base=2)
-    ax_l.set_xlabel("distinct levels L")
-    ax_l.set_ylabel("P(some answer informative)")
-    ax_l.set_title(f"d = {_dtext(cfg['d'])}: fixed queries per level m", fontsize=9)
-    ax_l.set_ylim(-0.02, 1.02)
-    jp.legend_outside(ax_l, fontsize=7)
-
-
 __all__ = ["SAMPLERS", "make_sampler", "queries_per_chain", "levels_vs_queries",
-           "format_levels_table", "plot_levels"]
+           "format_levels_table"]

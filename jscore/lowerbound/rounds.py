@@ -25,12 +25,15 @@ Measurements (all at small d on exact nested codebooks, float64):
   order, stop at the first informative one).
 - :func:`sampler_rounds`: catalogue samplers against the adversary: rounds and queries in total,
   the decoded prefix of the output, and the round of each stage's first informative answer.
+
+Every function here returns plain rows (lists of dicts); the one-command driver ``run_rounds``,
+the figure ``plot_rounds`` and the files moved to the experiment layer,
+:mod:`jscore.sweeps.rounds_lab`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import equinox as eqx
 import jax
@@ -227,106 +230,126 @@ def search_rounds(adv: NestedAdversary, n: int = 200, key=None, *, mode: str = "
     """
     if mode not in ("parallel", "sequential"):
         raise ValueError(f"`mode` must be 'parallel' or 'sequential', got {mode!r}.")
-    nc = adv.nested
     key = jax.random.key(2) if key is None else key
-    dtype = jnp.result_type(float)
-    L, k = nc.num_stages, nc.block_dim
-    C = stage_centres(nc)
-    N = C.shape[1]
-    r = nc.radius
+    s = _Search(adv, mode, int(max_rounds_per_stage), snap, max_snaps, snap_tol)
+    return [s.run(t, jax.random.fold_in(key, t), theta0) for t in range(n)]
 
-    @jax.jit
-    def probe(x, s):
-        a = jax.vmap(adv.answer)(x, s)
-        den = x + (s * s)[:, None] * a.score
-        return a.informative, den
 
-    def fresh(kk, sig, yhat, l):
+class _Search:
+    """One searcher against ``adv`` (see :func:`search_rounds`): ``run`` is one search; the
+    ``rounds`` and ``queries`` it charges are returned by each piece, never kept here."""
+
+    def __init__(self, adv, mode, max_rounds, snap, max_snaps, snap_tol):
+        self.nc, self.mode, self.max_rounds = adv.nested, mode, max_rounds
+        self.snap, self.max_snaps, self.snap_tol = snap, max_snaps, snap_tol
+        self.dtype = jnp.result_type(float)
+        self.C = stage_centres(self.nc)
+        self.N, self.k, self.r = self.C.shape[1], self.nc.block_dim, self.nc.radius
+
+        @jax.jit
+        def probe(x, s):
+            a = jax.vmap(adv.answer)(x, s)
+            den = x + (s * s)[:, None] * a.score
+            return a.informative, den
+
+        self.probe = probe
+
+    def fresh(self, kk, sig, yhat, l):
+        """Query points at levels ``sig``: blocks ``< l`` at ``a_i yhat_i + sigma z``, the rest
+        reference-typical; ``(len(sig), d)``."""
+        nc, k = self.nc, self.k
         m = sig.shape[0]
         xq = jax.vmap(lambda kq, sg: nc.reference.sample_noised(kq, sg, 1)[0])(
             jax.random.split(kk, m), sig)
         if l == 0:
             return xq
-        z = jax.random.normal(jax.random.fold_in(kk, 1), (m, l * k), dtype)
+        z = jax.random.normal(jax.random.fold_in(kk, 1), (m, l * k), self.dtype)
         pre = jnp.concatenate([nc.scales[i] * yhat[i] for i in range(l)])
         return jnp.concatenate([pre[None, :] + sig[:, None] * z, xq[:, l * k:]], axis=1)
 
-    rows = []
-    for t in range(n):
-        kt = jax.random.fold_in(key, t)
+    def locate(self, kl, yhat, l):
+        """First informative block-``l`` answer over the stage's centres: ``(est, s_hit, rounds,
+        queries)``, ``est`` None when none after ``max_rounds`` rounds (passes if sequential)."""
+        k, N, C = self.k, self.N, self.C[l]
+        rounds = queries = 0
+        for attempt in range(self.max_rounds):
+            if self.mode == "parallel":
+                order = np.arange(N)
+            else:
+                order = np.asarray(jax.random.permutation(jax.random.fold_in(kl, 100 + attempt), N))
+            sig = jnp.asarray(C if self.mode == "parallel" else C[order], self.dtype)
+            x = self.fresh(jax.random.fold_in(kl, attempt), sig, yhat, l)
+            inf, den = self.probe(x, sig)  # sequential: evaluated together, charged one per round
+            hit = np.flatnonzero(np.asarray(inf[:, l]))
+            if self.mode == "parallel":
+                rounds += 1
+                queries += N
+            elif hit.size:
+                rounds += int(hit[0]) + 1
+                queries += int(hit[0]) + 1
+            if hit.size:
+                return den[hit[0], l * k:(l + 1) * k], float(C[order][hit[0]]), rounds, queries
+            if self.mode != "parallel":
+                rounds += N
+                queries += N
+        return None, None, rounds, queries
+
+    def refine(self, kl, yhat, l, est, s_hit):
+        """Snap rounds: the ladder ``s_hit * snap`` at points ``a_l est + sigma z``, in parallel
+        (or one level per round when sequential), keeping the lowest-sigma informative answer.
+        Returns ``(est, rounds, queries)``."""
+        k, r = self.k, self.r
+        rounds = queries = 0
+        for it in range(len(self.snap) and self.max_snaps):
+            sig = jnp.asarray(s_hit * np.asarray(self.snap), self.dtype)
+            m = sig.shape[0]
+            x = self.fresh(jax.random.fold_in(kl, 1000 + it), sig, yhat + [est], l + 1)
+            inf, den = self.probe(x, sig)
+            hit = np.flatnonzero(np.asarray(inf[:, l]))
+            used = m if (self.mode == "parallel" or not hit.size) else int(hit[-1]) + 1
+            rounds += 1 if self.mode == "parallel" else used
+            queries += used
+            if not hit.size:
+                break
+            new = den[hit[-1], l * k:(l + 1) * k]
+            new = r * new / jnp.maximum(jnp.linalg.norm(new), 1e-300)
+            moved = float(jnp.linalg.norm(new - est) / r)
+            est = new
+            s_hit = float(sig[hit[-1]])
+            if moved < self.snap_tol:
+                break
+        return est, rounds, queries
+
+    def run(self, t, kt, theta0):
+        """Search ``t`` with key ``kt``: one row of :func:`search_rounds`."""
+        nc, k, r, L = self.nc, self.k, self.r, self.nc.num_stages
         rounds = queries = 0
         yhat = []
         first = {"stage0": (-1, -1), "all": (-1, -1)}
         decoded = 0
         for l in range(L):
-            est = None
             kl = jax.random.fold_in(kt, l)
-            if mode == "parallel":
-                for attempt in range(max_rounds_per_stage):
-                    sig = jnp.asarray(C[l], dtype)
-                    x = fresh(jax.random.fold_in(kl, attempt), sig, yhat, l)
-                    inf, den = probe(x, sig)
-                    rounds += 1
-                    queries += N
-                    hit = np.flatnonzero(np.asarray(inf[:, l]))
-                    if hit.size:
-                        est = den[hit[0], l * k:(l + 1) * k]
-                        s_hit = float(C[l][hit[0]])
-                        break
-            else:
-                for attempt in range(max_rounds_per_stage):
-                    order = np.asarray(jax.random.permutation(jax.random.fold_in(kl, 100 + attempt), N))
-                    sig = jnp.asarray(C[l][order], dtype)
-                    x = fresh(jax.random.fold_in(kl, attempt), sig, yhat, l)
-                    inf, den = probe(x, sig)  # evaluated together, charged one per round
-                    hit = np.flatnonzero(np.asarray(inf[:, l]))
-                    if hit.size:
-                        rounds += int(hit[0]) + 1
-                        queries += int(hit[0]) + 1
-                        est = den[hit[0], l * k:(l + 1) * k]
-                        s_hit = float(C[l][order][hit[0]])
-                        break
-                    rounds += N
-                    queries += N
+            est, s_hit, dr, dq = self.locate(kl, yhat, l)
+            rounds, queries = rounds + dr, queries + dq
             if est is None:
                 break
             est = r * est / jnp.maximum(jnp.linalg.norm(est), 1e-300)
-            # snap rounds: the ladder s_hit * snap at points a_l est + sigma z, in parallel (or
-            # one level per round when sequential); keep the lowest-sigma informative answer
-            for it in range(len(snap) and max_snaps):
-                sig = jnp.asarray(s_hit * np.asarray(snap), dtype)
-                m = sig.shape[0]
-                x = fresh(jax.random.fold_in(kl, 1000 + it), sig, yhat + [est], l + 1)
-                inf, den = probe(x, sig)
-                hit = np.flatnonzero(np.asarray(inf[:, l]))
-                used = m if (mode == "parallel" or not hit.size) else int(hit[-1]) + 1
-                rounds += 1 if mode == "parallel" else used
-                queries += used
-                if not hit.size:
-                    break
-                new = den[hit[-1], l * k:(l + 1) * k]
-                new = r * new / jnp.maximum(jnp.linalg.norm(new), 1e-300)
-                moved = float(jnp.linalg.norm(new - est) / r)
-                est = new
-                s_hit = float(sig[hit[-1]])
-                if moved < snap_tol:
-                    break
+            est, dr, dq = self.refine(kl, yhat, l, est, s_hit)
+            rounds, queries = rounds + dr, queries + dq
             yhat.append(est)
             xhat = jnp.concatenate([nc.scales[i] * yhat[i] for i in range(l + 1)]
-                                   + [jnp.zeros(((L - l - 1) * k,), dtype)])
-            ok = np.asarray(nc.decode(xhat, theta0)[2])
-            if not ok[l]:
+                                   + [jnp.zeros(((L - l - 1) * k,), self.dtype)])
+            if not np.asarray(nc.decode(xhat, theta0)[2])[l]:
                 break
             decoded = l + 1
             if l == 0:
                 first["stage0"] = (rounds, queries)
             if l == L - 1:
                 first["all"] = (rounds, queries)
-        rows.append(dict(mode=mode, L=L, d=nc.dim, windows=N, search=t, decoded_stages=decoded,
-                         rounds_first=first["stage0"][0], queries_first=first["stage0"][1],
-                         rounds_all=first["all"][0], queries_all=first["all"][1],
-                         rounds_total=rounds, queries_total=queries))
-    return rows
+        return dict(mode=self.mode, L=L, d=nc.dim, windows=self.N, search=t,
+                    decoded_stages=decoded, rounds_first=first["stage0"][0],
+                    queries_first=first["stage0"][1], rounds_all=first["all"][0],
+                    queries_all=first["all"][1], rounds_total=rounds, queries_total=queries)
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -418,21 +441,7 @@ def sampler_rounds(adv: NestedAdversary, samplers: dict, levels_per_stage, n: in
     return rows, chains
 
 
-# ----------------------------------------------------------------------------- output
-def write_csv(rows, path):
-    """Dict rows to CSV atomically (union of keys, in first-seen order; :func:`jscore.store.write_csv`)."""
-    from ..store import write_csv as _write_csv
-
-    _write_csv(path, rows)
-
-
-def write_json(obj, path):
-    """``obj`` as JSON, atomically (:func:`jscore.store.write_json`)."""
-    from ..store import write_json as _write_json
-
-    _write_json(path, obj)
-
-
+# ----------------------------------------------------------------------------- summaries
 def summarize_search(rows):
     """Per (mode, L, d): success rate and mean rounds/queries to stage 0 and to all stages."""
     out = []
@@ -451,121 +460,6 @@ def summarize_search(rows):
     return out
 
 
-def plot_rounds(search_summary, sampler_rows, path):
-    """Rounds (left) and queries (right) to full success against L, per searcher and sampler."""
-    from ..plot import figure, save, series, style
-
-    with style():
-        fig, (a1, a2) = figure(ncols=2, size=(10.5, 3.4))
-        groups = {}
-        for r in search_summary:
-            if r["rounds_all"] > 0:
-                groups.setdefault(f"{r['mode']} searcher, d={r['d']}", []).append(
-                    (r["L"], r["rounds_all"], r["queries_all"]))
-        for r in sampler_rows:
-            groups.setdefault(f"{r['sampler']}, d={r['d']}", []).append(
-                (r["L"], r["rounds"] if r["success"] > 0 else np.nan, r["queries"] if r["success"] > 0 else np.nan))
-        for i, (lab, pts) in enumerate(sorted(groups.items())):
-            pts = sorted(pts)
-            st = series(i)
-            a1.plot([p[0] for p in pts], [p[1] for p in pts], label=lab, **st)
-            a2.plot([p[0] for p in pts], [p[2] for p in pts], **st)
-        Ls = sorted({r["L"] for r in search_summary})
-        a1.plot(Ls, Ls, "k--", lw=0.8, label="rounds = L")
-        for ax, lab in ((a1, "rounds to full success"), (a2, "queries to full success")):
-            ax.set_xlabel("stages $L$")
-            ax.set_ylabel(lab)
-            ax.set_yscale("log")
-        a2.legend(*a1.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                  borderaxespad=0.0, fontsize=6)
-        save(fig, path)
-
-
-__all__ = ["run_rounds", "nested_audit", "summarize_audit", "stage_profiles", "stage_windows", "search_rounds",
+__all__ = ["nested_audit", "summarize_audit", "stage_profiles", "stage_windows", "search_rounds",
            "sampler_rounds", "round_of_query", "stage_centres", "audit_grid", "sampler_grid",
-           "summarize_search", "plot_rounds", "write_csv", "write_json"]
-
-
-# ----------------------------------------------------------------------------- one command
-DEFAULT_CONFIGS = ((24, 1), (24, 2), (24, 3), (48, 3), (48, 4))
-
-
-def run_rounds(out_dir, *, configs=DEFAULT_CONFIGS, rates=(0.3, 0.4, 0.5), scale_ratio=0.01,
-               eps=0.05, p=2.0, audit_config=(24, 2), audit_points=10_000, ps=(1.0, 2.0, 4.0),
-               searches=50, chains=16, levels_per_stage=(8,), sampler_configs=((24, 2), (24, 3)),
-               samplers=None, seed=0, log=print):
-    """The whole experiment: audit and stage profiles at ``audit_config`` (d, L); both
-    searchers at every ``configs`` (d, L); the samplers at ``sampler_configs``. Writes
-    ``audit.csv``, ``audit_summary.csv``, ``profiles.csv``, ``windows.csv``, ``search.csv``,
-    ``search_summary.csv``, ``samplers.csv``, ``sampler_chains.csv``, ``rounds.json`` and
-    ``rounds.png``/``.pdf`` into ``out_dir``. Needs ``jax_enable_x64``. Returns the JSON dict.
-    """
-    import time
-
-    from ..samplers.euler import Euler
-    from ..samplers.midpoint import RandomizedMidpoint
-    from ..samplers.picard import ParallelPicard
-
-    if not jax.config.jax_enable_x64:
-        raise ValueError("run_rounds needs float64: set jax.config.update('jax_enable_x64', True) "
-                         "(logits of the nested codebook reach a_0^2 k / sigma_min^2).")
-    os.makedirs(out_dir, exist_ok=True)
-    if samplers is None:
-        samplers = {"euler": Euler(), "picard_w8_tol0.1": ParallelPicard(window=8, tol=0.1),
-                    "picard_w8_tolinf": ParallelPicard(window=8, tol=float("inf")),
-                    "midpoint_k4": RandomizedMidpoint(num_points=4)}
-    key = jax.random.key(seed)
-    out = dict(config=dict(rates=list(rates), scale_ratio=scale_ratio, eps=eps, p=p,
-                           audit_config=list(audit_config), audit_points=audit_points,
-                           searches=searches, chains=chains, seed=seed,
-                           levels_per_stage=list(levels_per_stage)))
-
-    def make(d, L):
-        kk = jax.random.fold_in(jax.random.fold_in(key, d), L)
-        nc = NestedCodebook.random(kk, d, L, rates=rates, scale_ratio=scale_ratio)
-        return nc, NestedAdversary(nc, eps, p)
-
-    t0 = time.perf_counter()
-    nc, adv = make(*audit_config)
-    grid = audit_grid(nc, per_stage=15)
-    rows = nested_audit(adv, grid, ps=ps, n=audit_points, key=jax.random.fold_in(key, 1), log=log)
-    write_csv(rows, os.path.join(out_dir, "audit.csv"))
-    summ = summarize_audit(rows)
-    write_csv(summ, os.path.join(out_dir, "audit_summary.csv"))
-    out["audit_summary"] = summ
-    log(f"audit d={audit_config[0]} L={audit_config[1]}: {len(grid)} sigmas, "
-        f"max upper/eps = {max(r['max_upper_over_eps'] for r in summ):.3g} "
-        f"({time.perf_counter() - t0:.0f} s)")
-    prof = stage_profiles(adv, grid, n=1000, key=jax.random.fold_in(key, 2))
-    write_csv(prof, os.path.join(out_dir, "profiles.csv"))
-    win = stage_windows(prof, nc.num_stages)
-    write_csv(win, os.path.join(out_dir, "windows.csv"))
-    out["windows"] = win
-    log(f"profiles: windows {win} ({time.perf_counter() - t0:.0f} s)")
-    search = []
-    for d, L in configs:
-        nc, adv = make(d, L)
-        for mode in ("parallel", "sequential"):
-            search += search_rounds(adv, searches, jax.random.fold_in(key, 3 + d * 10 + L),
-                                    mode=mode)
-            log(f"search d={d} L={L} {mode}: {summarize_search([r for r in search if r['mode'] == mode and r['L'] == L and r['d'] == d])}")
-        log(f"search d={d} L={L} done ({time.perf_counter() - t0:.0f} s)")
-        write_csv(search, os.path.join(out_dir, "search.csv"))
-    ssum = summarize_search(search)
-    write_csv(ssum, os.path.join(out_dir, "search_summary.csv"))
-    out["search_summary"] = ssum
-    srows, schains = [], []
-    for d, L in sampler_configs:
-        nc, adv = make(d, L)
-        r, c = sampler_rounds(adv, samplers, levels_per_stage, n=chains,
-                              key=jax.random.fold_in(key, 4 + d * 10 + L))
-        srows += r
-        schains += c
-        log(f"samplers d={d} L={L} done ({time.perf_counter() - t0:.0f} s)")
-        write_csv(srows, os.path.join(out_dir, "samplers.csv"))
-        write_csv(schains, os.path.join(out_dir, "sampler_chains.csv"))
-    out["samplers"] = srows
-    out["elapsed_s"] = time.perf_counter() - t0
-    write_json(out, os.path.join(out_dir, "rounds.json"))
-    plot_rounds(ssum, srows, os.path.join(out_dir, "rounds.png"))
-    return out
+           "summarize_search"]

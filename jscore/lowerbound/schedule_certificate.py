@@ -27,6 +27,10 @@ Any sampler: a sampler with a registered scalar reduction runs in scalar form (o
 program per padded grid length, a power of two >= 64); any other ``AbstractSampler`` runs the
 real sampler on ``d``-vectors against the reference law
 (:func:`~jscore.lowerbound.general.point_sides` on the per-point shifted grids), one compile per K.
+
+This module computes and returns plain dicts; ``plot_certificate`` moved to the experiment layer,
+:func:`jscore.sweeps.certificate.plot_certificate` (with
+:func:`~jscore.sweeps.certificate.write_certificate` for the files).
 """
 
 from __future__ import annotations
@@ -349,62 +353,4 @@ def format_certificate(res) -> str:
     return "\n".join(lines)
 
 
-def plot_certificate(res, path):
-    """PNG (and PDF) of a certificate: P (both sides) against the hidden scale (log x) with the
-    grid's levels as a rug and the average and worst marked; with ``steps_curve``, a second panel
-    of the average and worst P against K with the 1/2 crossing. Returns the PNG path."""
-    from .. import plot as jp
-
-    curve = res.get("steps_curve")
-    with jp.style():
-        fig, axes = jp.figure(ncols=2 if curve else 1, size=(5.0, 3.6))
-        ax = axes[0]
-        x = np.exp(np.asarray(res["cell_log_h"]))
-        for i, side in enumerate(("upper", "lower")):
-            r = res[side]
-            kw = jp.series(i)
-            ax.errorbar(x, r["per_scale"], yerr=r["per_scale_se"], color=kw["color"],
-                        marker=kw["marker"], ms=3, lw=1, label=f"P {side} side")
-            ax.axhline(r["average"], color=kw["color"], ls="--", lw=0.8,
-                       label=f"average ({side}) {r['average']:.2f}")
-            ax.plot([r["worst_sigma"]], [r["worst"]], "v", color=kw["color"], ms=8, mfc="none",
-                    label=f"worst cell ({side}) {r['worst']:.2f}")
-        ax.set_xscale("log")
-        lev = np.asarray(res["grid"])
-        ax.plot(lev, np.full(lev.size, -0.04), "|", color="k", ms=8, label="grid levels")
-        h_lo, h_hi = res.get("scale_min", lev.min()), res.get("scale_max", lev.max())
-        for a, b in ((lev.min(), h_lo), (h_hi, lev.max())):
-            if b > a:
-                ax.axvspan(a, b, color="0.9", lw=0, zorder=0)
-        ax.text(0.99, 0.5, "grey: outside the\nhidden-scale range", transform=ax.transAxes,
-                ha="right", va="center", fontsize=6, color="0.4")
-        ax.set_ylim(-0.08, 1.05)
-        ax.set_xlabel(r"hidden critical scale $\sigma_c$")
-        ax.set_ylabel("P(some answer informative)")
-        ax.set_title(f"{res['schedule']}, K = {res['K']}, {res['sampler']}, d = {res['d']:.0f}",
-                     fontsize=9)
-        ax.legend(fontsize=6, loc="best")
-        if curve:
-            ax = axes[1]
-            ks = np.array([int(k) for k in curve])
-            for i, (agg, side) in enumerate([("average", "upper"), ("average", "lower"),
-                                             ("worst", "upper"), ("worst", "lower")]):
-                y = [curve[k][f"{agg}_{side}"] for k in curve]
-                ax.plot(ks, y, **{**jp.series(i), "ms": 3}, label=f"{agg}, {side} side")
-            ax.axhline(0.5, color="0.5", lw=0.8)
-            st = res["steps_to_half"]
-            for agg, ls in (("average", ":"), ("worst", "-.")):
-                for k in st[agg]:
-                    if k is not None:
-                        ax.axvline(k, color="0.3", ls=ls, lw=0.8)
-            ax.axvline(res["K"], color="k", lw=1.2, label=f"K = {res['K']}")
-            ax.set_xscale("log")
-            ax.set_xlabel("steps K of the family")
-            ax.set_ylabel("P(some answer informative)")
-            ax.set_title("steps to P = 1/2 (vertical lines; estimates)", fontsize=9)
-            ax.legend(fontsize=6, loc="best")
-        return jp.save(fig, path, formats=("png",))[0]
-
-
-__all__ = ["GridDraws", "steps_to_half", "schedule_certificate", "format_certificate",
-           "plot_certificate"]
+__all__ = ["GridDraws", "steps_to_half", "schedule_certificate", "format_certificate"]

@@ -4,7 +4,9 @@ The formula :func:`~jscore.lowerbound.informative.profile` predicts the fraction
 reference-typical queries ``x ~ Q_sigma`` that :class:`~jscore.oracles.LRAdversary` answers
 informatively. :func:`exact_informative_fraction` measures that fraction with an explicit random
 codebook; :func:`compare` puts both side by side (rows ``ratio, sigma, exact, exact_se, formula,
-formula_old, dev, dev_old``).
+formula_old, dev, dev_old``). This module computes rows; the files and figures are written by
+:mod:`jscore.sweeps.validation_lab` (this comparison) and :mod:`jscore.sweeps.exact_lab` (the
+bracket check).
 
 The lab here evaluates the adversary's three tests for many queries at one ``sigma`` in batches:
 the codebook part is the oracle's own fused pass (:func:`~jscore.targets.codebook.stream_codebook`,
@@ -306,78 +308,7 @@ def bracket_summary(rows, alpha: float = 0.05):
                 tolerance_se=tol, passed=bool(worst <= tol))
 
 
-def write_results(all_rows, out_dir, extra=None):
-    """CSV + JSON + PNG overlay (exact vs formula, one panel per d) under ``out_dir``."""
-    import os
-
-    from ..store import write_csv, write_json
-
-    flat = [r for rows in all_rows for r in rows]
-    write_csv(os.path.join(out_dir, "validation.csv"), flat)
-    summary = [summarize(rows) for rows in all_rows]
-    write_json(os.path.join(out_dir, "validation.json"), dict(summary=summary, rows=flat, **(extra or {})))
-    _plot_validation(all_rows, summary, os.path.join(out_dir, "validation.png"))
-    return summary
-
-
-def _plot_validation(all_rows, summary, path):
-    """Exact informative fraction (+-2 SE) against the formula, one panel per d (PNG and PDF)."""
-    from ..plot import figure, save, style
-
-    with style():
-        fig, axes = figure(len(all_rows), size=(3.4, 3.0))
-        for ax, rows, sm in zip(axes, all_rows, summary):
-            x = [r["ratio"] for r in rows]
-            ax.errorbar(x, [r["exact"] for r in rows], yerr=[2 * r["exact_se"] for r in rows],
-                        fmt="ko", ms=3, label="exact codebook ($\\pm$2 SE)")
-            ax.plot(x, [r["formula"] for r in rows], "C0-",
-                    label=f"formula (max dev {sm['max_dev']:.3f})")
-            ax.plot(x, [r["formula_old"] for r in rows], "C3--", marker="s", ms=3,
-                    label=f"0/1 guard (max dev {sm['max_dev_old']:.3f})")
-            ax.set_xscale("log")
-            ax.set_xlabel(r"$\sigma/\sigma_c$")
-            ax.set_title(f"$d$ = {sm['d']}, $R$ = {sm['rate']}, $M$ = {sm['M']}")
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=6.5)
-        axes[0].set_ylabel("informative fraction")
-        save(fig, path)
-
-
 __all__ = ["random_sphere_codebook", "adversary_flags", "reference_points",
            "exact_informative_fraction", "formula_fraction", "compare", "summarize",
-           "sampler_informative", "write_results", "point_seed", "BRACKET_RATIOS",
-           "bracket_tolerance", "bracket_sides", "bracket_check", "bracket_summary",
-           "plot_bracket"]
-
-
-def plot_bracket(all_rows, path, summaries=None):
-    """Measured informative fraction (+-2 SE) inside the band ``[lower, upper]``, with the default
-    estimate, one panel per d (PNG and PDF)."""
-    from ..plot import figure, legend_outside, save, series, style
-
-    with style():
-        fig, axes = figure(len(all_rows), size=(3.4, 3.0))
-        for i, (ax, rows) in enumerate(zip(axes, all_rows)):
-            rows = sorted(rows, key=lambda r: float(r["ratio"]))
-            x = [float(r["ratio"]) for r in rows]
-            ax.fill_between(x, [float(r["lower"]) for r in rows], [float(r["upper"]) for r in rows],
-                            color="C0", alpha=0.25, lw=0, label="[lower, upper]")
-            ax.plot(x, [float(r["formula"]) for r in rows], color="C0", lw=0.9,
-                    label="default estimate")
-            st = series(1)
-            ax.errorbar(x, [float(r["exact"]) for r in rows],
-                        yerr=[2 * float(r["exact_se"]) for r in rows], ls="none",
-                        marker=st["marker"], color=st["color"], ms=3,
-                        label="exact codebook ($\\pm$2 SE)")
-            ax.set_xscale("log")
-            ticks = [t for t in (0.4, 0.6, 1.0, 1.5, 2.0, 3.0) if min(x) <= t <= max(x)]
-            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-            ax.set_xticks([], minor=True)
-            ax.set_ylim(-0.03, 1.03)
-            ax.set_xlabel("$\\sigma/\\sigma_c$")
-            title = f"$d$ = {rows[0]['d']}, $M$ = {int(rows[0]['M']):,}"
-            if summaries is not None:
-                title += f"\nworst {summaries[i]['max_outside_se']:.2f} SE outside"
-            ax.set_title(title)
-        axes[0].set_ylabel("$P(\\mathrm{informative})$ at $x \\sim Q_\\sigma$")
-        legend_outside(axes[-1])
-        save(fig, path)
+           "sampler_informative", "point_seed", "BRACKET_RATIOS", "bracket_tolerance",
+           "bracket_sides", "bracket_check", "bracket_summary", "offset_grid"]

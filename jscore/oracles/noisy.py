@@ -132,6 +132,118 @@ def _default_calibration_sigmas():
     return np.logspace(-4.0, 4.0, 97)
 
 
+def _resolve_kind(kind):
+    """``(kind name, error_fn)``: a named kind (``error_fn`` None) or ``"custom"`` with the callable."""
+    if callable(kind) and not isinstance(kind, str):
+        return "custom", kind
+    if isinstance(kind, str) and kind in _KINDS:
+        return kind, None
+    raise ValueError(
+        f"Unknown `kind`={kind!r}; choose one of 'gaussian', 'bias', 'relative' or pass a "
+        "callable error_fn(x, sigma, key) -> (d,)."
+    )
+
+
+def _check_p(p):
+    """``p`` as a scalar array parameter in ``[1, inf)``."""
+    check_real("p", p)
+    check_range("p", np.asarray(p, np.float64), 1.0, fix="Use 1 <= p < inf.")
+    p = _param(p)
+    if p.shape != ():
+        raise ValueError(f"`p` must be a scalar, got shape {p.shape}.")
+    check_range("p", p, 1.0, math.inf, hi_open=True, fix="Use 1 <= p < inf.")
+    return p
+
+
+def _resolve_eps(eps, sigmas):
+    """``(eps, eps_fn, log_levels)``: a callable ``eps(sigma)`` (``eps`` None), a scalar, or
+    per-level values sorted by level with the ascending ``log`` of the positive ``sigmas``."""
+    if callable(eps):
+        if sigmas is not None:
+            raise ValueError("Pass either a callable `eps(sigma)` or per-level `eps` with `sigmas`, not both.")
+        return None, eps, None
+    check_real("eps", eps, fix="Pass a number >= 0, a per-level array, or a callable eps(sigma).")
+    check_range("eps", np.asarray(eps, np.float64), 0.0, fix="The error size eps must be >= 0 and finite.")
+    e = _param(eps)
+    check_range("eps", e, 0.0, math.inf, hi_open=True, fix="The error size eps must be >= 0 and finite.")
+    if e.ndim == 0:
+        if sigmas is not None:
+            raise ValueError("`sigmas` is only used with a per-level `eps` array; got a scalar eps.")
+        return e, None, None
+    if e.ndim != 1:
+        raise ValueError(f"`eps` must be a scalar or a 1-D per-level array, got shape {e.shape}.")
+    if sigmas is None:
+        raise ValueError(
+            f"A per-level `eps` of shape {e.shape} needs the grid it refers to: pass "
+            "`sigmas=` (e.g. the sampler's grid)."
+        )
+    s = concrete(sigmas)
+    if s is None:
+        raise ValueError("`sigmas` for a per-level eps must be concrete (not traced).")
+    s = np.asarray(s, np.float64)
+    if s.ndim != 1 or not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError(f"`sigmas` must be a 1-D array of finite levels >= 0, got {s}.")
+    pos = s > 0
+    if e.shape[0] == s.shape[0]:
+        e = e[np.nonzero(pos)[0]]
+    elif e.shape[0] != int(pos.sum()):
+        raise ValueError(
+            f"`eps` has {e.shape[0]} entries but `sigmas` has {s.shape[0]} levels "
+            f"({int(pos.sum())} positive); give one eps per level."
+        )
+    lv = s[pos]
+    if lv.size == 0:
+        raise ValueError("`sigmas` has no positive level.")
+    if len(np.unique(lv)) != lv.size:
+        raise ValueError(f"`sigmas` for a per-level eps must be distinct, got {lv}.")
+    order = np.argsort(lv)
+    return e[order], None, _param(np.log(lv[order]))
+
+
+def _resolve_target(kind, target, inner):
+    """The target of the relative kind (default: an ``Exact`` inner oracle's) or of a custom
+    kind's calibration; checked against the inner oracle's dimension."""
+    if target is not None and not isinstance(target, AbstractTarget):
+        raise TypeError(f"`target` must be a jscore target, got {type(target).__name__}.")
+    if kind == "relative" and target is None:
+        if isinstance(inner, Exact):
+            target = inner.target
+        else:
+            raise ValueError(
+                "kind='relative' needs the true score: pass `target=` (or wrap an Exact oracle)."
+            )
+    if target is not None and inner.dim is not None and inner.dim != target.dim:
+        raise ValueError(
+            f"`target` has dim {target.dim} but the inner oracle answers in dim {inner.dim}."
+        )
+    return target
+
+
+def _calibration(kind, error_fn, target, p, key, sigmas, num_calibration, calibration_sigmas):
+    """``(log sigmas, log norms)`` of the Monte-Carlo calibration of the unit error field, on the
+    calibration grid plus the positive ``sigmas``; ``(None, None)`` where no calibration is needed
+    (closed form or no target)."""
+    needs_mc = (kind == "relative" and not _closed_form(target)) or (
+        kind == "custom" and target is not None
+    )
+    if not needs_mc:
+        return None, None
+    num_calibration = check_positive_int("num_calibration", num_calibration, 2)
+    grid = _default_calibration_sigmas() if calibration_sigmas is None else np.asarray(
+        concrete(calibration_sigmas), np.float64
+    )
+    if sigmas is not None:
+        sv = np.asarray(concrete(sigmas), np.float64)
+        grid = np.concatenate([grid, sv[sv > 0]])
+    grid = np.unique(grid[grid > 0])
+    if grid.size == 0:
+        raise ValueError("`calibration_sigmas` must contain a positive level.")
+    ckey = jax.random.key(0) if key is None else key
+    ckey = jax.random.fold_in(ckey, _CALIB_TAG)
+    log_norms = _calibrate(kind, error_fn, target, _param(grid), ckey, p, num_calibration)
+    return _param(np.log(grid)), log_norms
+
+
 class Noisy(AbstractOracle):
     """``inner`` plus an error of L^p(p_sigma) size ``eps(sigma)`` (see the module docstring).
 
@@ -186,114 +298,19 @@ class Noisy(AbstractOracle):
                 f"{type(inner).__name__}."
             )
         self.inner = inner
-        # --- kind
-        if callable(kind) and not isinstance(kind, str):
-            self.kind = "custom"
-            self.error_fn = kind
-        elif isinstance(kind, str) and kind in _KINDS:
-            self.kind = kind
-            self.error_fn = None
-        else:
-            raise ValueError(
-                f"Unknown `kind`={kind!r}; choose one of 'gaussian', 'bias', 'relative' or pass a "
-                "callable error_fn(x, sigma, key) -> (d,)."
-            )
-        # --- p
-        check_real("p", p)
-        check_range("p", np.asarray(p, np.float64), 1.0, fix="Use 1 <= p < inf.")
-        self.p = _param(p)
-        if self.p.shape != ():
-            raise ValueError(f"`p` must be a scalar, got shape {self.p.shape}.")
-        check_range("p", self.p, 1.0, math.inf, hi_open=True, fix="Use 1 <= p < inf.")
-        # --- eps
-        self.log_levels = None
-        if callable(eps):
-            if sigmas is not None:
-                raise ValueError("Pass either a callable `eps(sigma)` or per-level `eps` with `sigmas`, not both.")
-            self.eps_fn, self.eps = eps, None
-        else:
-            self.eps_fn = None
-            check_real("eps", eps, fix="Pass a number >= 0, a per-level array, or a callable eps(sigma).")
-            check_range("eps", np.asarray(eps, np.float64), 0.0, fix="The error size eps must be >= 0 and finite.")
-            e = _param(eps)
-            check_range("eps", e, 0.0, math.inf, hi_open=True, fix="The error size eps must be >= 0 and finite.")
-            if e.ndim == 0:
-                if sigmas is not None:
-                    raise ValueError("`sigmas` is only used with a per-level `eps` array; got a scalar eps.")
-                self.eps = e
-            elif e.ndim == 1:
-                if sigmas is None:
-                    raise ValueError(
-                        f"A per-level `eps` of shape {e.shape} needs the grid it refers to: pass "
-                        "`sigmas=` (e.g. the sampler's grid)."
-                    )
-                s = concrete(sigmas)
-                if s is None:
-                    raise ValueError("`sigmas` for a per-level eps must be concrete (not traced).")
-                s = np.asarray(s, np.float64)
-                if s.ndim != 1 or not np.all(np.isfinite(s)) or np.any(s < 0):
-                    raise ValueError(f"`sigmas` must be a 1-D array of finite levels >= 0, got {s}.")
-                pos = s > 0
-                if e.shape[0] == s.shape[0]:
-                    e = e[np.nonzero(pos)[0]]
-                elif e.shape[0] != int(pos.sum()):
-                    raise ValueError(
-                        f"`eps` has {e.shape[0]} entries but `sigmas` has {s.shape[0]} levels "
-                        f"({int(pos.sum())} positive); give one eps per level."
-                    )
-                lv = s[pos]
-                if lv.size == 0:
-                    raise ValueError("`sigmas` has no positive level.")
-                if len(np.unique(lv)) != lv.size:
-                    raise ValueError(f"`sigmas` for a per-level eps must be distinct, got {lv}.")
-                order = np.argsort(lv)
-                self.log_levels = _param(np.log(lv[order]))
-                self.eps = e[order]
-            else:
-                raise ValueError(f"`eps` must be a scalar or a 1-D per-level array, got shape {e.shape}.")
-        # --- target and calibration
-        if target is not None and not isinstance(target, AbstractTarget):
-            raise TypeError(f"`target` must be a jscore target, got {type(target).__name__}.")
-        if self.kind == "relative" and target is None:
-            if isinstance(inner, Exact):
-                target = inner.target
-            else:
-                raise ValueError(
-                    "kind='relative' needs the true score: pass `target=` (or wrap an Exact oracle)."
-                )
+        self.kind, self.error_fn = _resolve_kind(kind)
+        self.p = _check_p(p)
+        self.eps, self.eps_fn, self.log_levels = _resolve_eps(eps, sigmas)
+        target = _resolve_target(self.kind, target, inner)
         self.target = target if self.kind in ("relative", "custom") else None
-        if target is not None and inner.dim is not None and inner.dim != target.dim:
-            raise ValueError(
-                f"`target` has dim {target.dim} but the inner oracle answers in dim {inner.dim}."
-            )
         if key is not None:
             from ..seeds import as_key
 
             key = as_key(key)
         self.key = key
-        self.calib_log_sigmas = None
-        self.calib_log_norms = None
-        needs_mc = (self.kind == "relative" and not _closed_form(target)) or (
-            self.kind == "custom" and target is not None
-        )
-        if needs_mc:
-            num_calibration = check_positive_int("num_calibration", num_calibration, 2)
-            grid = _default_calibration_sigmas() if calibration_sigmas is None else np.asarray(
-                concrete(calibration_sigmas), np.float64
-            )
-            if sigmas is not None:
-                sv = np.asarray(concrete(sigmas), np.float64)
-                grid = np.concatenate([grid, sv[sv > 0]])
-            grid = np.unique(grid[grid > 0])
-            if grid.size == 0:
-                raise ValueError("`calibration_sigmas` must contain a positive level.")
-            ckey = jax.random.key(0) if key is None else key
-            ckey = jax.random.fold_in(ckey, _CALIB_TAG)
-            log_norms = _calibrate(
-                self.kind, self.error_fn, target, _param(grid), ckey, self.p, num_calibration
-            )
-            self.calib_log_sigmas = _param(np.log(grid))
-            self.calib_log_norms = log_norms
+        self.calib_log_sigmas, self.calib_log_norms = _calibration(
+            self.kind, self.error_fn, target, self.p, key, sigmas, num_calibration,
+            calibration_sigmas)
 
     # ------------------------------------------------------------------ protocol
     @property

@@ -128,6 +128,40 @@ class Adaptive(AbstractSampler):
         k2 = 2.0 * h * (sigma_next * sigma_next * s1) + sigma_next * jnp.sqrt(2.0 * h) * z
         return x1, x + 0.5 * (k1 + k2), d0, ostate, ledger
 
+    def _alpha(self, s):
+        """The error-space scale at level ``s``: ``1/sqrt(1 + s^2)`` in OU space, else 1."""
+        return jax.lax.rsqrt(1.0 + s * s) if self.error_space == "ou" else jnp.ones_like(s)
+
+    def _control(self, c, h, sigma_next, y_low, y_high, start, remaining, exponent):
+        """``(next carry, accepted)`` after one attempt of size ``h``: accept iff the scaled RMS
+        error of ``y_high - y_low`` is at most 1; the next step ``h theta err^exponent`` (0.2 h
+        after a non-finite attempt), capped at what ``remaining`` leaves; x is NaN when ``start`` is."""
+        a_next, a_cur = self._alpha(sigma_next), self._alpha(c.sigma)
+        sc = jnp.maximum(self.atol, self.rtol * jnp.maximum(jnp.abs(a_next * y_low), jnp.abs(a_cur * c.x_prev)))
+        err = jnp.sqrt(jnp.mean((a_next * (y_high - y_low) / sc) ** 2))
+        finite = jnp.isfinite(err) & jnp.all(jnp.isfinite(y_high))
+        accept = finite & (err <= 1.0)
+        factor = jnp.where(err > 0, self.theta * jnp.where(finite, err, 1.0) ** exponent, jnp.inf)
+        factor = jnp.where(finite, factor, 0.2)
+        new_sigma = jnp.where(accept, sigma_next, c.sigma)
+        h_new = jnp.minimum(h * factor, remaining(new_sigma))
+        new = _Carry(
+            x=jnp.where(accept, y_high, c.x),
+            x_prev=jnp.where(accept, y_low, c.x_prev),
+            sigma=new_sigma,
+            h=h_new,
+            cache=start,
+            cache_ok=~accept,
+            attempts=c.attempts + 1,
+            n_acc=c.n_acc + accept.astype(jnp.int32),
+            n_rej=c.n_rej + (~accept).astype(jnp.int32),
+        )
+        # A non-finite answer at the accepted state itself (the start of the step) cannot be
+        # cured by a smaller step: the chain is marked non-finite instead of retrying until the
+        # budget runs out (which would hide the NaN behind `budget_exhausted`).
+        broken = ~jnp.all(jnp.isfinite(start))
+        return eqx.tree_at(lambda k: k.x, new, jnp.where(broken, jnp.nan, new.x)), accept
+
     def solve(self, oracle, sigmas, x, key, ostate, ledger, record):
         dtype = x.dtype
         ends_at_zero = sigmas[-1] == 0
@@ -140,9 +174,6 @@ class Adaptive(AbstractSampler):
         if record is not None:
             length = -(-ledger.seen.shape[0] // record.every)
             trace = Trace.empty(length, x.shape[-1], dtype, record.x)
-
-        def alpha(s):
-            return jax.lax.rsqrt(1.0 + s * s) if self.error_space == "ou" else jnp.ones_like(s)
 
         def remaining(sigma):
             return jnp.log(sigma / sigma_min)  # lambda_end - lambda
@@ -160,31 +191,8 @@ class Adaptive(AbstractSampler):
             sigma_next = jnp.where(capped, sigma_min, c.sigma * jnp.exp(-h))
             akey = jax.random.fold_in(key, c.attempts)
             y_low, y_high, start, ostate, ledger = attempt(oracle, c, sigma_next, h, ostate, ledger, akey)
-            a_next, a_cur = alpha(sigma_next), alpha(c.sigma)
-            sc = jnp.maximum(self.atol, self.rtol * jnp.maximum(jnp.abs(a_next * y_low), jnp.abs(a_cur * c.x_prev)))
-            err = jnp.sqrt(jnp.mean((a_next * (y_high - y_low) / sc) ** 2))
-            finite = jnp.isfinite(err) & jnp.all(jnp.isfinite(y_high))
-            accept = finite & (err <= 1.0)
-            factor = jnp.where(err > 0, self.theta * jnp.where(finite, err, 1.0) ** exponent, jnp.inf)
-            factor = jnp.where(finite, factor, 0.2)
-            new_sigma = jnp.where(accept, sigma_next, c.sigma)
-            h_new = jnp.minimum(h * factor, remaining(new_sigma))
-            new = _Carry(
-                x=jnp.where(accept, y_high, c.x),
-                x_prev=jnp.where(accept, y_low, c.x_prev),
-                sigma=new_sigma,
-                h=h_new,
-                cache=start,
-                cache_ok=~accept,
-                attempts=c.attempts + 1,
-                n_acc=c.n_acc + accept.astype(jnp.int32),
-                n_rej=c.n_rej + (~accept).astype(jnp.int32),
-            )
-            # A non-finite answer at the accepted state itself (the start of the step) cannot be
-            # cured by a smaller step: the chain is marked non-finite instead of retrying until the
-            # budget runs out (which would hide the NaN behind `budget_exhausted`).
-            broken = ~jnp.all(jnp.isfinite(start))
-            new = eqx.tree_at(lambda k: k.x, new, jnp.where(broken, jnp.nan, new.x))
+            new, accept = self._control(c, h, sigma_next, y_low, y_high, start, remaining,
+                                        exponent)
             ok = ~ledger.exhausted  # an attempt cut short by the budget is discarded
             c = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, c)
             if trace is not None:

@@ -50,3 +50,14 @@ def _register_builtin_experiments():
 
 
 _register_builtin_experiments()
+
+
+def _register_exact_lab():
+    from .exact_lab import ExactLab
+    from .protocol import register_unit_experiment
+
+    register_unit_experiment(ExactLab, legend="")
+
+
+_register_exact_lab()
+from .exact_lab import ExactLab as ExactLab  # noqa: E402

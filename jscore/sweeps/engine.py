@@ -240,8 +240,21 @@ def validate(spec: SweepSpec, backend: str | None = None) -> Plan:
     if not isinstance(spec, SweepSpec):
         raise TypeError(f"expected a SweepSpec (js.sweeps.SweepSpec or load_spec(path)), got {type(spec).__name__}.")
     backend = backend or jax.default_backend()
-    notes: list[str] = []
-    # component checks
+    samplers = _check_components(spec)
+    check_memory(spec)
+    cells = _build_cells(spec, samplers)
+    plan = Plan(spec, cells, _ladders(spec, cells), {}, {}, {}, backend, [])
+    t_step = SECONDS_PER_COORD_STEP.get(backend, 2e-9)
+    for cell in cells:
+        _plan_dims(plan, cell, t_step)
+    for cell in cells:
+        plan.grid_mode[cell.id] = _plan_grid_mode(plan, cell, t_step)
+    return plan
+
+
+def _check_components(spec: SweepSpec) -> dict:
+    """Every target, oracle, schedule and metric name known; every sampler fixed-step. Returns
+    ``{sampler spec: sampler}``."""
     for t in spec.targets:
         if t.name not in _registry.TARGETS:
             raise ValueError(f"Unknown target {t.name!r}; available: {', '.join(sorted(_registry.TARGETS))}.")
@@ -261,8 +274,12 @@ def validate(spec: SweepSpec, backend: str | None = None) -> Plan:
                 "query budgets support fixed-step samplers (exact cost per step count) only."
             )
         samplers[sp] = smp
-    check_memory(spec)
-    # build every (target, oracle) once at a small d to catch bad parameters
+    return samplers
+
+
+def _build_cells(spec: SweepSpec, samplers: dict) -> list:
+    """Every (target, oracle, sampler, schedule) cell, each (target, oracle) built once at the
+    smallest d to catch bad parameters and every metric checked against the cell."""
     probe_d = spec.dims[0]
     cells = []
     i = 0
@@ -284,7 +301,11 @@ def validate(spec: SweepSpec, backend: str | None = None) -> Plan:
                             raise ValueError(f"impossible combination in cell {cell.label!r}: {e}") from None
                     cells.append(cell)
                     i += 1
-    # ladders and budget checks
+    return cells
+
+
+def _ladders(spec: SweepSpec, cells: list) -> dict:
+    """``{cell id: sorted step counts}``: the spec's steps and the steps of every query budget."""
     ladders = {}
     for cell in cells:
         steps = set(spec.steps or ())
@@ -297,55 +318,60 @@ def validate(spec: SweepSpec, backend: str | None = None) -> Plan:
                 )
             steps.add(n)
         ladders[cell.id] = tuple(sorted(steps))
-    # dimensions: exact or padded, per cell and bucket
-    dim_pad = {}
-    t_step = SECONDS_PER_COORD_STEP.get(backend, 2e-9)
-    n_seeds = len(spec.seeds)
-    plan = Plan(spec, cells, ladders, dim_pad, {}, {}, backend, notes)
-    for cell in cells:
-        bucketable = cell.oracle_entry.bucketable and cell.target.name in ("gaussian", "gmm")
-        if spec.dims_mode == "bucket" and not bucketable:
+    return ladders
+
+
+def _plan_dims(plan: Plan, cell, t_step: float) -> None:
+    """Fill ``plan.dim_pad`` and ``plan.padded`` for ``cell``: each d exact or padded to its
+    power-of-two bucket (``dims_mode``; ``auto`` pads when the waste costs less than the
+    compilations it saves); notes an oracle that is not mask-aware."""
+    spec = plan.spec
+    bucketable = cell.oracle_entry.bucketable and cell.target.name in ("gaussian", "gmm")
+    if spec.dims_mode == "bucket" and not bucketable:
+        raise ValueError(
+            f"dims_mode='bucket' needs mask-aware oracles, but oracle {cell.oracle.label!r} is "
+            "not registered as bucketable; use dims_mode='auto' or 'exact'."
+        )
+    buckets: dict[int, list[int]] = {}
+    for d in spec.dims:
+        buckets.setdefault(next_pow2(d), []).append(d)
+    evals = plan.evaluations_per_task(cell)
+    steps = plan.max_steps(cell)
+    for b, ds in buckets.items():
+        if spec.dims_mode == "exact" or not bucketable:
+            pad = False
+        elif spec.dims_mode == "bucket":
+            pad = True
+        elif len(ds) == 1:
+            pad = False  # one d in the bucket: exact costs the same compilations, no waste
+        else:
+            waste = sum(b - d for d in ds) * evals * len(spec.seeds) * steps * t_step
+            pad = waste < COMPILE_SECONDS_ESTIMATE * (len(ds) - 1)
+        for d in ds:
+            plan.dim_pad[(cell.id, d)] = b if pad else d
+            plan.padded[(cell.id, d)] = pad
+    if not bucketable and spec.dims_mode != "exact":
+        plan.notes.append(f"{cell.id}: oracle {cell.oracle.label!r} is not mask-aware; one compilation per d")
+
+
+def _plan_grid_mode(plan: Plan, cell, t_step: float) -> str:
+    """The grid padding of ``cell``: ``grid_mode`` where the sampler allows it, ``auto`` chosen
+    by cost (``probe:`` when the sampler class is not known to be grid-safe)."""
+    spec = plan.spec
+    mode = spec.grid_mode
+    safe = _grid_safe_by_class(cell.sampler_obj)
+    if mode != "exact" and safe is False:
+        if spec.grid_mode != "auto":
             raise ValueError(
-                f"dims_mode='bucket' needs mask-aware oracles, but oracle {cell.oracle.label!r} is "
-                "not registered as bucketable; use dims_mode='auto' or 'exact'."
+                f"grid_mode={spec.grid_mode!r}: sampler {cell.sampler.label!r} depends on the grid "
+                "length (e.g. Heun's churn uses N); use grid_mode='exact' or 'auto'."
             )
-        buckets: dict[int, list[int]] = {}
-        for d in spec.dims:
-            buckets.setdefault(next_pow2(d), []).append(d)
-        evals = plan.evaluations_per_task(cell)
-        steps = plan.max_steps(cell)
-        for b, ds in buckets.items():
-            if spec.dims_mode == "exact" or not bucketable:
-                pad = False
-            elif spec.dims_mode == "bucket":
-                pad = True
-            elif len(ds) == 1:
-                pad = False  # one d in the bucket: exact costs the same compilations, no waste
-            else:
-                waste = sum(b - d for d in ds) * evals * n_seeds * steps * t_step
-                pad = waste < COMPILE_SECONDS_ESTIMATE * (len(ds) - 1)
-            for d in ds:
-                dim_pad[(cell.id, d)] = b if pad else d
-                plan.padded[(cell.id, d)] = pad
-        if not bucketable and spec.dims_mode != "exact":
-            notes.append(f"{cell.id}: oracle {cell.oracle.label!r} is not mask-aware; one compilation per d")
-    # grid padding per cell
-    for cell in cells:
-        mode = spec.grid_mode
-        safe = _grid_safe_by_class(cell.sampler_obj)
-        if mode != "exact" and safe is False:
-            if spec.grid_mode != "auto":
-                raise ValueError(
-                    f"grid_mode={spec.grid_mode!r}: sampler {cell.sampler.label!r} depends on the grid "
-                    "length (e.g. Heun's churn uses N); use grid_mode='exact' or 'auto'."
-                )
-            mode = "exact"
-        if mode == "auto":
-            mode = _choose_grid_mode(plan, cell, t_step)
-            if safe is None and mode != "exact":
-                mode = "probe:" + mode
-        plan.grid_mode[cell.id] = mode
-    return plan
+        mode = "exact"
+    if mode == "auto":
+        mode = _choose_grid_mode(plan, cell, t_step)
+        if safe is None and mode != "exact":
+            mode = "probe:" + mode
+    return mode
 
 
 def _grid_safe_by_class(sampler) -> bool | None:

@@ -364,10 +364,11 @@ def register_unit_experiment(cls, *, legend: str = "", cli_overrides=("dims",)):
             cache_dir="default", plot=True, dry_run=False, workers=None):
         from .driver import setup_compilation_cache
 
-        if not dry_run:
-            setup_compilation_cache(cache_dir)
+        if dry_run:  # the config itself, as for the lowerbound experiment: its describe() is the plan
+            return spec
+        setup_compilation_cache(cache_dir)
         return run_experiment(spec, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
-                              plot=plot, workers=workers, devices=devices, dry_run=dry_run)
+                              plot=plot, workers=workers, devices=devices)
 
     return register_experiment(cls.experiment, cls.from_dict, spec_type=cls, run=run,
                                cli_overrides=tuple(cli_overrides), legend=legend)

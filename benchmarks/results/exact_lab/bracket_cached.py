@@ -19,8 +19,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from jscore.lowerbound import exact_experiments as E  # noqa: E402
 from jscore.lowerbound import validation as V  # noqa: E402
+from jscore.store import write_csv  # noqa: E402
+from jscore.sweeps.exact_lab import plot_bracket  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "..", "lowerbound_validation")
@@ -52,9 +53,9 @@ def main():
     flat = [r for g in groups for r in g]
     cols = ["d", "rate", "M", "ratio", "n", "seed", "point_seed", "sigma", "exact", "exact_se",
             "lower", "upper", "formula", "outside_se", "side"]
-    E.write_rows([{c: r[c] for c in cols} for r in flat], os.path.join(HERE, "bracket_cached.csv"))
-    E.write_rows(summaries, os.path.join(HERE, "bracket_cached_summary.csv"))
-    V.plot_bracket(groups, os.path.join(HERE, "bracket_cached.png"), summaries)
+    write_csv(os.path.join(HERE, "bracket_cached.csv"), [{c: r[c] for c in cols} for r in flat])
+    write_csv(os.path.join(HERE, "bracket_cached_summary.csv"), summaries)
+    plot_bracket(groups, os.path.join(HERE, "bracket_cached.png"), summaries)
     return 0
 
 

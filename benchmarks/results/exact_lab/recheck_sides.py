@@ -18,6 +18,8 @@ jax.config.update("jax_enable_x64", True)
 
 from jscore.lowerbound import exact_experiments as E  # noqa: E402
 from jscore.lowerbound import validation as V  # noqa: E402
+from jscore.store import write_csv  # noqa: E402
+from jscore.sweeps.exact_lab import plot_bracket  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -33,7 +35,14 @@ def main():
         w.writeheader()
         w.writerows({c: r[c] for c in E.BRACKET_FIELDS} for r in out)
     os.replace(tmp, path)
-    for s in E.run_bracket(HERE, dims=[40], n=4000, log=lambda m: None):
+    groups = {}
+    for r in out:
+        groups.setdefault((int(r["d"]), int(r["n"])), []).append(r)
+    groups = [sorted(g, key=lambda r: float(r["ratio"])) for _, g in sorted(groups.items())]
+    summaries = [V.bracket_summary(g) for g in groups]
+    write_csv(os.path.join(HERE, "bracket_summary.csv"), summaries)
+    plot_bracket(groups, os.path.join(HERE, "bracket.png"), summaries)
+    for s in summaries:
         print(s)
     return 0
 

@@ -16,6 +16,7 @@ import sys
 
 from jscore.lowerbound import exact_experiments as E
 from jscore.lowerbound import validation as V
+from jscore.sweeps.exact_lab import plot_decoding_vs_informative
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -67,7 +68,7 @@ def main(argv):
         print(f"| {d} | {mtxt} | {g['K_inf']:.2f} [{g['K_inf_lo']:.2f}, {g['K_inf_hi']:.2f}] | "
               f"{g['K_succ']:.2f} [{g['K_succ_lo']:.2f}, {g['K_succ_hi']:.2f}] | "
               f"{g['max_gap']:.3f} ± {g['max_gap_se']:.3f} ({g['at_K']}) |")
-    E.plot_decoding_vs_informative(groups, os.path.join(HERE, "gap.png"))
+    plot_decoding_vs_informative(groups, os.path.join(HERE, "gap.png"))
     for name in ("bracket_summary.csv", "bracket_cached_summary.csv"):
         if not os.path.exists(os.path.join(HERE, name)):
             continue

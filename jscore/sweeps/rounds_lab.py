@@ -1,0 +1,168 @@
+"""The rounds experiment's driver, files and figure (docs/experiments/rounds.md): the
+experiment-layer half of :mod:`jscore.lowerbound.rounds`, whose measurements (audit, stage
+profiles, searchers, samplers) return plain dict rows.
+
+:func:`run_rounds` and :func:`plot_rounds` moved here from ``jscore.lowerbound.rounds``; its
+``write_csv``/``write_json`` wrappers are gone (use :func:`jscore.store.write_csv` and
+:func:`jscore.store.write_json`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import numpy as np
+
+from ..lowerbound.rounds import (audit_grid, nested_audit, sampler_rounds, search_rounds,
+                                 stage_profiles, stage_windows, summarize_audit, summarize_search)
+from ..oracles.nested_adversary import NestedAdversary
+from ..plot import figure, save, series, style
+from ..store import write_csv, write_json
+from ..targets.nested import NestedCodebook
+
+#: (d, L) pairs of the searchers in the default run.
+DEFAULT_CONFIGS = ((24, 1), (24, 2), (24, 3), (48, 3), (48, 4))
+
+
+def plot_rounds(search_summary, sampler_rows, path):
+    """Rounds (left) and queries (right) to full success against L, per searcher and sampler.
+
+    ``search_summary``: rows of :func:`~jscore.lowerbound.rounds.summarize_search`;
+    ``sampler_rows``: rows of :func:`~jscore.lowerbound.rounds.sampler_rounds`. Writes ``path``
+    as PNG and PDF (:func:`jscore.plot.save`)."""
+    with style():
+        fig, (a1, a2) = figure(ncols=2, size=(10.5, 3.4))
+        groups = {}
+        for r in search_summary:
+            if r["rounds_all"] > 0:
+                groups.setdefault(f"{r['mode']} searcher, d={r['d']}", []).append(
+                    (r["L"], r["rounds_all"], r["queries_all"]))
+        for r in sampler_rows:
+            ok = r["success"] > 0
+            groups.setdefault(f"{r['sampler']}, d={r['d']}", []).append(
+                (r["L"], r["rounds"] if ok else np.nan, r["queries"] if ok else np.nan))
+        for i, (lab, pts) in enumerate(sorted(groups.items())):
+            pts = sorted(pts)
+            st = series(i)
+            a1.plot([p[0] for p in pts], [p[1] for p in pts], label=lab, **st)
+            a2.plot([p[0] for p in pts], [p[2] for p in pts], **st)
+        Ls = sorted({r["L"] for r in search_summary})
+        a1.plot(Ls, Ls, "k--", lw=0.8, label="rounds = L")
+        for ax, lab in ((a1, "rounds to full success"), (a2, "queries to full success")):
+            ax.set_xlabel("stages $L$")
+            ax.set_ylabel(lab)
+            ax.set_yscale("log")
+        a2.legend(*a1.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  borderaxespad=0.0, fontsize=6)
+        save(fig, path)
+
+
+def default_samplers() -> dict:
+    """The samplers of the default run: Euler, ParallelPicard (window 8, tol 0.1 and inf) and
+    RandomizedMidpoint with 4 points, by row name."""
+    from ..samplers.euler import Euler
+    from ..samplers.midpoint import RandomizedMidpoint
+    from ..samplers.picard import ParallelPicard
+
+    return {"euler": Euler(), "picard_w8_tol0.1": ParallelPicard(window=8, tol=0.1),
+            "picard_w8_tolinf": ParallelPicard(window=8, tol=float("inf")),
+            "midpoint_k4": RandomizedMidpoint(num_points=4)}
+
+
+def run_rounds(out_dir, *, configs=DEFAULT_CONFIGS, rates=(0.3, 0.4, 0.5), scale_ratio=0.01,
+               eps=0.05, p=2.0, audit_config=(24, 2), audit_points=10_000, ps=(1.0, 2.0, 4.0),
+               searches=50, chains=16, levels_per_stage=(8,), sampler_configs=((24, 2), (24, 3)),
+               samplers=None, seed=0, log=print):
+    """The whole experiment: audit and stage profiles at ``audit_config`` (d, L); both
+    searchers at every ``configs`` (d, L); the samplers at ``sampler_configs``. Writes
+    ``audit.csv``, ``audit_summary.csv``, ``profiles.csv``, ``windows.csv``, ``search.csv``,
+    ``search_summary.csv``, ``samplers.csv``, ``sampler_chains.csv``, ``rounds.json`` and
+    ``rounds.png``/``.pdf`` into ``out_dir``. Needs ``jax_enable_x64``. Returns the JSON dict.
+    """
+    if not jax.config.jax_enable_x64:
+        raise ValueError("run_rounds needs float64: set jax.config.update('jax_enable_x64', True) "
+                         "(logits of the nested codebook reach a_0^2 k / sigma_min^2).")
+    os.makedirs(out_dir, exist_ok=True)
+    samplers = default_samplers() if samplers is None else samplers
+    key = jax.random.key(seed)
+    out = dict(config=dict(rates=list(rates), scale_ratio=scale_ratio, eps=eps, p=p,
+                           audit_config=list(audit_config), audit_points=audit_points,
+                           searches=searches, chains=chains, seed=seed,
+                           levels_per_stage=list(levels_per_stage)))
+
+    def make(d, L):
+        kk = jax.random.fold_in(jax.random.fold_in(key, d), L)
+        nc = NestedCodebook.random(kk, d, L, rates=rates, scale_ratio=scale_ratio)
+        return nc, NestedAdversary(nc, eps, p)
+
+    t0 = time.perf_counter()
+    elapsed = lambda: time.perf_counter() - t0  # noqa: E731
+    out["audit_summary"], out["windows"] = _audit_stage(out_dir, make, audit_config, ps,
+                                                        audit_points, key, log, elapsed)
+    out["search_summary"] = _search_stage(out_dir, make, configs, searches, key, log, elapsed)
+    out["samplers"] = _sampler_stage(out_dir, make, sampler_configs, samplers, levels_per_stage,
+                                     chains, key, log, elapsed)
+    out["elapsed_s"] = elapsed()
+    write_json(os.path.join(out_dir, "rounds.json"), out)
+    plot_rounds(out["search_summary"], out["samplers"], os.path.join(out_dir, "rounds.png"))
+    return out
+
+
+def _audit_stage(out_dir, make, audit_config, ps, audit_points, key, log, elapsed):
+    """Audit and stage profiles at ``audit_config``; writes ``audit.csv``, ``audit_summary.csv``,
+    ``profiles.csv`` and ``windows.csv``. Returns ``(audit summary rows, window rows)``."""
+    nc, adv = make(*audit_config)
+    grid = audit_grid(nc, per_stage=15)
+    rows = nested_audit(adv, grid, ps=ps, n=audit_points, key=jax.random.fold_in(key, 1), log=log)
+    write_csv(os.path.join(out_dir, "audit.csv"), rows)
+    summ = summarize_audit(rows)
+    write_csv(os.path.join(out_dir, "audit_summary.csv"), summ)
+    log(f"audit d={audit_config[0]} L={audit_config[1]}: {len(grid)} sigmas, "
+        f"max upper/eps = {max(r['max_upper_over_eps'] for r in summ):.3g} "
+        f"({elapsed():.0f} s)")
+    prof = stage_profiles(adv, grid, n=1000, key=jax.random.fold_in(key, 2))
+    write_csv(os.path.join(out_dir, "profiles.csv"), prof)
+    win = stage_windows(prof, nc.num_stages)
+    write_csv(os.path.join(out_dir, "windows.csv"), win)
+    log(f"profiles: windows {win} ({elapsed():.0f} s)")
+    return summ, win
+
+
+def _search_stage(out_dir, make, configs, searches, key, log, elapsed):
+    """Both searchers at every (d, L) of ``configs``; writes ``search.csv`` (after every config)
+    and ``search_summary.csv``. Returns the summary rows."""
+    search = []
+    for d, L in configs:
+        nc, adv = make(d, L)
+        for mode in ("parallel", "sequential"):
+            search += search_rounds(adv, searches, jax.random.fold_in(key, 3 + d * 10 + L),
+                                    mode=mode)
+            mine = [r for r in search if r["mode"] == mode and r["L"] == L and r["d"] == d]
+            log(f"search d={d} L={L} {mode}: {summarize_search(mine)}")
+        log(f"search d={d} L={L} done ({elapsed():.0f} s)")
+        write_csv(os.path.join(out_dir, "search.csv"), search)
+    ssum = summarize_search(search)
+    write_csv(os.path.join(out_dir, "search_summary.csv"), ssum)
+    return ssum
+
+
+def _sampler_stage(out_dir, make, sampler_configs, samplers, levels_per_stage, chains, key, log,
+                   elapsed):
+    """The samplers at every (d, L) of ``sampler_configs``; writes ``samplers.csv`` and
+    ``sampler_chains.csv`` after every config. Returns the per-sampler rows."""
+    srows, schains = [], []
+    for d, L in sampler_configs:
+        nc, adv = make(d, L)
+        r, c = sampler_rounds(adv, samplers, levels_per_stage, n=chains,
+                              key=jax.random.fold_in(key, 4 + d * 10 + L))
+        srows += r
+        schains += c
+        log(f"samplers d={d} L={L} done ({elapsed():.0f} s)")
+        write_csv(os.path.join(out_dir, "samplers.csv"), srows)
+        write_csv(os.path.join(out_dir, "sampler_chains.csv"), schains)
+    return srows
+
+
+__all__ = ["DEFAULT_CONFIGS", "default_samplers", "plot_rounds", "run_rounds"]
