@@ -129,7 +129,7 @@ def run(args) -> int:
         print(spec.to_toml())
         return 0
     if args.dry_run:
-        plan = sweep(spec, dry_run=True)  # a Plan, or a unit experiment's describe() text
+        plan = sweep(spec, dry_run=True)  # a Plan or a config (their describe()), or plain text
         print(plan if isinstance(plan, str) else plan.describe())
         return 0
     out = check_out_dir(args.out or f"jscore-sweep-{spec.name}")
