@@ -231,7 +231,39 @@ def _bad_values(conv):
 def test_the_flag_table_covers_every_command():
     prefixes = {tuple(p) for p, _, _ in TYPED}
     assert {("demo",), ("sweep",), ("lowerbound", "scale")} <= prefixes
-    assert len(TYPED) >= 16
+    assert len(TYPED) >= 12  # lowerbound scale's config flags: CONFIG_FLAGS below
+
+
+def _config_flags():
+    """``(flag, bad values)`` for every numeric field flag of ``lowerbound scale`` (generated
+    from the config; the config checks the values): none of these is valid for any field."""
+    import dataclasses
+
+    from jscore.sweeps import LowerBoundSweep
+    from jscore.sweeps.protocol import config_flag_names
+
+    flags = config_flag_names(LowerBoundSweep)
+    out = []
+    for f in dataclasses.fields(LowerBoundSweep):
+        if isinstance(f.default, bool) or f.name not in flags:
+            continue
+        if isinstance(f.default, int) or f.name == "max_queries":
+            out.append((flags[f.name], ["x", "1.5", "-1", ""]))
+        elif isinstance(f.default, float):
+            out.append((flags[f.name], ["x", "nan", "inf", "-inf", ""]))
+    return out
+
+
+CONFIG_FLAGS = _config_flags()
+
+
+@pytest.mark.parametrize(("flag", "values"), CONFIG_FLAGS, ids=[f for f, _ in CONFIG_FLAGS])
+def test_every_config_flag_of_scale_rejects_bad_values(flag, values, tmp_path, capsys):
+    assert len(CONFIG_FLAGS) >= 12
+    out = tmp_path / "out"
+    for value in values:
+        rc, err = _run(["lowerbound", "scale", f"{flag}={value}", "--out", out], capsys)
+        _assert_clean(rc, err, [flag], out)
 
 
 @pytest.mark.parametrize(("prefix", "flag", "conv"), TYPED,

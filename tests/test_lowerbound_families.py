@@ -138,12 +138,15 @@ def test_validation_before_any_file(tmp_path):
         (dict(samplers=["adaptive"]), ValueError, "max_queries"),
         (dict(samplers=["euler"], n_scales=0), ValueError, "n_scales"),
     ]
+    from jscore.sweeps import LowerBoundSweep
+
     for kw, exc, word in cases:
         kw = {"samplers": ["euler"], **kw}
         with pytest.raises(exc, match=word):
-            sc.scaling(dims=(100,), out_dir=str(out), plot=False, log=lambda m: None, **kw)
+            sc.scaling(dims=(100,), log=lambda m: None, **kw)
+        with pytest.raises(exc, match=word):  # the experiment: refused before any file
+            js.sweep(LowerBoundSweep(dims=(100,), **kw), out=str(out), cache_dir=None)
         assert not os.path.exists(out)
-    from jscore.sweeps import LowerBoundSweep
 
     assert LowerBoundSweep(samplers=("unipc", "heun:s_churn=40"), schedule="cosine").schedule \
         == "cosine"
@@ -210,7 +213,7 @@ def tiny_run():
     (full-vector path) and a catalogue name with options."""
     return sc.scaling(dims=(100,), samplers=("euler", TwoStepEuler(), "heun:s_noise=1.0"),
                       schedule="karras:7", n_rates=3, n_xi=50, n_offsets=4, n_reps=3, k_max=64,
-                      n_scales=4, plot=False, log=lambda m: None)
+                      n_scales=4, log=lambda m: None)
 
 
 @pytest.mark.slow
@@ -238,14 +241,16 @@ def test_any_sampler_any_schedule_through_scaling(tiny_run):
     for side in ("lo", "hi"):
         se = _se_diff(a[f"kstar_{side}_reps"], b[f"kstar_{side}_reps"])
         assert abs(a[f"kstar_{side}"] - b[f"kstar_{side}"]) < 4.0 * se + 1.0
-    assert "worst case over the hidden scale" in sc.format_table(res)
+    from jscore.sweeps.lowerbound import format_table
+
+    assert "worst case over the hidden scale" in format_table(res)
 
 
 @pytest.mark.slow
 def test_small_scaling_run_bitwise_unchanged():
     """A whole default-schedule scaling() run reproduces the numbers recorded before (fa0c33e)."""
     r = sc.scaling(dims=(100,), samplers=("euler",), n_xi=50, n_offsets=4, n_reps=2, k_max=64,
-                   plot=False, log=lambda m: None)
+                   log=lambda m: None)
     x = r["rows"][0]["samplers"]["euler"]
     assert x["kstar_lo_reps"] == [2.863571995173623, 2.7664623077584567]
     assert x["kstar_hi_reps"] == [3.114806735905218, 2.9568709530981616]

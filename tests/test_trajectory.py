@@ -114,25 +114,32 @@ def test_cli_parser():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     cli.add_parser(sub)
-    args = parser.parse_args(["lowerbound", "scale", "--dims", "400,1600", "--samplers", "euler",
-                              "--out", "/tmp/x"])
-    assert args.dims == [400.0, 1600.0] and args.samplers == ["euler"] and args.func is cli.run
+    args = parser.parse_args(["lowerbound", "scale", "--dims", "4e2,1600", "--samplers", "euler",
+                              "--reps", "3", "--out", "/tmp/x"])
+    assert args.func is cli.run
+    config = cli._check_scale_args(args)  # the flags' text, parsed and checked by the config
+    assert config.dims == (400, 1600) and config.samplers == ("euler",) and config.n_reps == 3
 
 
 @pytest.mark.slow
 def test_sweep_end_to_end(x64, tmp_path):
-    lines = []
-    res = scaling.scaling(dims=(400, 1600), samplers=("euler",), n_xi=300, n_offsets=16,
-                          n_reps=4, out_dir=str(tmp_path), log=lines.append)
-    for f in ("scaling.json", "scaling.png", "scaling.pdf"):
-        assert (tmp_path / f).exists()
-    # compile counts: in the results, in scaling.json, and the log's last line
     import json
 
+    from jscore.sweeps import LowerBoundSweep
+    from jscore.sweeps.protocol import run_experiment
+
+    lines = []
+    run = run_experiment(LowerBoundSweep(dims=(400, 1600), samplers=("euler",), n_xi=300,
+                                         n_offsets=16, n_reps=4),
+                         out=str(tmp_path), log=lines.append, workers=1)
+    for f in ("scaling.json", "scaling.png", "scaling.pdf", "table.txt", "units-p0.jsonl"):
+        assert (tmp_path / f).exists()
+    res = run.results
+    # compile counts: in the results, in scaling.json, and the run log's last line
     cc = res["compile"]
     assert cc["compilations"] > 0 and cc["compile_s"] > 0
     assert json.loads((tmp_path / "scaling.json").read_text())["compile"] == cc
-    assert lines[-1] == f"{cc['compilations']} compilations, {cc['compile_s']:.1f} s compiling"
+    assert lines[-1].endswith(f"{cc['compilations']} compilations, {cc['compile_s']:.1f} s compiling")
     csv_text = (tmp_path / "scaling.csv").read_text()
     assert csv_text.count("\n") == 3 and "kstar_lo_euler" in csv_text and "kstar_hi_mc_euler" in csv_text
     row = res["rows"][1]

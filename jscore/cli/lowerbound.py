@@ -1,9 +1,12 @@
 """``jscore lowerbound scale``: the sqrt(d) scaling sweep of the lower-bound lab from one command;
 ``jscore lowerbound exact``: the exact-codebook experiments at small d (see :func:`run_exact`).
 
-Prints a table on stdout and writes ``scaling.json`` (after every dimension), ``scaling.csv`` and
-``scaling.png``/``.pdf`` (the K* band K*_lo .. K*_hi per sampler with Monte-Carlo error bars and
-N(d), next to the window-profile collapse with both sides) into ``--out``. The default configuration (d = 1e2 ... 1e6, Euler, Euler ancestral
+``scale`` runs the ``"lowerbound"`` experiment (:class:`jscore.sweeps.LowerBoundSweep`, flags
+generated from its fields) through :func:`jscore.sweeps.protocol.run_experiment`: it prints a table
+on stdout and writes the rows (``units-p<i>.jsonl``, after every dimension), ``scaling.json``,
+``scaling.csv``, ``table.txt`` and ``scaling.png``/``.pdf`` (the K* band K*_lo .. K*_hi per sampler
+with Monte-Carlo error bars and N(d), next to the window-profile collapse with both sides) into
+``--out``. The default configuration (d = 1e2 ... 1e6, Euler, Euler ancestral
 and Heun in scalar form) runs in a few minutes on 2 CPU cores.
 
 Registered by ``jscore.cli`` through :func:`add_parser` / :func:`run`; also runnable as
@@ -40,15 +43,15 @@ def _names(text: str):
     return out
 
 
-# LowerBoundSweep's names -> flags
-FLAGS = {"n_offsets": "--offsets", "n_reps": "--reps", "n_scales": "--scales"}
+# LowerBoundSweep's names -> flags in error messages (the generated flag and its old spelling)
+FLAGS = {"n_offsets": "--n-offsets/--offsets", "n_reps": "--n-reps/--reps",
+         "n_scales": "--n-scales/--scales"}
 
 
 def add_parser(subparsers):
     """Add the ``lowerbound`` command (with its ``scale`` sub-command) to ``subparsers``."""
     from . import COMMANDS
     from ._util import HelpFormatter
-    from ..lowerbound.scaling import DEFAULT_DIMS, DEFAULT_SAMPLERS
 
     p = subparsers.add_parser(
         "lowerbound", help=COMMANDS["lowerbound"], formatter_class=HelpFormatter,
@@ -69,46 +72,26 @@ def add_parser(subparsers):
         "informative reaches 1/2 (a necessary condition for success, not success), from both "
         "sides: K*_lo where the upper side reaches 1/2, K*_hi where the lower side does, each "
         "with a Monte-Carlo 95% CI over --reps replicates. Log-log slopes with across-d "
-        "bootstrap CIs and MC CIs; scaling.json (after every d), scaling.csv and the figure in "
-        "--out. A rerun of the same configuration resumes.")
-    s.add_argument("--dims", type=_floats, default=list(DEFAULT_DIMS),
-                   help="comma-separated dimensions")
-    s.add_argument("--samplers", type=_names, default=list(DEFAULT_SAMPLERS),
-                   help="comma-separated sampler names: the scalar forms euler, ddim, "
-                        "euler_ancestral, euler_maruyama, heun, dpmpp_2m, randomized_midpoint, "
-                        "or any catalogue name with options (heun:s_churn=40, unipc, dpmpp_3m; "
-                        "full vectors where there is no scalar reduction)")
-    s.add_argument("--schedule", default="geometric",
-                   help="level family: geometric (random log-offset), karras[:rho], edm, "
-                        "vp_linear, cosine[:s], uniform; a fixed grid against a hidden scale "
-                        "log-uniform on [0.02, 20] (default: %(default)s)")
-    s.add_argument("--scales", type=int_at_least(1), default=8,
-                   help="hidden-scale positions of the worst case (K*_worst)")
-    s.add_argument("--max-queries", type=int_at_least(1), default=None,
-                   help="cap on queries per chain (data-dependent samplers on full vectors)")
-    s.add_argument("--p", type=float_at_least(1.0), default=2.0, help="L^p exponent of the oracle's accuracy")
-    s.add_argument("--eps", default="1/d", help="accuracy rule: 1/d, 1/sqrt(d), 1/d^2 or a number")
-    s.add_argument("--rate", type=float_at_least(0.0, strict=True), default=0.3,
-                   help="hidden rate R of the window table")
-    s.add_argument("--rate-lo", type=float_at_least(0.0, strict=True), default=0.15,
-                   help="lowest hidden rate of the grid")
-    s.add_argument("--rate-hi", type=float_at_least(0.0, strict=True), default=0.45,
-                   help="highest hidden rate of the grid")
-    s.add_argument("--n-rates", type=int_at_least(2), default=9, help="rate grid size for N, K*, searcher")
-    s.add_argument("--n-xi", type=int_at_least(10), default=1000, help="reference-norm draws per profile")
-    s.add_argument("--offsets", type=int_at_least(1), default=64,
-                   help="(log-offset, rate) points per replicate lattice (samplers; x2-x4 at small K)")
-    s.add_argument("--reps", type=int_at_least(2), default=8,
-                   help="independent replicates (randomly shifted lattices): the MC interval of K*")
-    s.add_argument("--k-max", type=int_at_least(2), default=1024, help="largest number of levels tried")
-    s.add_argument("--robustness", action="store_true",
-                   help="also the p x eps robustness grid of the window width")
-    s.add_argument("--seed", type=int, default=0, help="seed of norms, offsets and chains")
+        "bootstrap CIs and MC CIs; rows in --out after every d, then scaling.json, scaling.csv, "
+        "table.txt and the figure. A rerun of the same configuration resumes. The flags are the "
+        "fields of the 'lowerbound' experiment of `jscore sweep` (--print-config writes them "
+        "as TOML).")
+    from ..sweeps.lowerbound import LowerBoundSweep
+    from ..sweeps.protocol import add_config_flags
+
+    add_config_flags(s, LowerBoundSweep, skip=("name",))  # one flag per field, old spellings kept
+    s.add_argument("--out", default="jscore-lowerbound",
+                   help="output folder: units-p<i>.jsonl (rows), scaling.json/csv, table.txt and "
+                        "the figure (default: %(default)s)")
     s.add_argument("--overwrite", action="store_true",
                    help="discard results of an earlier run in --out (by default a rerun of the "
                         "same configuration resumes: finished dimensions are read back)")
-    s.add_argument("--out", default="jscore-lowerbound",
-                   help="output folder for JSON, CSV and PNG (default: %(default)s)")
+    s.add_argument("--workers", type=int_at_least(1), default=None,
+                   help="threads running dimensions (default: one per local device, else 2); "
+                        "the rows do not depend on it")
+    s.add_argument("--no-plot", action="store_true", help="do not write the figure")
+    s.add_argument("--print-config", action="store_true",
+                   help="print the configuration as TOML (for `jscore sweep FILE`) and exit")
     s.set_defaults(func=run)
     _add_exact_parser(sub)
     _add_rounds_parser(sub)
@@ -216,60 +199,34 @@ def _print_table(title, rows, cols):
     print(flush=True)
 
 
-def _check_scale_args(args, eps) -> None:
-    """ValueError/TypeError for bad ``lowerbound scale`` options, before any compute: the checks of
-    :class:`jscore.sweeps.LowerBoundSweep` (the same experiment as a sweep config)."""
+def _check_scale_args(args):
+    """The :class:`jscore.sweeps.LowerBoundSweep` of the ``lowerbound scale`` flags, validated
+    before any compute (ValueError/TypeError naming the field; ``jscore`` shows it as the flag)."""
     from ..sweeps.lowerbound import LowerBoundSweep
+    from ..sweeps.protocol import config_from_args
 
-    if not args.dims or any(not (math.isfinite(d) and d == int(d) and 2 <= d < 2**32)
-                            for d in args.dims):
-        raise ValueError(f"`dims` must be whole numbers in [2, 2^32) (the PRNG stream of d is "
-                         f"fold_in(key, d)), got {args.dims or '(empty)'}; e.g. --dims 100,1000")
-    if not args.rate_lo <= args.rate <= args.rate_hi:
-        raise ValueError(f"need `rate_lo` <= `rate` <= `rate_hi`, got {args.rate_lo:g}, "
-                         f"{args.rate:g}, {args.rate_hi:g}; e.g. --rate-lo 0.15 --rate 0.3 "
-                         "--rate-hi 0.45")
-    LowerBoundSweep(dims=tuple(int(d) for d in args.dims), samplers=tuple(args.samplers), p=args.p,
-                    eps=eps, rate=args.rate, rate_lo=args.rate_lo, rate_hi=args.rate_hi,
-                    n_rates=args.n_rates, n_xi=args.n_xi, n_offsets=args.offsets,
-                    n_reps=args.reps, k_max=args.k_max, seed=args.seed,
-                    schedule=getattr(args, "schedule", "geometric"),
-                    n_scales=getattr(args, "scales", 8),
-                    max_queries=getattr(args, "max_queries", None))
+    return config_from_args(LowerBoundSweep, args)
 
 
 def run(args) -> int:
     """Run the sub-command parsed by :func:`add_parser`; returns the exit code."""
-    from ..lowerbound.scaling import eps_value, format_table, scaling
-
     if getattr(args, "lowerbound_command", "scale") == "exact":
         return run_exact(args)
     if getattr(args, "lowerbound_command", "scale") != "scale":
         raise SystemExit(f"unknown lowerbound command {args.lowerbound_command!r}")
-    eps = args.eps
-    try:
-        eps = float(eps)
-    except ValueError:
-        try:
-            eps_value(100.0, eps)  # validates the rule name
-        except ValueError as e:
-            raise ValueError(f"`eps`: {e}") from None
-    _check_scale_args(args, eps)
-    check_out_dir(args.out)
-    results = scaling(
-        dims=args.dims, samplers=args.samplers, p=args.p, eps=eps, rate=args.rate,
-        rate_lo=args.rate_lo, rate_hi=args.rate_hi, n_rates=args.n_rates, n_xi=args.n_xi,
-        n_offsets=args.offsets, n_reps=args.reps, k_max=args.k_max,
-        schedule=getattr(args, "schedule", "geometric"), n_scales=getattr(args, "scales", 8),
-        max_queries=getattr(args, "max_queries", None), robustness=args.robustness, seed=args.seed, out_dir=args.out, overwrite=args.overwrite,
-        log=lambda m: print(m, file=sys.stderr, flush=True),
-    )
-    from ..lowerbound.scaling import LEGEND
+    from ..sweeps.lowerbound import LEGEND, run_lowerbound
 
+    config = _check_scale_args(args)
+    if args.print_config:
+        print(config.to_toml())
+        return 0
+    check_out_dir(args.out)
+    res = run_lowerbound(config, out=args.out, overwrite=args.overwrite, workers=args.workers,
+                         plot=not args.no_plot)
     print(LEGEND)
-    print(format_table(results))
-    print(f"results: {args.out}/scaling.json, scaling.csv, scaling.png/.pdf "
-          f"({results['elapsed_s']:.0f} s)")
+    print(res.table())
+    print(f"results: {args.out}/scaling.json, scaling.csv, table.txt, scaling.png/.pdf "
+          f"({res.results['elapsed_s']:.0f} s)")
     return 0
 
 

@@ -129,7 +129,8 @@ def run(args) -> int:
         print(spec.to_toml())
         return 0
     if args.dry_run:
-        print(sweep(spec, dry_run=True).describe())
+        plan = sweep(spec, dry_run=True)  # a Plan or a config (their describe()), or plain text
+        print(plan if isinstance(plan, str) else plan.describe())
         return 0
     out = check_out_dir(args.out or f"jscore-sweep-{spec.name}")
     res = sweep(
@@ -199,8 +200,16 @@ def _config_flags(spec, experiment, args, show_help):
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
         raise ValueError(f"{flags} do not apply to the {experiment.name} experiment; its flags are "
                          "listed by `jscore sweep CONFIG --help-config`.")
-    return config_from_args(cls, argparse.Namespace(**{k: getattr(args, k) for k in given}),
-                            base=spec)
+    try:
+        return config_from_args(cls, argparse.Namespace(**{k: getattr(args, k) for k in given}),
+                                base=spec)
+    except (ValueError, TypeError) as e:  # name the flag the user typed (`n_reps` -> --n-reps)
+        import re
+
+        flags = config_flag_names(cls)
+        msg = re.sub(r"`([a-z][a-z0-9_]*)`",
+                     lambda m: flags[m.group(1)] if m.group(1) in given else m.group(0), str(e))
+        raise type(e)(msg) from None
 
 
 def _generic_parser():

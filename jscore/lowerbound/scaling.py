@@ -16,17 +16,19 @@ For each dimension ``d`` (default 1e2 ... 1e6), all without a codebook (section 
 - the controls: the exact oracle needs 2 queries (``{sigma_max, sigma_min}``) at every d; the
   reference oracle's success is at most ``M S_d(theta_0)`` (reported as ``log10``);
 
-then log-log slopes with bootstrap confidence intervals, a CSV/JSON of everything (written
-incrementally) and a PNG (K*(d) and N(d) with fitted slopes next to the profile collapse).
+then log-log slopes with bootstrap confidence intervals (:func:`fit_results`). This module
+computes in memory: :func:`scaling_row` is one dimension's row, :func:`scaling` all of them and
+the fits; the configuration is :class:`~jscore.lowerbound.scaling_config.ScalingConfig`. The run
+folder (resume, ``scaling.json``/``.csv``/``.png``, ``table.txt``) is the experiment layer's:
+:class:`jscore.sweeps.LowerBoundSweep`.
 
-Float64 is switched on inside :func:`scaling` (``jax.enable_x64``).
+Float64 is switched on inside :func:`scaling` and :func:`scaling_row` (``jax.enable_x64``).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-import os
 import time
 from typing import Callable
 
@@ -35,7 +37,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..compiles import CompileCounter
-from ..store import atomic_write, write_csv
 from ..fit import COVERS as _FIT_COVERS
 from ..fit import loglog_slope
 from .caps import log_cap
@@ -48,7 +49,7 @@ from .informative import (
     typical_norm_draws,
     window_edges,
 )
-from .general import draws_for, has_scalar_reduction, resolve_sampler
+from .general import draws_for
 from .grids import (  # re-exported: these lived here before grids.py
     _GOLDEN,
     _JIT,
@@ -70,34 +71,18 @@ from .grids import (  # re-exported: these lived here before grids.py
 from .scalar import _chain, scalar_spec  # noqa: F401  (_chain re-exported)
 from .trajectory import assemble  # noqa: F401  (re-exported)
 
-DEFAULT_DIMS = (100, 400, 1600, 6400, 25600, 102400, 409600, 1000000)
-DEFAULT_SAMPLERS = ("euler", "euler_ancestral", "heun")
-ALL_SAMPLERS = (
-    "euler",
-    "euler_ancestral",
-    "euler_maruyama",
-    "heun",
-    "dpmpp_2m",
-    "randomized_midpoint",
+from .scaling_config import (  # re-exported: these lived here before scaling_config.py
+    ALL_SAMPLERS,
+    DEFAULT_DIMS,
+    DEFAULT_SAMPLERS,
+    ScalingConfig,
+    _plain_scalar_name,
+    check_samplers,
+    eps_value,
+    sampler_labels,
 )
+
 THETA0 = 0.9
-
-
-def eps_value(d: float, rule) -> float:
-    """``eps`` at dimension ``d`` from a rule (``"1/d"``, ``"1/sqrt(d)"``, ``"1/d^2"``), a number,
-    or a number written as text (``"1e-4"``, ``"1/12288"``; spaces ignored)."""
-    if isinstance(rule, (int, float)):
-        return float(rule)
-    rules = {"1/d": 1.0 / d, "1/sqrt(d)": d**-0.5, "1/d^2": d**-2.0, "1/d^1/2": d**-0.5}
-    text = str(rule).replace(" ", "")
-    if text in rules:
-        return rules[text]
-    num, slash, den = text.partition("/")
-    try:
-        return float(num) / float(den) if slash else float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"Unknown eps rule {rule!r}; use one of {', '.join(rules)} or a number "
-                         "(e.g. 1e-4 or 1/12288).") from None
 
 
 def _t1_body(d, log_m):
@@ -398,118 +383,67 @@ def reference_control(d, rate_hi=0.45, theta0=THETA0):
                  / math.log(10.0))
 
 
-def scaling(
-    dims=DEFAULT_DIMS,
-    samplers=DEFAULT_SAMPLERS,
-    *,
-    p=2.0,
-    eps="1/d",
-    rate=0.3,
-    rate_lo=0.15,
-    rate_hi=0.45,
-    n_rates=9,
-    n_xi=1000,
-    n_offsets=64,
-    n_reps=8,
-    k_max=1024,
-    schedule="geometric",
-    n_scales=8,
-    max_queries=None,
-    robustness=False,
-    seed=0,
-    out_dir=None,
-    resume="auto",
-    overwrite=False,
-    plot=True,
-    log=print,
-):
-    """Run the sqrt(d) sweep; returns a dict of results (also written to ``out_dir`` if given).
+_FILE_ARGS = ("out_dir", "resume", "overwrite", "plot")
 
-    For every sampler and d: ``kstar_lo`` (levels at which the *upper* side of P(some answer is
+
+def scaling(config: ScalingConfig | None = None, /, *, log=print, **fields):
+    """Run the sqrt(d) sweep in memory; returns a dict of results (nothing is written).
+
+    ``config``: a :class:`~jscore.lowerbound.scaling_config.ScalingConfig`, or its fields as
+    keywords (``scaling(dims=(100, 400), samplers=("euler",), n_reps=4)``; with ``config`` too,
+    they replace its fields). Every field, its default and its check is documented there. For
+    every sampler and d: ``kstar_lo`` (levels at which the *upper* side of P(some answer is
     informative) reaches 1/2) and ``kstar_hi`` (the *lower* side reaches 1/2), each with a
     Monte-Carlo 95% CI over ``n_reps`` independent replicates (docs/certified_bound.md). K* is a
     necessary condition for success against the adversary, not success.
 
-    **Arguments:**
-    - ``dims``: dimensions; ``samplers``: any samplers: scalar-table names (``euler``, ``ddim``,
-      ``euler_ancestral``, ``euler_maruyama``, ``heun``, ``dpmpp_2m``, ``randomized_midpoint``:
-      the hand-written scalar reduction), catalogue names with options (``"heun:s_churn=40"``,
-      ``"unipc"``) or ``AbstractSampler`` instances (a registered type runs its scalar
-      reduction, anything else the full-vector path :class:`~jscore.lowerbound.general.FullVectorDraws`;
-      results are keyed by the name, or an instance's class name). ``"ideal"`` is always included.
-    - ``schedule``: the level family (:func:`jscore.lowerbound.schedule_families.family` spec):
-      ``"geometric"`` (default; random log-offset, step ``log(sigma_max/sigma_min)/K``, the
-      log-offset is the hidden scale), ``"karras:7"``, ``"edm"``, ``"vp_linear"``, ``"cosine"``,
-      ``"uniform"``: the fixed grid ``family.grid(K, 0.02, 20)`` against a hidden critical scale
-      log-uniform on ``[0.02, 20]`` (docs/experiments/lowerbound_sweep.md). K* averages over it;
-      ``kstar_worst_lo``/``kstar_worst_hi`` are the least K at which the minimum over
-      ``n_scales`` hidden-scale positions of the upper/lower side reaches 1/2 (an estimate
-      biased low by Monte-Carlo error, no interval; NaN if some position never does for
-      ``K <= k_max``), ``kstar_worst_inner_*`` the same without the top position (hidden scale
-      next to sigma_max, where the grid starts at the data's own scale); for ``geometric`` the
-      positions are phases within one log-step and inner = all. ``max_queries``: cap on queries per chain,
-      needed by a data-dependent sampler on the full-vector path.
-    - ``p``, ``eps`` (rule or number), ``rate`` (window table), ``[rate_lo, rate_hi]`` and
-      ``n_rates`` (rate grid of the window table, N, the ideal K* and the searcher).
-    - ``n_xi``: reference-norm draws per profile; ``n_offsets``: points (log-offset, rate) of
-      each replicate's randomly shifted lattice (more where K is small: x4, x3, x2 for an ideal
-      K* below 4, 8, 16); ``n_reps``: independent replicates (>= 2 for an interval);
-      ``k_max``: largest K tried.
-    - ``robustness``: also the p in {1,2,4} x eps in {d^-1/2, d^-1, d^-2} window grid at
-      d in {1.6e3, 2.56e4, 4.1e5}.
-    - ``out_dir``: writes ``scaling.json`` after every dimension, ``scaling.csv`` and
-      ``scaling.png``/``.pdf`` at the end.
-    - ``resume``: with ``out_dir`` holding a ``scaling.json`` of the same configuration, ``"auto"``
-      (default) reuses its finished dimensions and computes only the rest (a killed run is resumed
-      by running it again); ``True`` requires such a file; ``False`` refuses existing results.
-      ``overwrite=True`` discards them. Results of a different configuration are never mixed:
-      that raises ``ValueError``. ``plot=False`` skips the figure.
-
+    Returns ``{"config", "rows" (one per d, :func:`scaling_row`), "robustness" (if asked),
+    "fits", "fits_mc", "fits_covers" (:func:`fit_results`), "elapsed_s", "compile"}``;
     ``results["compile"]`` holds the XLA compilations and compile seconds of this call
     (:class:`jscore.compiles.CompileCounter`); the log ends with them.
+
+    Files, resume and figures belong to the experiment layer: ``js.sweep(
+    js.sweeps.LowerBoundSweep(...), out=...)`` (or ``jscore lowerbound scale --out DIR``) runs
+    the same rows resumably into a folder with ``scaling.json``/``.csv``/``.png`` and
+    ``table.txt``. Float64 is switched on inside (``jax.enable_x64``).
     """
+    given = [k for k in _FILE_ARGS if k in fields]
+    if given:
+        raise TypeError(
+            f"scaling() computes in memory and no longer takes {', '.join(given)}; to write a "
+            "resumable run folder use js.sweep(js.sweeps.LowerBoundSweep(...), out=DIR) (or "
+            "`jscore lowerbound scale --out DIR`).")
+    if config is None:
+        config = ScalingConfig(**fields)
+    elif not isinstance(config, ScalingConfig):
+        raise TypeError(f"scaling: `config` must be a ScalingConfig, got {type(config).__name__}; "
+                        "or pass its fields as keywords, e.g. scaling(dims=(100, 400)).")
+    elif fields:
+        config = dataclasses.replace(config, **fields)
+    t_start = time.time()
     with jax.enable_x64(True), CompileCounter() as compiles:
-        return _scaling(dims, samplers, p, eps, rate, rate_lo, rate_hi, n_rates, n_xi, n_offsets,
-                        n_reps, k_max, robustness, seed, out_dir, log, resume, overwrite,
-                        plot, compiles=compiles, schedule=schedule, n_scales=n_scales,
-                        max_queries=max_queries)
+        results = {"config": run_config(config),
+                   "rows": [scaling_row(config, d, log=log) for d in config.dims]}
+        if config.robustness:
+            results["robustness"] = robustness_row(config, log=log)["robustness"]
+        results.update(fit_results(results["rows"], config.labels))
+    results["elapsed_s"] = time.time() - t_start
+    results["compile"] = compiles.as_dict()
+    log(compiles.summary())
+    return results
 
 
-# recorded in the config but not part of its identity: rows are per d, so adding dimensions to a
-# finished run computes only the new ones
-_RUN_KEYS = ("device", "jax", "dims")
-
-
-# config keys added with schedules: a scaling.json written before them ran with these values
-_PRE_SCHEDULE_DEFAULTS = {"schedule": "geometric", "n_scales": 8, "max_queries": None}
-
-
-def _finished_rows(out_dir, config, resume, overwrite):
-    """Rows of a previous run of the same ``config`` in ``out_dir`` (by d), per ``resume``."""
-    if resume not in ("auto", True, False):
-        raise ValueError(f"`resume` must be 'auto', True or False, got {resume!r}.")
-    path = None if out_dir is None else os.path.join(out_dir, "scaling.json")
-    if path is None or overwrite or not os.path.exists(path):
-        if resume is True:
-            raise ValueError(f"resume=True but there are no earlier results at {path!r}.")
-        return {}
-    try:
-        with open(path) as fh:
-            old = json.load(fh)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path!r} is not a readable scaling.json ({e}); move it away or pass "
-                         "overwrite=True (--overwrite).") from None
-    old_config = {**_PRE_SCHEDULE_DEFAULTS, **old.get("config", {})}  # files from before schedules
-    same = {k: v for k, v in old_config.items() if k not in _RUN_KEYS} == {
-        k: v for k, v in json.loads(json.dumps(config, default=_json_default)).items()
-        if k not in _RUN_KEYS}
-    if not same:
-        raise ValueError(f"{out_dir!r} holds results of a different configuration; choose another "
-                         "output folder or pass overwrite=True (--overwrite) to discard them.")
-    if resume is False:
-        raise ValueError(f"{out_dir!r} already holds results of this configuration; pass "
-                         "resume='auto' to continue them or overwrite=True to discard them.")
-    return {float(r["d"]): r for r in old.get("rows", [])}
+def run_config(config: ScalingConfig) -> dict:
+    """``results["config"]``: the configuration as plain data (dims as floats, samplers by their
+    result labels, the level range, the device and jax version of this process)."""
+    return dict(dims=list(map(float, config.dims)), samplers=config.labels, p=config.p,
+                eps=str(config.eps), rate=config.rate, rate_lo=config.rate_lo,
+                rate_hi=config.rate_hi, n_rates=config.n_rates, n_xi=config.n_xi,
+                n_offsets=config.n_offsets, n_reps=config.n_reps, k_max=config.k_max,
+                seed=config.seed, schedule=schedule_label(config.schedule),
+                n_scales=config.n_scales, max_queries=config.max_queries,
+                sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, device=str(jax.devices()[0]),
+                jax=jax.__version__)
 
 
 def points_for(n_offsets, k_guess):
@@ -520,17 +454,6 @@ def points_for(n_offsets, k_guess):
         return int(n_offsets)
     mult = 4 if k_guess < 4 else 3 if k_guess < 8 else 2 if k_guess < 16 else 1
     return int(n_offsets) * mult
-
-
-def _plain_scalar_name(sampler) -> bool:
-    """A name of the scalar table of :func:`~jscore.lowerbound.scalar.scalar_spec` (no options)."""
-    if not isinstance(sampler, str) or ":" in sampler:
-        return False
-    try:
-        scalar_spec(sampler)
-    except ValueError:
-        return False
-    return True
 
 
 def make_draws(sampler, d, eps, p, width, *, key, n_points=64, n_reps=8, k_max=1024,
@@ -631,42 +554,6 @@ def _sampler_row(name, d, eps, p, width, key, n_points, n_reps, k_max, rate_lo, 
     return row
 
 
-def sampler_labels(samplers) -> list:
-    """Result keys of ``samplers``: names as given, an instance by its class name (``#i`` added
-    when two coincide)."""
-    out = []
-    for i, s in enumerate(samplers):
-        lab = s.strip() if isinstance(s, str) else type(s).__name__
-        out.append(lab if lab not in out else f"{lab}#{i}")
-    return out
-
-
-def check_samplers(samplers, max_queries=None):
-    """Validate ``samplers`` before any compute: plain scalar names, catalogue names (with
-    ``name:key=value`` options) or ``AbstractSampler`` instances; a data-dependent sampler
-    without a scalar reduction needs ``max_queries``. Raises ValueError/TypeError."""
-    if isinstance(samplers, str) or not len(samplers):
-        raise ValueError(f"`samplers` must be a non-empty list of sampler names or instances, got "
-                         f"{samplers!r}; e.g. ['euler', 'heun'].")
-    if max_queries is not None and (isinstance(max_queries, bool) or not isinstance(
-            max_queries, (int, np.integer)) or max_queries < 1):
-        raise ValueError(f"`max_queries` must be None or an int >= 1, got {max_queries!r}.")
-    for s in samplers:
-        if _plain_scalar_name(s):
-            continue
-        try:
-            inst = resolve_sampler(s)
-        except (ValueError, TypeError) as e:
-            raise type(e)(f"`samplers` entry {s!r}: {e}") from None
-        if has_scalar_reduction(inst):
-            continue
-        caps = [inst.query_capacity(8, z) for z in (True, False)]
-        if None in caps and max_queries is None:
-            raise ValueError(f"sampler {s!r} makes a data-dependent number of queries and has no "
-                             "scalar reduction: pass `max_queries` (--max-queries), the cap on "
-                             "queries per chain.")
-
-
 def _dimension_row(d, eps_rule, p, rate, rates, weights, rate_hi, n_xi, k_max, seed, kd, log):
     """The sampler-independent part of one dimension's row: window edges and sides, the profile
     tables, N(d), the ideal K* (both sides), the optimal searcher and the two controls (key ``kd``)."""
@@ -712,93 +599,58 @@ def _dimension_row(d, eps_rule, p, rate, rates, weights, rate_hi, n_xi, k_max, s
     return row
 
 
-def _scaling(dims, samplers, p, eps_rule, rate, rate_lo, rate_hi, n_rates, n_xi, n_offsets,
-             n_reps, k_max, robustness, seed, out_dir, log, resume="auto", overwrite=False,
-             make_plot=True, compiles=None, schedule="geometric", n_scales=8, max_queries=None):
-    compiles = CompileCounter() if compiles is None else compiles  # an unopened one counts 0
-    t_start = time.time()
-    check_samplers(samplers, max_queries)  # validate names early (before any file is written)
-    resolve_schedule(schedule)
-    if isinstance(n_scales, bool) or not isinstance(n_scales, (int, np.integer)) or n_scales < 1:
-        raise ValueError(f"`n_scales` must be an int >= 1 (hidden-scale positions of the worst "
-                         f"case), got {n_scales!r}.")
-    labels = sampler_labels(samplers)
-    bad = [d for d in dims if not 2 <= float(d) < 2**32]  # d seeds fold_in(key, d): a uint32
-    if not len(dims) or bad:
-        raise ValueError(f"`dims` must be a non-empty list of dimensions in [2, 2^32), got "
-                         f"{list(dims)}.")
-    for nm, v, lo in (("n_offsets", n_offsets, 1), ("n_reps", n_reps, 1), ("k_max", k_max, 2)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"`{nm}` must be an int >= {lo}, got {v!r}.")
-    if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-    key = jax.random.key(seed)
-    rates = np.linspace(rate_lo, rate_hi, n_rates)
-    weights = np.full(n_rates, 1.0)
+def _rate_grid(config):
+    """The rate grid of N, K* and the searcher and its trapezoid weights (summing to 1)."""
+    rates = np.linspace(config.rate_lo, config.rate_hi, config.n_rates)
+    weights = np.full(config.n_rates, 1.0)
     weights[0] = weights[-1] = 0.5
-    weights /= weights.sum()
-    results = {
-        "config": dict(dims=list(map(float, dims)), samplers=labels, p=p, eps=str(eps_rule),
-                       rate=rate, rate_lo=rate_lo, rate_hi=rate_hi, n_rates=n_rates, n_xi=n_xi,
-                       n_offsets=n_offsets, n_reps=n_reps, k_max=k_max, seed=seed,
-                       schedule=schedule_label(schedule), n_scales=int(n_scales),
-                       max_queries=max_queries,
-                       sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, device=str(jax.devices()[0]),
-                       jax=jax.__version__),
-        "rows": [],
-    }
-    finished = _finished_rows(out_dir, results["config"], resume, overwrite)
-    for d in dims:
+    return rates, weights / weights.sum()
+
+
+def scaling_row(config: ScalingConfig, d, *, log=print) -> dict:
+    """The row of dimension ``d`` (float64 inside): the sampler-independent part
+    (:func:`_dimension_row`: window, N(d), ideal K*, searcher, controls) and, under
+    ``"samplers"``, one :func:`_sampler_row` per sampler label. Depends on ``config`` and ``d``
+    only (the key is ``fold_in(key(seed), d)``), so rows can be computed in any order, thread or
+    process: the unit of :class:`jscore.sweeps.LowerBoundSweep`."""
+    c = config
+    with jax.enable_x64(True):
+        rates, weights = _rate_grid(c)
         d = float(d)
-        if d in finished:
-            results["rows"].append(finished[d])
-            log(f"d={d:>9.0f}  finished earlier (read from scaling.json)")
-            continue
-        kd = jax.random.fold_in(key, int(d))
-        row = _dimension_row(d, eps_rule, p, rate, rates, weights, rate_hi, n_xi, k_max, seed,
-                             kd, log)
+        kd = jax.random.fold_in(jax.random.key(c.seed), int(d))
+        row = _dimension_row(d, c.eps, c.p, c.rate, rates, weights, c.rate_hi, c.n_xi, c.k_max,
+                             c.seed, kd, log)
         eps, width, k_ideal = row["eps"], row["width"], row["kstar_ideal"]
-        n_pts = points_for(n_offsets, k_ideal)
-        for name, lab in zip(samplers, labels):
+        n_pts = points_for(c.n_offsets, k_ideal)
+        for name, lab in zip(c.samplers, c.labels):
             t1 = time.time()
-            sr = _sampler_row(name, d, eps, p, width, jax.random.fold_in(kd, 7), n_pts, n_reps,
-                              k_max, rate_lo, rate_hi, k_ideal, schedule=schedule,
-                              n_scales=n_scales, max_queries=max_queries)
+            sr = _sampler_row(name, d, eps, c.p, width, jax.random.fold_in(kd, 7), n_pts,
+                              c.n_reps, c.k_max, c.rate_lo, c.rate_hi, k_ideal,
+                              schedule=c.schedule, n_scales=c.n_scales,
+                              max_queries=c.max_queries)
             row["samplers"][lab] = sr
             log(f"    {lab:<22s} K*={sr['kstar_lo']:7.1f} .. {sr['kstar_hi']:7.1f}  "
                 f"(MC 95% CI +-{sr['kstar_lo_mc']:.2f} / +-{sr['kstar_hi_mc']:.2f}, "
-                f"{n_reps} x {n_pts} points)  levels in band={sr['levels_in_band']:.1f}  "
+                f"{c.n_reps} x {n_pts} points)  levels in band={sr['levels_in_band']:.1f}  "
                 f"worst scale: {sr['kstar_worst_lo']:.1f} .. {sr['kstar_worst_hi']:.1f} "
                 f"(inner {sr['kstar_worst_inner_lo']:.1f} .. {sr['kstar_worst_inner_hi']:.1f})  "
                 f"[{sr['schedule']}, {sr['path']}] ({time.time() - t1:.0f}s)")
-        results["rows"].append(row)
-        results["compile"] = compiles.as_dict()
-        if out_dir is not None:
-            _write_json(results, out_dir)
-    if robustness:
-        results["robustness"] = robustness_grid(seed=seed, n=n_xi, rate=rate, log=log)
-    results["fits"], results["fits_mc"] = _fits(results, labels)
-    results["fits_covers"] = {"fits": _FIT_COVERS["pairs"],
-                              "fits_mc": "t-interval over the replicates' own slopes: Monte-Carlo "
-                                         "error of the K* estimates only; not scatter across d"}
-    results["elapsed_s"] = time.time() - t_start
-    results["compile"] = compiles.as_dict()
-    log(compiles.summary())
-    if out_dir is not None:
-        _write_json(results, out_dir)
-        _write_csv(results, out_dir, labels)
-    if out_dir is not None and make_plot:
-        try:
-            plot(results, os.path.join(out_dir, "scaling.png"))
-        except Exception as e:  # pragma: no cover - plotting is best effort
-            log(f"figure failed: {e}")
-    return results
+    return row
 
 
-def _fits(results, samplers):
-    """Across-d fits (pairs bootstrap over d) and Monte-Carlo intervals of the sampler slopes
-    (t-interval over the replicates' own slopes: replicate r's K*(d) at every d)."""
-    rows = results["rows"]
+def robustness_row(config: ScalingConfig, *, log=print) -> dict:
+    """``{"robustness": robustness_grid(...)}`` at the config's seed, ``n_xi`` and ``rate``
+    (float64 inside): the robustness unit of the sweep."""
+    with jax.enable_x64(True):
+        return {"robustness": robustness_grid(seed=config.seed, n=config.n_xi, rate=config.rate,
+                                              log=log)}
+
+
+def fit_results(rows, samplers) -> dict:
+    """``{"fits", "fits_mc", "fits_covers"}`` of the rows (one per d, in the order given) for the
+    sampler labels ``samplers``: across-d log-log slopes (pairs bootstrap over d) and Monte-Carlo
+    intervals of the sampler slopes (t-interval over the replicates' own slopes: replicate r's
+    K*(d) at every d)."""
     ds = [r["d"] for r in rows]
     fits = {
         "N": _slope(ds, [r["N"] for r in rows]),
@@ -827,7 +679,10 @@ def _fits(results, samplers):
                 for w in ("worst", "worst_inner"):
                     fits[f"kstar_{w}_{side}_{name}"] = _slope(
                         ds, [r["samplers"][name].get(f"kstar_{w}_{side}", math.nan) for r in rows])
-    return fits, mc
+    covers = {"fits": _FIT_COVERS["pairs"],
+              "fits_mc": "t-interval over the replicates' own slopes: Monte-Carlo error of the K* "
+                         "estimates only; not scatter across d"}
+    return {"fits": fits, "fits_mc": mc, "fits_covers": covers}
 
 
 def robustness_grid(dims=(1600, 25600, 409600), ps=(1.0, 2.0, 4.0),
@@ -847,169 +702,11 @@ def robustness_grid(dims=(1600, 25600, 409600), ps=(1.0, 2.0, 4.0),
     return out
 
 
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
-def _write_json(results, out_dir):
-    atomic_write(os.path.join(out_dir, "scaling.json"),
-                 json.dumps(results, indent=1, default=_json_default))
-
-
-def _write_csv(results, out_dir, samplers):
-    path = os.path.join(out_dir, "scaling.csv")
-    cols = ["d", "eps", "lower", "upper", "width", "w_sqrt_d", "w_norm", "N", "kstar_ideal",
-            "kstar_ideal_lo", "kstar_ideal_hi", "searcher_queries", "searcher_windows",
-            "exact_control_success", "exact_control_queries", "reference_control_log10"]
-    per = ["kstar_lo", "kstar_lo_mc", "kstar_hi", "kstar_hi_mc", "levels_in_band",
-           "kstar_worst_lo", "kstar_worst_hi", "kstar_worst_inner_lo", "kstar_worst_inner_hi"]
-    names = (cols + ["lower_lo_side", "upper_lo_side", "lower_hi_side", "upper_hi_side"]
-             + [f"{c}_{s}" for s in samplers for c in per])
-    write_csv(path, [dict(zip(names, [r[c] for c in cols] + list(r["window_lo_side"])
-                               + list(r["window_hi_side"])
-                               + [r["samplers"][s].get(c, math.nan) for s in samplers for c in per]))
-                     for r in results["rows"]])
-
-
-LEGEND = """columns (one row per dimension d; eps = 1/d, p = 2 unless configured):
-  window        edges of the window of informative noise levels in log(sigma/sigma_c), R = 0.3
-                (default estimate); w_norm = width * sqrt(d / ln(d/eps)), flat in d
-  N             number of disjoint windows over the rate range (the sqrt(d) count)
-  K*ideal       geometric levels at which P(some answer is informative) reaches 1/2 for fresh
-                reference-typical queries at every level: lo .. hi
-  K* <sampler>  the same for the sampler's own trajectory: K*_lo (the upper side reaches 1/2) ..
-                K*_hi (the lower side reaches 1/2), +- MC 95% CI (replicates), in % of K*.
-                An informative answer is necessary for success: K* is a necessary condition,
-                not the level count at which the sampler succeeds
-  K*_worst      the least K at which the minimum over the hidden-scale positions (the grid's phase
-                for geometric levels, the critical scale in [0.02, 20] for a fixed family) of
-                the upper .. lower side reaches 1/2: an estimate biased low by MC error
-                ('inner': without the position next to sigma_max; nan: never for K <= k_max)
-  exact         the exact oracle, measured through js.sample: fraction decoded / queries
-slopes: log-log slope against d; [across-d bootstrap CI of the slope] and {MC 95% CI (replicates)}."""
-
-
-def format_table(results) -> str:
-    """A plain-text table of the sweep (one line per d), then the slopes with both intervals."""
-    samplers = results["config"]["samplers"]
-    head = (f"{'d':>9} {'window':>17} {'w_norm':>6} {'N':>6} {'K*ideal':>13} {'exact':>7}"
-            + "".join(f" {('K* ' + s)[:24]:>24}" for s in samplers))
-    lines = [head]
-    for r in results["rows"]:
-        cells = []
-        for s in samplers:
-            x = r["samplers"][s]
-            pct = 100 * max(x["kstar_lo_mc"] / x["kstar_lo"], x["kstar_hi_mc"] / x["kstar_hi"]) \
-                if x["kstar_lo"] > 0 and x["kstar_hi"] > 0 else math.nan
-            cells.append(f" {x['kstar_lo']:>8.1f} ..{x['kstar_hi']:>7.1f} +-{pct:>3.1f}%")
-        lines.append(
-            f"{r['d']:>9.0f} [{r['lower']:+.4f},{r['upper']:+.4f}] {r['w_norm']:>6.3f} "
-            f"{r['N']:>6.2f} {r['kstar_ideal_lo']:>5.1f} ..{r['kstar_ideal_hi']:>5.1f} "
-            f"{r['exact_control_success']:>4.2f}/{r['exact_control_queries']:.0f}"
-            + "".join(f"{c:>25}" for c in cells))
-    worst = [(r["d"], s, r["samplers"][s]) for r in results["rows"] for s in samplers
-             if "kstar_worst_hi" in r["samplers"][s]]
-    if worst:
-        sched = results["config"].get("schedule", "geometric")
-        where = ("phase of the grid within one log-step" if sched == "geometric"
-                 else "hidden critical scale in [sigma_min, sigma_max]")
-        lines.append(f"worst case over the hidden scale ({sched} levels; minimum over "
-                     f"{worst[0][2]['n_scales']} positions of the {where}; an estimate biased low "
-                     "by MC error, no interval): K*_worst lo .. hi")
-        if sched != "geometric":
-            lines.append("  (nan: some position never reaches 1/2 for K <= k_max; 'inner': "
-                         "without the top position, next to sigma_max)")
-        for d, s, x in worst:
-            at = (f"  worst inner at sigma_c ~ {x['worst_sigma']:.3g}"
-                  if math.isfinite(x.get("worst_sigma", math.nan)) else "")
-            inner = (f"  inner {x['kstar_worst_inner_lo']:>7.1f} .. "
-                     f"{x['kstar_worst_inner_hi']:>7.1f}" if sched != "geometric" else "")
-            lines.append(f"  {d:>9.0f} {s:<24s} {x['kstar_worst_lo']:>7.1f} .. "
-                         f"{x['kstar_worst_hi']:>7.1f}{inner}  (average {x['kstar_lo']:.1f} .. "
-                         f"{x['kstar_hi']:.1f}){at}")
-    if "fits" in results:
-        lines.append("log-log slopes [across-d bootstrap CI of the slope] {MC 95% CI (replicates)}:")
-        mc = results.get("fits_mc", {})
-        for k, v in results["fits"].items():
-            extra = ""
-            if k in mc:
-                extra = f"  {{{mc[k][1]:.3f}, {mc[k][2]:.3f}}}"
-            ci = (f"[{v[1]:.3f}, {v[2]:.3f}]" if np.isfinite(v[1]) and np.isfinite(v[2])
-                  else "[no CI: fewer than 3 dimensions]")
-            lines.append(f"  {k:<28s} {v[0]:.3f} {ci}{extra}")
-    return "\n".join(lines)
-
-
-def _tex(name: str) -> str:
-    return name.replace("_", r"\_")
-
-
-def plot(results, path):
-    """Figure through :mod:`jscore.plot` (PNG and PDF): the K* band (K*_lo .. K*_hi) per sampler
-    with MC 95% error bars and N(d) (left); the window profile, both sides as a band, collapsed
-    in ``sqrt(d/ln(d/eps)) log(sigma/sigma_c)`` (right). Returns the paths written."""
-    from .. import plot as jplot
-
-    rows = results["rows"]
-    ds = np.array([r["d"] for r in rows])
-    fits = results.get("fits", {})
-    with jplot.style():
-        fig, (ax1, ax2) = jplot.figure(2, size=(4.8, 3.6))
-        f = fits.get("N", (math.nan,) * 3)
-        ax1.plot(ds, [r["N"] for r in rows], color="k", marker="^", ls="-", ms=3,
-                 label=rf"$N(d)$: slope {f[0]:.2f} [{f[1]:.2f}, {f[2]:.2f}]")
-        lo_i = np.array([r["kstar_ideal_lo"] for r in rows])
-        hi_i = np.array([r["kstar_ideal_hi"] for r in rows])
-        ax1.fill_between(ds, lo_i, hi_i, color="0.5", alpha=0.3, lw=0,
-                         label=r"$K^*$ ideal (fresh typical queries)")
-        for i, s in enumerate(results["config"]["samplers"]):
-            st = jplot.series(i)
-            c = st["color"]
-            x = [r["samplers"][s] for r in rows]
-            lo = np.array([v["kstar_lo"] for v in x])
-            hi = np.array([v["kstar_hi"] for v in x])
-            elo = np.array([v["kstar_lo_mc"] for v in x])
-            ehi = np.array([v["kstar_hi_mc"] for v in x])
-            fl = fits.get(f"kstar_lo_{s}", (math.nan,) * 3)
-            fh = fits.get(f"kstar_hi_{s}", (math.nan,) * 3)
-            ax1.fill_between(ds, lo, hi, color=c, alpha=0.25, lw=0)
-            ax1.errorbar(ds, lo, yerr=elo, color=c, marker=st["marker"], ls="none", ms=3)
-            ax1.errorbar(ds, hi, yerr=ehi, color=c, marker=st["marker"], ls="none", ms=3,
-                         mfc="none",
-                         label=rf"$K^*$ {s}: slopes {fl[0]:.3f} / {fh[0]:.3f}")
-        ax1.plot(ds, 0.3 * np.sqrt(ds), "k:", lw=1, label=r"$\propto\sqrt{d}$")
-        jplot.log_scale(ax1, "x", ds)
-        ax1.set_yscale("log")
-        ax1.set_xlabel(r"dimension $d$")
-        ax1.set_ylabel(r"levels $K^*_{\mathrm{lo}}..K^*_{\mathrm{hi}}$;  windows $N$")
-        ax1.set_title(r"$K^*$: $P(\mathrm{some\ answer\ informative}) = 1/2$"
-                      "\n(a necessary condition for success, not success)")
-        jplot.legend_outside(ax1, title="band: lower..upper side;\nbars: MC 95% CI (replicates);"
-                             "\nslopes of $K^*_{\\mathrm{lo}}$ / $K^*_{\\mathrm{hi}}$")
-        for j, r in enumerate(rows):
-            st = jplot.series(j)
-            x = np.asarray(r["profile_ls"]) * math.sqrt(r["d"] / math.log(r["d"] / r["eps"]))
-            ax2.fill_between(x, r.get("profile_lo", r["profile_vals"]),
-                             r.get("profile_hi", r["profile_vals"]), color=st["color"],
-                             alpha=0.2, lw=0)
-            ax2.plot(x, r["profile_vals"], color=st["color"], lw=1, label=rf"$d = {r['d']:.0f}$")
-        ax2.set_xlabel(r"$\sqrt{d/\ln(d/\varepsilon)}\;\log(\sigma/\sigma_c)$")
-        ax2.set_ylabel(r"$\bar\pi_d(\sigma)$")
-        ax2.set_xlim(-6, 6)
-        ax2.set_title(rf"window profile ($R = {rows[0]['profile_R']:.2f}$):"
-                      "\nestimate, band lower..upper side")
-        jplot.legend_outside(ax2)
-        return jplot.save(fig, path)
-
-
 __all__ = [
     "DEFAULT_DIMS",
     "DEFAULT_SAMPLERS",
     "ALL_SAMPLERS",
+    "ScalingConfig",
     "eps_value",
     "profile_tables",
     "window_count",
@@ -1022,13 +719,14 @@ __all__ = [
     "points_for",
     "profile_side_tables",
     "exact_control",
-    "LEGEND",
     "searcher_queries",
     "reference_control",
     "robustness_grid",
     "scaling",
-    "format_table",
-    "plot",
+    "scaling_row",
+    "robustness_row",
+    "fit_results",
+    "run_config",
 ]
 
 

@@ -3,7 +3,8 @@ resumable results, Q*(d) with bootstrap CIs and log-log slopes.
 
 ``js.sweep(spec, out=...)`` runs a :class:`SweepSpec` (or a TOML file, see :func:`load_spec`);
 ``jscore sweep CONFIG`` is the command-line form. ``js.sweep(js.sweeps.LowerBoundSweep())`` (the
-default of ``jscore sweep``) runs the codebook-free sqrt(d) lower-bound sweep instead.
+default of ``jscore sweep``) runs the codebook-free sqrt(d) lower-bound sweep instead, an
+experiment of the unit protocol (:mod:`jscore.sweeps.protocol`).
 """
 
 from .analysis import evaluations as evaluations
@@ -38,16 +39,14 @@ from .spec import experiment_of as experiment_of  # noqa: E402
 
 
 def _register_builtin_experiments():
-    from ..lowerbound.scaling import LEGEND
-    from .driver import run_lowerbound_sweep, run_sampler_sweep
-    from .lowerbound import lowerbound_from_dict
+    from .driver import run_sampler_sweep
+    from .lowerbound import register as register_lowerbound
     from .spec import spec_from_dict
 
     register_experiment(
         "samplers", lambda data: spec_from_dict({k: v for k, v in data.items() if k != "experiment"}),
         spec_type=SweepSpec, run=run_sampler_sweep, cli_overrides=("dims", "seeds", "chunk"))
-    register_experiment("lowerbound", lowerbound_from_dict, spec_type=LowerBoundSweep,
-                        run=run_lowerbound_sweep, legend=LEGEND)
+    register_lowerbound()  # a UnitExperiment (jscore.sweeps.protocol)
 
 
 _register_builtin_experiments()

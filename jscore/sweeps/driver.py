@@ -155,9 +155,9 @@ def sweep(
 
     **Arguments:**
     - ``spec``: a :class:`SweepSpec`, a dict of its fields, or a TOML path; or a
-      :class:`~jscore.sweeps.lowerbound.LowerBoundSweep` (the sqrt(d) lower-bound sweep, run by
-      :func:`jscore.lowerbound.scaling`, resumable per dimension; ``devices``/``distributed`` do
-      not apply to it, and it returns a ``LowerBoundSweepResult``).
+      :class:`~jscore.sweeps.lowerbound.LowerBoundSweep` (the sqrt(d) lower-bound sweep, an
+      experiment of the unit protocol run by :func:`jscore.sweeps.protocol.run_experiment`,
+      resumable per dimension; it returns a ``LowerBoundSweepResult``).
     - ``out``: results directory (default ``jscore-sweep-<name>``): ``rows-p<i>.jsonl`` (one fsynced
       row per unit), ``results.csv``, ``evals.csv``, ``qstar.csv``, ``slopes.csv``,
       ``summary.json`` and PNG figures.
@@ -296,18 +296,6 @@ def _run_tasks(plan, runner, mine, key, out, pid, quiet) -> dict:
         if bar is not None:
             bar.close()
     return state
-
-
-def run_lowerbound_sweep(spec, *, out=None, devices=None, quiet=False, resume="auto",
-                         overwrite=False, cache_dir="default", plot=True, dry_run=False):
-    """The ``"lowerbound"`` experiment's run (:func:`jscore.sweeps.lowerbound.run_lowerbound`;
-    ``devices`` does not apply: it runs in one process; ``dry_run`` returns the spec)."""
-    from .lowerbound import run_lowerbound
-
-    if dry_run:
-        return spec
-    setup_compilation_cache(cache_dir)
-    return run_lowerbound(spec, out=out, resume=resume, overwrite=overwrite, quiet=quiet, plot=plot)
 
 
 def _barrier(nproc: int, name: str) -> None:

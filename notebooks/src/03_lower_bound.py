@@ -136,10 +136,10 @@ show(fig)
 
 # %%
 dims = (400, 1600, 6400) if SCALE == 1 else (400, 1600, 6400, 25600, 102400)[: 3 + SCALE]
-results = js.lowerbound.scaling(dims=dims, samplers=("euler",), n_xi=300 * SCALE,
-                                n_offsets=4 * SCALE, out_dir=str(work / "scaling"),
-                                log=lambda msg: None)
-print(js.lowerbound.scaling.format_table(results))
+config = js.sweeps.LowerBoundSweep(dims=dims, samplers=("euler",), n_xi=300 * SCALE,
+                                   n_offsets=4 * SCALE)
+run = js.sweep(config, out=str(work / "scaling"), quiet=True, cache_dir=None)
+print(run.table())
 display(Image(filename=str(work / "scaling" / "scaling.png")))
 
 # %% [markdown]
