@@ -59,4 +59,16 @@ def environment(devices=None) -> dict:
     }
 
 
-__all__ = ["environment", "versions"]
+def barrier(name: str) -> None:
+    """Wait until every process of a ``jax.distributed`` run reaches the barrier ``name``
+    (``multihost_utils.sync_global_devices``: an all-gather over every process's devices, so it
+    also checks that all processes run the same experiment); a no-op in a single process."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+__all__ = ["barrier", "environment", "versions"]

@@ -12,6 +12,7 @@ import stat
 
 import numpy as np
 
+from ..env import barrier
 from . import analysis as _analysis
 from . import store as _store
 from .engine import Runner, Task, environment, probe_grid_padding, validate
@@ -206,7 +207,7 @@ def run_sampler_sweep(spec: SweepSpec, *, out=None, devices=None, quiet=False, r
     pid, nproc = jax.process_index(), jax.process_count()
     if pid == 0:
         _prepare_out(out, spec, overwrite, resume)
-    _barrier(nproc, f"jscore-sweep-config-{spec.config_hash}")  # process 0 has (re)written it
+    barrier(f"jscore-sweep-config-{spec.config_hash}")  # process 0 has (re)written it
     if pid != 0:
         _prepare_out(out, spec, False, resume)
 
@@ -225,7 +226,7 @@ def run_sampler_sweep(spec: SweepSpec, *, out=None, devices=None, quiet=False, r
         "probes": len(probed),
     }
     _store.atomic_write(os.path.join(out, f"stats-p{pid}.json"), json.dumps(stats))
-    _barrier(nproc, f"jscore-sweep-rows-{spec.config_hash}")  # every process's rows are on disk
+    barrier(f"jscore-sweep-rows-{spec.config_hash}")  # every process's rows are on disk
     if pid != 0:
         return SweepResult(out, spec, [], [], [], [], runner.num_compilations, runner.compile_seconds,
                            state["run_seconds"], [], complete=False)
@@ -296,16 +297,6 @@ def _run_tasks(plan, runner, mine, key, out, pid, quiet) -> dict:
         if bar is not None:
             bar.close()
     return state
-
-
-def _barrier(nproc: int, name: str) -> None:
-    """Wait until every process of a ``jax.distributed`` run reaches the barrier ``name``
-    (``multihost_utils.sync_global_devices``: an all-gather over every process's devices, so it
-    also checks that all processes run the same sweep); a no-op for one process."""
-    if nproc > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
 
 
 def _bisect(evaluate, q, metrics):

@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from ..config import REQUIRED, _meta, option  # noqa: F401  (option re-exported)
+from ..env import barrier
 from ..store import RowStore, config_hash
 
 def _plain(value):
@@ -218,14 +219,6 @@ def _unit_key(row_or_unit) -> str:
     return json.dumps(unit, sort_keys=True)
 
 
-def _barrier(nproc: int, name: str) -> None:
-    """All processes of a ``jax.distributed`` run meet here (a no-op for one process)."""
-    if nproc > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
 def _workers_and_devices(workers, devices):
     import jax
 
@@ -285,7 +278,7 @@ def run_experiment(config: UnitExperiment, *, out: str | None = None, resume="au
     payload = {"experiment": config.experiment, "config": config.to_dict()}
     if pid == 0:
         store.open(h, payload, resume=resume, overwrite=overwrite)
-    _barrier(nproc, f"jscore-{config.experiment}-open-{h}")
+    barrier(f"jscore-{config.experiment}-open-{h}")
     if pid != 0:
         store.open(h, payload, resume="auto")
 
@@ -305,7 +298,7 @@ def run_experiment(config: UnitExperiment, *, out: str | None = None, resume="au
             _run_units(config, mine, store, lock, workers, local, log)
     finally:
         store.close()
-    _barrier(nproc, f"jscore-{config.experiment}-rows-{h}")
+    barrier(f"jscore-{config.experiment}-rows-{h}")
     by_key = {_unit_key(r): r for r in store.rows()}
     rows = [by_key[k] for k in keys if k in by_key]
     stats = dict(units=len(units), units_run_here=len(mine), processes=nproc, process_index=pid,
