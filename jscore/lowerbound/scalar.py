@@ -234,6 +234,188 @@ def _chain(spec: ScalarSampler, sigmas, key, d, rho, x0_norm=None, num_active=No
     return Trajectory(flat(xi), flat(sig), flat(ov), flat(val)), u_final
 
 
+class _Step(NamedTuple):
+    """What one step's update sees: the state ``u = |y|`` and ``y = u e``, the levels, the
+    step's keys, the step index and the carried ``D_{i-1}`` along ``e`` (DPM-Solver++ 2M)."""
+
+    u: jax.Array
+    y: jax.Array
+    sigma: jax.Array
+    sigma_next: jax.Array
+    terminal: jax.Array
+    keys: tuple
+    i: jax.Array
+    dprev: jax.Array
+
+
+class _Ctx(NamedTuple):
+    """The chain's fixed data: spec parameters, dimension, radius scale, grid, active steps."""
+
+    spec: ScalarSampler
+    d: object
+    rho: object
+    sigmas: jax.Array
+    n_steps: object
+    e0: jax.Array
+    k_steps: jax.Array
+
+
+def _update_euler(cx, st):
+    beta = _radial(st.u, st.sigma, cx.d, cx.rho)
+    ratio = st.sigma_next / st.sigma
+    y_new = (ratio + (1.0 - ratio) * beta) * st.y
+    return y_new, [(st.y, st.sigma, True)], st.dprev
+
+
+def _update_ancestral(cx, st):
+    eta = cx.spec.get("eta", 1.0)
+    beta = _radial(st.u, st.sigma, cx.d, cx.rho)
+    ratio = st.sigma_next / st.sigma
+    s_up = eta * st.sigma_next * jnp.sqrt((1.0 - ratio) * (1.0 + ratio))
+    s_down = st.sigma_next * jnp.sqrt((1.0 - eta * eta) + eta * eta * ratio * ratio)
+    a = beta + s_down * (1.0 - beta) / st.sigma
+    y_new = a * st.y + s_up * _noise(st.keys[0], 1, cx.d)
+    return y_new, [(st.y, st.sigma, True)], st.dprev
+
+
+def _update_euler_maruyama(cx, st):
+    sigma, sigma_next = st.sigma, st.sigma_next
+    beta = _radial(st.u, sigma, cx.d, cx.rho)
+    w = _noise(st.keys[0], 1, cx.d)
+    if cx.spec.get("variant", "ou") == "ou":
+        h = 0.5 * (jnp.log1p(sigma * sigma) - jnp.log1p(sigma_next * sigma_next))
+        rho_c = jnp.exp(-h)
+        a = rho_c * ((1.0 + h) + 2.0 * h * (1.0 + sigma * sigma) * (beta - 1.0) / (sigma * sigma))
+        b = jnp.sqrt(1.0 + sigma_next * sigma_next) * jnp.sqrt(2.0 * h)
+    else:
+        dv = (sigma - sigma_next) * (sigma + sigma_next)
+        a = 1.0 + dv * (beta - 1.0) / (sigma * sigma)
+        b = jnp.sqrt(dv)
+    y_new = jnp.where(st.terminal, beta * st.y, a * st.y + b * w)
+    return y_new, [(st.y, sigma, True)], st.dprev
+
+
+def _update_heun(cx, st):
+    sp, d, rho = cx.spec, cx.d, cx.rho
+    sigma, sigma_next, terminal = st.sigma, st.sigma_next, st.terminal
+    g = jnp.where((sp.get("s_tmin", 0.0) <= sigma) & (sigma <= sp.get("s_tmax", math.inf)),
+                  jnp.minimum(sp.get("s_churn", 0.0) / cx.n_steps, math.sqrt(2.0) - 1.0), 0.0)
+    sigma_hat = sigma * (1.0 + g)
+    y_hat = st.y + sp.get("s_noise", 1.0) * sigma * jnp.sqrt(g * (2.0 + g)) * _noise(
+        st.keys[0], 1, d)
+    _, n_hat = _unit(y_hat)
+    b1 = _radial(n_hat, sigma_hat, d, rho)
+    d1 = (1.0 - b1) * y_hat / sigma_hat
+    y_pred = y_hat + (sigma_next - sigma_hat) * d1
+    _, n_pred = _unit(y_pred)
+    s_safe = jnp.where(terminal, 1.0, sigma_next)
+    b2 = _radial(n_pred, s_safe, d, rho)
+    d2 = (1.0 - b2) * y_pred / s_safe
+    y_corr = y_hat + (sigma_next - sigma_hat) * 0.5 * (d1 + d2)
+    y_new = jnp.where(terminal, y_pred, y_corr)
+    return y_new, [(y_hat, sigma_hat, True), (y_pred, s_safe, ~terminal)], st.dprev
+
+
+def _update_dpmpp_2m(cx, st):
+    sigma, sigma_next, terminal, i = st.sigma, st.sigma_next, st.terminal, st.i
+    beta = _radial(st.u, sigma, cx.d, cx.rho)
+    den = beta * st.y
+    ratio = sigma_next / sigma  # e^{-h}
+    h = jnp.log(sigma) - jnp.log(jnp.where(terminal, 1.0, sigma_next))
+    h0 = jnp.log(jnp.where(i > 0, cx.sigmas[jnp.maximum(i - 1, 0)], sigma)) - jnp.log(sigma)
+    r0 = h0 / jnp.where(terminal, 1.0, h)
+    second = (i > 0) & ~terminal
+    if bool(cx.spec.get("lower_order_final", False)):
+        second = second & (i < cx.n_steps - 1)
+    c = 1.0 / (2.0 * jnp.where(second, r0, 1.0))
+    dbar = jnp.where(second, (1.0 + c) * den - c * st.dprev * cx.e0, den)
+    y_new = ratio * st.y + (1.0 - ratio) * dbar
+    return y_new, [(st.y, sigma, True)], den  # D carried as a vector, re-expressed after
+
+
+def _update_randomized_midpoint(cx, st):
+    d, rho, y = cx.d, cx.rho, st.y
+    sigma, sigma_next, terminal = st.sigma, st.sigma_next, st.terminal
+    k1, k2, k3 = st.keys
+    beta = _radial(st.u, sigma, d, rho)
+    s2 = sigma * sigma
+    t = 0.5 * jnp.log1p(s2)
+    t_next = 0.5 * jnp.log1p(sigma_next * sigma_next)
+    h = jnp.where(terminal, 1.0, t - t_next)
+    uu = h * jax.random.uniform(k3, (), jnp.result_type(float))
+    sigma_m = jnp.sqrt(jnp.expm1(2.0 * (t - uu)))
+    rho1 = jnp.exp(-uu)
+    rho_all = jnp.exp(-h)
+    rho2 = rho_all / rho1
+    srel = ((beta - 1.0) / s2 + 1.0 / (1.0 + s2)) * y
+    n1 = rho1 * jnp.sqrt(-(1.0 + s2) * jnp.expm1(-2.0 * uu)) * _noise(k1, 1, d)
+    y_m = rho1 * rho1 * y + 2.0 * rho1 * (1.0 - rho1) * (1.0 + s2) * srel + n1
+    _, n_m = _unit(y_m)
+    sm_safe = jnp.where(terminal, 1.0, sigma_m)
+    beta_m = _radial(n_m, sm_safe, d, rho)
+    srel_m = ((beta_m - 1.0) / (sm_safe * sm_safe) + 1.0 / (1.0 + sm_safe * sm_safe)) * y_m
+    b2 = rho2 * jnp.sqrt((1.0 + sigma_next * sigma_next) * jnp.expm1(2.0 * (h - uu)))
+    y_corr = (rho_all * rho_all * y + 2.0 * h * (1.0 + sigma_next * sigma_next) * srel_m
+              + rho2 * rho2 * n1 + b2 * _noise(k2, 2, d))
+    y_new = jnp.where(terminal, beta * y, y_corr)
+    return y_new, [(y, sigma, True), (y_m, sm_safe, ~terminal)], st.dprev
+
+
+_UPDATES = {
+    "euler": _update_euler,
+    "ancestral": _update_ancestral,
+    "euler_maruyama": _update_euler_maruyama,
+    "heun": _update_heun,
+    "dpmpp_2m": _update_dpmpp_2m,
+    "randomized_midpoint": _update_randomized_midpoint,
+}
+
+
+def _query_record(queries, last, has_last):
+    """Norms, levels, overlaps with the previous query direction and validity of one step's
+    queries; returns ``(xis, sigs, ovs, vals, last query direction, any query so far)``."""
+    xis, sigs, ovs, vals = [], [], [], []
+    prev, prev_ok = last, has_last
+    for vec, s, ok in queries:
+        dvec, nrm = _unit(vec)
+        ov = jnp.where(prev_ok, jnp.sum(dvec * prev), 1.0)
+        ok = jnp.asarray(ok, bool)
+        xis.append(nrm)
+        sigs.append(s)
+        ovs.append(ov)
+        vals.append(ok)
+        prev = jnp.where(ok, dvec, prev)
+        prev_ok = prev_ok | ok
+    return xis, sigs, ovs, vals, prev, prev_ok
+
+
+def _step(cx, carry, i):
+    """One step of the chain (see :func:`chain_stepper`)."""
+    ftype = jnp.result_type(float)
+    u, last, dprev, has_last = carry  # |y|, previous query direction, D_{i-1} along e
+    active = i < cx.n_steps
+    sigma = jnp.where(active, cx.sigmas[i], 1.0)
+    sigma_next = jnp.where(active, cx.sigmas[i + 1], 0.5)
+    k1, k2, k3 = jax.random.split(jax.random.fold_in(cx.k_steps, i), 3)
+    st = _Step(u, u * cx.e0, sigma, sigma_next, sigma_next <= 0, (k1, k2, k3), i, dprev)
+    kind = cx.spec.kind
+    if kind not in _UPDATES:  # pragma: no cover - guarded by scalar_spec
+        raise ValueError(f"unknown kind {kind}")
+    y_new, queries, d_new = _UPDATES[kind](cx, st)
+    xis, sigs, ovs, vals, prev, prev_ok = _query_record(queries, last, has_last)
+    # re-express in the next frame: e' = y'/|y'|, the last query direction as (cos, sin) in it
+    e_new, u_new = _unit(y_new)
+    c = jnp.sum(prev * e_new)
+    last_new = jnp.stack([c, jnp.sqrt(jnp.maximum(1.0 - c * c, 0.0))]
+                         + [jnp.zeros((), ftype)] * (_FRAME - 2))
+    # deterministic ray (DPM-Solver++ 2M): D_i lies along e'
+    dprev_new = jnp.sum(d_new * e_new) if kind == "dpmpp_2m" else dprev
+    out = (jnp.stack(xis), jnp.stack(sigs), jnp.stack(ovs), jnp.stack(vals) & active)
+    new_carry = (u_new, last_new, dprev_new, prev_ok)
+    new_carry = jax.tree.map(lambda a, b: jnp.where(active, a, b), new_carry, carry)
+    return new_carry, out
+
+
 def chain_stepper(spec: ScalarSampler, sigmas, key, d, rho=1.0, x0_norm=None, num_active=None):
     """``(init, step, num_steps)`` of one scalar chain: ``step(carry, i) -> (carry, out)`` with
     ``out = (xi, sigma, overlap, valid)``, arrays ``(slots,)`` for the queries of step ``i``.
@@ -248,155 +430,14 @@ def chain_stepper(spec: ScalarSampler, sigmas, key, d, rho=1.0, x0_norm=None, nu
     n_steps = static_steps
     if num_active is not None:
         n_steps = jnp.asarray(num_active, jnp.int32)
-    kind = spec.kind
     k_init, k_steps = jax.random.split(key)
     xi0 = sigmas[0] * jnp.sqrt(2.0 * jax.random.gamma(k_init, d / 2.0, (), ftype))
     if x0_norm is not None:
         xi0 = jnp.asarray(x0_norm, ftype)
     e0 = jnp.zeros((_FRAME,), ftype).at[0].set(1.0)
-
-    eta = spec.get("eta", 1.0)
-    variant = spec.get("variant", "ou")
-    s_churn = spec.get("s_churn", 0.0)
-    s_tmin = spec.get("s_tmin", 0.0)
-    s_tmax = spec.get("s_tmax", math.inf)
-    s_noise = spec.get("s_noise", 1.0)
-    lof = bool(spec.get("lower_order_final", False))
-
-    def step(carry, i):
-        u, last, dprev, has_last = carry  # |y|, previous query direction, D_{i-1} along e
-        active = i < n_steps
-        sigma = jnp.where(active, sigmas[i], 1.0)
-        sigma_next = jnp.where(active, sigmas[i + 1], 0.5)
-        kstep = jax.random.fold_in(k_steps, i)
-        k1, k2, k3 = jax.random.split(kstep, 3)
-        y = u * e0
-        terminal = sigma_next <= 0
-        queries = []  # (vector, sigma, valid)
-
-        if kind == "euler":
-            beta = _radial(u, sigma, d, rho)
-            ratio = sigma_next / sigma
-            y_new = (ratio + (1.0 - ratio) * beta) * y
-            queries.append((y, sigma, True))
-            d_new = dprev
-        elif kind == "ancestral":
-            beta = _radial(u, sigma, d, rho)
-            ratio = sigma_next / sigma
-            s_up = eta * sigma_next * jnp.sqrt((1.0 - ratio) * (1.0 + ratio))
-            s_down = sigma_next * jnp.sqrt((1.0 - eta * eta) + eta * eta * ratio * ratio)
-            a = beta + s_down * (1.0 - beta) / sigma
-            y_new = a * y + s_up * _noise(k1, 1, d)
-            queries.append((y, sigma, True))
-            d_new = dprev
-        elif kind == "euler_maruyama":
-            beta = _radial(u, sigma, d, rho)
-            w = _noise(k1, 1, d)
-            if variant == "ou":
-                h = 0.5 * (jnp.log1p(sigma * sigma) - jnp.log1p(sigma_next * sigma_next))
-                rho_c = jnp.exp(-h)
-                a = rho_c * ((1.0 + h) + 2.0 * h * (1.0 + sigma * sigma) * (beta - 1.0) / (sigma * sigma))
-                b = jnp.sqrt(1.0 + sigma_next * sigma_next) * jnp.sqrt(2.0 * h)
-            else:
-                dv = (sigma - sigma_next) * (sigma + sigma_next)
-                a = 1.0 + dv * (beta - 1.0) / (sigma * sigma)
-                b = jnp.sqrt(dv)
-            y_new = jnp.where(terminal, beta * y, a * y + b * w)
-            queries.append((y, sigma, True))
-            d_new = dprev
-        elif kind == "heun":
-            g = jnp.where((s_tmin <= sigma) & (sigma <= s_tmax),
-                          jnp.minimum(s_churn / n_steps, math.sqrt(2.0) - 1.0), 0.0)
-            sigma_hat = sigma * (1.0 + g)
-            y_hat = y + s_noise * sigma * jnp.sqrt(g * (2.0 + g)) * _noise(k1, 1, d)
-            _, n_hat = _unit(y_hat)
-            b1 = _radial(n_hat, sigma_hat, d, rho)
-            d1 = (1.0 - b1) * y_hat / sigma_hat
-            y_pred = y_hat + (sigma_next - sigma_hat) * d1
-            _, n_pred = _unit(y_pred)
-            s_safe = jnp.where(terminal, 1.0, sigma_next)
-            b2 = _radial(n_pred, s_safe, d, rho)
-            d2 = (1.0 - b2) * y_pred / s_safe
-            y_corr = y_hat + (sigma_next - sigma_hat) * 0.5 * (d1 + d2)
-            y_new = jnp.where(terminal, y_pred, y_corr)
-            queries.append((y_hat, sigma_hat, True))
-            queries.append((y_pred, s_safe, ~terminal))
-            d_new = dprev
-        elif kind == "dpmpp_2m":
-            beta = _radial(u, sigma, d, rho)
-            den = beta * y
-            ratio = sigma_next / sigma  # e^{-h}
-            h = jnp.log(sigma) - jnp.log(jnp.where(terminal, 1.0, sigma_next))
-            h0 = jnp.log(jnp.where(i > 0, sigmas[jnp.maximum(i - 1, 0)], sigma)) - jnp.log(sigma)
-            r0 = h0 / jnp.where(terminal, 1.0, h)
-            second = (i > 0) & ~terminal
-            if lof:
-                second = second & (i < n_steps - 1)
-            c = 1.0 / (2.0 * jnp.where(second, r0, 1.0))
-            dbar = jnp.where(second, (1.0 + c) * den - c * dprev * e0, den)
-            y_new = ratio * y + (1.0 - ratio) * dbar
-            queries.append((y, sigma, True))
-            d_new = den  # carried as a vector, re-expressed below
-        elif kind == "randomized_midpoint":
-            beta = _radial(u, sigma, d, rho)
-            s2 = sigma * sigma
-            t = 0.5 * jnp.log1p(s2)
-            t_next = 0.5 * jnp.log1p(sigma_next * sigma_next)
-            h = jnp.where(terminal, 1.0, t - t_next)
-            uu = h * jax.random.uniform(k3, (), ftype)
-            sigma_m = jnp.sqrt(jnp.expm1(2.0 * (t - uu)))
-            rho1 = jnp.exp(-uu)
-            rho_all = jnp.exp(-h)
-            rho2 = rho_all / rho1
-            srel = ((beta - 1.0) / s2 + 1.0 / (1.0 + s2)) * y
-            n1 = rho1 * jnp.sqrt(-(1.0 + s2) * jnp.expm1(-2.0 * uu)) * _noise(k1, 1, d)
-            y_m = rho1 * rho1 * y + 2.0 * rho1 * (1.0 - rho1) * (1.0 + s2) * srel + n1
-            _, n_m = _unit(y_m)
-            sm_safe = jnp.where(terminal, 1.0, sigma_m)
-            beta_m = _radial(n_m, sm_safe, d, rho)
-            srel_m = ((beta_m - 1.0) / (sm_safe * sm_safe) + 1.0 / (1.0 + sm_safe * sm_safe)) * y_m
-            b2 = rho2 * jnp.sqrt((1.0 + sigma_next * sigma_next) * jnp.expm1(2.0 * (h - uu)))
-            y_corr = (rho_all * rho_all * y + 2.0 * h * (1.0 + sigma_next * sigma_next) * srel_m
-                      + rho2 * rho2 * n1 + b2 * _noise(k2, 2, d))
-            y_new = jnp.where(terminal, beta * y, y_corr)
-            queries.append((y, sigma, True))
-            queries.append((y_m, sm_safe, ~terminal))
-            d_new = dprev
-        else:  # pragma: no cover - guarded by scalar_spec
-            raise ValueError(f"unknown kind {kind}")
-
-        # norms and successive overlaps of this step's queries
-        xis, sigs, ovs, vals = [], [], [], []
-        prev = last
-        prev_ok = has_last
-        for vec, s, ok in queries:
-            dvec, nrm = _unit(vec)
-            ov = jnp.where(prev_ok, jnp.sum(dvec * prev), 1.0)
-            ok = jnp.asarray(ok, bool)
-            xis.append(nrm)
-            sigs.append(s)
-            ovs.append(ov)
-            vals.append(ok)
-            prev = jnp.where(ok, dvec, prev)
-            prev_ok = prev_ok | ok
-        # re-express in the next frame: e' = y'/|y'|, q_perp' from the last query direction
-        e_new, u_new = _unit(y_new)
-        c = jnp.sum(prev * e_new)
-        perp = prev - c * e_new
-        q_perp, _ = _unit(perp)
-        last_new = jnp.stack([c, jnp.sqrt(jnp.maximum(1.0 - c * c, 0.0))] + [jnp.zeros((), ftype)] * (_FRAME - 2))
-        if kind == "dpmpp_2m":  # deterministic ray: D_i lies along e'
-            dprev_new = jnp.sum(d_new * e_new)
-        else:
-            dprev_new = dprev
-        del q_perp
-        out = (jnp.stack(xis), jnp.stack(sigs), jnp.stack(ovs), jnp.stack(vals) & active)
-        new_carry = (u_new, last_new, dprev_new, prev_ok)
-        new_carry = jax.tree.map(lambda a, b: jnp.where(active, a, b), new_carry, carry)
-        return new_carry, out
-
+    cx = _Ctx(spec, d, rho, sigmas, n_steps, e0, k_steps)
     init = (xi0, e0, jnp.zeros((), ftype), jnp.zeros((), bool))
-    return init, step, static_steps
+    return init, (lambda carry, i: _step(cx, carry, i)), static_steps
 
 
 def simulate(sampler, sigmas, key, d, num_chains: int, rho=1.0, *, x0_norm=None):

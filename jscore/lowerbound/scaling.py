@@ -41,11 +41,15 @@ from ..fit import COVERS as _FIT_COVERS
 from ..fit import loglog_slope
 from .caps import log_cap
 from .informative import (
+    capacity,
     critical_sigma,
+    estimate_and_sides,
+    informative_sides,
     effective_log_m_py,
     guard_threshold,
     leading_order_window,
     profile,
+    typical_norm,
     typical_norm_draws,
     window_edges,
 )
@@ -94,8 +98,54 @@ def _profile_body(d, sig, g, c, log_m, t1, eps, p):
 
 
 def _profile_sides_body(d, sig, g, c, log_m, eps, p):
-    return jnp.stack([profile(sig, d, None, eps, p, 1.0, draws=(g, c), log_m=log_m, side=s)
-                      for s in ("lower", "upper")])
+    """Both side profiles ``(2, ...)`` from one :func:`informative_sides` evaluation."""
+    xi = typical_norm(sig[..., None], g, c, d, 1.0)
+    sd = informative_sides(xi, sig[..., None], d, None, eps, p, 1.0, log_m=log_m)
+    return jnp.stack([jnp.mean(sd.lower, axis=-1), jnp.mean(sd.upper, axis=-1)])
+
+
+def _profile_branch_body(d, sig, g, c, log_m, eps, p, branch, want):
+    """Profiles ``(3, P)`` (estimate, lower, upper; a NaN row where not ``want``ed) at the
+    points ``sig``, ``log_m`` ``(P,)`` that all lie on ``branch``
+    (:func:`~jscore.lowerbound.informative.estimate_and_sides`), and the number of points not
+    on it (0 unless XLA rounds the capacity test differently from the host's split)."""
+    xi = typical_norm(sig[:, None], g, c, d, 1.0)
+    est, lo, up, cond = estimate_and_sides(xi, sig[:, None], d, eps, p, 1.0,
+                                           log_m=log_m[:, None], branch=branch, want=want)
+    nan = jnp.full(sig.shape, jnp.nan, sig.dtype)
+    rows = [nan if v is None else jnp.mean(v, axis=-1) for v in (est, lo, up)]
+    off = jnp.sum(cond[:, 0] != (branch == "condensed"))
+    return jnp.stack(rows), off
+
+
+def _condensed_body(d, sig, log_m):
+    return capacity(sig, 1.0) >= log_m / d
+
+
+def _profiles_split(d, sig, log_ms, g, c, eps, p, want):
+    """Profiles on the grid ``sig`` ``(n_R, grid)``: ``(3, n_R, grid)`` (estimate, lower,
+    upper), the condensed and liquid points in one padded program each (the condensed ones skip
+    the liquid bisections). Shapes are padded to multiples of 64 points, so a symmetric grid
+    compiles each program once for all d."""
+    ftype = jnp.result_type(float)
+    lm = jnp.broadcast_to(jnp.asarray(log_ms, ftype)[:, None], sig.shape)
+    cond = np.asarray(_call("condensed", _condensed_body, d, sig, lm))
+    flat_sig, flat_lm = np.asarray(sig).reshape(-1), np.asarray(lm).reshape(-1)
+    out = np.full((3, flat_sig.size), np.nan)
+    for branch, idx in (("condensed", np.nonzero(cond.reshape(-1))[0]),
+                        ("liquid", np.nonzero(~cond.reshape(-1))[0])):
+        if idx.size == 0:
+            continue
+        size = -(-idx.size // 64) * 64
+        take = np.concatenate([idx, np.full(size - idx.size, idx[0])])
+        vals, off = _call("profile_branch", _profile_branch_body, d,
+                          jnp.asarray(flat_sig[take], ftype), g, c,
+                          jnp.asarray(flat_lm[take], ftype), jnp.asarray(eps, ftype),
+                          jnp.asarray(p, ftype), static=(branch, want))
+        if int(off):  # pragma: no cover - the split disagrees with the kernel's own test
+            raise RuntimeError(f"profile split: {int(off)} points off the {branch} branch")
+        out[:, idx] = np.asarray(vals)[:, :idx.size]
+    return out.reshape((3,) + sig.shape)
 
 
 def profile_side_tables(d, ls, log_ms, eps, p, *, key, n=1000):
@@ -106,18 +156,18 @@ def profile_side_tables(d, ls, log_ms, eps, p, *, key, n=1000):
     rbar = np.asarray(log_ms) / d
     sc = 1.0 / np.sqrt(np.expm1(2.0 * rbar))
     sig = jnp.asarray(sc[:, None] * np.exp(ls), ftype)
-    vals = _call("profile_sides", _profile_sides_body, d, sig, g, c,
-                 jnp.asarray(log_ms, ftype)[:, None, None], jnp.asarray(eps, ftype),
-                 jnp.asarray(p, ftype))
-    vals = np.asarray(vals)
-    return vals[0], vals[1]
+    vals = _profiles_split(d, sig, log_ms, g, c, eps, p, "sides")
+    return vals[1], vals[2]
 
 
 # ----------------------------------------------------------------------------- profiles
-def profile_tables(d, rates, eps, p, *, key, n=1000, grid=128, span_factor=3.0):
+def profile_tables(d, rates, eps, p, *, key, n=1000, grid=128, span_factor=3.0, sides=False):
     """Tabulate ``pi_bar_d`` around each rate's ``sigma_c``: returns ``(ls, vals, log_ms, t1s)``.
 
     ``ls``: ``(n_R, grid)`` offsets ``log(sigma/sigma_c(Rbar))``; ``vals``: profile values.
+    ``sides=True`` also returns the side profiles of :func:`profile_side_tables` (same draws),
+    ``(ls, vals, log_ms, t1s, vals_lower, vals_upper)``, from the same programs (cheaper; the
+    upper side then agrees with :func:`profile_side_tables` to ~1e-13 relative, XLA rounding).
     """
     rates = np.asarray(rates, float)
     log_ms = np.array([effective_log_m_py(d, r) for r in rates])
@@ -132,9 +182,12 @@ def profile_tables(d, rates, eps, p, *, key, n=1000, grid=128, span_factor=3.0):
     t1s = _call("t1", _t1_body, d, jnp.asarray(log_ms, ftype))
     g, c = typical_norm_draws(key, d, n)
     sig = jnp.asarray(sc[:, None] * np.exp(ls), ftype)
-    vals = _call("profile", _profile_body, d, sig, g, c, jnp.asarray(log_ms, ftype)[:, None, None],
-                 t1s[:, None, None], jnp.asarray(eps, ftype), jnp.asarray(p, ftype))
-    return ls, np.asarray(vals), log_ms, np.asarray(t1s)
+    # "both" even without sides: on the condensed branch it reproduces the plain estimate bit
+    # for bit, where an estimate-only program may round t* differently (~1e-10 at d = 1e6)
+    vals = _profiles_split(d, sig, log_ms, g, c, eps, p, "both")
+    if sides:
+        return ls, vals[0], log_ms, np.asarray(t1s), vals[1], vals[2]
+    return ls, vals[0], log_ms, np.asarray(t1s)
 
 
 def _edges_from_table(ls, vals):
@@ -564,8 +617,8 @@ def _dimension_row(d, eps_rule, p, rate, rates, weights, rate_hi, n_xi, k_max, s
     w_hi = window_edges(d, rate, eps, p, key=kd, n=n_xi, side="upper")
     width = upper - lower
     k_tab = jax.random.fold_in(kd, 1)
-    ls, vals, log_ms, _ = profile_tables(d, rates, eps, p, key=k_tab, n=n_xi)
-    v_lo, v_hi = profile_side_tables(d, ls, log_ms, eps, p, key=k_tab, n=n_xi)
+    ls, vals, log_ms, _, v_lo, v_hi = profile_tables(d, rates, eps, p, key=k_tab, n=n_xi,
+                                                     sides=True)
     n_win, _ = window_count(d, rates, ls, vals, log_ms)
 
     def kst(v, combine="product"):
