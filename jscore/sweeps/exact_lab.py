@@ -388,115 +388,146 @@ class ExactLab(UnitExperiment):
         """The lab's CSV files, summaries and figures from the unit rows (into ``out`` unless
         None); the text of :meth:`ExperimentResult.table` is the tables
         ``jscore lowerbound exact`` prints."""
+        kinds = {k: [r for r in rows if r["unit"][0] == k] for k in EXPERIMENTS}
+        w = _Outputs(out, plot)
+        if "audit" in self.experiments:
+            self._audit_outputs(w, kinds["audit"])
+        if "bracket" in self.experiments:
+            self._bracket_outputs(w, kinds["bracket"])
+        if "tv" in self.experiments:
+            self._tv_outputs(w, kinds["tv"])
+        self._success_and_search_outputs(w, kinds["success"], kinds["search"])
+        w.results["stats"] = stats
+        return ExperimentResult(out, self, rows, w.results, w.files, "".join(w.text),
+                                complete=len(rows) == len(self.units()))
+
+    def _audit_outputs(self, w, units):
+        from ..lowerbound import exact_experiments as E
+
+        arows = [r for u in units for r in u["rows"]]
+        summary = E.audit_summary(arows, self.audit_ps, self.eps)
+        w.results["audit"], w.results["audit_summary"] = arows, summary
+        if summary:
+            w.csv("audit.csv", _strip(arows, E.AUDIT_FIELDS))
+            w.csv("audit_summary.csv", summary)
+            w.fig("audit.png", lambda f: plot_audit(arows, f, self.eps))
+        w.text.append(format_table(
+            "audit (max over sigma of the L^p error; UCB = upper confidence bound)", summary,
+            ["p", "num_sigmas", "max_lp_error", "max_upper_over_eps", "argmax_ratio",
+             "zero_error_up_to_ratio", "passed"]))
+
+    def _bracket_outputs(self, w, units):
         from ..lowerbound import exact_experiments as E
         from ..lowerbound import validation as V
 
-        kinds = {k: [r for r in rows if r["unit"][0] == k] for k in EXPERIMENTS}
-        files, text, results = [], [], {}
+        brows = _strip(units, E.BRACKET_FIELDS)
+        groups = []
+        for d in self.bracket_dims:
+            sub = [r for r in brows if r["d"] == d]
+            if sub:
+                groups.append((V.bracket_summary(sub, ALPHA),
+                               sorted(sub, key=lambda r: float(r["ratio"]))))
+        summaries = [g[0] for g in groups]
+        w.results["bracket"], w.results["bracket_summary"] = brows, summaries
+        if groups:
+            w.csv("bracket.csv", brows)
+            w.csv("bracket_summary.csv", [V.bracket_summary(g[1], ALPHA) for g in groups])
+            w.fig("bracket.png", lambda f: plot_bracket([g[1] for g in groups], f,
+                                                      [V.bracket_summary(g[1], ALPHA)
+                                                       for g in groups]))
+        w.text.append(format_table(
+            "bracket: exact informative fraction vs [lower, upper] at the same query norms "
+            "(worst point per d, in binomial SEs; tolerance = Bonferroni over the points, "
+            "family-wise alpha = 0.05)", summaries,
+            ["d", "M", "points", "max_outside_se", "at_ratio", "side", "outside",
+             "tolerance_se", "passed"]))
 
-        def csv(name, recs):
-            if out is not None and recs:
-                files.append(write_csv(os.path.join(out, name), recs))
+    def _tv_outputs(self, w, units):
+        from ..lowerbound import exact_experiments as E
 
-        def fig(name, draw):
-            if out is not None and plot:
-                path = os.path.join(out, name)
-                draw(path)
-                files.append(path)
+        trows = _strip(units, E.TV_FIELDS)
+        w.results["tv"] = trows
+        w.csv("tv.csv", trows)
+        if trows:
+            w.fig("tv.png", lambda f: plot_tv(trows, f))
+        w.text.append(format_table("TV(P_sigma, Q_sigma) vs Phi", trows,
+                                   ["d", "rate", "M", "ratio", "tv", "tv_se", "planted_exceed",
+                                    "phi", "tv_minus_phi"]))
 
-        def strip(recs, cols):
-            return [{c: r[c] for c in cols} for r in recs]
+    def _success_and_search_outputs(self, w, success_units, search_units):
+        from ..lowerbound import exact_experiments as E
 
-        ex = self.experiments
-        if "audit" in ex:
-            arows = [r for u in kinds["audit"] for r in u["rows"]]
-            summary = E.audit_summary(arows, self.audit_ps, self.eps)
-            results["audit"], results["audit_summary"] = arows, summary
-            if summary:
-                csv("audit.csv", strip(arows, E.AUDIT_FIELDS))
-                csv("audit_summary.csv", summary)
-                fig("audit.png", lambda f: plot_audit(arows, f, self.eps))
-            text.append(format_table(
-                "audit (max over sigma of the L^p error; UCB = upper confidence bound)", summary,
-                ["p", "num_sigmas", "max_lp_error", "max_upper_over_eps", "argmax_ratio",
-                 "zero_error_up_to_ratio", "passed"]))
-        if "bracket" in ex:
-            brows = strip(kinds["bracket"], E.BRACKET_FIELDS)
-            groups = []
-            for d in self.bracket_dims:
-                sub = [r for r in brows if r["d"] == d]
-                if sub:
-                    groups.append((V.bracket_summary(sub, ALPHA),
-                                   sorted(sub, key=lambda r: float(r["ratio"]))))
-            summaries = [g[0] for g in groups]
-            results["bracket"], results["bracket_summary"] = brows, summaries
-            if groups:
-                csv("bracket.csv", brows)
-                csv("bracket_summary.csv", [V.bracket_summary(g[1], ALPHA) for g in groups])
-                fig("bracket.png", lambda f: plot_bracket([g[1] for g in groups], f,
-                                                        [V.bracket_summary(g[1], ALPHA)
-                                                         for g in groups]))
-            text.append(format_table(
-                "bracket: exact informative fraction vs [lower, upper] at the same query norms "
-                "(worst point per d, in binomial SEs; tolerance = Bonferroni over the points, "
-                "family-wise alpha = 0.05)", summaries,
-                ["d", "M", "points", "max_outside_se", "at_ratio", "side", "outside",
-                 "tolerance_se", "passed"]))
-        if "tv" in ex:
-            trows = strip(kinds["tv"], E.TV_FIELDS)
-            results["tv"] = trows
-            csv("tv.csv", trows)
-            if trows:
-                fig("tv.png", lambda f: plot_tv(trows, f))
-            text.append(format_table("TV(P_sigma, Q_sigma) vs Phi", trows,
-                                     ["d", "rate", "M", "ratio", "tv", "tv_se", "planted_exceed",
-                                      "phi", "tv_minus_phi"]))
-        srows = strip(kinds["success"], E.SUCCESS_FIELDS)
-        qrows = strip(kinds["search"], E.SEARCH_FIELDS)
-        csv("success_units.csv", srows)
-        csv("search.csv", qrows)
-        results["success_units"], results["search"] = srows, qrows
+        srows = _strip(success_units, E.SUCCESS_FIELDS)
+        qrows = _strip(search_units, E.SEARCH_FIELDS)
+        w.csv("success_units.csv", srows)
+        w.csv("search.csv", qrows)
+        w.results["success_units"], w.results["search"] = srows, qrows
         for d in self.dims:
-            if "success" in ex:
-                summary = E.summarize_success([r for r in srows if r["d"] == d])
-                gap = E.decoding_vs_informative(summary)
-                results[f"success_d{d}"], results[f"gap_d{d}"] = summary, gap
-                if summary:
-                    csv(f"success_d{d}.csv", summary)
-                    fig(f"success_d{d}.png", lambda f: plot_success(summary, f, d))
-                    if gap:
-                        csv(f"gap_d{d}.csv", [dict(d=d, **r) for r in gap])
-                        fig(f"gap_d{d}.png", lambda f: plot_gap(summary, f, d))
-                text.append(format_table(
-                    f"decoder success vs K, with P(some answer informative) (d = {d}, averaged "
-                    "over rates and offsets; SE = chain Monte-Carlo error given the codebooks "
-                    "and offsets; SE_rep: over independent replicates)", summary,
-                    ["sampler", "oracle", "K", "success", "success_se", "informative",
-                     "informative_se", "gap", "gap_se", "success_se_rep", "informative_se_rep",
-                     "gap_se_rep", "success_given_informative", "queries_mean", "units", "rates",
-                     "replicates"]))
-                if gap:
-                    text.append(format_table(
-                        f"K where P(informative) (necessary condition) and decoder success reach "
-                        f"1/2, adversary oracle (d = {d}; lo/hi: crossings of the +-2 SE band)",
-                        gap, ["sampler", "K_inf", "K_inf_lo", "K_inf_hi", "K_succ", "K_succ_lo",
-                              "K_succ_hi", "max_gap", "max_gap_se", "at_K"]))
-            if "search" in ex:
+            if "success" in self.experiments:
+                self._success_outputs(w, d, [r for r in srows if r["d"] == d])
+            if "search" in self.experiments:
                 sub = [r for r in qrows if r["d"] == d]
-                text.append(format_table(f"optimal adaptive searcher (d = {d})", sub,
-                                         ["rate", "M", "num_centres", "mean_queries",
-                                          "mean_queries_se", "found", "mean_hits",
-                                          "predicted_queries", "disjoint_prediction"]))
+                w.text.append(format_table(f"optimal adaptive searcher (d = {d})", sub,
+                                           ["rate", "M", "num_centres", "mean_queries",
+                                            "mean_queries_se", "found", "mean_hits",
+                                            "predicted_queries", "disjoint_prediction"]))
         if qrows:
             C = len(self.rates)
             multi = len({r["d"] for r in qrows}) > 1
             title = (f"adaptive searcher, d={qrows[0]['d']}: " if not multi else
                      "adaptive searcher: ") + f"(N+1)/2+1 = {(C + 1) / 2 + 1:g}"
-            fig("search.png", lambda f: plot_rows(qrows, "rate", "mean_queries",
-                                                 "d" if multi else None, f, title=title))
-        results["stats"] = stats
-        return ExperimentResult(out, self, rows, results, files, "".join(text),
-                                complete=len(rows) == len(self.units()))
+            w.fig("search.png", lambda f: plot_rows(qrows, "rate", "mean_queries",
+                                                   "d" if multi else None, f, title=title))
+
+    def _success_outputs(self, w, d, srows):
+        from ..lowerbound import exact_experiments as E
+
+        summary = E.summarize_success(srows)
+        gap = E.decoding_vs_informative(summary)
+        w.results[f"success_d{d}"], w.results[f"gap_d{d}"] = summary, gap
+        if summary:
+            w.csv(f"success_d{d}.csv", summary)
+            w.fig(f"success_d{d}.png", lambda f: plot_success(summary, f, d))
+            if gap:
+                w.csv(f"gap_d{d}.csv", [dict(d=d, **r) for r in gap])
+                w.fig(f"gap_d{d}.png", lambda f: plot_gap(summary, f, d))
+        w.text.append(format_table(
+            f"decoder success vs K, with P(some answer informative) (d = {d}, averaged "
+            "over rates and offsets; SE = chain Monte-Carlo error given the codebooks "
+            "and offsets; SE_rep: over independent replicates)", summary,
+            ["sampler", "oracle", "K", "success", "success_se", "informative",
+             "informative_se", "gap", "gap_se", "success_se_rep", "informative_se_rep",
+             "gap_se_rep", "success_given_informative", "queries_mean", "units", "rates",
+             "replicates"]))
+        if gap:
+            w.text.append(format_table(
+                f"K where P(informative) (necessary condition) and decoder success reach "
+                f"1/2, adversary oracle (d = {d}; lo/hi: crossings of the +-2 SE band)",
+                gap, ["sampler", "K_inf", "K_inf_lo", "K_inf_hi", "K_succ", "K_succ_lo",
+                      "K_succ_hi", "max_gap", "max_gap_se", "at_K"]))
+
+
+class _Outputs:
+    """What :meth:`ExactLab.consolidate` collects: files written into ``out`` (none when it is
+    None; figures only with ``plot``), the printed tables and the results dict."""
+
+    def __init__(self, out, plot):
+        self.out, self.plot = out, plot
+        self.files, self.text, self.results = [], [], {}
+
+    def csv(self, name, recs):
+        if self.out is not None and recs:
+            self.files.append(write_csv(os.path.join(self.out, name), recs))
+
+    def fig(self, name, draw):
+        if self.out is not None and self.plot:
+            path = os.path.join(self.out, name)
+            draw(path)
+            self.files.append(path)
+
+
+def _strip(recs, cols):
+    return [{c: r[c] for c in cols} for r in recs]
 
 
 def _sampler(name):
