@@ -241,6 +241,17 @@ def test_reference_control_below_decoder_threshold(x64):
         assert reference_control(d, 0.45) <= -3.0
 
 
+def test_reference_control_traced_d_equals_static_d(x64):
+    """One program for every d >= 60 (d traced) gives log10(M S_d(0.9)) of the static-d cap."""
+    from jscore.lowerbound.caps import log_cap
+    from jscore.lowerbound.scaling import reference_control
+
+    for d in [100.0, 25600.0, 1e6]:
+        static = (inf.effective_log_m_py(d, 0.45)
+                  + float(log_cap(jnp.asarray(0.9, jnp.float64), d))) / math.log(10.0)
+        assert reference_control(d, 0.45) == pytest.approx(static, rel=1e-14)
+
+
 def test_bad_dimension():
     with pytest.raises(TypeError, match="number"):
         caps.log_cap(0.5, "10")

@@ -429,11 +429,16 @@ def exact_control(d, *, key, n_chains=4, n_codewords=8, theta0=THETA0, rho=1.0):
     return ok, float(np.mean(np.asarray(res.stats.queries)))
 
 
+def _log_cap_body(d, t):
+    return log_cap(t, d)
+
+
 def reference_control(d, rate_hi=0.45, theta0=THETA0):
-    """``log10(M S_d(theta_0))``: bound on the reference oracle's decoder pass rate (largest rate)."""
+    """``log10(M S_d(theta_0))``: bound on the reference oracle's decoder pass rate (largest rate).
+    One program for every d >= 60 (d traced)."""
     log_m = effective_log_m_py(d, rate_hi)
-    return float((log_m + float(log_cap(jnp.asarray(theta0, jnp.result_type(float)), float(d))))
-                 / math.log(10.0))
+    cap = _call("log_cap", _log_cap_body, d, jnp.asarray(theta0, jnp.result_type(float)))
+    return float((log_m + float(cap)) / math.log(10.0))
 
 
 _FILE_ARGS = ("out_dir", "resume", "overwrite", "plot")
