@@ -376,28 +376,10 @@ def _add_schedule_parser(sub):
         "number, lower side: the larger). These are Monte-Carlo estimates, and P(informative) "
         "is a necessary condition for success, not success. The documentation's 'Schedules and "
         "the hidden scale' page explains it.")
-    e.add_argument("--schedule", default="karras", help="schedule family spec")
-    e.add_argument("--steps", type=int, default=18, help="number of levels K of the grid")
-    e.add_argument("--dim", type=float, default=12288.0, help="dimension d")
-    e.add_argument("--sampler", default="heun",
-                   help="catalogue sampler name, options as 'name:key=value,...'")
-    e.add_argument("--eps", default="1/d",
-                   help="adversary accuracy: a number (1e-4, 1/12288) or a rule (1/d, 1/sqrt(d), 1/d^2)")
-    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent p")
-    e.add_argument("--sigma-min", type=float, default=0.02, help="lowest level of the grid")
-    e.add_argument("--sigma-max", type=float, default=20.0, help="highest level of the grid")
-    e.add_argument("--scale-min", type=float, default=None,
-                   help="lowest hidden scale (default: --sigma-min)")
-    e.add_argument("--scale-max", type=float, default=None,
-                   help="highest hidden scale (default: --sigma-max / 10)")
-    e.add_argument("--scales", type=int, default=32, help="hidden-scale cells")
-    e.add_argument("--points", type=int, default=4, help="chains per cell and replicate")
-    e.add_argument("--reps", type=int, default=4, help="independent replicates")
-    e.add_argument("--k-cap", type=int, default=512, help="largest K the steps search tries")
-    e.add_argument("--no-search", action="store_true", help="skip the steps-to-1/2 search")
-    e.add_argument("--max-queries", type=int, default=None,
-                   help="query cap for data-dependent samplers (full-vector path)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    from ..sweeps.certificate import ScheduleLab
+    from ..sweeps.protocol import add_config_flags
+
+    add_config_flags(e, ScheduleLab)
     e.add_argument("--json", default=None, help="also write the result to this JSON file")
     e.add_argument("--png", default=None, help="also draw the certificate to this PNG file")
     e.add_argument("--out", default=None,
@@ -407,6 +389,8 @@ def _add_schedule_parser(sub):
                         "under the user cache (a second run skips most compiling)")
     e.add_argument("--no-cache", action="store_true",
                    help="leave JAX's compilation cache setting alone")
+    e.add_argument("--print-config", action="store_true",
+                   help="print the settings as TOML (for 'jscore sweep FILE') and exit")
     e.set_defaults(_run=run_schedule, func=run_schedule)
     return e
 
@@ -417,18 +401,13 @@ def run_schedule(args) -> int:
 
     import jax
 
-    for name in ("steps", "scales", "points", "reps", "k_cap"):
-        if getattr(args, name) < (2 if name in ("steps", "reps", "k_cap") else 1):
-            raise ValueError(f"`{name}` must be a positive integer (steps, reps, k-cap >= 2), got "
-                             f"{getattr(args, name)}.")
-    if not 2 <= args.dim < 2**32:
-        raise ValueError(f"`dim` must be in [2, 2^32), got {args.dim}.")
-    from ..lowerbound.scaling import eps_value
+    from ..sweeps.certificate import ScheduleLab
+    from ..sweeps.protocol import config_from_args
 
-    try:
-        eps = eps_value(args.dim, args.eps)
-    except ValueError as e:
-        raise ValueError(f"`eps`: {e}") from None
+    cfg = config_from_args(ScheduleLab, args)  # validated before anything runs
+    if getattr(args, "print_config", False):
+        print(cfg.to_toml())
+        return 0
     if args.cache_dir and not args.no_cache:
         from ..sweeps.driver import setup_compilation_cache
 
@@ -436,17 +415,12 @@ def run_schedule(args) -> int:
     import time
 
     from ..compiles import CompileCounter
-    from ..lowerbound.schedule_certificate import format_certificate, schedule_certificate
+    from ..lowerbound.schedule_certificate import format_certificate
     from ..sweeps.certificate import write_certificate
 
     t0 = time.perf_counter()
     with jax.enable_x64(True), CompileCounter() as cc:
-        res = schedule_certificate(args.schedule, args.steps, args.dim, args.sampler, eps,
-                                   p=args.p, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
-                                   scale_min=args.scale_min, scale_max=args.scale_max,
-                                   n_scales=args.scales, n_points=args.points, n_reps=args.reps,
-                                   seed=args.seed, search=not args.no_search, k_cap=args.k_cap,
-                                   max_queries=args.max_queries)
+        res = cfg.run()
     res["timing"] = dict(wall_s=time.perf_counter() - t0, **cc.as_dict(),
                          loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
     table = format_certificate(res)

@@ -62,3 +62,14 @@ def _register_exact_lab():
 
 _register_exact_lab()
 from .exact_lab import ExactLab as ExactLab  # noqa: E402
+
+
+def _register_lowerbound_labs():
+    from .certificate import ScheduleLab
+    from .protocol import register_unit_experiment
+
+    register_unit_experiment(ScheduleLab, legend="", cli_overrides=())
+
+
+_register_lowerbound_labs()
+from .certificate import ScheduleLab as ScheduleLab  # noqa: E402
