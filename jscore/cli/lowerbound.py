@@ -434,8 +434,9 @@ def run_schedule(args) -> int:
 
 # ----------------------------------------------------------------------------- levels
 def _add_levels_parser(sub):
-    """``lowerbound levels``: distinct noise levels against queries (docs/experiments/levels.md)."""
-    from ._util import HelpFormatter, int_list_at_least
+    """``lowerbound levels``: distinct noise levels against queries (docs/experiments/levels.md);
+    its flags are the fields of :class:`jscore.sweeps.levels_lab.LevelsLab`."""
+    from ._util import HelpFormatter
 
     e = sub.add_parser(
         "levels", help="distinct noise levels against queries: annealed Langevin and "
@@ -451,29 +452,15 @@ def _add_levels_parser(sub):
         "two-panel figure levels_vs_queries.png/.pdf into --out. These are Monte-Carlo "
         "estimates, and an informative answer is necessary for success, not success. The "
         "documentation's 'Distinct levels against queries' page explains it.")
-    e.add_argument("--dim", type=float, default=10000.0, help="dimension d")
-    e.add_argument("--levels", type=int_list_at_least(1), default=[2, 4, 8, 16, 32],
-                   help="comma-separated numbers of levels L")
-    e.add_argument("--per-level", type=int_list_at_least(1), default=[1, 2, 4, 8, 16, 32, 64],
-                   help="comma-separated queries-per-level knobs m (AL steps, PC correctors)")
-    e.add_argument("--single", type=int_list_at_least(1), default=[1, 2, 4, 8, 16, 32, 64],
-                   help="comma-separated total queries Q of the SingleLevel control")
-    e.add_argument("--samplers", type=_names, default=["annealed_langevin", "pc"],
-                   help="annealed_langevin and/or pc")
-    e.add_argument("--cells", choices=("grid", "panels"), default="grid",
-                   help="every (L, m), or only the two panels")
-    e.add_argument("--panel-levels", type=int_list_at_least(1), default=None,
-                   help="L of the 'against queries' panel (default: the largest L)")
-    e.add_argument("--panel-per-level", type=int_list_at_least(1), default=None,
-                   help="m of the 'against L' panel (default: the smallest m)")
-    e.add_argument("--eps", default="1/d", help="adversary accuracy: a number or a rule such as 1/d")
-    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent p")
-    e.add_argument("--points", type=int, default=16, help="lattice points per replicate")
-    e.add_argument("--reps", type=int, default=8, help="independent replicates (>= 2)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    from ..sweeps.levels_lab import LevelsLab
+    from ..sweeps.protocol import add_config_flags
+
+    add_config_flags(e, LevelsLab)
     e.add_argument("--json", action="store_true", help="print the result as JSON, not a table")
     e.add_argument("--out", default="jscore-levels",
                    help="output folder for levels.json, table.txt and the figure")
+    e.add_argument("--print-config", action="store_true",
+                   help="print the settings as TOML (for 'jscore sweep FILE') and exit")
     e.set_defaults(_run=run_levels, func=run_levels)
     return e
 
@@ -485,30 +472,21 @@ def run_levels(args) -> int:
 
     import jax
 
-    from ..lowerbound.scaling import eps_value
+    from ..sweeps.levels_lab import LevelsLab
+    from ..sweeps.protocol import config_from_args
 
-    if not 2 <= args.dim < 2**32 or int(args.dim) != args.dim:
-        raise ValueError(f"`dim` must be an integer in [2, 2^32), got {args.dim}.")
-    for name in ("points", "reps"):
-        if getattr(args, name) < (2 if name == "reps" else 1):
-            raise ValueError(f"`{name}` must be an integer >= {2 if name == 'reps' else 1}, got "
-                             f"{getattr(args, name)}.")
-    try:
-        eps = eps_value(args.dim, args.eps)
-    except ValueError as e:
-        raise ValueError(f"`eps`: {e}") from None
+    cfg = config_from_args(LevelsLab, args)  # validated before anything runs
+    if getattr(args, "print_config", False):
+        print(cfg.to_toml())
+        return 0
     check_out_dir(args.out)
     from ..lowerbound.levels import format_levels_table, levels_vs_queries
     from ..store import json_default
     from ..sweeps.levels_lab import write_levels
 
     with jax.enable_x64(True):
-        res = levels_vs_queries(
-            int(args.dim), levels=args.levels, per_level=args.per_level, samplers=args.samplers,
-            single_level_queries=args.single, cells=args.cells, panel_levels=args.panel_levels,
-            panel_per_level=args.panel_per_level, seed=args.seed, n_points=args.points,
-            n_reps=args.reps, eps=eps, p=args.p,
-            log=lambda m: print(m, file=sys.stderr, flush=True))
+        res = levels_vs_queries(cfg.d, **cfg.kwargs(),
+                                log=lambda m: print(m, file=sys.stderr, flush=True))
     table = format_levels_table(res)
     paths = write_levels(res, args.out)[2:]  # levels.json, table.txt, then the figure
     if args.json:

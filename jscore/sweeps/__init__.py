@@ -66,10 +66,13 @@ from .exact_lab import ExactLab as ExactLab  # noqa: E402
 
 def _register_lowerbound_labs():
     from .certificate import ScheduleLab
+    from .levels_lab import LevelsLab
     from .protocol import register_unit_experiment
 
     register_unit_experiment(ScheduleLab, legend="", cli_overrides=())
+    register_unit_experiment(LevelsLab, legend="", cli_overrides=())
 
 
 _register_lowerbound_labs()
 from .certificate import ScheduleLab as ScheduleLab  # noqa: E402
+from .levels_lab import LevelsLab as LevelsLab  # noqa: E402
