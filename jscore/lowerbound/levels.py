@@ -156,7 +156,7 @@ class LevelsConfig:
     number or a rule (``1/d``, ``1/sqrt(d)``, ``1/d^2``). ``ValueError`` naming the flag on bad
     values."""
 
-    d: int = option(10_000, "dimension d", flag="--dim")
+    d: int = option(10_000.0, "dimension d (an integer; 1e4 accepted)", flag="--dim")
     levels: tuple = option(DEFAULT_LEVELS, "comma-separated numbers of levels L")
     per_level: tuple = option(DEFAULT_PER_LEVEL, "comma-separated queries-per-level knobs m "
                               "(AL steps, PC correctors)")
