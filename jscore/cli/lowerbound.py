@@ -295,25 +295,13 @@ def _add_rounds_parser(sub):
         "ParallelPicard, RandomizedMidpoint with 4 points): rounds and queries to the first "
         "decoded stage and to full success. Runs in float64 on exact codebooks at small d. "
         "Writes CSV, rounds.json and rounds.png/.pdf into --out.")
-    e.add_argument("--configs", type=_pairs, default=[(24, 1), (24, 2), (24, 3), (48, 3), (48, 4)],
-                   metavar="D,L,...", help="(d, L) pairs of the searchers (d a multiple of L)")
-    e.add_argument("--sampler-configs", type=_pairs, default=[(24, 2), (24, 3)],
-                   metavar="D,L,...", help="(d, L) pairs of the samplers")
-    e.add_argument("--audit-config", type=_pairs, default=[(24, 2)], metavar="D,L",
-                   help="(d, L) of the audit and the stage profiles")
-    e.add_argument("--rates", type=_floats, default=[0.3, 0.4, 0.5],
-                   help="rate grid; variant v of a stage has rate rates[v mod len(rates)]")
-    e.add_argument("--scale-ratio", type=float, default=0.01, help="a_{l+1} / a_l, in (0, 1)")
-    e.add_argument("--eps", type=float, default=0.05, help="adversary L^p accuracy eps")
-    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent p")
-    e.add_argument("--audit-ps", type=_floats, default=[1.0, 2.0, 4.0], help="audited exponents")
-    e.add_argument("--audit-points", type=int, default=10_000, help="planted points per sigma")
-    e.add_argument("--searches", type=int, default=50, help="searches per (d, L) and mode")
-    e.add_argument("--chains", type=int, default=16, help="sampler chains per (sampler, d, L)")
-    e.add_argument("--levels-per-stage", type=_ints, default=[8],
-                   help="sampler grid levels per factor 1/scale_ratio in sigma")
-    e.add_argument("--seed", type=int, default=0, help="seed of codebooks, points and chains")
+    from ..sweeps.protocol import add_config_flags
+    from ..sweeps.rounds_lab import RoundsConfig
+
+    add_config_flags(e, RoundsConfig)
     e.add_argument("--out", default="jscore-lowerbound-rounds", help="output folder")
+    e.add_argument("--print-config", action="store_true",
+                   help="print the settings as TOML (RoundsConfig.from_dict reads it) and exit")
     e.set_defaults(_run=run_rounds, func=run_rounds)
     return e
 
@@ -322,29 +310,18 @@ def run_rounds(args) -> int:
     """Run ``lowerbound rounds`` (float64; see :func:`jscore.sweeps.rounds_lab.run_rounds`)."""
     import jax
 
-    for name in ("searches", "chains", "audit_points"):
-        if getattr(args, name) < 2:
-            raise ValueError(f"`{name}` must be an integer >= 2, got {getattr(args, name)}.")
-    if not 0 < args.scale_ratio < 1:
-        raise ValueError(f"`scale_ratio` must be in (0, 1), got {args.scale_ratio}.")
-    if not args.eps > 0 or not args.p >= 1 or any(p < 1 for p in args.audit_ps):
-        raise ValueError("`eps` must be > 0 and every p (`p`, `audit_ps`) >= 1.")
-    if any(lps < 1 for lps in args.levels_per_stage):
-        raise ValueError(f"`levels_per_stage` must be >= 1, got {args.levels_per_stage}.")
-    for d, L in list(args.configs) + list(args.sampler_configs) + list(args.audit_config):
-        if d < 1 or L < 1 or d % L:
-            raise ValueError(f"`configs`: d = {d} must be a positive multiple of L = {L}.")
+    from ..sweeps.protocol import config_from_args
+    from ..sweeps.rounds_lab import RoundsConfig
+
+    cfg = config_from_args(RoundsConfig, args)  # validated before anything is written
+    if getattr(args, "print_config", False):
+        print(cfg.to_toml())
+        return 0
     check_out_dir(args.out)
     jax.config.update("jax_enable_x64", True)
     from ..sweeps.rounds_lab import run_rounds as run
 
-    res = run(args.out, configs=args.configs, rates=tuple(args.rates),
-              scale_ratio=args.scale_ratio, eps=args.eps, p=args.p,
-              audit_config=tuple(args.audit_config[0]), audit_points=args.audit_points,
-              ps=tuple(args.audit_ps), searches=args.searches, chains=args.chains,
-              levels_per_stage=tuple(args.levels_per_stage),
-              sampler_configs=args.sampler_configs, seed=args.seed,
-              log=lambda m: print(m, file=sys.stderr, flush=True))
+    res = run(args.out, cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
     _print_table("audit (per stage and p: max over sigma of the UCB / eps)", res["audit_summary"],
                  ["stage", "p", "num_sigmas", "max_lp_error", "max_upper_over_eps", "passed"])
     _print_table("searchers (rounds/queries to stage 0 and to all stages)", res["search_summary"],
