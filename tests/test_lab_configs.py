@@ -108,3 +108,23 @@ def test_levels_experiment_equals_levels_vs_queries_across_workers_and_resume(tm
     assert _strip(res.results) == _strip(one.results)
     assert (part / "levels.json").exists() and (part / "table.txt").read_text() == \
         lv.format_levels_table(one.results) + "\n"
+
+
+def test_rounds_config_toml_flags_and_errors():
+    import tomllib
+
+    from jscore.sweeps.rounds_lab import DEFAULT_CONFIGS, RoundsConfig
+
+    cfg = RoundsConfig(configs=((8, 1), (16, 2)), audit_config=(8, 2), audit_ps=(2.0,), seed=4)
+    assert RoundsConfig.from_dict(tomllib.loads(cfg.to_toml())) == cfg
+    assert RoundsConfig().configs == DEFAULT_CONFIGS and RoundsConfig().audit_config == (24, 2)
+    assert _parse(RoundsConfig, ["--configs", "8,1,16,2", "--audit-config", "8,2",
+                                 "--audit-ps", "2", "--seed", "4"]) == cfg
+    with pytest.raises(ValueError, match="--configs.*multiple"):
+        _parse(RoundsConfig, ["--configs", "25,2"])
+    with pytest.raises(ValueError, match="--sampler-configs.*pairs"):
+        _parse(RoundsConfig, ["--sampler-configs", "24,2,24"])
+    with pytest.raises(ValueError, match="scale_ratio"):
+        RoundsConfig(scale_ratio=1.5)
+    with pytest.raises(ValueError, match="--rates"):
+        _parse(RoundsConfig, ["--rates", "0.3,a"])
