@@ -281,7 +281,8 @@ class ScheduleCertificateConfig:
     reps: int = option(4, "independent replicates")
     k_cap: int = option(512, "largest K the steps search tries")
     search: bool = option(True, "the steps-to-1/2 search (--no-search skips it)")
-    max_queries: int = option(None, "query cap for data-dependent samplers (full-vector path)")
+    max_queries: int = option(None, "query cap for data-dependent samplers (full-vector path; "
+                              "default: none)")
     seed: int = option(0, "seed of the draws")
 
     def __post_init__(self):
