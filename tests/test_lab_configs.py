@@ -128,3 +128,15 @@ def test_rounds_config_toml_flags_and_errors():
         RoundsConfig(scale_ratio=1.5)
     with pytest.raises(ValueError, match="--rates"):
         _parse(RoundsConfig, ["--rates", "0.3,a"])
+
+
+def test_schedule_experiment_is_the_certificate(tmp_path):
+    import json
+
+    cfg = ScheduleLab(schedule="karras", steps=6, dim=400.0, sampler="euler", scales=4, points=2,
+                      reps=2, search=False, seed=1)
+    res = run_experiment(cfg, out=str(tmp_path / "s"), workers=1, quiet=True, plot=False)
+    assert res.results == json.loads(json.dumps(cfg.run()))
+    assert json.loads((tmp_path / "s" / "certificate.json").read_text()) == res.results
+    again = run_experiment(cfg, out=str(tmp_path / "s"), workers=1, quiet=True, plot=False)
+    assert again.results == res.results and again.text == res.text  # read back, not rerun
