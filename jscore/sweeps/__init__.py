@@ -68,11 +68,14 @@ def _register_lowerbound_labs():
     from .certificate import ScheduleLab
     from .levels_lab import LevelsLab
     from .protocol import register_unit_experiment
+    from .rounds_lab import RoundsLab
 
     register_unit_experiment(ScheduleLab, legend="", cli_overrides=())
     register_unit_experiment(LevelsLab, legend="", cli_overrides=())
+    register_unit_experiment(RoundsLab, legend="", cli_overrides=())
 
 
 _register_lowerbound_labs()
 from .certificate import ScheduleLab as ScheduleLab  # noqa: E402
 from .levels_lab import LevelsLab as LevelsLab  # noqa: E402
+from .rounds_lab import RoundsLab as RoundsLab  # noqa: E402

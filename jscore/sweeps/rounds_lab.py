@@ -24,6 +24,7 @@ from ..config import option
 from ..plot import figure, save, series, style
 from ..store import write_csv, write_json
 from ..targets.nested import NestedCodebook
+from .protocol import UnitExperiment
 
 #: (d, L) pairs of the searchers in the default run.
 DEFAULT_CONFIGS = ((24, 1), (24, 2), (24, 3), (48, 3), (48, 4))
@@ -292,4 +293,96 @@ def _sampler_stage(out_dir, make, sampler_configs, samplers, levels_per_stage, c
     return srows
 
 
-__all__ = ["DEFAULT_CONFIGS", "RoundsConfig", "default_samplers", "plot_rounds", "run_rounds"]
+__all__ = ["DEFAULT_CONFIGS", "RoundsConfig", "RoundsLab", "default_samplers", "plot_rounds", "run_rounds"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundsLab(RoundsConfig, UnitExperiment):
+    """The rounds experiment as a unit experiment (``experiment = "rounds"``, ``jscore sweep
+    FILE``): the fields of :class:`RoundsConfig` and a run folder ``name``; the samplers are
+    :func:`default_samplers`. Units: ``["audit"]`` (audit, stage profiles and windows at
+    ``audit_config``), ``["search", d, L]`` (both searchers) per ``configs`` pair and
+    ``["samplers", d, L]`` per ``sampler_configs`` pair, each with the keys of
+    :func:`run_rounds`, so the numbers are the same. :meth:`consolidate` writes the files of
+    :func:`run_rounds`."""
+
+    experiment = "rounds"
+    to_dict = UnitExperiment.to_dict
+    to_toml = UnitExperiment.to_toml
+    from_dict = UnitExperiment.__dict__["from_dict"]
+    name: str = option("rounds", "run folder suffix (jscore sweep: jscore-sweep-NAME)",
+                       cli=False, identity=False)
+
+    def units(self) -> list:
+        return ([["audit"]] + [["search", d, L] for d, L in self.configs]
+                + [["samplers", d, L] for d, L in self.sampler_configs])
+
+    def _make(self, d, L):
+        key = jax.random.key(self.seed)
+        kk = jax.random.fold_in(jax.random.fold_in(key, d), L)
+        nc = NestedCodebook.random(kk, d, L, rates=self.rates, scale_ratio=self.scale_ratio)
+        return nc, NestedAdversary(nc, self.eps, self.p)
+
+    def run_unit(self, unit, *, log=print) -> dict:
+        from ..store import json_default
+        import json
+
+        with jax.enable_x64(True):
+            key = jax.random.key(self.seed)
+            if unit[0] == "audit":
+                nc, adv = self._make(*self.audit_config)
+                grid = audit_grid(nc, per_stage=15)
+                rows = nested_audit(adv, grid, ps=self.audit_ps, n=self.audit_points,
+                                    key=jax.random.fold_in(key, 1), log=log)
+                prof = stage_profiles(adv, grid, n=1000, key=jax.random.fold_in(key, 2))
+                row = dict(audit=rows, audit_summary=summarize_audit(rows), profiles=prof,
+                           windows=stage_windows(prof, nc.num_stages))
+            elif unit[0] == "search":
+                d, L = unit[1:]
+                nc, adv = self._make(d, L)
+                row = dict(search=[r for mode in ("parallel", "sequential") for r in
+                                   search_rounds(adv, self.searches,
+                                                 jax.random.fold_in(key, 3 + d * 10 + L),
+                                                 mode=mode)])
+            else:
+                d, L = unit[1:]
+                nc, adv = self._make(d, L)
+                r, c = sampler_rounds(adv, default_samplers(), self.levels_per_stage,
+                                      n=self.chains, key=jax.random.fold_in(key, 4 + d * 10 + L))
+                row = dict(samplers=r, sampler_chains=c)
+        return json.loads(json.dumps(row, default=json_default))
+
+    def consolidate(self, rows, out, *, plot=True, log=print, stats=None):
+        from .protocol import ExperimentResult
+
+        audit = next((r for r in rows if "audit" in r), None)
+        search = [x for r in rows if "search" in r for x in r["search"]]
+        srows = [x for r in rows if "samplers" in r for x in r["samplers"]]
+        chains = [x for r in rows if "sampler_chains" in r for x in r["sampler_chains"]]
+        res = dict(config=dict(rates=list(self.rates), scale_ratio=self.scale_ratio,
+                               eps=self.eps, p=self.p, audit_config=list(self.audit_config),
+                               audit_points=self.audit_points, searches=self.searches,
+                               chains=self.chains, seed=self.seed,
+                               levels_per_stage=list(self.levels_per_stage)),
+                   audit_summary=audit["audit_summary"] if audit else [],
+                   windows=audit["windows"] if audit else [],
+                   search_summary=summarize_search(search) if search else [], samplers=srows,
+                   elapsed_s=(stats or {}).get("seconds", 0.0))
+        files = []
+        if out is not None:
+            tables = dict(search=search, search_summary=res["search_summary"], samplers=srows,
+                          sampler_chains=chains)
+            if audit:
+                tables = dict(audit=audit["audit"], audit_summary=audit["audit_summary"],
+                              profiles=audit["profiles"], windows=audit["windows"], **tables)
+            for stem, data in tables.items():
+                if data:
+                    files.append(write_csv(os.path.join(out, f"{stem}.csv"), data))
+            files.append(write_json(os.path.join(out, "rounds.json"), res))
+            if plot:
+                plot_rounds(res["search_summary"], srows, os.path.join(out, "rounds.png"))
+                files.append(os.path.join(out, "rounds.png"))
+        text = (f"rounds experiment: {len(rows)} of {len(self.units())} units; "
+                f"{len(search)} searches, {len(srows)} sampler rows\n")
+        return ExperimentResult(out=out, config=self, rows=rows, results=res, files=files,
+                                text=text, complete=len(rows) == len(self.units()))
