@@ -140,3 +140,29 @@ def test_schedule_experiment_is_the_certificate(tmp_path):
     assert json.loads((tmp_path / "s" / "certificate.json").read_text()) == res.results
     again = run_experiment(cfg, out=str(tmp_path / "s"), workers=1, quiet=True, plot=False)
     assert again.results == res.results and again.text == res.text  # read back, not rerun
+
+
+@pytest.mark.slow  # ~40 s on a loaded 2-core machine
+def test_rounds_experiment_equals_run_rounds_across_workers_and_resume(tmp_path):
+    import json
+
+    from jscore.sweeps.rounds_lab import RoundsLab, run_rounds
+
+    cfg = RoundsLab(configs=((8, 1),), audit_config=(8, 2), audit_points=50, audit_ps=(2.0,),
+                    searches=2, chains=2, sampler_configs=((8, 2),), levels_per_stage=(2,))
+    assert cfg.units() == [["audit"], ["search", 8, 1], ["samplers", 8, 2]]
+    with jax.enable_x64(True):
+        direct = run_rounds(str(tmp_path / "direct"), cfg, log=lambda m: None)
+    two = run_experiment(cfg, out=str(tmp_path / "w2"), workers=2, quiet=True, plot=False)
+    strip = lambda r: {k: v for k, v in json.loads(json.dumps(r)).items() if k != "elapsed_s"}  # noqa: E731
+    assert strip(two.results) == strip(direct)
+    for stem in ("audit", "search", "samplers", "sampler_chains", "windows"):
+        assert (tmp_path / "w2" / f"{stem}.csv").read_text() == \
+            (tmp_path / "direct" / f"{stem}.csv").read_text(), stem
+    part = tmp_path / "part"
+    part.mkdir()
+    rows = (tmp_path / "w2" / "units-p0.jsonl").read_text().splitlines()
+    (part / "config.json").write_text((tmp_path / "w2" / "config.json").read_text())
+    (part / "units-p0.jsonl").write_text(rows[0] + "\n")
+    res = run_experiment(cfg, out=str(part), workers=1, quiet=True, plot=False)
+    assert strip(res.results) == strip(direct)
