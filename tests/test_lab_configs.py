@@ -154,7 +154,8 @@ def test_rounds_experiment_equals_run_rounds_across_workers_and_resume(tmp_path)
     with jax.enable_x64(True):
         direct = run_rounds(str(tmp_path / "direct"), cfg, log=lambda m: None)
     two = run_experiment(cfg, out=str(tmp_path / "w2"), workers=2, quiet=True, plot=False)
-    strip = lambda r: {k: v for k, v in json.loads(json.dumps(r)).items() if k != "elapsed_s"}  # noqa: E731
+    def strip(r):
+        return {k: v for k, v in json.loads(json.dumps(r)).items() if k != "elapsed_s"}
     assert strip(two.results) == strip(direct)
     for stem in ("audit", "search", "samplers", "sampler_chains", "windows"):
         assert (tmp_path / "w2" / f"{stem}.csv").read_text() == \

@@ -250,8 +250,9 @@ def _opt_number(v, name, flag, kind, lo=None):
         if kind is int and isinstance(v, float) and v != int(v):
             raise ValueError
     except (TypeError, ValueError):
+        example = 4 if kind is int else 0.05
         raise ValueError(f"{flag} must be {'an integer' if kind is int else 'a number'}, got "
-                         f"{v!r} (field `{name}`); e.g. {flag} {4 if kind is int else 0.05}") from None
+                         f"{v!r} (field `{name}`); e.g. {flag} {example}") from None
     if lo is not None and not x >= lo:
         raise ValueError(f"{flag} must be >= {lo}, got {v!r} (field `{name}`)")
     return x

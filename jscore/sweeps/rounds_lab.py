@@ -293,7 +293,8 @@ def _sampler_stage(out_dir, make, sampler_configs, samplers, levels_per_stage, c
     return srows
 
 
-__all__ = ["DEFAULT_CONFIGS", "RoundsConfig", "RoundsLab", "default_samplers", "plot_rounds", "run_rounds"]
+__all__ = ["DEFAULT_CONFIGS", "RoundsConfig", "RoundsLab", "default_samplers", "plot_rounds",
+           "run_rounds"]
 
 
 @dataclasses.dataclass(frozen=True)
