@@ -252,25 +252,13 @@ def _add_rounds_parser(sub):
         "ParallelPicard, RandomizedMidpoint with 4 points): rounds and queries to the first "
         "decoded stage and to full success. Runs in float64 on exact codebooks at small d. "
         "Writes CSV, rounds.json and rounds.png/.pdf into --out.")
-    e.add_argument("--configs", type=_pairs, default=[(24, 1), (24, 2), (24, 3), (48, 3), (48, 4)],
-                   metavar="D,L,...", help="(d, L) pairs of the searchers (d a multiple of L)")
-    e.add_argument("--sampler-configs", type=_pairs, default=[(24, 2), (24, 3)],
-                   metavar="D,L,...", help="(d, L) pairs of the samplers")
-    e.add_argument("--audit-config", type=_pairs, default=[(24, 2)], metavar="D,L",
-                   help="(d, L) of the audit and the stage profiles")
-    e.add_argument("--rates", type=_floats, default=[0.3, 0.4, 0.5],
-                   help="rate grid; variant v of a stage has rate rates[v mod len(rates)]")
-    e.add_argument("--scale-ratio", type=float, default=0.01, help="a_{l+1} / a_l, in (0, 1)")
-    e.add_argument("--eps", type=float, default=0.05, help="adversary L^p accuracy eps")
-    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent p")
-    e.add_argument("--audit-ps", type=_floats, default=[1.0, 2.0, 4.0], help="audited exponents")
-    e.add_argument("--audit-points", type=int, default=10_000, help="planted points per sigma")
-    e.add_argument("--searches", type=int, default=50, help="searches per (d, L) and mode")
-    e.add_argument("--chains", type=int, default=16, help="sampler chains per (sampler, d, L)")
-    e.add_argument("--levels-per-stage", type=_ints, default=[8],
-                   help="sampler grid levels per factor 1/scale_ratio in sigma")
-    e.add_argument("--seed", type=int, default=0, help="seed of codebooks, points and chains")
+    from ..sweeps.protocol import add_config_flags
+    from ..sweeps.rounds_lab import RoundsConfig
+
+    add_config_flags(e, RoundsConfig)
     e.add_argument("--out", default="jscore-lowerbound-rounds", help="output folder")
+    e.add_argument("--print-config", action="store_true",
+                   help="print the settings as TOML (RoundsConfig.from_dict reads it) and exit")
     e.set_defaults(_run=run_rounds, func=run_rounds)
     return e
 
@@ -279,29 +267,18 @@ def run_rounds(args) -> int:
     """Run ``lowerbound rounds`` (float64; see :func:`jscore.sweeps.rounds_lab.run_rounds`)."""
     import jax
 
-    for name in ("searches", "chains", "audit_points"):
-        if getattr(args, name) < 2:
-            raise ValueError(f"`{name}` must be an integer >= 2, got {getattr(args, name)}.")
-    if not 0 < args.scale_ratio < 1:
-        raise ValueError(f"`scale_ratio` must be in (0, 1), got {args.scale_ratio}.")
-    if not args.eps > 0 or not args.p >= 1 or any(p < 1 for p in args.audit_ps):
-        raise ValueError("`eps` must be > 0 and every p (`p`, `audit_ps`) >= 1.")
-    if any(lps < 1 for lps in args.levels_per_stage):
-        raise ValueError(f"`levels_per_stage` must be >= 1, got {args.levels_per_stage}.")
-    for d, L in list(args.configs) + list(args.sampler_configs) + list(args.audit_config):
-        if d < 1 or L < 1 or d % L:
-            raise ValueError(f"`configs`: d = {d} must be a positive multiple of L = {L}.")
+    from ..sweeps.protocol import config_from_args
+    from ..sweeps.rounds_lab import RoundsConfig
+
+    cfg = config_from_args(RoundsConfig, args)  # validated before anything is written
+    if getattr(args, "print_config", False):
+        print(cfg.to_toml())
+        return 0
     check_out_dir(args.out)
     jax.config.update("jax_enable_x64", True)
     from ..sweeps.rounds_lab import run_rounds as run
 
-    res = run(args.out, configs=args.configs, rates=tuple(args.rates),
-              scale_ratio=args.scale_ratio, eps=args.eps, p=args.p,
-              audit_config=tuple(args.audit_config[0]), audit_points=args.audit_points,
-              ps=tuple(args.audit_ps), searches=args.searches, chains=args.chains,
-              levels_per_stage=tuple(args.levels_per_stage),
-              sampler_configs=args.sampler_configs, seed=args.seed,
-              log=lambda m: print(m, file=sys.stderr, flush=True))
+    res = run(args.out, cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
     _print_table("audit (per stage and p: max over sigma of the UCB / eps)", res["audit_summary"],
                  ["stage", "p", "num_sigmas", "max_lp_error", "max_upper_over_eps", "passed"])
     _print_table("searchers (rounds/queries to stage 0 and to all stages)", res["search_summary"],
@@ -333,28 +310,10 @@ def _add_schedule_parser(sub):
         "number, lower side: the larger). These are Monte-Carlo estimates, and P(informative) "
         "is a necessary condition for success, not success. The documentation's 'Schedules and "
         "the hidden scale' page explains it.")
-    e.add_argument("--schedule", default="karras", help="schedule family spec")
-    e.add_argument("--steps", type=int, default=18, help="number of levels K of the grid")
-    e.add_argument("--dim", type=float, default=12288.0, help="dimension d")
-    e.add_argument("--sampler", default="heun",
-                   help="catalogue sampler name, options as 'name:key=value,...'")
-    e.add_argument("--eps", default="1/d",
-                   help="adversary accuracy: a number (1e-4, 1/12288) or a rule (1/d, 1/sqrt(d), 1/d^2)")
-    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent p")
-    e.add_argument("--sigma-min", type=float, default=0.02, help="lowest level of the grid")
-    e.add_argument("--sigma-max", type=float, default=20.0, help="highest level of the grid")
-    e.add_argument("--scale-min", type=float, default=None,
-                   help="lowest hidden scale (default: --sigma-min)")
-    e.add_argument("--scale-max", type=float, default=None,
-                   help="highest hidden scale (default: --sigma-max / 10)")
-    e.add_argument("--scales", type=int, default=32, help="hidden-scale cells")
-    e.add_argument("--points", type=int, default=4, help="chains per cell and replicate")
-    e.add_argument("--reps", type=int, default=4, help="independent replicates")
-    e.add_argument("--k-cap", type=int, default=512, help="largest K the steps search tries")
-    e.add_argument("--no-search", action="store_true", help="skip the steps-to-1/2 search")
-    e.add_argument("--max-queries", type=int, default=None,
-                   help="query cap for data-dependent samplers (full-vector path)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    from ..sweeps.certificate import ScheduleLab
+    from ..sweeps.protocol import add_config_flags
+
+    add_config_flags(e, ScheduleLab)
     e.add_argument("--json", default=None, help="also write the result to this JSON file")
     e.add_argument("--png", default=None, help="also draw the certificate to this PNG file")
     e.add_argument("--out", default=None,
@@ -364,6 +323,8 @@ def _add_schedule_parser(sub):
                         "under the user cache (a second run skips most compiling)")
     e.add_argument("--no-cache", action="store_true",
                    help="leave JAX's compilation cache setting alone")
+    e.add_argument("--print-config", action="store_true",
+                   help="print the settings as TOML (for 'jscore sweep FILE') and exit")
     e.set_defaults(_run=run_schedule, func=run_schedule)
     return e
 
@@ -374,18 +335,13 @@ def run_schedule(args) -> int:
 
     import jax
 
-    for name in ("steps", "scales", "points", "reps", "k_cap"):
-        if getattr(args, name) < (2 if name in ("steps", "reps", "k_cap") else 1):
-            raise ValueError(f"`{name}` must be a positive integer (steps, reps, k-cap >= 2), got "
-                             f"{getattr(args, name)}.")
-    if not 2 <= args.dim < 2**32:
-        raise ValueError(f"`dim` must be in [2, 2^32), got {args.dim}.")
-    from ..lowerbound.scaling import eps_value
+    from ..sweeps.certificate import ScheduleLab
+    from ..sweeps.protocol import config_from_args
 
-    try:
-        eps = eps_value(args.dim, args.eps)
-    except ValueError as e:
-        raise ValueError(f"`eps`: {e}") from None
+    cfg = config_from_args(ScheduleLab, args)  # validated before anything runs
+    if getattr(args, "print_config", False):
+        print(cfg.to_toml())
+        return 0
     if args.cache_dir and not args.no_cache:
         from ..sweeps.driver import setup_compilation_cache
 
@@ -393,17 +349,12 @@ def run_schedule(args) -> int:
     import time
 
     from ..compiles import CompileCounter
-    from ..lowerbound.schedule_certificate import format_certificate, schedule_certificate
+    from ..lowerbound.schedule_certificate import format_certificate
     from ..sweeps.certificate import write_certificate
 
     t0 = time.perf_counter()
     with jax.enable_x64(True), CompileCounter() as cc:
-        res = schedule_certificate(args.schedule, args.steps, args.dim, args.sampler, eps,
-                                   p=args.p, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
-                                   scale_min=args.scale_min, scale_max=args.scale_max,
-                                   n_scales=args.scales, n_points=args.points, n_reps=args.reps,
-                                   seed=args.seed, search=not args.no_search, k_cap=args.k_cap,
-                                   max_queries=args.max_queries)
+        res = cfg.run()
     res["timing"] = dict(wall_s=time.perf_counter() - t0, **cc.as_dict(),
                          loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
     table = format_certificate(res)
@@ -417,8 +368,9 @@ def run_schedule(args) -> int:
 
 # ----------------------------------------------------------------------------- levels
 def _add_levels_parser(sub):
-    """``lowerbound levels``: distinct noise levels against queries (docs/experiments/levels.md)."""
-    from ._util import HelpFormatter, int_list_at_least
+    """``lowerbound levels``: distinct noise levels against queries (docs/experiments/levels.md);
+    its flags are the fields of :class:`jscore.sweeps.levels_lab.LevelsLab`."""
+    from ._util import HelpFormatter
 
     e = sub.add_parser(
         "levels", help="distinct noise levels against queries: annealed Langevin and "
@@ -434,29 +386,15 @@ def _add_levels_parser(sub):
         "two-panel figure levels_vs_queries.png/.pdf into --out. These are Monte-Carlo "
         "estimates, and an informative answer is necessary for success, not success. The "
         "documentation's 'Distinct levels against queries' page explains it.")
-    e.add_argument("--dim", type=float, default=10000.0, help="dimension d")
-    e.add_argument("--levels", type=int_list_at_least(1), default=[2, 4, 8, 16, 32],
-                   help="comma-separated numbers of levels L")
-    e.add_argument("--per-level", type=int_list_at_least(1), default=[1, 2, 4, 8, 16, 32, 64],
-                   help="comma-separated queries-per-level knobs m (AL steps, PC correctors)")
-    e.add_argument("--single", type=int_list_at_least(1), default=[1, 2, 4, 8, 16, 32, 64],
-                   help="comma-separated total queries Q of the SingleLevel control")
-    e.add_argument("--samplers", type=_names, default=["annealed_langevin", "pc"],
-                   help="annealed_langevin and/or pc")
-    e.add_argument("--cells", choices=("grid", "panels"), default="grid",
-                   help="every (L, m), or only the two panels")
-    e.add_argument("--panel-levels", type=int_list_at_least(1), default=None,
-                   help="L of the 'against queries' panel (default: the largest L)")
-    e.add_argument("--panel-per-level", type=int_list_at_least(1), default=None,
-                   help="m of the 'against L' panel (default: the smallest m)")
-    e.add_argument("--eps", default="1/d", help="adversary accuracy: a number or a rule such as 1/d")
-    e.add_argument("--p", type=float, default=2.0, help="adversary L^p exponent p")
-    e.add_argument("--points", type=int, default=16, help="lattice points per replicate")
-    e.add_argument("--reps", type=int, default=8, help="independent replicates (>= 2)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    from ..sweeps.levels_lab import LevelsLab
+    from ..sweeps.protocol import add_config_flags
+
+    add_config_flags(e, LevelsLab)
     e.add_argument("--json", action="store_true", help="print the result as JSON, not a table")
     e.add_argument("--out", default="jscore-levels",
                    help="output folder for levels.json, table.txt and the figure")
+    e.add_argument("--print-config", action="store_true",
+                   help="print the settings as TOML (for 'jscore sweep FILE') and exit")
     e.set_defaults(_run=run_levels, func=run_levels)
     return e
 
@@ -468,30 +406,21 @@ def run_levels(args) -> int:
 
     import jax
 
-    from ..lowerbound.scaling import eps_value
+    from ..sweeps.levels_lab import LevelsLab
+    from ..sweeps.protocol import config_from_args
 
-    if not 2 <= args.dim < 2**32 or int(args.dim) != args.dim:
-        raise ValueError(f"`dim` must be an integer in [2, 2^32), got {args.dim}.")
-    for name in ("points", "reps"):
-        if getattr(args, name) < (2 if name == "reps" else 1):
-            raise ValueError(f"`{name}` must be an integer >= {2 if name == 'reps' else 1}, got "
-                             f"{getattr(args, name)}.")
-    try:
-        eps = eps_value(args.dim, args.eps)
-    except ValueError as e:
-        raise ValueError(f"`eps`: {e}") from None
+    cfg = config_from_args(LevelsLab, args)  # validated before anything runs
+    if getattr(args, "print_config", False):
+        print(cfg.to_toml())
+        return 0
     check_out_dir(args.out)
     from ..lowerbound.levels import format_levels_table, levels_vs_queries
     from ..store import json_default
     from ..sweeps.levels_lab import write_levels
 
     with jax.enable_x64(True):
-        res = levels_vs_queries(
-            int(args.dim), levels=args.levels, per_level=args.per_level, samplers=args.samplers,
-            single_level_queries=args.single, cells=args.cells, panel_levels=args.panel_levels,
-            panel_per_level=args.panel_per_level, seed=args.seed, n_points=args.points,
-            n_reps=args.reps, eps=eps, p=args.p,
-            log=lambda m: print(m, file=sys.stderr, flush=True))
+        res = levels_vs_queries(cfg.d, **cfg.kwargs(),
+                                log=lambda m: print(m, file=sys.stderr, flush=True))
     table = format_levels_table(res)
     paths = write_levels(res, args.out)[2:]  # levels.json, table.txt, then the figure
     if args.json:

@@ -39,6 +39,7 @@ layer: ``plot_levels`` moved to :func:`jscore.sweeps.levels_lab.plot_levels` (wi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -48,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ..config import option
 from ..samplers import AnnealedLangevin, PredictorCorrector, SingleLevel
 from ..samplers.base import AbstractSampler, Solution, as_param
 from .general import FullVectorDraws
@@ -130,13 +132,129 @@ def _cell(name, L, m, lo, hi, lev, elapsed):
                 p_upper_reps=np.asarray(hi, float).tolist(), seconds=float(elapsed))
 
 
-def levels_vs_queries(d, *, levels=DEFAULT_LEVELS, per_level=DEFAULT_PER_LEVEL,
-                      samplers=SAMPLERS, single_level_queries=DEFAULT_SINGLE, cells="grid",
-                      panel_levels=None, panel_per_level=None, seed=0, n_points=32, n_reps=4,
-                      eps=None, p=2.0, rate=0.3, rate_lo=0.15, rate_hi=0.45, ideal=True,
-                      n_xi=1000, log=None) -> dict:
+def _int_list(value, name, flag, optional=False):
+    """A tuple of ints from a tuple/list or comma-separated text (a flag's value)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) \
+        else list(value) if isinstance(value, (list, tuple)) else None
+    try:
+        if items is None or any(isinstance(v, (bool, float)) for v in items):
+            raise ValueError
+        return tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        raise ValueError(f"{flag} expects comma-separated integers, got {value!r} (field "
+                         f"`{name}`); e.g. {flag} 2,4,8") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelsConfig:
+    """Settings of :func:`levels_vs_queries` (and of ``jscore lowerbound levels``: one flag per
+    field): the one place their defaults live. Lists as tuples or comma-separated text; ``eps`` a
+    number or a rule (``1/d``, ``1/sqrt(d)``, ``1/d^2``). ``ValueError`` naming the flag on bad
+    values."""
+
+    d: int = option(10_000.0, "dimension d (an integer; 1e4 accepted)", flag="--dim")
+    levels: tuple = option(DEFAULT_LEVELS, "comma-separated numbers of levels L")
+    per_level: tuple = option(DEFAULT_PER_LEVEL, "comma-separated queries-per-level knobs m "
+                              "(AL steps, PC correctors)")
+    single_level_queries: tuple = option(DEFAULT_SINGLE, "comma-separated total queries Q of "
+                                         "the SingleLevel control", flag="--single")
+    samplers: tuple = option(SAMPLERS, "annealed_langevin and/or pc")
+    cells: str = option("grid", "grid: every (L, m); panels: only the two panels")
+    panel_levels: tuple = option(None, "L of the 'against queries' panel (default: the largest L)")
+    panel_per_level: tuple = option(None, "m of the 'against L' panel (default: the smallest m)")
+    eps: str = option("1/d", "adversary accuracy: a number or a rule such as 1/d")
+    p: float = option(2.0, "adversary L^p exponent p")
+    n_points: int = option(16, "lattice points per replicate", flag="--points")
+    n_reps: int = option(8, "independent replicates (>= 2)", flag="--reps")
+    seed: int = option(0, "seed of the draws")
+    rate: float = option(0.3, "hidden rate at which the window width is measured")
+    rate_lo: float = option(0.15, "lowest hidden rate of the lattice")
+    rate_hi: float = option(0.45, "highest hidden rate of the lattice")
+    ideal: bool = option(True, "also the ideal family (m fresh points per level)")
+    n_xi: int = option(1000, "reference-norm draws of the window width and the ideal family")
+
+    def __post_init__(self):
+        setf = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        if isinstance(self.d, str):
+            try:
+                setf("d", float(self.d))
+            except ValueError:
+                raise ValueError(f"--dim must be an integer in [2, 2^32), got {self.d!r} "
+                                 "(field `d`)") from None
+        if isinstance(self.d, bool) or not isinstance(self.d, (int, float, np.integer,
+                                                                  np.floating)) \
+                or not 2 <= self.d < 2**32 or int(self.d) != self.d:
+            raise ValueError(f"--dim must be an integer in [2, 2^32), got {self.d!r} (field `d`)")
+        setf("d", int(self.d))
+        for name, flag, opt in (("levels", "--levels", False), ("per_level", "--per-level", False),
+                                ("single_level_queries", "--single", False),
+                                ("panel_levels", "--panel-levels", True),
+                                ("panel_per_level", "--panel-per-level", True)):
+            v = getattr(self, name)
+            setf(name, () if v is None and not opt else _int_list(v, name, flag, opt))
+        sm = self.samplers
+        setf("samplers", tuple(x.strip() for x in sm.split(",") if x.strip())
+             if isinstance(sm, str) else tuple(sm))
+        if not isinstance(self.eps, (str, int, float)) or isinstance(self.eps, bool):
+            raise TypeError(f"--eps must be a number or a rule such as 1/d, got {self.eps!r} "
+                            "(field `eps`)")
+        for name in ("n_points", "n_reps", "seed", "n_xi"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"`{name}` must be an integer, got {v!r}")
+        for name in ("p", "rate", "rate_lo", "rate_hi"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"`{name}` must be a finite number, got {v!r}")
+            setf(name, float(v))
+        if not isinstance(self.ideal, bool):
+            raise TypeError(f"`ideal` must be true or false, got {self.ideal!r}")
+        self.eps_value()
+        _check_arguments(self.d, self.levels, self.per_level, self.samplers,
+                         self.single_level_queries, self.cells, self.n_points, self.n_reps,
+                         self.n_xi, self.eps_value(), self.p)
+        _cells_to_run(self.cells, sorted(set(self.levels)), sorted(set(self.per_level)),
+                      self.panel_levels, self.panel_per_level)
+
+    def eps_value(self) -> float:
+        """``eps`` as a number at ``d``."""
+        from .scaling import eps_value
+
+        if self.eps is None:
+            return 1.0 / self.d
+        try:
+            return eps_value(float(self.d), self.eps)
+        except ValueError as e:
+            raise ValueError(f"`eps` (--eps): {e}") from None
+
+    def plan(self) -> dict:
+        """:func:`levels_plan` of these settings."""
+        kw = self.kwargs()
+        kw.pop("ideal")
+        return levels_plan(self.d, **kw)
+
+    def kwargs(self) -> dict:
+        """The keyword arguments of :func:`levels_vs_queries` (``eps`` as a number)."""
+        kw = {f.name: getattr(self, f.name) for f in dataclasses.fields(LevelsConfig)
+              if f.name != "d"}
+        return {**kw, "eps": self.eps_value()}
+
+
+_C = LevelsConfig  # the defaults of levels_vs_queries below
+
+
+def levels_vs_queries(d, *, levels=_C.levels, per_level=_C.per_level, samplers=_C.samplers,
+                      single_level_queries=_C.single_level_queries, cells=_C.cells,
+                      panel_levels=None, panel_per_level=None, seed=_C.seed,
+                      n_points=_C.n_points, n_reps=_C.n_reps, eps=None, p=_C.p, rate=_C.rate,
+                      rate_lo=_C.rate_lo, rate_hi=_C.rate_hi, ideal=_C.ideal, n_xi=_C.n_xi,
+                      log=None) -> dict:
     """``P(some answer informative)`` (both sides) against ``L`` distinct levels and ``m``
-    queries per level, at dimension ``d``.
+    queries per level, at dimension ``d`` (defaults: :class:`LevelsConfig`).
 
     ``levels``: level counts ``L``; ``per_level``: ``m`` values; ``samplers``: names of
     :data:`SAMPLERS`; ``single_level_queries``: ``Q`` values of the ``SingleLevel`` control
@@ -153,45 +271,93 @@ def levels_vs_queries(d, *, levels=DEFAULT_LEVELS, per_level=DEFAULT_PER_LEVEL,
     (``[L, m, lower, upper]`` of the ideal family for every ``(L, m)`` of the grid and
     ``(1, Q)``), ``elapsed_s``. Run inside ``jax.enable_x64(True)`` (the CLI does).
     """
-    from .informative import window_edges
+    log = log or (lambda msg: None)
+    t_start = time.time()
+    plan = levels_plan(d, levels=levels, per_level=per_level, samplers=samplers,
+                       single_level_queries=single_level_queries, cells=cells,
+                       panel_levels=panel_levels, panel_per_level=panel_per_level, seed=seed,
+                       n_points=n_points, n_reps=n_reps, eps=eps, p=p, rate=rate,
+                       rate_lo=rate_lo, rate_hi=rate_hi, n_xi=n_xi)
+    width = levels_width(plan)
+    out_cells = []
+    for name in plan["samplers"]:
+        for m in sorted({m for _, m in plan["todo"]}):
+            dm = _draws(plan, width, make_sampler(name, m))
+            for L in sorted(L for L, mm in plan["todo"] if mm == m):
+                out_cells.append(_measure(dm, name, L, m, log,
+                                          f"d={plan['d']} {name:>17} L={L:>3} m={m:>3} "))
+    for Q in plan["single"]:
+        out_cells.append(levels_cell(plan, width, "single_level", 1, Q, log))
+    ideal_rows = levels_ideal(plan) if ideal else []
+    return levels_result(plan, width, out_cells, ideal_rows, time.time() - t_start)
 
+
+def levels_plan(d, *, levels, per_level, samplers, single_level_queries, cells, panel_levels,
+                panel_per_level, seed, n_points, n_reps, eps, p, rate, rate_lo, rate_hi,
+                n_xi) -> dict:
+    """The validated settings of :func:`levels_vs_queries` and its ``todo`` list of ``(L, m)``
+    cells, as a dict (the pieces :func:`levels_cell`, :func:`levels_ideal` and
+    :func:`levels_result` take; ``eps`` a number or a rule, None: ``1/d``)."""
+    if isinstance(eps, str):
+        from .scaling import eps_value
+
+        eps = eps_value(float(d), eps)
     d, levels, per_level, single, eps, p = _check_arguments(
         d, levels, per_level, samplers, single_level_queries, cells, n_points, n_reps, n_xi, eps,
         p)
     panel_levels, panel_per_level, todo = _cells_to_run(cells, levels, per_level, panel_levels,
                                                         panel_per_level)
+    return dict(d=d, levels=levels, per_level=per_level, samplers=list(samplers), single=single,
+                cells=cells, panel_levels=panel_levels, panel_per_level=panel_per_level,
+                todo=todo, seed=int(seed), n_points=int(n_points), n_reps=int(n_reps), eps=eps,
+                p=p, rate=rate, rate_lo=rate_lo, rate_hi=rate_hi, n_xi=int(n_xi))
+
+
+def levels_width(plan) -> float:
+    """The window width at ``plan['rate']`` (key ``fold_in(key(seed), 7)``)."""
+    from .informative import window_edges
+
+    key = jax.random.key(plan["seed"])
+    lo_w, up_w = window_edges(float(plan["d"]), plan["rate"], plan["eps"], plan["p"],
+                              key=jax.random.fold_in(key, 7), n=plan["n_xi"])
+    return float(up_w - lo_w)
+
+
+def _draws(plan, width, sampler):
+    kd = jax.random.fold_in(jax.random.key(plan["seed"]), 3)  # shared by every cell
+    return FullVectorDraws(sampler, plan["d"], plan["eps"], plan["p"], width, key=kd,
+                           n_points=plan["n_points"], n_reps=plan["n_reps"],
+                           k_max=max(plan["levels"]), rate_lo=plan["rate_lo"],
+                           rate_hi=plan["rate_hi"])
+
+
+def levels_cell(plan, width, name, L, m, log=None) -> dict:
+    """One cell: sampler ``name`` (or ``"single_level"`` with ``L = 1``, ``m = Q``) on ``L``
+    levels with knob ``m``; the same draws and chain keys as every other cell."""
     log = log or (lambda msg: None)
-    t_start = time.time()
-    key = jax.random.key(seed)
-    lo_w, up_w = window_edges(float(d), rate, eps, p, key=jax.random.fold_in(key, 7), n=n_xi)
-    width = float(up_w - lo_w)
-    kd = jax.random.fold_in(key, 3)  # the lattice and chain keys: shared by every cell
-    kw = dict(key=kd, n_points=int(n_points), n_reps=int(n_reps), k_max=max(levels),
-              rate_lo=rate_lo, rate_hi=rate_hi)
+    head = f"d={plan['d']} {'single_level':>17} L=  1 " if name == "single_level" else \
+        f"d={plan['d']} {name:>17} L={L:>3} m={m:>3} "
+    return _measure(_draws(plan, width, make_sampler(name, m)), name, L, m, log, head)
 
-    def draws(sampler):
-        return FullVectorDraws(sampler, d, eps, p, width, **kw)
 
-    out_cells = []
-    for name in samplers:
-        for m in sorted({m for _, m in todo}):
-            dm = draws(make_sampler(name, m))
-            for L in sorted(L for L, mm in todo if mm == m):
-                out_cells.append(_measure(dm, name, L, m, log,
-                                          f"d={d} {name:>17} L={L:>3} m={m:>3} "))
-    for Q in single:
-        out_cells.append(_measure(draws(make_sampler("single_level", Q)), "single_level", 1, Q,
-                                  log, f"d={d} {'single_level':>17} L=  1 "))
-    ideal_rows = _ideal(d, eps, p, rate_lo, rate_hi, levels, per_level, single, n_xi,
-                        jax.random.fold_in(key, 5)) if ideal else []
-    config = dict(d=d, levels=levels, per_level=per_level, samplers=list(samplers),
-                  single_level_queries=single, cells=cells, panel_levels=panel_levels,
-                  panel_per_level=panel_per_level, seed=int(seed), n_points=int(n_points),
-                  n_reps=int(n_reps), eps=eps, p=p, rate=rate, rate_lo=rate_lo, rate_hi=rate_hi,
-                  sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, n_xi=int(n_xi),
-                  device=str(jax.devices()[0]), jax=jax.__version__)
-    return dict(config=config, width=width, cells=out_cells, ideal=ideal_rows,
-                elapsed_s=time.time() - t_start)
+def levels_ideal(plan) -> list:
+    """The ideal family's ``[L, m, lower, upper]`` rows (key ``fold_in(key(seed), 5)``)."""
+    return _ideal(plan["d"], plan["eps"], plan["p"], plan["rate_lo"], plan["rate_hi"],
+                  plan["levels"], plan["per_level"], plan["single"], plan["n_xi"],
+                  jax.random.fold_in(jax.random.key(plan["seed"]), 5))
+
+
+def levels_result(plan, width, cells, ideal_rows, elapsed) -> dict:
+    """The result dict of :func:`levels_vs_queries` from its pieces."""
+    config = dict(d=plan["d"], levels=plan["levels"], per_level=plan["per_level"],
+                  samplers=plan["samplers"], single_level_queries=plan["single"],
+                  cells=plan["cells"], panel_levels=plan["panel_levels"],
+                  panel_per_level=plan["panel_per_level"], seed=plan["seed"],
+                  n_points=plan["n_points"], n_reps=plan["n_reps"], eps=plan["eps"],
+                  p=plan["p"], rate=plan["rate"], rate_lo=plan["rate_lo"],
+                  rate_hi=plan["rate_hi"], sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX,
+                  n_xi=plan["n_xi"], device=str(jax.devices()[0]), jax=jax.__version__)
+    return dict(config=config, width=width, cells=cells, ideal=ideal_rows, elapsed_s=elapsed)
 
 
 def _measure(draws, name, L, m, log, head):
@@ -290,5 +456,6 @@ def format_levels_table(res) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SAMPLERS", "make_sampler", "queries_per_chain", "levels_vs_queries",
+__all__ = ["SAMPLERS", "LevelsConfig", "levels_cell", "levels_ideal", "levels_plan",
+           "levels_result", "levels_width", "make_sampler", "queries_per_chain", "levels_vs_queries",
            "format_levels_table"]

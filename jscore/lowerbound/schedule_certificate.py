@@ -35,6 +35,7 @@ This module computes and returns plain dicts; ``plot_certificate`` moved to the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -44,6 +45,7 @@ import numpy as np
 from .general import has_scalar_reduction, point_sides, resolve_sampler
 from .informative import effective_log_m_py
 from .scalar import scalar_spec
+from ..config import option
 from .scaling import SIGMA_MAX, SIGMA_MIN, _call, _grid_sides_body, lattice_points
 
 #: The smallest padded grid length of the scalar path (one compile serves every K <= 64).
@@ -237,10 +239,114 @@ def steps_to_half(gd, fam, sigma_min, sigma_max, k0, *, k_min=2, k_cap=1024, rel
     return steps, brackets, dict(sorted(curve.items()))
 
 
-def schedule_certificate(schedule, K, d, sampler="heun", eps=None, *, p=2.0, rate=0.3,
-                         sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, scale_min=None,
-                         scale_max=None, n_scales=32, n_points=4, n_reps=4, seed=0, search=True,
-                         k_cap=512, rel_tol=0.02, max_queries=None, measure_width=False):
+def _opt_number(v, name, flag, kind, lo=None):
+    """``None`` or a number of ``kind`` (text from a flag converted), >= ``lo``."""
+    if v is None or v == "":
+        return None
+    try:
+        if isinstance(v, bool):
+            raise ValueError
+        x = kind(v) if not (kind is int and isinstance(v, str)) else int(v)
+        if kind is int and isinstance(v, float) and v != int(v):
+            raise ValueError
+    except (TypeError, ValueError):
+        example = 4 if kind is int else 0.05
+        raise ValueError(f"{flag} must be {'an integer' if kind is int else 'a number'}, got "
+                         f"{v!r} (field `{name}`); e.g. {flag} {example}") from None
+    if lo is not None and not x >= lo:
+        raise ValueError(f"{flag} must be >= {lo}, got {v!r} (field `{name}`)")
+    return x
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleCertificateConfig:
+    """Settings of one schedule certificate (``jscore lowerbound schedule``; the defaults of
+    :func:`schedule_certificate` too): one :func:`~jscore.config.option` field per flag.
+    ``eps``: a number or a rule (``1/d``, ``1/sqrt(d)``, ``1/d^2``); ``scale_min``/``scale_max``
+    ``None``: ``sigma_min`` / ``sigma_max / 10``. ``ValueError`` naming the flag on bad values."""
+
+    schedule: str = option("karras", "schedule family spec (geometric, karras[:rho], edm, "
+                           "vp_linear, cosine[:s], uniform, user:s0,s1,...)")
+    steps: int = option(18, "number of levels K of the grid")
+    dim: float = option(12288.0, "dimension d")
+    sampler: str = option("heun", "catalogue sampler name, options as 'name:key=value,...'")
+    eps: str = option("1/d", "adversary accuracy: a number (1e-4, 1/12288) or a rule (1/d, "
+                      "1/sqrt(d), 1/d^2)")
+    p: float = option(2.0, "adversary L^p exponent p")
+    sigma_min: float = option(SIGMA_MIN, "lowest level of the grid")
+    sigma_max: float = option(SIGMA_MAX, "highest level of the grid")
+    scale_min: float = option(None, "lowest hidden scale (default: --sigma-min)")
+    scale_max: float = option(None, "highest hidden scale (default: --sigma-max / 10)")
+    scales: int = option(32, "hidden-scale cells")
+    points: int = option(4, "chains per cell and replicate")
+    reps: int = option(4, "independent replicates")
+    k_cap: int = option(512, "largest K the steps search tries")
+    search: bool = option(True, "the steps-to-1/2 search (--no-search skips it)")
+    max_queries: int = option(None, "query cap for data-dependent samplers (full-vector path; "
+                              "default: none)")
+    seed: int = option(0, "seed of the draws")
+
+    def __post_init__(self):
+        setf = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        for name in ("steps", "scales", "points", "reps", "k_cap", "seed"):
+            lo = 2 if name in ("steps", "reps", "k_cap") else 0 if name == "seed" else 1
+            setf(name, _opt_number(getattr(self, name), name, _flag(name), int, lo))
+            if getattr(self, name) is None:
+                raise ValueError(f"{_flag(name)} is required (field `{name}`)")
+        for name in ("dim", "p", "sigma_min", "sigma_max"):
+            setf(name, _opt_number(getattr(self, name), name, _flag(name), float))
+            if getattr(self, name) is None or not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{_flag(name)} must be a finite number, got "
+                                 f"{getattr(self, name)!r} (field `{name}`)")
+        for name in ("scale_min", "scale_max"):
+            setf(name, _opt_number(getattr(self, name), name, _flag(name), float))
+        setf("max_queries", _opt_number(self.max_queries, "max_queries", "--max-queries", int, 1))
+        if not 2 <= self.dim < 2**32:
+            raise ValueError(f"--dim must be in [2, 2^32), got {self.dim} (field `dim`)")
+        if not isinstance(self.search, bool):
+            raise TypeError(f"`search` must be true or false, got {self.search!r}")
+        for name in ("schedule", "sampler"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise TypeError(f"{_flag(name)} must be a non-empty name, got "
+                                f"{getattr(self, name)!r} (field `{name}`)")
+        if not isinstance(self.eps, str):
+            if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)):
+                raise TypeError(f"--eps must be a number or a rule such as 1/d, got "
+                                f"{self.eps!r} (field `eps`)")
+        self.eps_value()
+
+    def eps_value(self) -> float:
+        """``eps`` as a number at ``dim`` (:func:`~jscore.lowerbound.scaling.eps_value`)."""
+        from .scaling import eps_value
+
+        try:
+            return eps_value(self.dim, self.eps)
+        except ValueError as e:
+            raise ValueError(f"`eps` (--eps): {e}") from None
+
+    def run(self):
+        """:func:`schedule_certificate` of these settings."""
+        return schedule_certificate(self.schedule, self.steps, self.dim, self.sampler,
+                                    self.eps_value(), p=self.p, sigma_min=self.sigma_min,
+                                    sigma_max=self.sigma_max, scale_min=self.scale_min,
+                                    scale_max=self.scale_max, n_scales=self.scales,
+                                    n_points=self.points, n_reps=self.reps, seed=self.seed,
+                                    search=self.search, k_cap=self.k_cap,
+                                    max_queries=self.max_queries)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+_C = ScheduleCertificateConfig  # the defaults of schedule_certificate below
+
+
+def schedule_certificate(schedule, K, d, sampler=_C.sampler, eps=None, *, p=_C.p, rate=0.3,
+                         sigma_min=_C.sigma_min, sigma_max=_C.sigma_max, scale_min=None,
+                         scale_max=None, n_scales=_C.scales, n_points=_C.points,
+                         n_reps=_C.reps, seed=_C.seed, search=_C.search, k_cap=_C.k_cap,
+                         rel_tol=0.02, max_queries=None, measure_width=False):
     """P(some answer informative) of ``sampler`` on ``K`` levels of ``schedule`` (a family spec
     such as ``"karras:7"``, or a family) at dimension ``d``, against the hidden scale in
     ``[scale_min, scale_max]`` (default ``[sigma_min, sigma_max / 10]``: the sampler starts from
@@ -353,4 +459,4 @@ def format_certificate(res) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["GridDraws", "steps_to_half", "schedule_certificate", "format_certificate"]
+__all__ = ["GridDraws", "ScheduleCertificateConfig", "steps_to_half", "schedule_certificate", "format_certificate"]

@@ -61,3 +61,20 @@ def _register_exact_lab():
 
 _register_exact_lab()
 from .exact_lab import ExactLab as ExactLab  # noqa: E402
+
+
+def _register_lowerbound_labs():
+    from .certificate import ScheduleLab
+    from .levels_lab import LevelsLab
+    from .protocol import register_unit_experiment
+    from .rounds_lab import RoundsLab
+
+    register_unit_experiment(ScheduleLab, legend="", cli_overrides=())
+    register_unit_experiment(LevelsLab, legend="", cli_overrides=())
+    register_unit_experiment(RoundsLab, legend="", cli_overrides=())
+
+
+_register_lowerbound_labs()
+from .certificate import ScheduleLab as ScheduleLab  # noqa: E402
+from .levels_lab import LevelsLab as LevelsLab  # noqa: E402
+from .rounds_lab import RoundsLab as RoundsLab  # noqa: E402

@@ -6,14 +6,46 @@ half of :mod:`jscore.lowerbound.schedule_certificate`, whose
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import numpy as np
 
 from .. import plot as jp
-from ..lowerbound.schedule_certificate import format_certificate
+from ..config import option
+from ..lowerbound.schedule_certificate import ScheduleCertificateConfig, format_certificate
 from ..store import atomic_write
+from .protocol import ExperimentResult, UnitExperiment
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleLab(ScheduleCertificateConfig, UnitExperiment):
+    """The schedule certificate as a one-unit experiment (``experiment = "schedule"`` in TOML,
+    ``jscore sweep FILE``; the flags of ``jscore lowerbound schedule``): the fields of
+    :class:`~jscore.lowerbound.schedule_certificate.ScheduleCertificateConfig` and a run folder
+    ``name``. Its one unit is the certificate; :meth:`consolidate` writes ``certificate.json``,
+    ``certificate.txt`` and ``certificate.png`` (:func:`write_certificate`)."""
+
+    experiment = "schedule"
+    name: str = option("schedule", "run folder suffix (jscore sweep: jscore-sweep-NAME)",
+                       cli=False, identity=False)
+
+    def units(self) -> list:
+        return ["certificate"]
+
+    def run_unit(self, unit, *, log=print) -> dict:
+        return {"result": json.loads(json.dumps(self.run()))}
+
+    def consolidate(self, rows, out, *, plot=True, log=print, stats=None):
+        res = rows[0]["result"] if rows else None
+        files = []
+        if res is not None and out is not None:
+            files = write_certificate(res, out=out) if plot else write_certificate(
+                res, out=None, json_path=os.path.join(out, "certificate.json"))
+        text = format_certificate(res) + "\n" if res is not None else ""
+        return ExperimentResult(out=out, config=self, rows=rows, results=res or {}, files=files,
+                                text=text, complete=res is not None)
 
 
 def write_certificate(res, *, out=None, json_path=None, png_path=None, log=None) -> list[str]:
@@ -97,4 +129,4 @@ def plot_certificate(res, path):
         return jp.save(fig, path, formats=("png",))[0]
 
 
-__all__ = ["plot_certificate", "write_certificate"]
+__all__ = ["ScheduleLab", "plot_certificate", "write_certificate"]

@@ -5,16 +5,94 @@ them; :func:`write_levels` writes a run's ``levels.json``, ``table.txt`` and fig
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import threading
+import time
 
 from .. import plot as jp
-from ..lowerbound.levels import format_levels_table
+from ..config import option
+from ..lowerbound.levels import LevelsConfig, format_levels_table
 from ..store import atomic_write, json_default
+from .protocol import ExperimentResult, UnitExperiment
+
+_WIDTHS: dict = {}
+_WIDTHS_LOCK = threading.Lock()
 
 
-def write_levels(res, out_dir) -> list[str]:
+@dataclasses.dataclass(frozen=True)
+class LevelsLab(LevelsConfig, UnitExperiment):
+    """The levels experiment as a unit experiment (``experiment = "levels"``, ``jscore sweep
+    FILE``; the flags of ``jscore lowerbound levels``): the fields of
+    :class:`~jscore.lowerbound.levels.LevelsConfig` and a run folder ``name``.
+
+    Units: ``["cell", sampler, L, m]`` per cell, ``["single", Q]`` per SingleLevel control and
+    ``["ideal"]``; each cell uses the same lattice and chain keys (``fold_in(key(seed), 3)``) as
+    :func:`~jscore.lowerbound.levels.levels_vs_queries`, so its numbers are the same.
+    :meth:`consolidate` writes ``levels.json``, ``table.txt`` and the figure (:func:`write_levels`).
+    """
+
+    experiment = "levels"
+    name: str = option("levels", "run folder suffix (jscore sweep: jscore-sweep-NAME)",
+                       cli=False, identity=False)
+
+    def units(self) -> list:
+        plan = self.plan()
+        out = [["cell", name, L, m] for name in plan["samplers"]
+               for m in sorted({m for _, m in plan["todo"]})
+               for L in sorted(L for L, mm in plan["todo"] if mm == m)]
+        out += [["single", Q] for Q in plan["single"]]
+        return out + ([["ideal"]] if self.ideal else [])
+
+    def _width(self, plan) -> float:
+        from ..lowerbound.levels import levels_width
+
+        key = (self.config_hash, )
+        with _WIDTHS_LOCK:
+            if key in _WIDTHS:
+                return _WIDTHS[key]
+        w = levels_width(plan)
+        with _WIDTHS_LOCK:
+            _WIDTHS[key] = w
+        return w
+
+    def run_unit(self, unit, *, log=print) -> dict:
+        import jax
+
+        from ..lowerbound.levels import levels_cell, levels_ideal
+
+        with jax.enable_x64(True):
+            plan = self.plan()
+            width = self._width(plan)
+            if unit[0] == "ideal":
+                return {"ideal": levels_ideal(plan), "width": width}
+            name, L, m = ("single_level", 1, unit[1]) if unit[0] == "single" else unit[1:]
+            cell = levels_cell(plan, width, name, L, m, log)
+        return {"cell": json.loads(json.dumps(cell, default=json_default)), "width": width}
+
+    def consolidate(self, rows, out, *, plot=True, log=print, stats=None):
+        from ..lowerbound.levels import levels_result
+
+        import jax
+
+        with jax.enable_x64(True):
+            plan = self.plan()
+        cells = [r["cell"] for r in rows if "cell" in r]
+        ideal = [r["ideal"] for r in rows if "ideal" in r]
+        width = rows[0]["width"] if rows else float("nan")
+        res = levels_result(plan, width, cells, ideal[0] if ideal else [],
+                            (stats or {}).get("seconds", 0.0))
+        files = []
+        if out is not None:
+            files = write_levels(res, out) if plot else write_levels(res, out, plot=False)
+        return ExperimentResult(out=out, config=self, rows=rows, results=res, files=files,
+                                text=format_levels_table(res) + "\n",
+                                complete=len(rows) == len(self.units()))
+
+
+def write_levels(res, out_dir, *, plot: bool = True) -> list[str]:
     """Write one :func:`~jscore.lowerbound.levels.levels_vs_queries` result into ``out_dir``
     (created): ``levels.json``, ``table.txt`` (:func:`~jscore.lowerbound.levels.format_levels_table`)
     and ``levels_vs_queries.png``/``.pdf`` (:func:`plot_levels`), atomically. Returns the paths."""
@@ -22,6 +100,8 @@ def write_levels(res, out_dir) -> list[str]:
     paths = [os.path.join(out_dir, "levels.json"), os.path.join(out_dir, "table.txt")]
     atomic_write(paths[0], json.dumps(res, indent=1, default=json_default))
     atomic_write(paths[1], format_levels_table(res) + "\n")
+    if not plot:
+        return paths
     return paths + plot_levels([res], os.path.join(out_dir, "levels_vs_queries.png"))
 
 
@@ -117,4 +197,4 @@ def _panels(row, res):
     jp.legend_outside(ax_l, fontsize=7)
 
 
-__all__ = ["plot_levels", "write_levels"]
+__all__ = ["LevelsLab", "plot_levels", "write_levels"]
