@@ -16,31 +16,9 @@ Registered by ``jscore.cli`` through :func:`add_parser` / :func:`run`; also runn
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
-from ._util import check_out_dir, float_at_least, int_at_least
-
-
-def _floats(text: str):
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _names(text: str):
-    """Comma-separated names; ``name:key=value,key=value`` keeps its options together (an item
-    with ``=`` and no ``:`` continues the previous name's options)."""
-    out = []
-    for v in (v.strip() for v in text.split(",")):
-        if not v:
-            continue
-        if out and "=" in v and ":" not in v and ":" in out[-1]:
-            out[-1] += "," + v
-        else:
-            out.append(v)
-    return out
+from ._util import check_out_dir, int_at_least
 
 
 # LowerBoundSweep's names -> flags in error messages (the generated flag and its old spelling)
@@ -98,14 +76,6 @@ def add_parser(subparsers):
     _add_schedule_parser(sub)
     _add_levels_parser(sub)
     return p
-
-
-def _ints(text: str):
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}") from None
 
 
 def _add_exact_parser(sub):
@@ -230,13 +200,6 @@ def run(args) -> int:
     return 0
 
 
-def _pairs(text: str):
-    vals = _ints(text)
-    if len(vals) % 2 or not vals:
-        raise argparse.ArgumentTypeError(f"expected D,L,D,L,... pairs of integers, got {text!r}")
-    return [(vals[i], vals[i + 1]) for i in range(0, len(vals), 2)]
-
-
 def _add_rounds_parser(sub):
     """``lowerbound rounds``: adaptive rounds against queries on the nested codebook (exploratory)."""
     from ._util import HelpFormatter
@@ -258,7 +221,7 @@ def _add_rounds_parser(sub):
     add_config_flags(e, RoundsConfig)
     e.add_argument("--out", default="jscore-lowerbound-rounds", help="output folder")
     e.add_argument("--print-config", action="store_true",
-                   help="print the settings as TOML (RoundsConfig.from_dict reads it) and exit")
+                   help="print the settings as TOML (for 'jscore sweep FILE') and exit")
     e.set_defaults(_run=run_rounds, func=run_rounds)
     return e
 
@@ -271,8 +234,12 @@ def run_rounds(args) -> int:
     from ..sweeps.rounds_lab import RoundsConfig
 
     cfg = config_from_args(RoundsConfig, args)  # validated before anything is written
-    if getattr(args, "print_config", False):
-        print(cfg.to_toml())
+    if getattr(args, "print_config", False):  # as the rounds experiment, which jscore sweep runs
+        import dataclasses
+
+        from ..sweeps.rounds_lab import RoundsLab
+
+        print(RoundsLab(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}).to_toml())
         return 0
     check_out_dir(args.out)
     jax.config.update("jax_enable_x64", True)
