@@ -201,9 +201,9 @@ def test_make_draws_picks_the_path():
 
 
 def test_cli_names_keep_options():
-    from jscore.cli.lowerbound import _names
+    from jscore.lowerbound.scaling_config import split_names
 
-    assert _names("euler, heun:s_churn=40,s_noise=1.0,unipc") == [
+    assert split_names("euler, heun:s_churn=40,s_noise=1.0,unipc") == [
         "euler", "heun:s_churn=40,s_noise=1.0", "unipc"]
 
 

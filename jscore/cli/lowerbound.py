@@ -150,23 +150,9 @@ def run_exact(args) -> int:
 
 
 def _print_table(title, rows, cols):
-    def fmt(v):
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            return str(v)
-        return f"{f:.4g}"
+    from ..sweeps.exact_lab import format_table
 
-    print(title)
-    if not rows:
-        print("  (no rows)")
-        return
-    cells = [[fmt(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
-    print("  " + " ".join(c.rjust(w) for c, w in zip(cols, widths)))
-    for x in cells:
-        print("  " + " ".join(v.rjust(w) for v, w in zip(x, widths)))
-    print(flush=True)
+    print(format_table(title, rows, cols), end="", flush=True)
 
 
 def _check_scale_args(args):

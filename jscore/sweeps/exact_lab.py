@@ -33,6 +33,7 @@ from concurrent.futures import Future
 
 from ..config import option
 from ..lowerbound.exact_experiments import error_bar
+from ..lowerbound.scaling_config import split_names
 from ..lowerbound.validation import BRACKET_RATIOS
 from ..store import write_csv
 from .protocol import ExperimentResult, UnitExperiment
@@ -75,16 +76,9 @@ def _numbers(value, field, flag, kind):
 
 
 def _names(value, field, flag):
-    """Comma-separated names; ``name:key=value,key=value`` keeps its options together."""
-    out = []
-    for v in (str(v).strip() for v in _items(value, field, flag)):
-        if not v:
-            continue
-        if out and "=" in v and ":" not in v and ":" in out[-1]:
-            out[-1] += "," + v
-        else:
-            out.append(v)
-    return tuple(out)
+    """Comma-separated names; ``name:key=value,key=value`` keeps its options together
+    (:func:`jscore.lowerbound.scaling_config.split_names`)."""
+    return tuple(split_names(",".join(str(v) for v in _items(value, field, flag))))
 
 
 # ----------------------------------------------------------------------------- codebook cache
