@@ -1,6 +1,8 @@
-"""Test helpers: Monte-Carlo tolerances derived from standard errors."""
+"""Test helpers: Monte-Carlo tolerances derived from standard errors; child processes (two-process runs)."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -37,3 +39,45 @@ def var_se(x, axis=0):
     n = x.shape[axis]
     v = x.var(axis, ddof=1)
     return v, v * np.sqrt(2.0 / (n - 1))
+
+
+# ----------------------------------------------------------------------------- subprocesses
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def repo_env(**extra) -> dict:
+    """``os.environ`` with this checkout first on ``PYTHONPATH`` (for child processes), then
+    ``extra``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def free_address() -> str:
+    """``127.0.0.1:<port>`` with a free port, for a ``jax.distributed`` coordinator."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def run_processes(commands, *, env=None, timeout: float = 240) -> list[str]:
+    """Start every command at once (e.g. the processes of one ``jax.distributed`` run), wait for
+    all, kill any left after ``timeout``; assert each exited 0 (its stderr tail in the message)
+    and return their stdouts."""
+    import subprocess
+
+    procs = [subprocess.Popen(cmd, env=env if env is not None else repo_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for cmd in commands]
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return [o for o, _ in outs]

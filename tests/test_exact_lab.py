@@ -178,29 +178,14 @@ print(json.dumps({"tv": [[r["d"], r["ratio"], r["tv"], r["phi"]] for r in res.re
 def test_two_processes_equal_one(tmp_path):
     """Two jax.distributed processes share the units (2 each) and give the one-process rows;
     only process 0 writes the files."""
-    import os
-    import socket
-    import subprocess
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        addr = f"127.0.0.1:{s.getsockname()[1]}"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = str(tmp_path / "mp")
-    procs = [subprocess.Popen([sys.executable, "-c", _TWO_PROCESSES, out, addr, str(i)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    try:
-        outs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (o, e) in zip(procs, outs):
-        assert p.returncode == 0, e[-3000:]
-    got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    from helpers import free_address, run_processes
+
+    addr, out = free_address(), str(tmp_path / "mp")
+    outs = run_processes([[sys.executable, "-c", _TWO_PROCESSES, out, addr, str(i)]
+                          for i in range(2)], timeout=300)
+    got = [json.loads(o.strip().splitlines()[-1]) for o in outs]
     cfg = ExactLab(experiments="tv", tv="12,0.3,10,0.25", tv_ratios="1.0,1.25", tv_points=64)
     one = run_experiment(cfg, out=str(tmp_path / "one"), quiet=True, workers=1)
     want = [[r["d"], r["ratio"], r["tv"], r["phi"]] for r in one.results["tv"]]

@@ -6,8 +6,6 @@ import dataclasses
 import inspect
 import json
 import os
-import socket
-import subprocess
 import sys
 import textwrap
 
@@ -233,32 +231,15 @@ _TWO_PROCESSES = textwrap.dedent("""
 """)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow  # two processes compiling ~80 programs each: 27 s at load 1, 131 s at load 6-9
 def test_two_processes_equal_one(tiny_one, tmp_path):
-    out = str(tmp_path / "mp")
-    addr = f"127.0.0.1:{_free_port()}"
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    from helpers import free_address, run_processes
+
+    out, addr = str(tmp_path / "mp"), free_address()
     cfg = json.dumps(LowerBoundSweep(dims=(100, 400), **TINY).to_dict())
-    procs = [subprocess.Popen([sys.executable, "-c", _TWO_PROCESSES, out, addr, str(i), cfg],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    try:
-        outs = [p.communicate(timeout=400) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (o, e) in zip(procs, outs):
-        assert p.returncode == 0, e[-3000:]
-    got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    outs = run_processes([[sys.executable, "-c", _TWO_PROCESSES, out, addr, str(i), cfg]
+                          for i in range(2)], timeout=400)
+    got = [json.loads(o.strip().splitlines()[-1]) for o in outs]
     assert [g["here"] for g in got] == [1, 1]  # d = 100 on process 0, d = 400 on process 1
     assert _text(got[0]["rows"]) == _text(tiny_one.rows) == _text(got[1]["rows"])
     assert got[0]["wrote"] and not got[1]["wrote"]  # only process 0 writes the result files

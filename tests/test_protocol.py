@@ -7,7 +7,6 @@ import argparse
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,8 @@ import numpy as np
 import pytest
 
 import jscore as js
+from helpers import free_address, run_processes
+from helpers import repo_env as _env
 from jscore.sweeps import protocol
 from jscore.sweeps.protocol import (ExperimentResult, UnitExperiment, add_config_flags,
                                     config_from_args, option, run_experiment)
@@ -199,12 +200,6 @@ _TWO_DEVICES = textwrap.dedent("""
 """)
 
 
-def _env(**extra):
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra)
-    return env
 
 
 def test_units_on_two_forced_host_devices(tmp_path):
@@ -231,28 +226,13 @@ _TWO_PROCESSES = textwrap.dedent("""
 """)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_equal_one(tmp_path):
     out = str(tmp_path / "mp")
-    addr = f"127.0.0.1:{_free_port()}"
+    addr = free_address()
     here = os.path.dirname(os.path.abspath(__file__))
-    procs = [subprocess.Popen([sys.executable, "-c", _TWO_PROCESSES, out, addr, str(i), here],
-                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(2)]
-    try:
-        outs = [p.communicate(timeout=240) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (o, e) in zip(procs, outs):
-        assert p.returncode == 0, e[-3000:]
-    got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    outs = run_processes([[sys.executable, "-c", _TWO_PROCESSES, out, addr, str(i), here]
+                          for i in range(2)])
+    got = [json.loads(o.strip().splitlines()[-1]) for o in outs]
     # the one-process reference in a fresh process too (this one's XLA options may differ)
     ref = subprocess.run([sys.executable, "-c", _TWO_PROCESSES, str(tmp_path / "one"), "none", "0",
                           here], env=_env(), capture_output=True, text=True, timeout=240)

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 import jscore as js
+from helpers import free_address, run_processes
 from jscore.sweeps import analysis, engine, store
 from jscore.sweeps.spec import SweepSpec, load_spec, parse_int_list, spec_to_toml
 
@@ -461,12 +461,6 @@ metrics = ["kl"]
 """
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _per_seed_by_key(rows):
     return {store.row_key(r): r["per_seed"] for r in rows}
 
@@ -476,19 +470,9 @@ def test_two_processes_equal_one(tmp_path, cache_dir):
     cfg.write_text(_CFG.format(name="two", samplers='["heun"]', dims="4,8", seeds="0-7", chunk=4,
                                steps="3,6"))
     out = tmp_path / "mp"
-    port = _free_port()
     cmd = [sys.executable, "-m", "jscore.cli.sweep", str(cfg), "--out", str(out), "--quiet", "--no-plot",
-           "--cache-dir", cache_dir, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
-    procs = [subprocess.Popen(cmd + ["--process-id", str(i)], env=_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    try:
-        outs = [p.communicate(timeout=240) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (o, e) in zip(procs, outs):
-        assert p.returncode == 0, e[-3000:]
+           "--cache-dir", cache_dir, "--coordinator", free_address(), "--num-processes", "2"]
+    run_processes([cmd + ["--process-id", str(i)] for i in range(2)], env=_env())
     part = [store.read_rows_file(str(out / f"rows-p{i}.jsonl")) for i in range(2)]
     k0, k1 = ({store.row_key(r) for r in rows} for rows in part)
     assert k0 and k1 and not (k0 & k1)  # disjoint shards, both did work

@@ -362,6 +362,36 @@ def log_vmf_lower_tail_bound(t0, kappa, d, lam=None):
     return jnp.where(t0 <= -1.0, -jnp.inf, val)
 
 
+def _band_terms(xi, sigma, d, eps, p, rho, kappa, log_m):
+    """The pieces every side needs: ``(in_band, lam, a_k, condensed)``."""
+    lo, hi = norm_band(sigma, d, eps, p, rho)
+    x2 = xi * xi
+    in_band = (x2 >= lo) & (x2 <= hi)
+    lam, a_k = bessel_terms(kappa, d)
+    return in_band, lam, a_k, capacity(sigma, rho) >= log_m / d
+
+
+def _lr_upper(t_lr, log_n_lr, kappa, d, lam, log_lambda):
+    """Upper side of the LR test at ``t_lr`` (count plus the vMF lower tail)."""
+    log_tail = log_vmf_lower_tail_bound(t_lr, kappa, d, lam)
+    log_up = jnp.logaddexp(log_n_lr, log_tail - log_lambda)
+    return jnp.minimum(jnp.exp(jnp.minimum(log_up, _LOG_CAP_MAX)), 1.0)
+
+
+def _difference_sides(kappa, lam, a_k, log_m, log_b, eps, d):
+    """Difference test, liquid model: single-codeword threshold ``t_g`` and the bulk below it.
+    Returns ``(t_g, log_n_g, diff_lower, diff_upper)``."""
+    t_g, _ = _liquid_truncated(kappa, lam, a_k, log_m, log_b, eps, d, False, "exact")
+    log_n_g = _log_count(t_g, d, log_m)
+    diff_lower = -jnp.expm1(-jnp.exp(jnp.minimum(log_n_g, _LOG_CAP_MAX)))
+    log_delta2 = 2.0 * (jnp.log(eps) - math.log(2.0))
+    tau = jnp.clip(jnp.where(jnp.isnan(t_g), 1.0, t_g), -1.0, 1.0)
+    log_m_tg = _bulk_log_mean_bound(tau, kappa, lam, a_k, log_m, log_b, d) - log_delta2
+    log_m_tg = jnp.where(t_g <= -1.0, -jnp.inf, log_m_tg)
+    log_dup = jnp.logaddexp(log_n_g, log_m_tg)
+    return t_g, log_n_g, diff_lower, jnp.minimum(jnp.exp(jnp.minimum(log_dup, _LOG_CAP_MAX)), 1.0)
+
+
 def informative_sides(xi, sigma, d, rate, eps, p=2.0, rho=1.0, *, log_m=None) -> QuerySides:
     """Both sides of ``pi(xi, sigma; d, R, eps, p)`` (see :class:`QuerySides`); broadcasting.
 
@@ -373,30 +403,14 @@ def informative_sides(xi, sigma, d, rate, eps, p=2.0, rho=1.0, *, log_m=None) ->
     d, xi, sigma, eps, p, rho, log_m, r, s2, kappa, log_b, log_lambda = _query_scalars(
         xi, sigma, d, rate, eps, p, rho, log_m)
     ftype = xi.dtype
-    lo, hi = norm_band(sigma, d, eps, p, rho)
-    x2 = xi * xi
-    in_band = (x2 >= lo) & (x2 <= hi)
-    lam, a_k = bessel_terms(kappa, d)
-    condensed = capacity(sigma, rho) >= log_m / d
+    in_band, lam, a_k, condensed = _band_terms(xi, sigma, d, eps, p, rho, kappa, log_m)
 
     # LR test: t(u*) with u* = log M + log lambda
     t_lr = (log_m + log_lambda + lam) / kappa
     log_n_lr = _log_count(t_lr, d, log_m)
     lr_lower = -jnp.expm1(-jnp.exp(jnp.minimum(log_n_lr, _LOG_CAP_MAX)))
-    log_tail = log_vmf_lower_tail_bound(t_lr, kappa, d, lam)
-    log_up = jnp.logaddexp(log_n_lr, log_tail - log_lambda)
-    lr_upper = jnp.minimum(jnp.exp(jnp.minimum(log_up, _LOG_CAP_MAX)), 1.0)
-
-    # difference test, liquid model: single-codeword threshold t_g and the bulk below it
-    t_g, _ = _liquid_truncated(kappa, lam, a_k, log_m, log_b, eps, d, False, "exact")
-    log_n_g = _log_count(t_g, d, log_m)
-    diff_lower = -jnp.expm1(-jnp.exp(jnp.minimum(log_n_g, _LOG_CAP_MAX)))
-    log_delta2 = 2.0 * (jnp.log(eps) - math.log(2.0))
-    tau = jnp.clip(jnp.where(jnp.isnan(t_g), 1.0, t_g), -1.0, 1.0)
-    log_m_tg = _bulk_log_mean_bound(tau, kappa, lam, a_k, log_m, log_b, d) - log_delta2
-    log_m_tg = jnp.where(t_g <= -1.0, -jnp.inf, log_m_tg)
-    log_dup = jnp.logaddexp(log_n_g, log_m_tg)
-    diff_upper = jnp.minimum(jnp.exp(jnp.minimum(log_dup, _LOG_CAP_MAX)), 1.0)
+    lr_upper = _lr_upper(t_lr, log_n_lr, kappa, d, lam, log_lambda)
+    t_g, log_n_g, diff_lower, diff_upper = _difference_sides(kappa, lam, a_k, log_m, log_b, eps, d)
 
     band = in_band.astype(ftype)
     lower = band * jnp.where(condensed, lr_lower, jnp.minimum(diff_lower, lr_upper))
@@ -432,23 +446,15 @@ def estimate_and_sides(xi, sigma, d, eps, p=2.0, rho=1.0, *, log_m, branch, want
     est, sides = want != "sides", want != "estimate"
     d, xi, sigma, eps, p, rho, log_m, r, s2, kappa, log_b, log_lambda = _query_scalars(
         xi, sigma, d, None, eps, p, rho, log_m)
-    ftype = xi.dtype
-    lo, hi = norm_band(sigma, d, eps, p, rho)
-    x2 = xi * xi
-    in_band = (x2 >= lo) & (x2 <= hi)
-    lam, a_k = bessel_terms(kappa, d)
-    condensed = capacity(sigma, rho) >= log_m / d
-    band = in_band.astype(ftype)
+    in_band, lam, a_k, condensed = _band_terms(xi, sigma, d, eps, p, rho, kappa, log_m)
+    band = in_band.astype(xi.dtype)
 
     # LR test: t(u*), u* = u_lo = log M + log lambda (the condensed estimate's t* too)
     t_lr = (log_m + log_lambda + lam) / kappa
     prob = lower = upper = None
-    if sides:
-        log_n_lr = _log_count(t_lr, d, log_m)
     if sides:  # both branches need the LR upper side
-        log_tail = log_vmf_lower_tail_bound(t_lr, kappa, d, lam)
-        log_up = jnp.logaddexp(log_n_lr, log_tail - log_lambda)
-        lr_upper = jnp.minimum(jnp.exp(jnp.minimum(log_up, _LOG_CAP_MAX)), 1.0)
+        log_n_lr = _log_count(t_lr, d, log_m)
+        lr_upper = _lr_upper(t_lr, log_n_lr, kappa, d, lam, log_lambda)
     if branch == "condensed":
         if est:  # t* = t(u_lo) = t_lr, written as informative_terms does (same rounding)
             one_minus_a2 = (1.0 - a_k) * (1.0 + a_k)
@@ -469,16 +475,7 @@ def estimate_and_sides(xi, sigma, d, eps, p=2.0, rho=1.0, *, log_m, branch, want
         prob = -jnp.expm1(-jnp.exp(jnp.minimum(log_int, _LOG_CAP_MAX)))
     if not sides:
         return prob, lower, upper, condensed
-    # difference test: single-codeword threshold t_g and the bulk below it
-    t_g, _ = _liquid_truncated(kappa, lam, a_k, log_m, log_b, eps, d, False, "exact")
-    log_n_g = _log_count(t_g, d, log_m)
-    diff_lower = -jnp.expm1(-jnp.exp(jnp.minimum(log_n_g, _LOG_CAP_MAX)))
-    log_delta2 = 2.0 * (jnp.log(eps) - math.log(2.0))
-    tau = jnp.clip(jnp.where(jnp.isnan(t_g), 1.0, t_g), -1.0, 1.0)
-    log_m_tg = _bulk_log_mean_bound(tau, kappa, lam, a_k, log_m, log_b, d) - log_delta2
-    log_m_tg = jnp.where(t_g <= -1.0, -jnp.inf, log_m_tg)
-    log_dup = jnp.logaddexp(log_n_g, log_m_tg)
-    diff_upper = jnp.minimum(jnp.exp(jnp.minimum(log_dup, _LOG_CAP_MAX)), 1.0)
+    _, _, diff_lower, diff_upper = _difference_sides(kappa, lam, a_k, log_m, log_b, eps, d)
     lower = band * jnp.minimum(diff_lower, lr_upper)
     upper = band * jnp.minimum(lr_upper, diff_upper)
     return prob, jnp.minimum(lower, upper), upper, condensed
