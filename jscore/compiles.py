@@ -11,11 +11,16 @@ that precede it. :class:`CompileCounter` listens to those events while it is ope
 A count is the number of backend compile requests: a program served from the persistent
 compilation cache still counts (its seconds are then the cache retrieval time). One listener is
 registered once per process and dispatches to every open counter (counters may nest).
+
+:func:`setup_compilation_cache` turns on JAX's persistent compilation cache in a private folder
+(:func:`default_cache_dir`), so a second run skips most compiling.
 Ground floor: imports only the standard library and jax.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 
 import jax
@@ -94,4 +99,47 @@ class CompileCounter:
         return f"{self.compilations} compilations, {self.compile_s:.1f} s compiling"
 
 
-__all__ = ["CompileCounter"]
+def default_cache_dir() -> str:
+    base = os.environ.get("JSCORE_CACHE_DIR")
+    if base:
+        return base
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(xdg, "jscore", "xla")
+
+
+def setup_compilation_cache(path: str | None = "default") -> str | None:
+    """Turn on JAX's persistent compilation cache in a private directory (mode 0700).
+
+    JAX treats the cache as trusted code, so a directory that others can write is refused.
+    ``path=None`` leaves the cache as it is. Returns the directory used.
+    """
+    import jax
+
+    try:
+        from jax.experimental.compilation_cache.compilation_cache import reset_cache
+    except ImportError:  # pragma: no cover - older/newer layouts: the setting applies at first use
+        reset_cache = None
+    if path is None:
+        return None
+    if path == "default":
+        path = default_cache_dir()
+    path = os.path.abspath(os.path.expanduser(path))
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.stat(path)
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise ValueError(f"compilation cache {path!r} belongs to another user; pick a private directory.")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ValueError(
+            f"compilation cache {path!r} is writable by others (mode {oct(st.st_mode & 0o777)}); "
+            f"JAX runs what it finds there. Run `chmod 700 {path}` or pick another directory."
+        )
+    if jax.config.jax_compilation_cache_dir != path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        if reset_cache is not None:
+            reset_cache()
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 1)
+    return path
+
+
+__all__ = ["CompileCounter", "default_cache_dir", "setup_compilation_cache"]

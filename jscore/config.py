@@ -1,7 +1,8 @@
 """Config fields: :func:`option` declares a field of a frozen config dataclass with its default,
 help text and command-line flag, so that a default lives in one place (the field) and the TOML
 keys, the generated flags (:func:`jscore.sweeps.protocol.add_config_flags`) and the docs are
-read from it. Ground floor: imports only the standard library.
+read from it; :func:`toml_dumps` writes a config as TOML (the one TOML writer). Ground floor:
+imports only the standard library (and ``tomli_w`` when writing TOML).
 """
 
 from __future__ import annotations
@@ -31,4 +32,21 @@ def _meta(f: dataclasses.Field) -> dict:
             "identity": True, **f.metadata}
 
 
-__all__ = ["REQUIRED", "option"]
+def _drop_none(v):
+    if isinstance(v, dict):
+        return {str(k): _drop_none(x) for k, x in v.items() if x is not None}
+    if isinstance(v, (list, tuple)):
+        return [_drop_none(x) for x in v]
+    return v
+
+
+def toml_dumps(data: dict, comment: str | None = None) -> str:
+    """``data`` as a TOML document (``tomli_w``; keys quoted where needed, ``nan``/``inf`` as TOML
+    floats, ``None`` values left out since TOML has no null), after an optional ``# comment``."""
+    import tomli_w
+
+    text = tomli_w.dumps(_drop_none(data))
+    return f"# {comment}\n{text}" if comment else text
+
+
+__all__ = ["REQUIRED", "option", "toml_dumps"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -260,3 +261,81 @@ def test_registered_experiment_runs_through_js_sweep_and_toml(tmp_path):
         assert entry.name == "toylab" and EXPERIMENTS["toylab"] is entry
     finally:
         EXPERIMENTS.pop("toylab", None)
+
+
+# ----------------------------------------------------------------------------- adaptive units
+@dataclasses.dataclass(frozen=True)
+class BisectLab(UnitExperiment):
+    """Per target t: the smallest n in [1, 2**10] with n**2 >= t, by bisection; a unit is
+    [t, n] (one evaluation of n**2), so the next unit depends on the earlier rows."""
+
+    experiment = "bisectlab"
+    targets: tuple = option((5, 99, 1000), "thresholds")
+    fail_after: int = option(-1, "raise after this many units (test hook)", cli=False,
+                             identity=False)
+
+    def units(self):
+        return self.next_units({})
+
+    def next_units(self, rows):
+        units = []
+        for t in self.targets:
+            lo, hi = 1, 2 ** 10
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                units.append([t, mid])
+                row = rows.get(protocol.unit_key([t, mid]))
+                if row is None:
+                    break
+                lo, hi = (lo, mid) if row["value"] >= t else (mid, hi)
+        return units
+
+    def run_unit(self, unit, *, log=print):
+        CALLS.append(tuple(unit))
+        if 0 <= self.fail_after < len(CALLS):
+            raise RuntimeError("killed")
+        return {"t": unit[0], "n": unit[1], "value": unit[1] ** 2}
+
+    def consolidate(self, rows, out, *, plot=True, log=print, stats=None):
+        best = {}
+        for r in rows:
+            if r["value"] >= r["t"]:
+                best[r["t"]] = min(best.get(r["t"], 2 ** 10), r["n"])
+        return ExperimentResult(out, self, rows, {"best": best, "stats": stats}, [])
+
+
+def _bisection_path(t):
+    """The sequence of n a sequential bisection evaluates (independent of the protocol)."""
+    lo, hi, path = 1, 2 ** 10, []
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        path.append(mid)
+        lo, hi = (lo, mid) if mid * mid >= t else (mid, hi)
+    return path, hi
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_adaptive_units_run_in_rounds(tmp_path, workers):
+    CALLS.clear()
+    cfg = BisectLab()
+    res = run_experiment(cfg, out=str(tmp_path / "b"), quiet=True, workers=workers)
+    paths = {t: _bisection_path(t) for t in cfg.targets}
+    for t in cfg.targets:
+        assert res.results["best"][t] == paths[t][1] == math.ceil(math.sqrt(t))
+    # exactly the sequential evaluations, each once, one bisection step per round
+    assert sorted(CALLS) == sorted((t, n) for t in cfg.targets for n in paths[t][0])
+    assert res.results["stats"]["rounds"] == max(len(p) for p, _ in paths.values()) == 10
+    # rows in the order first asked: round by round
+    assert [r["unit"] for r in res.rows[:3]] == [[t, 512] for t in cfg.targets]
+
+
+def test_adaptive_run_killed_mid_way_resumes(tmp_path):
+    out = str(tmp_path / "k")
+    CALLS.clear()
+    with pytest.raises(RuntimeError, match="killed"):
+        run_experiment(BisectLab(fail_after=7), out=out, quiet=True, workers=1)
+    done = len(CALLS) - 1
+    CALLS.clear()
+    res = run_experiment(BisectLab(), out=out, quiet=True, workers=1)
+    assert len(CALLS) == 30 - done  # only the missing evaluations (10 per target)
+    assert res.results["best"] == {5: 3, 99: 10, 1000: 32}

@@ -24,7 +24,8 @@ Examples::
     jscore sweep my.toml --help-config            # the flags of my.toml's experiment
 
 Multi-process (one process per host or per accelerator group; every process gets the same
-command, the work is split by task index and rows go to ``OUT/rows-p<i>.jsonl`` on a shared disk)::
+command, the units of each round are split by index and rows go to ``OUT/<stem>-p<i>.jsonl`` on a
+shared disk: ``rows-p<i>.jsonl`` for a sampler sweep, ``units-p<i>.jsonl`` for the others)::
 
     jscore sweep my.toml --out /shared/runs/my \\
         --coordinator HOST0:12345 --num-processes P --process-id I
@@ -64,7 +65,7 @@ def _add_arguments(p):
     p.add_argument("--print-config", action="store_true", help="print the spec as TOML and exit")
     p.add_argument("--help-config", action="store_true",
                    help="list the flags generated from the fields of CONFIG's experiment and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (for CI)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr (for CI)")
     p.add_argument("--no-plot", action="store_true", help="do not write PNG figures")
     p.add_argument("--cache-dir", default="default",
                    help="persistent JAX compilation cache directory; 'default' = a private folder "
@@ -157,7 +158,8 @@ def _unit_experiments():
     from ..sweeps.protocol import UnitExperiment
 
     return [e for e in EXPERIMENTS.values()
-            if isinstance(e.spec_type, type) and issubclass(e.spec_type, UnitExperiment)]
+            if isinstance(e.spec_type, type) and issubclass(e.spec_type, UnitExperiment)
+            and e.spec_type.config_flags]
 
 
 def _reparse(argv):
@@ -180,7 +182,7 @@ def _config_flags(spec, experiment, args, show_help):
     from ..sweeps.protocol import UnitExperiment, add_config_flags, config_flag_names, config_from_args
 
     cls = experiment.spec_type
-    unit = isinstance(cls, type) and issubclass(cls, UnitExperiment)
+    unit = isinstance(cls, type) and issubclass(cls, UnitExperiment) and cls.config_flags
     if show_help:
         p = argparse.ArgumentParser(prog=f"jscore sweep [CONFIG] ({experiment.name} experiment)",
                                     add_help=False, formatter_class=HelpFormatter)

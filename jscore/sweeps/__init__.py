@@ -31,22 +31,19 @@ from .spec import QStarSpec as QStarSpec
 from .spec import SweepSpec as SweepSpec
 from .spec import load_spec as load_spec
 from .spec import parse_int_list as parse_int_list
-from .spec import register_experiment as register_experiment
-
-from .spec import EXPERIMENTS as EXPERIMENTS  # noqa: E402
-from .spec import Experiment as Experiment  # noqa: E402
-from .spec import experiment_of as experiment_of  # noqa: E402
+from .protocol import EXPERIMENTS as EXPERIMENTS
+from .protocol import Experiment as Experiment
+from .protocol import experiment_of as experiment_of
+from .protocol import register_experiment as register_experiment
+from .protocol import run_experiment as run_experiment
 
 
 def _register_builtin_experiments():
-    from .driver import run_sampler_sweep
     from .lowerbound import register as register_lowerbound
-    from .spec import spec_from_dict
+    from .protocol import register_unit_experiment
 
-    register_experiment(
-        "samplers", lambda data: spec_from_dict({k: v for k, v in data.items() if k != "experiment"}),
-        spec_type=SweepSpec, run=run_sampler_sweep, cli_overrides=("dims", "seeds", "chunk"))
-    register_lowerbound()  # a UnitExperiment (jscore.sweeps.protocol)
+    register_unit_experiment(SweepSpec, cli_overrides=("dims", "seeds", "chunk"))
+    register_lowerbound()
 
 
 _register_builtin_experiments()

@@ -15,8 +15,10 @@ Work is split into *units* ``(cell, d, num_steps, seed chunk)``; each unit write
   of N steps, so the padded steps find the budget spent, are not charged and leave x frozen (the
   ledger's exhaustion rule). Used only for samplers whose steps do not depend on the grid length;
   unknown samplers are probed once (padded run == exact run) before being padded.
-- **Processes**: with ``jax.distributed``, process i of P runs the tasks ``(cell, d)`` with
-  ``index % P == i`` and writes ``rows-p<i>.jsonl``; after a barrier process 0 consolidates.
+- **Processes and rounds**: the units are run by the one driver,
+  :func:`jscore.sweeps.protocol.run_experiment` (see :mod:`jscore.sweeps.sampler_sweep`): with
+  ``jax.distributed``, process i of P runs the units of each round with ``index % P == i`` and
+  writes ``rows-p<i>.jsonl``; after the last round process 0 consolidates.
 - **Chains**: every chain is :func:`jscore.sampling.run_chain` (the loop ``js.sample`` runs), with
   the shape-bucket mask and ``budget_is_cost`` for padded step counts.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import threading
 import time
 from typing import Any
 
@@ -42,7 +45,6 @@ from ..seeds import chain_key
 from . import measures as _measures
 from . import registry as _registry
 from .padding import Masked, next_pow2, pad_target
-from .spec import SweepSpec
 
 #: counts of kernel compilations and probes in this process (for tests and diagnostics)
 ENGINE_STATS = {"compilations": 0, "compile_seconds": 0.0, "probes": 0}
@@ -105,7 +107,7 @@ class Cell:
 
 @dataclasses.dataclass
 class Plan:
-    spec: SweepSpec
+    spec: Any  # the SweepSpec
     cells: list
     ladders: dict  # cell_id -> tuple of step counts
     dim_pad: dict  # (cell_id, d) -> d_pad
@@ -119,8 +121,10 @@ class Plan:
         s = self.spec.seeds
         return [s[i : i + c] for i in range(0, len(s), c)]
 
-    def grid_length(self, cell, n, d) -> int:
-        mode = self.grid_mode[cell.id].split(":")[-1]
+    def grid_length(self, cell, n, d, mode: str | None = None) -> int:
+        """The compiled grid length of ``n`` steps of ``cell`` (``mode``: the cell's settled grid
+        mode, default the plan's, whose ``"probe:<mode>"`` counts as ``<mode>``)."""
+        mode = (mode or self.grid_mode[cell.id]).split(":")[-1]
         if mode == "exact":
             return n
         if mode == "pow2":
@@ -217,7 +221,7 @@ def device_memory_bytes() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def check_memory(spec: SweepSpec) -> None:
+def check_memory(spec) -> None:
     """``ValueError`` before any allocation when one compiled call cannot fit: ``chunk`` chains of
     the largest d need at least ``LIVE_CHAIN_ARRAYS * chunk * d`` floats on one device."""
     item = 8 if jax.config.jax_enable_x64 else 4
@@ -232,12 +236,12 @@ def check_memory(spec: SweepSpec) -> None:
         )
 
 
-def validate(spec: SweepSpec, backend: str | None = None) -> Plan:
+def validate(spec, backend: str | None = None) -> Plan:
     """Check every name, range and combination of ``spec`` on the host and build the plan.
 
     Raises ``ValueError``/``TypeError`` naming the problem; nothing is compiled.
     """
-    if not isinstance(spec, SweepSpec):
+    if not all(hasattr(spec, f) for f in ("targets", "oracles", "samplers", "schedules", "dims", "seeds")):
         raise TypeError(f"expected a SweepSpec (js.sweeps.SweepSpec or load_spec(path)), got {type(spec).__name__}.")
     backend = backend or jax.default_backend()
     samplers = _check_components(spec)
@@ -252,7 +256,7 @@ def validate(spec: SweepSpec, backend: str | None = None) -> Plan:
     return plan
 
 
-def _check_components(spec: SweepSpec) -> dict:
+def _check_components(spec) -> dict:
     """Every target, oracle, schedule and metric name known; every sampler fixed-step. Returns
     ``{sampler spec: sampler}``."""
     for t in spec.targets:
@@ -277,7 +281,7 @@ def _check_components(spec: SweepSpec) -> dict:
     return samplers
 
 
-def _build_cells(spec: SweepSpec, samplers: dict) -> list:
+def _build_cells(spec, samplers: dict) -> list:
     """Every (target, oracle, sampler, schedule) cell, each (target, oracle) built once at the
     smallest d to catch bad parameters and every metric checked against the cell."""
     probe_d = spec.dims[0]
@@ -304,7 +308,7 @@ def _build_cells(spec: SweepSpec, samplers: dict) -> list:
     return cells
 
 
-def _ladders(spec: SweepSpec, cells: list) -> dict:
+def _ladders(spec, cells: list) -> dict:
     """``{cell id: sorted step counts}``: the spec's steps and the steps of every query budget."""
     ladders = {}
     for cell in cells:
@@ -442,10 +446,13 @@ def _static_key(static) -> tuple:
 
 
 class Runner:
-    """Compiles and runs seed chunks of one sweep on the local devices (compile cache included)."""
+    """Compiles and runs seed chunks of one sweep on the local devices (compile cache included;
+    safe to call from several threads, each kernel compiled once)."""
 
-    def __init__(self, num_devices: int | None = None):
-        local = jax.local_devices()
+    def __init__(self, num_devices: int | None = None, *, devices=None):
+        """``devices``: the devices to shard seed chunks over (default: the first
+        ``num_devices`` local devices, all by default)."""
+        local = list(devices) if devices is not None else jax.local_devices()
         if num_devices is None:
             num_devices = len(local)
         if not (1 <= num_devices <= len(local)):
@@ -454,6 +461,8 @@ class Runner:
                 "more come from XLA_FLAGS=--xla_force_host_platform_device_count=N."
             )
         self.devices = local[:num_devices]
+        self._lock = threading.Lock()
+        self._compiling: dict = {}
         self.mesh = Mesh(np.array(self.devices), ("seeds",))
         self.shard = NamedSharding(self.mesh, PartitionSpec("seeds"))
         self.repl = NamedSharding(self.mesh, PartitionSpec())
@@ -492,17 +501,21 @@ class Runner:
             len(seeds), self.num_devices, jax.config.jax_enable_x64,
         )
         compile_s = 0.0
-        fn = self.compiled.get(ckey)
-        if fn is None:
-            t0 = time.perf_counter()
-            kern = _kernel_fn(static, d_pad, capacity, masked, tuple(stat_names), return_x)
-            fn = jax.jit(kern).lower(*args).compile()
-            compile_s = time.perf_counter() - t0
-            self.compiled[ckey] = fn
-            self.num_compilations += 1
-            self.compile_seconds += compile_s
-            ENGINE_STATS["compilations"] += 1
-            ENGINE_STATS["compile_seconds"] += compile_s
+        with self._lock:  # units may run on several threads: one compilation per key
+            key_lock = self._compiling.setdefault(ckey, threading.Lock())
+        with key_lock:
+            fn = self.compiled.get(ckey)
+            if fn is None:
+                t0 = time.perf_counter()
+                kern = _kernel_fn(static, d_pad, capacity, masked, tuple(stat_names), return_x)
+                fn = jax.jit(kern).lower(*args).compile()
+                compile_s = time.perf_counter() - t0
+                with self._lock:
+                    self.compiled[ckey] = fn
+                    self.num_compilations += 1
+                    self.compile_seconds += compile_s
+                    ENGINE_STATS["compilations"] += 1
+                    ENGINE_STATS["compile_seconds"] += compile_s
         t0 = time.perf_counter()
         out = jax.device_get(fn(*args))
         run_s = time.perf_counter() - t0

@@ -334,7 +334,7 @@ _figure = plot  # consolidate's `plot` argument shadows the function
 def register():
     """Register the ``"lowerbound"`` experiment (``js.sweep``, TOML, ``jscore sweep``), its runs
     going through :func:`run_lowerbound` (the old-folder check, then the driver)."""
-    from .spec import EXPERIMENTS
+    from .protocol import EXPERIMENTS
 
     entry = register_unit_experiment(LowerBoundSweep, legend=LEGEND)
     run = entry.run

@@ -39,9 +39,9 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
-from ..config import REQUIRED, _meta, option  # noqa: F401  (option re-exported)
+from ..config import REQUIRED, _meta, option, toml_dumps  # noqa: F401  (option re-exported)
 from ..env import barrier
 from ..store import RowStore, config_hash
 
@@ -63,11 +63,43 @@ class UnitExperiment:
     """
 
     experiment: ClassVar[str] = ""
+    #: the rows files are ``<store_stem>-p<i>.jsonl``
+    store_stem: ClassVar[str] = "units"
+    #: whether ``jscore sweep`` generates a flag per field (:func:`add_config_flags`)
+    config_flags: ClassVar[bool] = True
+    #: whether one unit spreads its work over all the run's local devices (``run_unit`` reads
+    #: them from :func:`unit_devices`); otherwise each worker thread runs on one local device
+    shards_over_devices: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ the protocol
     def units(self) -> list:
-        """The resumable pieces, as JSON values, in the order results are consolidated."""
+        """The resumable pieces, as JSON values, in the order results are consolidated (for an
+        adaptive experiment: the first units, see :meth:`next_units`)."""
         raise NotImplementedError
+
+    def next_units(self, rows: dict) -> list:
+        """The units needed given ``rows`` (``{unit_key(unit): row}`` of every unit finished so
+        far). Default: :meth:`units`. An adaptive experiment (a search whose next evaluation
+        depends on earlier rows, such as a bisection) returns every unit it has settled on so
+        far, finished or not; :func:`run_experiment` runs the unfinished ones and asks again,
+        until every unit returned is finished. The answer must depend on the config and
+        ``rows`` only, so every process settles on the same units."""
+        return self.units()
+
+    def unit_of(self, row: dict):
+        """The unit a stored row belongs to (default: its ``"unit"`` entry, added by the
+        driver)."""
+        return row["unit"]
+
+    def plan(self):
+        """What ``js.sweep(config, dry_run=True)`` returns, after the checks that need more than
+        the fields (names, memory, ...; :func:`run_experiment` calls it before writing
+        anything): by default the config itself (its :meth:`describe` is the plan in words)."""
+        return self
+
+    def store_payload(self) -> dict:
+        """What ``config.json`` records beside the config hash."""
+        return {"experiment": self.experiment, "config": self.to_dict()}
 
     def run_unit(self, unit, *, log=print) -> dict:
         """The row of one unit (a JSON-able dict); may depend on the config and ``unit`` only."""
@@ -100,8 +132,6 @@ class UnitExperiment:
     def to_toml(self) -> str:
         """The config as TOML that :meth:`from_dict` (and ``jscore sweep FILE``) reads back to an
         equal config."""
-        from .spec import toml_dumps
-
         return toml_dumps({"experiment": self.experiment, **self.to_dict()},
                           f"jscore {self.experiment} experiment ({type(self).__name__}); run it "
                           "with `jscore sweep THIS_FILE`")
@@ -214,21 +244,38 @@ def config_from_args(cls, args: argparse.Namespace, base=None):
 
 
 # ----------------------------------------------------------------------------- the driver
-def _unit_key(row_or_unit) -> str:
-    unit = row_or_unit["unit"] if isinstance(row_or_unit, dict) else row_or_unit
+def unit_key(unit) -> str:
+    """The store key of a unit (a JSON value): its canonical JSON text."""
     return json.dumps(unit, sort_keys=True)
 
 
-def _workers_and_devices(workers, devices):
+_unit_context = threading.local()
+
+
+def unit_devices() -> list:
+    """Inside :meth:`UnitExperiment.run_unit`: the local devices the unit may use (all the run's
+    local devices for an experiment with ``shards_over_devices``, else the worker's one device);
+    elsewhere ``jax.local_devices()``."""
+    import jax
+
+    return list(getattr(_unit_context, "devices", None) or jax.local_devices())
+
+
+def _workers_and_devices(workers, devices, shards: bool):
     import jax
 
     local = jax.local_devices()
     if devices is not None:
         if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
             raise ValueError(f"`devices` must be an int >= 1, got {devices!r}.")
+        if devices > len(local):
+            raise ValueError(
+                f"`devices={devices}` but this process has {len(local)} local device(s); on CPU, "
+                "more come from XLA_FLAGS=--xla_force_host_platform_device_count=N.")
         local = local[:devices]
     if workers is None:
-        workers = len(local) if len(local) > 1 else min(2, os.cpu_count() or 1)
+        one = min(2, os.cpu_count() or 1)
+        workers = (1 if shards else len(local)) if len(local) > 1 else one
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be an int >= 1 (threads running units), got {workers!r}.")
     return workers, local
@@ -243,12 +290,18 @@ def run_experiment(config: UnitExperiment, *, out: str | None = None, resume="au
     - ``resume``: ``"auto"`` continues rows of the same config hash, ``True`` requires them,
       ``False`` refuses them; ``overwrite=True`` discards them first; rows of another config raise
       ``ValueError`` naming ``--overwrite``.
+    - Rounds: the driver asks :meth:`~UnitExperiment.next_units` for the units needed, runs the
+      unfinished ones, and asks again until none is unfinished (one round for an experiment with
+      a fixed unit list; one round per bisection step for an adaptive one).
     - ``workers``: threads running units in this process (default: one per local device when
-      there are several, else ``min(2, cpu_count)``); worker ``w`` places its work on local device
-      ``w % n`` (``devices``: use only the first ``devices`` local devices).
-    - Multi-process (after ``jax.distributed.initialize``): process ``i`` runs the units with
-      index ``% process_count == i`` into ``units-p<i>.jsonl``; after a barrier every process
-      reads all rows and consolidates; only process 0 writes the result files.
+      there are several, else ``min(2, cpu_count)``; one thread when the experiment
+      ``shards_over_devices`` on several devices); worker ``w`` places its work on local device
+      ``w % n`` unless the experiment shards over all of them (``devices``: use only the first
+      ``devices`` local devices).
+    - Multi-process (after ``jax.distributed.initialize``): in each round process ``i`` runs the
+      unfinished units with index ``% process_count == i`` into ``<stem>-p<i>.jsonl``; after a
+      barrier every process reads all rows, so all settle on the same next units; only process 0
+      writes the result files. ``stats["per_process"]`` holds every process's counts.
     - ``log``: a callable for progress lines (default: ``print`` to stderr unless ``quiet``); the
       lines of one unit are logged together when it finishes. The last line gives the
       compilations and compile seconds (:class:`jscore.compiles.CompileCounter`).
@@ -264,7 +317,8 @@ def run_experiment(config: UnitExperiment, *, out: str | None = None, resume="au
         raise TypeError(f"run_experiment: `config` must be a UnitExperiment, got {type(config).__name__}.")
     if dry_run:
         return config.describe()
-    workers, local = _workers_and_devices(workers, devices)
+    workers, local = _workers_and_devices(workers, devices, config.shards_over_devices)
+    config.plan()  # every check that needs more than the fields, before anything is written
     if log is None:
         def log(msg):
             if not quiet:
@@ -273,92 +327,194 @@ def run_experiment(config: UnitExperiment, *, out: str | None = None, resume="au
     out = os.fspath(out or f"jscore-sweep-{getattr(config, 'name', config.experiment)}")
     pid, nproc = jax.process_index(), jax.process_count()
     h = config.config_hash
-    store = RowStore(out, key=_unit_key, part=f"p{pid}", stem="units",
-                     what=f"{config.experiment} experiment")
-    payload = {"experiment": config.experiment, "config": config.to_dict()}
+    store = RowStore(out, key=lambda row: unit_key(config.unit_of(row)), part=f"p{pid}",
+                     stem=config.store_stem, what=f"{config.experiment} experiment")
+    payload = config.store_payload()
     if pid == 0:
         store.open(h, payload, resume=resume, overwrite=overwrite)
     barrier(f"jscore-{config.experiment}-open-{h}")
     if pid != 0:
         store.open(h, payload, resume="auto")
 
-    units = config.units()
-    keys = [_unit_key(u) for u in units]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"{type(config).__name__}.units() lists a unit twice: {units}.")
-    done = store.keys()
-    mine = [u for i, (u, k) in enumerate(zip(units, keys)) if i % nproc == pid and k not in done]
-    skipped = sum(k in done for k in keys)
-    if skipped:
-        log(f"{skipped} of {len(units)} units finished earlier (read from {out})")
-    lock = threading.Lock()
     t0 = time.time()
     try:
         with CompileCounter() as compiles:
-            _run_units(config, mine, store, lock, workers, local, log)
+            order, ran, rounds = _run_rounds(config, store, workers, local, log, pid, nproc, h)
     finally:
         store.close()
-    barrier(f"jscore-{config.experiment}-rows-{h}")
-    by_key = {_unit_key(r): r for r in store.rows()}
-    rows = [by_key[k] for k in keys if k in by_key]
-    stats = dict(units=len(units), units_run_here=len(mine), processes=nproc, process_index=pid,
-                 workers=workers, seconds=time.time() - t0, **compiles.as_dict())
-    log(f"{len(mine)} units run here in {stats['seconds']:.0f} s ({workers} worker"
-        f"{'s' if workers > 1 else ''}, {nproc} process{'es' if nproc > 1 else ''}); "
-        f"{compiles.summary()}")
+    rows = [order[k] for k in order if order[k] is not None]
+    stats = dict(units=len(order), units_run_here=ran, rounds=rounds, processes=nproc,
+                 process_index=pid, workers=workers, seconds=time.time() - t0,
+                 **compiles.as_dict())
+    stats["per_process"] = _gather_stats(stats, nproc)
+    log(f"{ran} units run here in {stats['seconds']:.0f} s ({workers} worker"
+        f"{'s' if workers > 1 else ''}, {nproc} process{'es' if nproc > 1 else ''}"
+        f"{f', {rounds} rounds' if rounds > 1 else ''}); {compiles.summary()}")
     return config.consolidate(rows, out if pid == 0 else None, plot=plot and pid == 0, log=log,
                               stats=stats)
 
 
-def _run_units(config, units, store, lock, workers, local, log) -> None:
+def _run_rounds(config, store, workers, local, log, pid, nproc, h):
+    """The driver's rounds (see :func:`run_experiment`). Returns ``(order, ran, rounds)``:
+    ``{unit key: row or None}`` of every unit asked for, in the order first asked; the number of
+    units run in this process; the number of rounds that ran units."""
+    known = {store.key(r): r for r in store.rows()}
+    order: dict = {}
+    lock = threading.Lock()
+    ran = rounds = 0
+    while True:
+        wanted = list(config.next_units(known))
+        keys = [unit_key(u) for u in wanted]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{type(config).__name__}.next_units() lists a unit twice: {wanted}.")
+        for k in keys:
+            order.setdefault(k, None)
+        pending = [u for u, k in zip(wanted, keys) if k not in known]
+        if rounds == 0 and len(wanted) > len(pending):
+            log(f"{len(wanted) - len(pending)} of {len(wanted)} units finished earlier (read from "
+                f"{store.directory})")
+        if not pending:
+            break
+        mine = pending[pid::nproc]
+        new = _run_units(config, mine, store, lock, workers, local, log)
+        ran += len(mine)
+        barrier(f"jscore-{config.experiment}-round{rounds}-{h}")
+        rounds += 1
+        if nproc > 1:  # the other processes' rows of this round
+            known = {store.key(r): r for r in store.rows()}
+        else:
+            known.update((store.key(r), r) for r in new)
+    for k in order:
+        order[k] = known.get(k)
+    return order, ran, rounds
+
+
+def _gather_stats(stats: dict, nproc: int) -> list:
+    """Every process's units run, compilations, compile and wall seconds (an all-gather of jax's
+    multi-host utilities; this process's alone in a single process)."""
+    names = ("units_run_here", "compilations", "compile_s", "seconds")
+    mine = [float(stats.get(n, 0.0)) for n in names]
+    if nproc == 1:
+        rows = [mine]
+    else:
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        rows = np.asarray(multihost_utils.process_allgather(np.asarray(mine))).reshape(nproc, -1)
+        rows = rows.tolist()
+    return [{"process_index": i, **{n: (int(v) if n in ("units_run_here", "compilations") else v)
+                                    for n, v in zip(names, r)}} for i, r in enumerate(rows)]
+
+
+def _run_units(config, units, store, lock, workers, local, log) -> list:
     """Run ``units`` on ``workers`` threads; each finished row is appended (under ``lock``) and
-    its buffered log lines printed together."""
+    its buffered log lines printed together, the first numbered ``[k/len(units)]``. Returns the
+    rows."""
     import jax
 
     if not units:
-        return
+        return []
+    finished = [0]
 
     def one(i_unit):
         i, unit = i_unit
         lines = []
-        device = local[i % workers % len(local)]
-        with jax.default_device(device):
+        if config.shards_over_devices:
+            _unit_context.devices = list(local)
             row = config.run_unit(unit, log=lines.append)
+        else:
+            device = local[i % workers % len(local)]
+            _unit_context.devices = [device]
+            with jax.default_device(device):
+                row = config.run_unit(unit, log=lines.append)
         if not isinstance(row, dict):
             raise TypeError(f"{type(config).__name__}.run_unit must return a dict, got "
                             f"{type(row).__name__}.")
         row = {**row, "unit": unit}
         with lock:
             store.append(row)
-            for line in lines:
-                log(line)
+            finished[0] += 1
+            for j, line in enumerate(lines):
+                log(f"[{finished[0]}/{len(units)}] {line}" if j == 0 else line)
         return row
 
     if workers == 1 or len(units) == 1:
-        for item in enumerate(units):
-            one(item)
-        return
+        return [one(item) for item in enumerate(units)]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jscore-unit") as pool:
-        for _ in pool.map(one, enumerate(units)):  # re-raises a unit's error here
-            pass
+        return list(pool.map(one, enumerate(units)))  # re-raises a unit's error here
+
+
+# ----------------------------------------------------------------------------- the registry
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One kind of experiment that :func:`jscore.sweep` and ``jscore sweep`` run.
+
+    - ``name``: its ``experiment = "<name>"`` in TOML; ``spec_type``: its frozen config class
+      (with ``name``, ``replace(**fields)`` and ``to_toml()``).
+    - ``from_dict(data)``: the spec from a TOML table (``data`` may still hold ``experiment``).
+    - ``run(spec, *, out, devices, quiet, resume, overwrite, cache_dir, plot, dry_run)``: run it
+      resumably into ``out`` and return its result (``dry_run``: validate and return the plan).
+    - ``cli_overrides``: the ``jscore sweep`` override flags it accepts (``"dims"``, ``"seeds"``,
+      ``"chunk"``); ``legend``: text printed before its result table.
+    """
+
+    name: str
+    spec_type: type
+    from_dict: Callable
+    run: Callable | None = None
+    cli_overrides: tuple = ("dims",)
+    legend: str = ""
+
+
+#: ``experiment = "<name>"`` -> its :class:`Experiment`. Experiments defined in modules above this
+#: one register here (``jscore.sweeps`` registers ``"samplers"`` and ``"lowerbound"``), so this
+#: module never imports them.
+EXPERIMENTS: dict = {}
+
+
+def register_experiment(name: str, from_dict, *, spec_type: type | None = None, run=None,
+                        cli_overrides=("dims",), legend: str = "") -> Experiment:
+    """Register an :class:`Experiment`: :func:`load_spec` builds ``experiment = name`` files with
+    ``from_dict(data)``, and :func:`jscore.sweep` runs specs of ``spec_type`` with ``run``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register_experiment: name must be a non-empty string, got {name!r}")
+    if not callable(from_dict):
+        raise TypeError(f"register_experiment: from_dict must be callable, got {from_dict!r}")
+    if run is not None and not callable(run):
+        raise TypeError(f"register_experiment: run must be callable or None, got {run!r}")
+    entry = Experiment(name, spec_type, from_dict, run, tuple(cli_overrides), legend)
+    EXPERIMENTS[name] = entry
+    return entry
+
+
+def experiment_of(spec) -> Experiment:
+    """The registered :class:`Experiment` whose ``spec_type`` ``spec`` is an instance of (the
+    most derived one); ``TypeError`` naming the registered types otherwise."""
+    for cls in type(spec).__mro__:
+        for entry in EXPERIMENTS.values():
+            if entry.spec_type is cls:
+                return entry
+    known = ", ".join(f"{e.spec_type.__name__} ({e.name})" for e in EXPERIMENTS.values() if e.spec_type)
+    raise TypeError(f"`spec` must be a sweep spec of a registered experiment ({known}), a dict of "
+                    f"its fields or a TOML path; got {type(spec).__name__}.")
+
+
 
 
 def register_unit_experiment(cls, *, legend: str = "", cli_overrides=("dims",)):
     """Register the :class:`UnitExperiment` subclass ``cls`` under ``cls.experiment``, so
     ``js.sweep(cls(...))``, TOML files with ``experiment = "<name>"`` and ``jscore sweep`` run it
     through :func:`run_experiment`."""
-    from .spec import register_experiment
-
     if not (isinstance(cls, type) and issubclass(cls, UnitExperiment)) or not cls.experiment:
         raise TypeError(f"register_unit_experiment: {cls!r} must be a UnitExperiment subclass "
                         "with a non-empty `experiment` name.")
 
     def run(spec, *, out=None, devices=None, quiet=False, resume="auto", overwrite=False,
             cache_dir="default", plot=True, dry_run=False, workers=None):
-        from .driver import setup_compilation_cache
+        from ..compiles import setup_compilation_cache
 
-        if dry_run:  # the config itself, as for the lowerbound experiment: its describe() is the plan
-            return spec
+        if dry_run:  # validated; its describe() is the plan in words
+            return spec.plan()
         setup_compilation_cache(cache_dir)
         return run_experiment(spec, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
                               plot=plot, workers=workers, devices=devices)
@@ -386,13 +542,19 @@ class ExperimentResult:
 
 
 __all__ = [
+    "EXPERIMENTS",
+    "Experiment",
     "REQUIRED",
     "ExperimentResult",
     "UnitExperiment",
     "add_config_flags",
     "config_flag_names",
     "config_from_args",
+    "experiment_of",
     "option",
+    "register_experiment",
     "register_unit_experiment",
     "run_experiment",
+    "unit_devices",
+    "unit_key",
 ]

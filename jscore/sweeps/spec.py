@@ -17,14 +17,14 @@ compilation.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import numbers
 import tomllib
-from typing import Callable
 from dataclasses import dataclass
+
 from .._checks import parse_scalar
+from ..config import toml_dumps
+from .protocol import EXPERIMENTS, Experiment, UnitExperiment, experiment_of, register_experiment
 
 # ----------------------------------------------------------------------------- integer lists
 
@@ -217,8 +217,10 @@ GRID_MODES = ("auto", "pow2", "max", "exact")
 
 
 @dataclass(frozen=True)
-class SweepSpec:
-    """A sweep: cells = targets x oracles x samplers x schedules, at every d and seed.
+class SweepSpec(UnitExperiment):
+    """A sweep: cells = targets x oracles x samplers x schedules, at every d and seed; the
+    ``"samplers"`` experiment of the unit protocol (units, rounds and rows:
+    :mod:`jscore.sweeps.sampler_sweep`).
 
     **Fields:**
     - ``targets``, ``oracles``, ``samplers``, ``schedules``: component strings or tables.
@@ -339,20 +341,70 @@ class SweepSpec:
             d["qstar"]["steps"] = list(d["qstar"]["steps"])
         return d
 
-    @property
-    def config_hash(self) -> str:
-        """Hash of everything that determines the rows (analysis-only options excluded)."""
-        d = {k: v for k, v in self.to_json().items() if k not in ("bootstrap", "ci")}
-        blob = json.dumps(d, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-    def replace(self, **kw) -> "SweepSpec":
-        """A copy with fields replaced (validated again), like ``dataclasses.replace``."""
-        return dataclasses.replace(self, **kw)
 
     def to_toml(self) -> str:
         """The spec as TOML that :func:`load_spec` reads back to an equal spec (:func:`spec_to_toml`)."""
         return spec_to_toml(self)
+
+    # ------------------------------------------------------------------ the unit protocol
+    experiment = "samplers"
+    store_stem = "rows"  # rows-p<i>.jsonl, as before the protocol: old run folders resume
+    config_flags = False  # nested component tables: TOML, plus the --dims/--seeds/--chunk overrides
+    shards_over_devices = True  # a unit shards its seed chunk over every local device
+
+    def to_dict(self) -> dict:
+        return self.to_json()
+
+    def identity(self) -> dict:
+        """What the rows depend on (the config hash's input): the spec less the analysis-only
+        ``bootstrap`` and ``ci``."""
+        return {k: v for k, v in self.to_json().items() if k not in ("bootstrap", "ci")}
+
+    def store_payload(self) -> dict:
+        return {"spec": self.to_json()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SweepSpec":
+        """The spec from a TOML table (an ``experiment = "samplers"`` key is allowed)."""
+        data = dict(data)
+        exp = data.pop("experiment", cls.experiment)
+        if exp != cls.experiment:
+            raise ValueError(f"experiment = {exp!r} is not the {cls.experiment!r} experiment.")
+        return spec_from_dict(data)
+
+    def plan(self):
+        """The validated :class:`~jscore.sweeps.engine.Plan` (``plan.describe()``)."""
+        from .sampler_sweep import plan_of
+
+        return plan_of(self)
+
+    def describe(self) -> str:
+        return self.plan().describe()
+
+    def units(self) -> list:
+        """The first units ``[cell_id, d, num_steps, chunk]``: the ladders and the first
+        bisection ends."""
+        return self.next_units({})
+
+    def next_units(self, rows: dict) -> list:
+        from .sampler_sweep import next_units
+
+        return next_units(self, rows)
+
+    def unit_of(self, row: dict):
+        from .sampler_sweep import row_unit
+
+        return row_unit(row)
+
+    def run_unit(self, unit, *, log=print) -> dict:
+        from .sampler_sweep import run_unit
+
+        return run_unit(self, unit, log=log)
+
+    def consolidate(self, rows, out, *, plot=True, log=print, stats=None):
+        from .sampler_sweep import consolidate
+
+        return consolidate(self, rows, out, plot=plot, stats=stats)
 
 
 def _compress(vals) -> str:
@@ -415,60 +467,6 @@ def load_spec(path_or_text):
     return EXPERIMENTS[experiment].from_dict(data)
 
 
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-    """One kind of experiment that :func:`jscore.sweep` and ``jscore sweep`` run.
-
-    - ``name``: its ``experiment = "<name>"`` in TOML; ``spec_type``: its frozen config class
-      (with ``name``, ``replace(**fields)`` and ``to_toml()``).
-    - ``from_dict(data)``: the spec from a TOML table (``data`` may still hold ``experiment``).
-    - ``run(spec, *, out, devices, quiet, resume, overwrite, cache_dir, plot, dry_run)``: run it
-      resumably into ``out`` and return its result (``dry_run``: validate and return the plan).
-    - ``cli_overrides``: the ``jscore sweep`` override flags it accepts (``"dims"``, ``"seeds"``,
-      ``"chunk"``); ``legend``: text printed before its result table.
-    """
-
-    name: str
-    spec_type: type
-    from_dict: Callable
-    run: Callable | None = None
-    cli_overrides: tuple = ("dims",)
-    legend: str = ""
-
-
-#: ``experiment = "<name>"`` -> its :class:`Experiment`. Experiments defined in modules above this
-#: one register here (``jscore.sweeps`` registers ``"samplers"`` and ``"lowerbound"``), so this
-#: module never imports them.
-EXPERIMENTS: dict = {}
-
-
-def register_experiment(name: str, from_dict, *, spec_type: type | None = None, run=None,
-                        cli_overrides=("dims",), legend: str = "") -> Experiment:
-    """Register an :class:`Experiment`: :func:`load_spec` builds ``experiment = name`` files with
-    ``from_dict(data)``, and :func:`jscore.sweep` runs specs of ``spec_type`` with ``run``."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"register_experiment: name must be a non-empty string, got {name!r}")
-    if not callable(from_dict):
-        raise TypeError(f"register_experiment: from_dict must be callable, got {from_dict!r}")
-    if run is not None and not callable(run):
-        raise TypeError(f"register_experiment: run must be callable or None, got {run!r}")
-    entry = Experiment(name, spec_type, from_dict, run, tuple(cli_overrides), legend)
-    EXPERIMENTS[name] = entry
-    return entry
-
-
-def experiment_of(spec) -> Experiment:
-    """The registered :class:`Experiment` whose ``spec_type`` ``spec`` is an instance of (the
-    most derived one); ``TypeError`` naming the registered types otherwise."""
-    for cls in type(spec).__mro__:
-        for entry in EXPERIMENTS.values():
-            if entry.spec_type is cls:
-                return entry
-    known = ", ".join(f"{e.spec_type.__name__} ({e.name})" for e in EXPERIMENTS.values() if e.spec_type)
-    raise TypeError(f"`spec` must be a sweep spec of a registered experiment ({known}), a dict of "
-                    f"its fields or a TOML path; got {type(spec).__name__}.")
-
-
 __all__ = [
     "Component",
     "EXPERIMENTS",
@@ -482,23 +480,6 @@ __all__ = [
     "spec_from_dict",
     "toml_dumps",
 ]
-
-
-def _drop_none(v):
-    if isinstance(v, dict):
-        return {str(k): _drop_none(x) for k, x in v.items() if x is not None}
-    if isinstance(v, (list, tuple)):
-        return [_drop_none(x) for x in v]
-    return v
-
-
-def toml_dumps(data: dict, comment: str | None = None) -> str:
-    """``data`` as a TOML document (``tomli_w``; keys quoted where needed, ``nan``/``inf`` as TOML
-    floats, ``None`` values left out since TOML has no null), after an optional ``# comment``."""
-    import tomli_w
-
-    text = tomli_w.dumps(_drop_none(data))
-    return f"# {comment}\n{text}" if comment else text
 
 
 def spec_to_toml(spec: SweepSpec) -> str:

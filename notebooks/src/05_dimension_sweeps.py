@@ -112,7 +112,7 @@ rows_file.write_text("".join(lines[: len(lines) // 2]))
 print(f"rows on disk after the 'crash': {len(lines) // 2} of {len(lines)}")
 res2 = js.sweep(spec, out=str(out), quiet=True, cache_dir=cache)
 print(f"after resuming: {len(rows_file.read_text().splitlines())} rows; "
-      f"compilations in this call: {res2.num_compilations}")
+      f"XLA compilations in this call: {res2.num_compilations}")
 same = {(q["cell_id"], q["dim"]): q["qstar"] for q in res.qstar} == {
     (q["cell_id"], q["dim"]): q["qstar"] for q in res2.qstar}
 print("Q* identical to the uninterrupted run:", same)
@@ -143,7 +143,8 @@ print("per-seed results equal with 1 and 2 devices:", per_seed(runs[1]) == per_s
 # jscore sweep nb05.toml --out runs/nb05 --distributed auto     # SLURM or TPU pods
 # ```
 #
-# Each process runs a disjoint share of the (cell, d) tasks and writes its own
+# In each round (the step ladders, then one bisection step per (cell, d)) each process runs a
+# disjoint share of the units and writes its own
 # `rows-p<i>.jsonl`; process 0 consolidates the tables and figures when all have finished. On
 # one GPU nothing changes: JAX picks the accelerator, and `CUDA_VISIBLE_DEVICES` chooses which.
 
