@@ -117,10 +117,10 @@ def run(args) -> int:
     experiment = experiment_of(spec)
     bad = sorted(set(over) - set(experiment.cli_overrides))
     if bad:
-        hint = (" (it is codebook-free and scalar); set n_offsets / n_reps in a TOML config"
-                if experiment.name == "lowerbound" else "")
+        accepts = ", ".join("--" + o for o in experiment.cli_overrides) or "none of them"
         raise ValueError(f"{', '.join('--' + b for b in bad)} do not apply to the {experiment.name} "
-                         f"experiment{hint}; it accepts {', '.join('--' + o for o in experiment.cli_overrides)}.")
+                         f"experiment; it accepts {accepts}. Its own fields are flags too, listed "
+                         "by `jscore sweep CONFIG --help-config`.")
     if over:
         spec = spec.replace(**over)
     spec = _config_flags(spec, experiment, args, args.help_config)
