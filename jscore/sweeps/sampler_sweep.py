@@ -169,24 +169,33 @@ def next_units(spec, rows: dict) -> list:
                 for ci in range(n_chunks):
                     add([cell.id, d, n, ci])
             if q is not None and q.search == "bisect":
-                for u in _bisection_units(cell.id, d, q, rows, n_chunks):
+                for u in _bisection_units(spec, cell.id, d, rows, n_chunks):
                     add(u)
     return units
 
 
-def _bisection_units(cell_id, d, q, rows, n_chunks) -> list:
+_ERRORS: dict = {}  # (spec, cell_id, d, n) -> the bisection metric over all chunks (rows are final)
+
+
+def _bisection_units(spec, cell_id, d, rows, n_chunks) -> list:
     """The units of the geometric bisection over step counts ``q.steps`` for the first N with
     error <= ``q.target`` (both ends first; censored when ``lo`` passes or ``hi`` fails), as far
     as the finished ``rows`` settle it."""
+    q = spec.qstar
     asked = []
 
     def err(n):
         us = [[cell_id, d, n, ci] for ci in range(n_chunks)]
         asked.extend(us)
-        got = [rows.get(unit_key(u)) for u in us]
-        if any(r is None for r in got):
-            return None
-        return _analysis.evaluations(got, [q.metric])[0].get(q.metric, math.inf)
+        k = (spec, cell_id, d, n)
+        if k not in _ERRORS:
+            got = [rows.get(unit_key(u)) for u in us]
+            if any(r is None for r in got):
+                return None
+            if len(_ERRORS) > 100_000:
+                _ERRORS.clear()
+            _ERRORS[k] = _analysis.evaluations(got, [q.metric])[0].get(q.metric, math.inf)
+        return _ERRORS[k]
 
     lo, hi = q.steps
     e = err(lo)
