@@ -57,18 +57,13 @@ def gaussian_stochastic_steps_spec() -> SweepSpec:
     ancestral, Euler-Maruyama and DPM-Solver++(2M) SDE on ``N(0, I_d)``, d = 16..4096, 256 seeds, Q* for
     ``kl_gauss <= 0.05`` by bisection over steps (bootstrap over seeds for the Q* interval)."""
     samplers = [s for s in ("euler_ancestral", "euler_maruyama", "dpmpp_2m_sde") if _in_catalogue(s)]
-    return SweepSpec(
+    return gaussian_steps_spec().replace(  # the same target, oracle, schedule and dimensions
         name="gaussian-stochastic-steps-vs-d",
         samplers=samplers,
-        targets=["gaussian:mean=0.0,var=1.0"],
-        oracles=["exact"],
-        schedules=["karras:sigma_min=0.002,sigma_max=80.0,rho=7.0"],
-        dims="16-4096:x4",
         seeds="0-255",
         chunk=64,
         metrics=["kl_gauss", "kl_gauss_se"],
         qstar={"metric": "kl_gauss", "target": DEFAULT_TARGET_KL, "search": "bisect", "steps": (2, 4096)},
-        bootstrap=200,
     )
 
 
