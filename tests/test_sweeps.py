@@ -773,3 +773,10 @@ def test_qstar_bisection_runs_in_rounds_like_a_sequential_bisection(tmp_path, ca
         longest = max(longest, len(path))  # one evaluation per round: lo, hi, then each midpoint
     summary = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert summary["rounds"] == longest
+    # rows written before the protocol (no "unit" entry) are found by their fields: resumed as is
+    rows_file = tmp_path / "one" / "rows-p0.jsonl"
+    old = [{k: v for k, v in json.loads(x).items() if k != "unit"} for x in rows_file.read_text().splitlines()]
+    rows_file.write_text("".join(json.dumps(r) + "\n" for r in old))
+    again = js.sweep(spec, out=str(tmp_path / "one"), quiet=True, plot=False, cache_dir=cache_dir)
+    assert len(rows_file.read_text().splitlines()) == len(old)  # nothing recomputed
+    assert {(q["cell_id"], q["dim"]): q["qstar"] for q in again.qstar} == qstar
