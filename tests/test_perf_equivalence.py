@@ -387,3 +387,32 @@ def test_euler_loop_compiles_like_a_hand_written_scan():
     (js_body,), (scan_body,) = js_bodies.values(), scan_bodies.values()
     assert _batched_ops(js_body, n) == _batched_ops(scan_body, n)
     assert _batched_ops(js_body, n)  # the state update is there (the pattern matches)
+
+
+@pytest.mark.parametrize("name", ["euler", "euler_ancestral"])
+def test_scalar_sides_in_point_blocks_equal_one_call(x64, monkeypatch, name):
+    """The lower-bound sweep's scalar chains run in blocks of ``POINT_BLOCK`` points: every
+    point's (p_lower, p_upper, levels) equals one call over all points (bitwise for the
+    deterministic sampler, to rounding for the ancestral one), and point counts that are
+    multiples of the block share one compiled program."""
+    from jscore.lowerbound import grids
+    from jscore.lowerbound.scaling import make_draws
+
+    d = 400.0
+
+    def sides(n_points, block):
+        monkeypatch.setattr(grids, "POINT_BLOCK", block)
+        dr = make_draws(name, d, 1 / d, 2.0, 0.3, key=jax.random.key(5), n_points=n_points,
+                        n_reps=2, k_max=64)
+        return [np.asarray(x) for x in dr._sides(6)]
+
+    whole = sides(24, 512)  # 48 points, one call (block 64, padded)
+    blocked = sides(24, 16)  # three calls of 16
+    tol = 0 if name == "euler" else 1e-13
+    for w, b in zip(whole, blocked):
+        assert w.shape == b.shape == (48,)
+        np.testing.assert_allclose(b, w, rtol=tol, atol=0)
+    sides(8, 16)  # 16 points: the same block shape as the 48 above
+    spec = grids.scalar_spec(name)
+    fn = next(f for k, f in grids._JIT.items() if k[0] == "sides" and k[2] == (spec, 64))
+    assert fn._cache_size() == 2  # block 64 (the single call) and block 16 (both blocked runs)

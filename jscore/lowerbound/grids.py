@@ -294,22 +294,54 @@ class SamplerDraws(Draws):
         self._draw_lattice(key, d, n_points, n_reps, rate_lo, rate_hi)
 
     def _sides(self, K):
-        """Per point ``(p_lower, p_upper, levels)`` of the scalar reduction: one padded program."""
+        """Per point ``(p_lower, p_upper, levels)`` of the scalar reduction: one padded program
+        (K traced, levels padded to ``k_max``), run on blocks of :func:`point_block` points so
+        that every point count of a sweep shares one compilation."""
         ftype = jnp.result_type(float)
-        common = (jnp.asarray(self.log_m, ftype), self.keys, jnp.asarray(self.eps, ftype),
-                  jnp.asarray(self.p, ftype), jnp.asarray(self.width, ftype))
+        eps, p, width = (jnp.asarray(x, ftype) for x in (self.eps, self.p, self.width))
+        K_arr = jnp.asarray(K, jnp.int32)
         if self.family is None:
-            lo, hi, lev = _call(
-                "sides", _sides_body, self.d, jnp.asarray(K, jnp.int32),
-                jnp.asarray(self.offsets(K), ftype), *common, static=(self.spec, self.k_max))
+            per_point = (self.offsets(K), self.log_m)
         else:
             log_sig = np.zeros(self.k_max + 1)
             log_sig[:K] = self.family_log_grid(K)
-            lo, hi, lev = _call(
-                "grid_sides_padded", _grid_sides_body, self.d, jnp.asarray(K, jnp.int32),
-                jnp.asarray(log_sig, ftype), jnp.asarray(self.hidden_shift(), ftype), *common,
-                static=(self.spec, self.k_max))
-        return lo, hi, lev
+            log_sig = jnp.asarray(log_sig, ftype)
+            per_point = (self.hidden_shift(), self.log_m)
+
+        def run(first, log_m, keys):
+            if self.family is None:
+                return _call("sides", _sides_body, self.d, K_arr, jnp.asarray(first, ftype),
+                             jnp.asarray(log_m, ftype), keys, eps, p, width,
+                             static=(self.spec, self.k_max))
+            return _call("grid_sides_padded", _grid_sides_body, self.d, K_arr, log_sig,
+                         jnp.asarray(first, ftype), jnp.asarray(log_m, ftype), keys, eps, p,
+                         width, static=(self.spec, self.k_max))
+
+        return _in_blocks(run, *per_point, self.keys)
+
+
+POINT_BLOCK = 512  # the default sweep's 64 offsets x 8 replicates (x1 .. x4 at small K)
+
+
+def point_block(n: int) -> int:
+    """Points per compiled call for ``n`` points: ``POINT_BLOCK``, or the power of two at or
+    above ``n`` when that is smaller (small test sweeps are not padded to 512)."""
+    return min(POINT_BLOCK, 1 << max(0, int(n) - 1).bit_length())
+
+
+def _in_blocks(run, *per_point):
+    """``run(*block)`` on consecutive blocks of :func:`point_block` points of the arrays
+    ``per_point`` (each ``(n, ...)``; the last block padded by repeating its first point, the
+    padding dropped), outputs concatenated: each point's result does not depend on the blocks."""
+    n = len(per_point[0])
+    b = point_block(n)
+    outs = []
+    for start in range(0, n, b):
+        idx = np.arange(start, start + b)
+        idx = np.where(idx < n, idx, start)
+        outs.append(run(*(x[idx] for x in per_point)))
+    m = [np.concatenate([np.asarray(o[j]) for o in outs])[:n] for j in range(len(outs[0]))]
+    return tuple(m)
 
 
 def scale_bins(draws, K, n_scales=8):
