@@ -141,19 +141,27 @@ def test_resume_from_the_units_files(tmp_path, monkeypatch):
 
     def fake_row(config, d, *, log=print):
         calls.append(d)
-        return _fake_row(d)
+        return {**_fake_row(d), "samplers": {}}
+
+    def fake_sampler(config, d, label, width, kstar_ideal, *, log=print):
+        assert (width, kstar_ideal) == (0.56, 5.8)  # the inputs come from the dimension's row
+        calls.append((d, label))
+        return _fake_row(d)["samplers"][label]
 
     def fake_robustness(config, *, log=print):
         calls.append("robustness")
         return {"robustness": [dict(p=2.0, eps="1/d", dims=[1600], w_norm=[3.3])]}
 
-    monkeypatch.setattr(lbs, "scaling_row", fake_row)
+    monkeypatch.setattr(lbs, "dimension_row", fake_row)
+    monkeypatch.setattr(lbs, "sampler_row", fake_sampler)
     monkeypatch.setattr(lbs, "robustness_row", fake_robustness)
     out = tmp_path / "lb"
     spec = LowerBoundSweep(dims=(400, 1600), **SMALL)
     kw = dict(out=str(out), cache_dir=None, quiet=True, workers=1)
     res = js.sweep(spec, plot=False, **kw)
-    assert calls == [400, 1600] and res.rows == [_fake_row(400), _fake_row(1600)] and res.complete
+    # two rounds: the dimensions, then each dimension's samplers (largest d first)
+    assert calls == [400, 1600, (1600, "euler"), (400, "euler")]
+    assert res.rows == [_fake_row(400), _fake_row(1600)] and res.complete
     assert sorted(os.listdir(out)) == ["config.json", "scaling.csv", "scaling.json", "table.txt",
                                        "units-p0.jsonl"]
     assert (out / "scaling.csv").read_text().count("\n") == 3
@@ -164,7 +172,7 @@ def test_resume_from_the_units_files(tmp_path, monkeypatch):
     assert res.results["compile"]["compilations"] >= 0 and res.results["run"]["workers"] == 1
     calls.clear()
     more = js.sweep(spec.replace(dims=(400, 1600, 6400), robustness=True), plot=True, **kw)
-    assert calls == [6400, "robustness"]
+    assert calls == [6400, "robustness", (6400, "euler")]
     assert [r["d"] for r in more.rows] == [400.0, 1600.0, 6400.0]
     assert more.results["robustness"][0]["w_norm"] == [3.3]
     assert (out / "scaling.png").exists() and (out / "scaling.pdf").exists()
@@ -185,7 +193,8 @@ def test_resume_from_the_units_files(tmp_path, monkeypatch):
         js.sweep(spec, **{**kw, "out": str(old)})
     calls.clear()
     js.sweep(spec, overwrite=True, plot=False, **{**kw, "out": str(old)})
-    assert calls == [400, 1600] and (old / "units-p0.jsonl").exists()
+    assert calls == [400, 1600, (1600, "euler"), (400, "euler")]
+    assert (old / "units-p0.jsonl").exists()
 
 
 # ----------------------------------------------------------------------------- real rows
@@ -240,7 +249,8 @@ def test_two_processes_equal_one(tiny_one, tmp_path):
     outs = run_processes([[sys.executable, "-c", _TWO_PROCESSES, out, addr, str(i), cfg]
                           for i in range(2)], timeout=400)
     got = [json.loads(o.strip().splitlines()[-1]) for o in outs]
-    assert [g["here"] for g in got] == [1, 1]  # d = 100 on process 0, d = 400 on process 1
+    # round 1: d = 100 on process 0, d = 400 on process 1; round 2: a sampler unit each
+    assert [g["here"] for g in got] == [2, 2]
     assert _text(got[0]["rows"]) == _text(tiny_one.rows) == _text(got[1]["rows"])
     assert got[0]["wrote"] and not got[1]["wrote"]  # only process 0 writes the result files
     assert {"units-p0.jsonl", "units-p1.jsonl", "scaling.json"} <= set(os.listdir(out))
@@ -271,7 +281,9 @@ def test_lowerbound_scale_runs_through_the_experiment(tiny_one, tmp_path, capsys
     printed = capsys.readouterr().out
     assert printed.startswith(lbs.LEGEND) and tiny_one.table() in printed
     rows = [json.loads(line) for line in (out / "units-p0.jsonl").read_text().splitlines()]
-    assert _text([{k: v for k, v in r.items() if k != "unit"} for r in rows]) == _text(tiny_one.rows)
+    assert [r["unit"] for r in rows[:2]] == [100, 400]  # then one unit per (d, sampler)
+    assert [r["unit"][:3] for r in rows[2:]] == [["sampler", 400, "euler"], ["sampler", 100, "euler"]]
+    assert _text(LowerBoundSweep(dims=(100, 400), **TINY)._dimension_rows(rows)) == _text(tiny_one.rows)
     assert (out / "table.txt").read_text() == tiny_one.table() + "\n"
 
 

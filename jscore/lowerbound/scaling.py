@@ -666,34 +666,51 @@ def _rate_grid(config):
 
 
 def scaling_row(config: ScalingConfig, d, *, log=print) -> dict:
-    """The row of dimension ``d`` (float64 inside): the sampler-independent part
-    (:func:`_dimension_row`: window, N(d), ideal K*, searcher, controls) and, under
-    ``"samplers"``, one :func:`_sampler_row` per sampler label. Depends on ``config`` and ``d``
+    """The row of dimension ``d`` (float64 inside): :func:`dimension_row` with, under
+    ``"samplers"``, one :func:`sampler_row` per sampler label. Depends on ``config`` and ``d``
     only (the key is ``fold_in(key(seed), d)``), so rows can be computed in any order, thread or
-    process: the unit of :class:`jscore.sweeps.LowerBoundSweep`."""
+    process."""
+    row = dimension_row(config, d, log=log)
+    for label in config.labels:
+        row["samplers"][label] = sampler_row(config, d, label, row["width"], row["kstar_ideal"],
+                                             log=log)
+    return row
+
+
+def dimension_row(config: ScalingConfig, d, *, log=print) -> dict:
+    """The sampler-independent part of dimension ``d``'s row (float64 inside; window, N(d),
+    ideal K*, searcher, controls; ``samplers`` empty): a unit of
+    :class:`jscore.sweeps.LowerBoundSweep`."""
     c = config
     with jax.enable_x64(True):
         rates, weights = _rate_grid(c)
+        kd = jax.random.fold_in(jax.random.key(c.seed), int(d))
+        return _dimension_row(float(d), c.eps, c.p, c.rate, rates, weights, c.rate_hi, c.n_xi,
+                              c.k_max, c.seed, kd, log)
+
+
+def sampler_row(config: ScalingConfig, d, label, width, kstar_ideal, *, log=print) -> dict:
+    """The K* of sampler ``label`` (one of ``config.labels``) at dimension ``d``, given the
+    dimension row's window ``width`` and ideal ``kstar_ideal`` (float64 inside; key
+    ``fold_in(fold_in(key(seed), d), 7)``): a unit of :class:`jscore.sweeps.LowerBoundSweep`."""
+    c = config
+    name = c.samplers[list(c.labels).index(label)]
+    with jax.enable_x64(True):
         d = float(d)
         kd = jax.random.fold_in(jax.random.key(c.seed), int(d))
-        row = _dimension_row(d, c.eps, c.p, c.rate, rates, weights, c.rate_hi, c.n_xi, c.k_max,
-                             c.seed, kd, log)
-        eps, width, k_ideal = row["eps"], row["width"], row["kstar_ideal"]
-        n_pts = points_for(c.n_offsets, k_ideal)
-        for name, lab in zip(c.samplers, c.labels):
-            t1 = time.time()
-            sr = _sampler_row(name, d, eps, c.p, width, jax.random.fold_in(kd, 7), n_pts,
-                              c.n_reps, c.k_max, c.rate_lo, c.rate_hi, k_ideal,
-                              schedule=c.schedule, n_scales=c.n_scales,
-                              max_queries=c.max_queries)
-            row["samplers"][lab] = sr
-            log(f"    {lab:<22s} K*={sr['kstar_lo']:7.1f} .. {sr['kstar_hi']:7.1f}  "
-                f"(MC 95% CI +-{sr['kstar_lo_mc']:.2f} / +-{sr['kstar_hi_mc']:.2f}, "
-                f"{c.n_reps} x {n_pts} points)  levels in band={sr['levels_in_band']:.1f}  "
-                f"worst scale: {sr['kstar_worst_lo']:.1f} .. {sr['kstar_worst_hi']:.1f} "
-                f"(inner {sr['kstar_worst_inner_lo']:.1f} .. {sr['kstar_worst_inner_hi']:.1f})  "
-                f"[{sr['schedule']}, {sr['path']}] ({time.time() - t1:.0f}s)")
-    return row
+        eps = eps_value(d, c.eps)
+        n_pts = points_for(c.n_offsets, kstar_ideal)
+        t1 = time.time()
+        sr = _sampler_row(name, d, eps, c.p, width, jax.random.fold_in(kd, 7), n_pts, c.n_reps,
+                          c.k_max, c.rate_lo, c.rate_hi, kstar_ideal, schedule=c.schedule,
+                          n_scales=c.n_scales, max_queries=c.max_queries)
+    log(f"    d={d:<9.0f} {label:<22s} K*={sr['kstar_lo']:7.1f} .. {sr['kstar_hi']:7.1f}  "
+        f"(MC 95% CI +-{sr['kstar_lo_mc']:.2f} / +-{sr['kstar_hi_mc']:.2f}, "
+        f"{c.n_reps} x {n_pts} points)  levels in band={sr['levels_in_band']:.1f}  "
+        f"worst scale: {sr['kstar_worst_lo']:.1f} .. {sr['kstar_worst_hi']:.1f} "
+        f"(inner {sr['kstar_worst_inner_lo']:.1f} .. {sr['kstar_worst_inner_hi']:.1f})  "
+        f"[{sr['schedule']}, {sr['path']}] ({time.time() - t1:.0f}s)")
+    return sr
 
 
 def robustness_row(config: ScalingConfig, *, log=print) -> dict:
@@ -781,6 +798,8 @@ __all__ = [
     "reference_control",
     "robustness_grid",
     "scaling",
+    "dimension_row",
+    "sampler_row",
     "scaling_row",
     "robustness_row",
     "fit_results",

@@ -4,10 +4,14 @@
 (the sqrt(d) experiment of docs/construction.md §6 and §8: window width, window count ``N(d)``,
 ``K*(d)`` per sampler family with random log-offsets, the optimal adaptive searcher and the two
 controls, for d = 1e2 ... 1e6 without a codebook) as a
-:class:`~jscore.sweeps.protocol.UnitExperiment`: its units are the dimensions (plus
-``"robustness"`` when ``robustness = true``), a unit's row is
-:func:`jscore.lowerbound.scaling.scaling_row`, and :meth:`~LowerBoundSweep.consolidate` adds the
-fits and writes ``scaling.json``, ``scaling.csv``, ``scaling.png``/``.pdf`` and ``table.txt``.
+:class:`~jscore.sweeps.protocol.UnitExperiment`. Its units come in two rounds: first the
+dimensions (the sampler-independent row, :func:`jscore.lowerbound.scaling.dimension_row`; plus
+``"robustness"`` when ``robustness = true``), then one unit per (d, sampler)
+(:func:`jscore.lowerbound.scaling.sampler_row`, whose inputs, the window width and the ideal K*,
+come from the dimension's row), so the work of the costly large dimensions is shared by every
+worker. :meth:`~LowerBoundSweep.consolidate` puts each dimension's rows together as
+:func:`jscore.lowerbound.scaling.scaling_row` would, adds the fits and writes ``scaling.json``,
+``scaling.csv``, ``scaling.png``/``.pdf`` and ``table.txt``.
 ``js.sweep(LowerBoundSweep(...), out=...)`` runs it resumably (rows in ``units-p<i>.jsonl``;
 ``dims`` is not part of the identity, so adding dimensions to a finished run computes only the
 new ones), over threads, local devices and ``jax.distributed`` processes with the same rows. In
@@ -35,16 +39,18 @@ import numpy as np
 from ..config import option
 from ..lowerbound.scaling import (
     ScalingConfig,
+    dimension_row,
     fit_results,
     robustness_row,
     run_config,
-    scaling_row,
+    sampler_row,
 )
 from ..store import CONFIG_FILE, atomic_write, write_csv, write_json
-from .protocol import UnitExperiment, register_unit_experiment, run_experiment
+from .protocol import UnitExperiment, register_unit_experiment, run_experiment, unit_key
 
 EXPERIMENT = "lowerbound"
 ROBUSTNESS = "robustness"  # the unit of the p x eps grid
+SAMPLER = "sampler"  # ["sampler", d, label, width, kstar_ideal]: one sampler's K* at one d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,22 +83,50 @@ class LowerBoundSweep(ScalingConfig, UnitExperiment):
 
     # ------------------------------------------------------------------ the protocol
     def units(self) -> list:
-        """The dimensions (ints), then ``"robustness"`` when ``robustness`` is set."""
+        """The first round: the dimensions (ints: each its sampler-independent row), then
+        ``"robustness"`` when ``robustness`` is set."""
         return list(self.dims) + ([ROBUSTNESS] if self.robustness else [])
 
+    def next_units(self, rows: dict) -> list:
+        """:meth:`units`, then, once dimension d's row is in, one unit ``["sampler", d, label,
+        width, kstar_ideal]`` per sampler (the row's window width and ideal K* are its inputs),
+        largest d first (the longest units start first). A row of an earlier version that
+        holds its samplers (one unit per dimension) needs no sampler units."""
+        units = self.units()
+        for d in sorted(self.dims, reverse=True):
+            row = rows.get(unit_key(d))
+            if row is not None:
+                units += [[SAMPLER, d, label, row["width"], row["kstar_ideal"]]
+                          for label in self.labels if label not in row["samplers"]]
+        return units
+
     def run_unit(self, unit, *, log=print) -> dict:
-        """Dimension ``unit``'s row (:func:`~jscore.lowerbound.scaling.scaling_row`), or the
-        robustness grid's (:func:`~jscore.lowerbound.scaling.robustness_row`)."""
+        """Dimension ``unit``'s row (:func:`~jscore.lowerbound.scaling.dimension_row`), a
+        sampler's (:func:`~jscore.lowerbound.scaling.sampler_row`), or the robustness grid's
+        (:func:`~jscore.lowerbound.scaling.robustness_row`)."""
         if unit == ROBUSTNESS:
             return robustness_row(self, log=log)
-        return scaling_row(self, unit, log=log)
+        if isinstance(unit, list):
+            _, d, label, width, kstar_ideal = unit
+            return {"sampler": sampler_row(self, d, label, width, kstar_ideal, log=log)}
+        return dimension_row(self, unit, log=log)
+
+    def _dimension_rows(self, rows) -> list:
+        """One full row per finished dimension, in ``dims`` order: the dimension unit's row with
+        the sampler units' rows under ``samplers`` (a dimension missing a sampler is left out)."""
+        by_d = {r["unit"]: {k: v for k, v in r.items() if k != "unit"} for r in rows
+                if isinstance(r.get("unit"), int)}
+        for r in rows:
+            if isinstance(r.get("unit"), list) and r["unit"][1] in by_d:
+                by_d[r["unit"][1]]["samplers"][r["unit"][2]] = r["sampler"]
+        return [by_d[d] for d in self.dims
+                if d in by_d and all(lab in by_d[d]["samplers"] for lab in self.labels)]
 
     def consolidate(self, rows, out, *, plot=True, log=print, stats=None):
         """The fits of the dimension rows and, into ``out``, ``scaling.json`` (the results dict),
         ``scaling.csv`` (one line per d), ``table.txt`` and ``scaling.png``/``.pdf``."""
         stats = dict(stats or {})
-        dim_rows = [{k: v for k, v in r.items() if k != "unit"} for r in rows
-                    if r.get("unit") != ROBUSTNESS]
+        dim_rows = self._dimension_rows(rows)
         results = {"config": run_config(self), "rows": dim_rows}
         rob = [r for r in rows if r.get("unit") == ROBUSTNESS]
         if rob:
@@ -103,7 +137,7 @@ class LowerBoundSweep(ScalingConfig, UnitExperiment):
         results["compile"] = {k: stats[k] for k in ("compilations", "compile_s", "trace_s")
                               if k in stats}
         results["run"] = {k: v for k, v in stats.items() if k not in results["compile"]}
-        complete = len(rows) == len(self.units())
+        complete = len(dim_rows) == len(self.dims) and (bool(rob) or not self.robustness)
         files = []
         if out is not None:
             files.append(write_json(os.path.join(out, "scaling.json"), results))

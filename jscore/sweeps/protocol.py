@@ -376,7 +376,7 @@ def _run_rounds(config, store, workers, local, log, pid, nproc, h):
         if not pending:
             break
         mine = pending[pid::nproc]
-        new = _run_units(config, mine, store, lock, workers, local, log)
+        new = _run_units(config, mine, store, lock, workers, local, log, first_alone=ran == 0)
         ran += len(mine)
         barrier(f"jscore-{config.experiment}-round{rounds}-{h}")
         rounds += 1
@@ -406,10 +406,12 @@ def _gather_stats(stats: dict, nproc: int) -> list:
                                     for n, v in zip(names, r)}} for i, r in enumerate(rows)]
 
 
-def _run_units(config, units, store, lock, workers, local, log) -> list:
+def _run_units(config, units, store, lock, workers, local, log, *, first_alone=False) -> list:
     """Run ``units`` on ``workers`` threads; each finished row is appended (under ``lock``) and
     its buffered log lines printed together, the first numbered ``[k/len(units)]``. Returns the
-    rows."""
+    rows. ``first_alone``: run the first unit before starting the others (the run's first unit:
+    the programs the units share then compile once, with every core, instead of once per thread
+    at the same time)."""
     import jax
 
     if not units:
@@ -440,8 +442,10 @@ def _run_units(config, units, store, lock, workers, local, log) -> list:
 
     if workers == 1 or len(units) == 1:
         return [one(item) for item in enumerate(units)]
+    items = list(enumerate(units))
+    done = [one(items.pop(0))] if first_alone else []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jscore-unit") as pool:
-        return list(pool.map(one, enumerate(units)))  # re-raises a unit's error here
+        return done + list(pool.map(one, items))  # re-raises a unit's error here
 
 
 # ----------------------------------------------------------------------------- the registry
