@@ -339,3 +339,15 @@ def test_adaptive_run_killed_mid_way_resumes(tmp_path):
     res = run_experiment(BisectLab(), out=out, quiet=True, workers=1)
     assert len(CALLS) == 30 - done  # only the missing evaluations (10 per target)
     assert res.results["best"] == {5: 3, 99: 10, 1000: 32}
+
+
+def test_every_builtin_experiment_has_a_dry_run():
+    """``js.sweep(config, dry_run=True)`` of every built-in experiment returns a plan whose
+    ``describe()`` is text (``jscore sweep FILE --dry-run`` prints it), with nothing run."""
+    from jscore.sweeps import EXPERIMENTS, SweepSpec
+
+    for name, entry in EXPERIMENTS.items():
+        spec = (SweepSpec(samplers=["euler"], dims="4", steps="2") if entry.spec_type is SweepSpec
+                else entry.spec_type())
+        text = js.sweep(spec, dry_run=True).describe()
+        assert isinstance(text, str) and text, name

@@ -91,7 +91,7 @@ class UnitExperiment:
         driver)."""
         return row["unit"]
 
-    def plan(self):
+    def preflight(self):
         """What ``js.sweep(config, dry_run=True)`` returns, after the checks that need more than
         the fields (names, memory, ...; :func:`run_experiment` calls it before writing
         anything): by default the config itself (its :meth:`describe` is the plan in words)."""
@@ -318,7 +318,7 @@ def run_experiment(config: UnitExperiment, *, out: str | None = None, resume="au
     if dry_run:
         return config.describe()
     workers, local = _workers_and_devices(workers, devices, config.shards_over_devices)
-    config.plan()  # every check that needs more than the fields, before anything is written
+    config.preflight()  # every check that needs more than the fields, before anything is written
     if log is None:
         def log(msg):
             if not quiet:
@@ -518,7 +518,7 @@ def register_unit_experiment(cls, *, legend: str = "", cli_overrides=("dims",)):
         from ..compiles import setup_compilation_cache
 
         if dry_run:  # validated; its describe() is the plan in words
-            return spec.plan()
+            return spec.preflight()
         setup_compilation_cache(cache_dir)
         return run_experiment(spec, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
                               plot=plot, workers=workers, devices=devices)

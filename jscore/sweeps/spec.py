@@ -372,14 +372,14 @@ class SweepSpec(UnitExperiment):
             raise ValueError(f"experiment = {exp!r} is not the {cls.experiment!r} experiment.")
         return spec_from_dict(data)
 
-    def plan(self):
+    def preflight(self):
         """The validated :class:`~jscore.sweeps.engine.Plan` (``plan.describe()``)."""
         from .sampler_sweep import plan_of
 
         return plan_of(self)
 
     def describe(self) -> str:
-        return self.plan().describe()
+        return self.preflight().describe()
 
     def units(self) -> list:
         """The first units ``[cell_id, d, num_steps, chunk]``: the ladders and the first
