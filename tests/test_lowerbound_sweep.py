@@ -189,7 +189,7 @@ def test_resume_from_the_units_files(tmp_path, monkeypatch):
     old = tmp_path / "old"
     old.mkdir()
     (old / "scaling.json").write_text(json.dumps({"config": {}, "rows": [_fake_row(400)]}))
-    with pytest.raises(ValueError, match="older lower-bound run.*--overwrite"):
+    with pytest.raises(ValueError, match="older lowerbound run.*--overwrite"):
         js.sweep(spec, **{**kw, "out": str(old)})
     calls.clear()
     js.sweep(spec, overwrite=True, plot=False, **{**kw, "out": str(old)})

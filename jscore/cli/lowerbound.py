@@ -170,14 +170,15 @@ def run(args) -> int:
         return run_exact(args)
     if getattr(args, "lowerbound_command", "scale") != "scale":
         raise SystemExit(f"unknown lowerbound command {args.lowerbound_command!r}")
-    from ..sweeps.lowerbound import LEGEND, run_lowerbound
+    from ..sweeps.lowerbound import LEGEND
+    from ..sweeps.protocol import run_experiment
 
     config = _check_scale_args(args)
     if args.print_config:
         print(config.to_toml())
         return 0
     check_out_dir(args.out)
-    res = run_lowerbound(config, out=args.out, overwrite=args.overwrite, workers=args.workers,
+    res = run_experiment(config, out=args.out, overwrite=args.overwrite, workers=args.workers,
                          plot=not args.no_plot)
     print(LEGEND)
     print(res.table())

@@ -12,7 +12,8 @@ come from the dimension's row), so the work of the costly large dimensions is sh
 worker. :meth:`~LowerBoundSweep.consolidate` puts each dimension's rows together as
 :func:`jscore.lowerbound.scaling.scaling_row` would, adds the fits and writes ``scaling.json``,
 ``scaling.csv``, ``scaling.png``/``.pdf`` and ``table.txt``.
-``js.sweep(LowerBoundSweep(...), out=...)`` runs it resumably (rows in ``units-p<i>.jsonl``;
+``js.sweep(LowerBoundSweep(...), out=...)`` (or :func:`~jscore.sweeps.protocol.run_experiment`)
+runs it resumably (rows in ``units-p<i>.jsonl``;
 ``dims`` is not part of the identity, so adding dimensions to a finished run computes only the
 new ones), over threads, local devices and ``jax.distributed`` processes with the same rows. In
 TOML it is a file with ``experiment = "lowerbound"``::
@@ -45,8 +46,8 @@ from ..lowerbound.scaling import (
     run_config,
     sampler_row,
 )
-from ..store import CONFIG_FILE, atomic_write, write_csv, write_json
-from .protocol import UnitExperiment, register_unit_experiment, run_experiment, unit_key
+from ..store import atomic_write, write_csv, write_json
+from .protocol import UnitExperiment, register_unit_experiment, unit_key
 
 EXPERIMENT = "lowerbound"
 ROBUSTNESS = "robustness"  # the unit of the p x eps grid
@@ -61,6 +62,7 @@ class LowerBoundSweep(ScalingConfig, UnitExperiment):
     (``"100-10000:x10"``); ``samplers`` must be names (TOML has no sampler instances)."""
 
     experiment = EXPERIMENT
+    result_file = "scaling.json"
     name: str = option("lowerbound-sqrt-d", "run name (default folder jscore-sweep-<name>)",
                        identity=False)
 
@@ -193,30 +195,6 @@ class LowerBoundSweepResult:
 
     def table(self) -> str:
         return format_table(self.results)
-
-
-def check_run_folder(out, overwrite: bool = False) -> None:
-    """Refuse a run folder written before the unit protocol (a ``scaling.json`` without the
-    store's ``config.json``): its rows cannot be resumed."""
-    if out is None or overwrite:
-        return
-    old = os.path.join(os.fspath(out), "scaling.json")
-    if os.path.exists(old) and not os.path.exists(os.path.join(os.fspath(out), CONFIG_FILE)):
-        raise ValueError(
-            f"{os.fspath(out)!r} holds a scaling.json of an older lower-bound run (no {CONFIG_FILE}, "
-            "no units-p<i>.jsonl): it cannot be resumed. Choose another output folder (--out), "
-            "move it away, or pass --overwrite (overwrite=True) to recompute into it.")
-
-
-def run_lowerbound(config: LowerBoundSweep, *, out=None, overwrite: bool = False, **kw):
-    """:func:`~jscore.sweeps.protocol.run_experiment` for the lower-bound sweep, after
-    :func:`check_run_folder`; ``kw``: the driver's (``resume``, ``workers``, ``quiet``, ...)."""
-    if not isinstance(config, LowerBoundSweep):
-        raise TypeError(f"run_lowerbound: `config` must be a LowerBoundSweep, got "
-                        f"{type(config).__name__}.")
-    out = out or f"jscore-sweep-{config.name}"
-    check_run_folder(out, overwrite)
-    return run_experiment(config, out=out, overwrite=overwrite, **kw)
 
 
 def _write_csv(results, out_dir, samplers) -> str:
@@ -366,21 +344,9 @@ _figure = plot  # consolidate's `plot` argument shadows the function
 
 
 def register():
-    """Register the ``"lowerbound"`` experiment (``js.sweep``, TOML, ``jscore sweep``), its runs
-    going through :func:`run_lowerbound` (the old-folder check, then the driver)."""
-    from .protocol import EXPERIMENTS
-
-    entry = register_unit_experiment(LowerBoundSweep, legend=LEGEND)
-    run = entry.run
-
-    def guarded(spec, *, out=None, overwrite=False, dry_run=False, **kw):
-        if not dry_run:
-            check_run_folder(out or f"jscore-sweep-{spec.name}", overwrite)
-        return run(spec, out=out, overwrite=overwrite, dry_run=dry_run, **kw)
-
-    EXPERIMENTS[EXPERIMENT] = dataclasses.replace(entry, run=guarded)
-    return EXPERIMENTS[EXPERIMENT]
+    """Register the ``"lowerbound"`` experiment (``js.sweep``, TOML, ``jscore sweep``)."""
+    return register_unit_experiment(LowerBoundSweep, legend=LEGEND)
 
 
-__all__ = ["LEGEND", "LowerBoundSweep", "LowerBoundSweepResult", "check_run_folder",
-           "format_table", "plot", "register", "run_lowerbound"]
+__all__ = ["LEGEND", "LowerBoundSweep", "LowerBoundSweepResult", "format_table", "plot",
+           "register"]

@@ -67,6 +67,9 @@ class UnitExperiment:
     store_stem: ClassVar[str] = "units"
     #: whether ``jscore sweep`` generates a flag per field (:func:`add_config_flags`)
     config_flags: ClassVar[bool] = True
+    #: the result file an older, unstored version of this experiment's command wrote: a folder
+    #: holding it without ``config.json`` is refused (it cannot be resumed) unless ``overwrite``
+    result_file: ClassVar[str] = ""
     #: whether one unit spreads its work over all the run's local devices (``run_unit`` reads
     #: them from :func:`unit_devices`); otherwise each worker thread runs on one local device
     shards_over_devices: ClassVar[bool] = False
@@ -325,6 +328,8 @@ def run_experiment(config: UnitExperiment, *, out: str | None = None, resume="au
                 print(msg, file=sys.stderr, flush=True)
 
     out = os.fspath(out or f"jscore-sweep-{getattr(config, 'name', config.experiment)}")
+    if not overwrite:
+        refuse_unstored_folder(out, config)
     pid, nproc = jax.process_index(), jax.process_count()
     h = config.config_hash
     store = RowStore(out, key=lambda row: unit_key(config.unit_of(row)), part=f"p{pid}",
@@ -352,6 +357,20 @@ def run_experiment(config: UnitExperiment, *, out: str | None = None, resume="au
         f"{f', {rounds} rounds' if rounds > 1 else ''}); {compiles.summary()}")
     return config.consolidate(rows, out if pid == 0 else None, plot=plot and pid == 0, log=log,
                               stats=stats)
+
+
+def refuse_unstored_folder(out, config) -> None:
+    """``ValueError`` when ``out`` holds ``config.result_file`` but no store (``config.json``):
+    the results of an older version of the command, which cannot be resumed."""
+    marker = config.result_file
+    if not marker or not os.path.exists(os.path.join(out, marker)):
+        return
+    if not os.path.exists(os.path.join(out, "config.json")):
+        raise ValueError(
+            f"{out!r} holds a {marker} of an older {config.experiment} run (no config.json, no "
+            f"{config.store_stem}-p<i>.jsonl): it cannot be resumed. Choose another output "
+            "folder (--out), move it away, or pass --overwrite (overwrite=True) to recompute "
+            "into it.")
 
 
 def _run_rounds(config, store, workers, local, log, pid, nproc, h):
