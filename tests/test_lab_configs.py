@@ -136,7 +136,9 @@ def test_schedule_experiment_is_the_certificate(tmp_path):
     cfg = ScheduleLab(schedule="karras", steps=6, dim=400.0, sampler="euler", scales=4, points=2,
                       reps=2, search=False, seed=1)
     res = run_experiment(cfg, out=str(tmp_path / "s"), workers=1, quiet=True, plot=False)
-    assert res.results == json.loads(json.dumps(cfg.run()))
+    timing = res.results["timing"]  # of the computation: wall, compilations, load
+    assert timing["wall_s"] > 0 and timing["compilations"] >= 0 and len(timing["loadavg"]) == 3
+    assert {k: v for k, v in res.results.items() if k != "timing"} == json.loads(json.dumps(cfg.run()))
     assert json.loads((tmp_path / "s" / "certificate.json").read_text()) == res.results
     again = run_experiment(cfg, out=str(tmp_path / "s"), workers=1, quiet=True, plot=False)
     assert again.results == res.results and again.text == res.text  # read back, not rerun

@@ -78,6 +78,28 @@ def add_parser(subparsers):
     return p
 
 
+def _add_run_flags(e):
+    """The driver's flags of a lab command: ``--workers``, ``--overwrite``, ``--print-config``."""
+    e.add_argument("--workers", type=int_at_least(1), default=None,
+                   help="threads running units (default: one per local device, else 2)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="discard the units already stored in --out first")
+    e.add_argument("--print-config", action="store_true",
+                   help="print the settings as TOML (for 'jscore sweep FILE') and exit")
+
+
+def _run_lab(cfg, args, *, plot: bool = True):
+    """Run the lab config ``cfg`` with :func:`~jscore.sweeps.protocol.run_experiment` into
+    ``--out`` (finished units are read back, not rerun; a folder of another config or of an
+    older, unstored version of the command is refused unless ``--overwrite``), progress on
+    stderr. Returns the experiment's result."""
+    from ..sweeps.protocol import run_experiment
+
+    check_out_dir(args.out)
+    return run_experiment(cfg, out=args.out, overwrite=args.overwrite, workers=args.workers,
+                          plot=plot, log=lambda m: print(m, file=sys.stderr, flush=True))
+
+
 def _add_exact_parser(sub):
     """``lowerbound exact``: the exact-codebook lab; its flags are the fields of
     :class:`jscore.sweeps.exact_lab.ExactLab` (:func:`~jscore.sweeps.protocol.add_config_flags`)."""
@@ -104,12 +126,7 @@ def _add_exact_parser(sub):
     add_config_flags(e, ExactLab)
     e.add_argument("--out", default="jscore-lowerbound-exact",
                    help="output folder (CSV, PNG, log); rerunning resumes (default: %(default)s)")
-    e.add_argument("--workers", type=int_at_least(1), default=None,
-                   help="threads running units (default: one per local device, else 2)")
-    e.add_argument("--overwrite", action="store_true",
-                   help="discard the units already stored in --out first")
-    e.add_argument("--print-config", action="store_true",
-                   help="print the settings as TOML (for 'jscore sweep FILE') and exit")
+    _add_run_flags(e)
     e.set_defaults(func=run_exact)
     return e
 
@@ -203,36 +220,27 @@ def _add_rounds_parser(sub):
         "decoded stage and to full success. Runs in float64 on exact codebooks at small d. "
         "Writes CSV, rounds.json and rounds.png/.pdf into --out.")
     from ..sweeps.protocol import add_config_flags
-    from ..sweeps.rounds_lab import RoundsConfig
+    from ..sweeps.rounds_lab import RoundsLab
 
-    add_config_flags(e, RoundsConfig)
-    e.add_argument("--out", default="jscore-lowerbound-rounds", help="output folder")
-    e.add_argument("--print-config", action="store_true",
-                   help="print the settings as TOML (for 'jscore sweep FILE') and exit")
+    add_config_flags(e, RoundsLab)
+    e.add_argument("--out", default="jscore-lowerbound-rounds",
+                   help="output folder (rerunning resumes; default: %(default)s)")
+    _add_run_flags(e)
     e.set_defaults(_run=run_rounds, func=run_rounds)
     return e
 
 
 def run_rounds(args) -> int:
-    """Run ``lowerbound rounds`` (float64; see :func:`jscore.sweeps.rounds_lab.run_rounds`)."""
-    import jax
-
+    """Run ``lowerbound rounds``: a :class:`~jscore.sweeps.rounds_lab.RoundsLab` through the
+    driver (float64 inside its units), then its tables."""
     from ..sweeps.protocol import config_from_args
-    from ..sweeps.rounds_lab import RoundsConfig
+    from ..sweeps.rounds_lab import RoundsLab
 
-    cfg = config_from_args(RoundsConfig, args)  # validated before anything is written
+    cfg = config_from_args(RoundsLab, args)  # validated before anything is written
     if getattr(args, "print_config", False):  # as the rounds experiment, which jscore sweep runs
-        import dataclasses
-
-        from ..sweeps.rounds_lab import RoundsLab
-
-        print(RoundsLab(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}).to_toml())
+        print(cfg.to_toml())
         return 0
-    check_out_dir(args.out)
-    jax.config.update("jax_enable_x64", True)
-    from ..sweeps.rounds_lab import run_rounds as run
-
-    res = run(args.out, cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
+    res = _run_lab(cfg, args).results
     _print_table("audit (per stage and p: max over sigma of the UCB / eps)", res["audit_summary"],
                  ["stage", "p", "num_sigmas", "max_lp_error", "max_upper_over_eps", "passed"])
     _print_table("searchers (rounds/queries to stage 0 and to all stages)", res["search_summary"],
@@ -271,25 +279,27 @@ def _add_schedule_parser(sub):
     e.add_argument("--json", default=None, help="also write the result to this JSON file")
     e.add_argument("--png", default=None, help="also draw the certificate to this PNG file")
     e.add_argument("--out", default=None,
-                   help="folder for certificate.json, certificate.txt and certificate.png")
+                   help="folder for certificate.json, certificate.txt and certificate.png, with "
+                        "the stored unit (rerunning reads it back); without it nothing is stored")
     e.add_argument("--cache-dir", default="default",
                    help="persistent JAX compilation cache directory; 'default' = a private folder "
                         "under the user cache (a second run skips most compiling)")
     e.add_argument("--no-cache", action="store_true",
                    help="leave JAX's compilation cache setting alone")
-    e.add_argument("--print-config", action="store_true",
-                   help="print the settings as TOML (for 'jscore sweep FILE') and exit")
+    _add_run_flags(e)
     e.set_defaults(_run=run_schedule, func=run_schedule)
     return e
 
 
 def run_schedule(args) -> int:
-    """Run ``lowerbound schedule`` (float64; :func:`~jscore.lowerbound.schedule_certificate.schedule_certificate`)."""
+    """Run ``lowerbound schedule`` (float64; :func:`~jscore.lowerbound.schedule_certificate.schedule_certificate`):
+    with ``--out`` a :class:`~jscore.sweeps.certificate.ScheduleLab` through the driver (stored,
+    read back when rerun), else in memory; then the table and the ``--json``/``--png`` extras."""
     import os
 
-    import jax
-
-    from ..sweeps.certificate import ScheduleLab
+    from ..compiles import setup_compilation_cache
+    from ..lowerbound.schedule_certificate import format_certificate
+    from ..sweeps.certificate import ScheduleLab, write_certificate
     from ..sweeps.protocol import config_from_args
 
     cfg = config_from_args(ScheduleLab, args)  # validated before anything runs
@@ -297,25 +307,18 @@ def run_schedule(args) -> int:
         print(cfg.to_toml())
         return 0
     if args.cache_dir and not args.no_cache:
-        from ..sweeps.driver import setup_compilation_cache
-
         setup_compilation_cache(args.cache_dir)
-    import time
-
-    from ..compiles import CompileCounter
-    from ..lowerbound.schedule_certificate import format_certificate
-    from ..sweeps.certificate import write_certificate
-
-    t0 = time.perf_counter()
-    with jax.enable_x64(True), CompileCounter() as cc:
-        res = cfg.run()
-    res["timing"] = dict(wall_s=time.perf_counter() - t0, **cc.as_dict(),
-                         loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
-    table = format_certificate(res)
-    print(table)
-    print(f"computed in {res['timing']['wall_s']:.1f} s wall ({cc.summary()}; load average "
-          f"{res['timing']['loadavg'][0] if res['timing']['loadavg'] else float('nan'):.1f})")
-    write_certificate(res, out=args.out, json_path=args.json, png_path=args.png,
+    res = _run_lab(cfg, args).results if args.out else cfg.run_timed()
+    t = res["timing"]  # of the computation (an earlier run's when read back from --out)
+    print(format_certificate(res))
+    print(f"computed in {t['wall_s']:.1f} s wall ({t['compilations']} compilations, "
+          f"{t['compile_s']:.1f} s compiling; load average "
+          f"{t['loadavg'][0] if t['loadavg'] else float('nan'):.1f})")
+    if args.out:
+        for kind, name in (("json", "certificate.json"), ("txt", "certificate.txt"),
+                           ("png", "certificate.png")):
+            print(f"{kind}: {os.path.join(args.out, name)}")
+    write_certificate(res, json_path=args.json, png_path=args.png,
                       log=lambda kind, path: print(f"{kind}: {path}"))
     return 0
 
@@ -346,20 +349,20 @@ def _add_levels_parser(sub):
     add_config_flags(e, LevelsLab)
     e.add_argument("--json", action="store_true", help="print the result as JSON, not a table")
     e.add_argument("--out", default="jscore-levels",
-                   help="output folder for levels.json, table.txt and the figure")
-    e.add_argument("--print-config", action="store_true",
-                   help="print the settings as TOML (for 'jscore sweep FILE') and exit")
+                   help="output folder for levels.json, table.txt and the figure (rerunning "
+                        "resumes: one stored unit per cell)")
+    _add_run_flags(e)
     e.set_defaults(_run=run_levels, func=run_levels)
     return e
 
 
 def run_levels(args) -> int:
-    """Run ``lowerbound levels`` (float64; :func:`~jscore.lowerbound.levels.levels_vs_queries`)."""
+    """Run ``lowerbound levels``: a :class:`~jscore.sweeps.levels_lab.LevelsLab` through the
+    driver (float64 inside; the numbers of :func:`~jscore.lowerbound.levels.levels_vs_queries`)."""
     import json
     import os
 
-    import jax
-
+    from ..store import json_default
     from ..sweeps.levels_lab import LevelsLab
     from ..sweeps.protocol import config_from_args
 
@@ -367,22 +370,15 @@ def run_levels(args) -> int:
     if getattr(args, "print_config", False):
         print(cfg.to_toml())
         return 0
-    check_out_dir(args.out)
-    from ..lowerbound.levels import format_levels_table, levels_vs_queries
-    from ..store import json_default
-    from ..sweeps.levels_lab import write_levels
-
-    with jax.enable_x64(True):
-        res = levels_vs_queries(cfg.d, **cfg.kwargs(),
-                                log=lambda m: print(m, file=sys.stderr, flush=True))
-    table = format_levels_table(res)
-    paths = write_levels(res, args.out)[2:]  # levels.json, table.txt, then the figure
+    out = _run_lab(cfg, args)
+    res = out.results
     if args.json:
         print(json.dumps(res, indent=1, default=json_default))
     else:
-        print(table)
+        print(out.text, end="")
         print(f"results: {os.path.join(args.out, 'levels.json')}, table.txt, "
-              f"{', '.join(os.path.basename(q) for q in paths)} ({res['elapsed_s']:.0f} s)")
+              f"{', '.join(os.path.basename(q) for q in out.files[2:])} "
+              f"({res['elapsed_s']:.0f} s)")
     return 0
 
 

@@ -28,6 +28,7 @@ class ScheduleLab(ScheduleCertificateConfig, UnitExperiment):
     ``certificate.txt`` and ``certificate.png`` (:func:`write_certificate`)."""
 
     experiment = "schedule"
+    result_file = "certificate.json"  # what the command wrote before it resumed
     name: str = option("schedule", "run folder suffix (jscore sweep: jscore-sweep-NAME)",
                        cli=False, identity=False)
 
@@ -35,7 +36,21 @@ class ScheduleLab(ScheduleCertificateConfig, UnitExperiment):
         return ["certificate"]
 
     def run_unit(self, unit, *, log=print) -> dict:
-        return {"result": json.loads(json.dumps(self.run()))}
+        return {"result": json.loads(json.dumps(self.run_timed()))}
+
+    def run_timed(self) -> dict:
+        """:meth:`run` with ``timing``: the wall seconds, XLA compilations and compile seconds
+        of the computation and the load average when it ended."""
+        import time
+
+        from ..compiles import CompileCounter
+
+        t0 = time.perf_counter()
+        with CompileCounter() as cc:
+            res = self.run()
+        res["timing"] = dict(wall_s=time.perf_counter() - t0, **cc.as_dict(),
+                             loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
+        return res
 
     def consolidate(self, rows, out, *, plot=True, log=print, stats=None):
         res = rows[0]["result"] if rows else None

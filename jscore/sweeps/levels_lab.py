@@ -35,6 +35,7 @@ class LevelsLab(LevelsConfig, UnitExperiment):
     """
 
     experiment = "levels"
+    result_file = "levels.json"  # what the command wrote before it resumed
     name: str = option("levels", "run folder suffix (jscore sweep: jscore-sweep-NAME)",
                        cli=False, identity=False)
 

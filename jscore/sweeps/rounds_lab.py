@@ -308,6 +308,7 @@ class RoundsLab(RoundsConfig, UnitExperiment):
     :func:`run_rounds`."""
 
     experiment = "rounds"
+    result_file = "rounds.json"  # what the command wrote before it resumed
     to_dict = UnitExperiment.to_dict
     to_toml = UnitExperiment.to_toml
     from_dict = UnitExperiment.__dict__["from_dict"]
