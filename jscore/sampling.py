@@ -393,7 +393,7 @@ def sample_one(
         if x_init.ndim < 1:
             raise ValueError(
                 f"`x_init` must be one point of shape event_shape (e.g. (d,)) for js.sample_one, "
-                f"got a scalar; use js.sample for a batch."
+                "got a scalar; use js.sample for a batch."
             )
         event_shape = _resolve_event_shape(oracle, x_init.shape, batched=False)
         x_init = x_init.astype(_float_dtype()).reshape(-1)

@@ -14,7 +14,6 @@ number of steps whose exact cost fits in B queries (samplers with data-dependent
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os

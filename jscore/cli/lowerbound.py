@@ -15,7 +15,6 @@ Registered by ``jscore.cli`` through :func:`add_parser` / :func:`run`; also runn
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ._util import check_out_dir, int_at_least
@@ -78,6 +77,17 @@ def add_parser(subparsers):
     return p
 
 
+def _lab_parser(sub, name, lab, *, help, description):
+    """The sub-parser ``name`` of a lab command: ``help``, ``description`` and one flag per field
+    of the lab's config class ``lab`` (:func:`~jscore.sweeps.protocol.add_config_flags`)."""
+    from ..sweeps.protocol import add_config_flags
+    from ._util import HelpFormatter
+
+    e = sub.add_parser(name, help=help, formatter_class=HelpFormatter, description=description)
+    add_config_flags(e, lab)
+    return e
+
+
 def _add_run_flags(e):
     """The driver's flags of a lab command: ``--workers``, ``--overwrite``, ``--print-config``."""
     e.add_argument("--workers", type=int_at_least(1), default=None,
@@ -104,13 +114,11 @@ def _add_exact_parser(sub):
     """``lowerbound exact``: the exact-codebook lab; its flags are the fields of
     :class:`jscore.sweeps.exact_lab.ExactLab` (:func:`~jscore.sweeps.protocol.add_config_flags`)."""
     from ..sweeps.exact_lab import ExactLab
-    from ..sweeps.protocol import add_config_flags
-    from ._util import HelpFormatter
 
-    e = sub.add_parser(
-        "exact", help="exact-codebook lab at small d: TV vs Phi, sampler success vs K, adaptive "
-                      "searcher, admissibility audit, bracket check (resumable; CSV + PNG)",
-        formatter_class=HelpFormatter,
+    e = _lab_parser(
+        sub, "exact", ExactLab,
+        help="exact-codebook lab at small d: TV vs Phi, sampler success vs K, adaptive "
+             "searcher, admissibility audit, bracket check (resumable; CSV + PNG)",
         description="Experiments with explicit random spherical codebooks at small d (M = "
         "exp(rate d) codewords): tv, the total variation between the noised target and the "
         "noised reference against the normal prediction Phi; success, the decoder success of "
@@ -123,7 +131,6 @@ def _add_exact_parser(sub):
         "stored in --out (units-p0.jsonl) at once; rerunning, with any settings, skips the "
         "units already there. The same experiment runs from a TOML file with 'jscore sweep "
         "FILE' (write one with --print-config).")
-    add_config_flags(e, ExactLab)
     e.add_argument("--out", default="jscore-lowerbound-exact",
                    help="output folder (CSV, PNG, log); rerunning resumes (default: %(default)s)")
     _add_run_flags(e)
@@ -206,12 +213,12 @@ def run(args) -> int:
 
 def _add_rounds_parser(sub):
     """``lowerbound rounds``: adaptive rounds against queries on the nested codebook (exploratory)."""
-    from ._util import HelpFormatter
+    from ..sweeps.rounds_lab import RoundsLab
 
-    e = sub.add_parser(
-        "rounds", help="exploratory: adaptive rounds vs queries on the nested codebook "
-                       "(audit, stage windows, searchers, samplers)",
-        formatter_class=HelpFormatter,
+    e = _lab_parser(
+        sub, "rounds", RoundsLab,
+        help="exploratory: adaptive rounds vs queries on the nested codebook "
+             "(audit, stage windows, searchers, samplers)",
         description="Exploratory experiment on NestedCodebook (L stages at scales "
         "scale_ratio^l, each stage's codebook and rate chosen by a hash of the previous "
         "stage's index): the admissibility audit of the nested adversary per stage and p, the "
@@ -219,10 +226,6 @@ def _add_rounds_parser(sub):
         "ParallelPicard, RandomizedMidpoint with 4 points): rounds and queries to the first "
         "decoded stage and to full success. Runs in float64 on exact codebooks at small d. "
         "Writes CSV, rounds.json and rounds.png/.pdf into --out.")
-    from ..sweeps.protocol import add_config_flags
-    from ..sweeps.rounds_lab import RoundsLab
-
-    add_config_flags(e, RoundsLab)
     e.add_argument("--out", default="jscore-lowerbound-rounds",
                    help="output folder (rerunning resumes; default: %(default)s)")
     _add_run_flags(e)
@@ -254,12 +257,12 @@ def run_rounds(args) -> int:
 
 def _add_schedule_parser(sub):
     """``lowerbound schedule``: P(some answer informative) on one schedule against the hidden scale."""
-    from ._util import HelpFormatter
+    from ..sweeps.certificate import ScheduleLab
 
-    e = sub.add_parser(
-        "schedule", help="one schedule family: P(some answer informative) against the hidden "
-                         "scale, its average and worst case (both sides), steps to reach 1/2",
-        formatter_class=HelpFormatter,
+    e = _lab_parser(
+        sub, "schedule", ScheduleLab,
+        help="one schedule family: P(some answer informative) against the hidden "
+             "scale, its average and worst case (both sides), steps to reach 1/2",
         description="Runs one sampler on --steps levels of one schedule family (geometric, "
         "karras[:rho], edm, vp_linear, cosine[:s], uniform, user:s0,s1,...) between --sigma-min "
         "and --sigma-max, against the reference oracle at dimension --dim, for hidden critical "
@@ -272,10 +275,6 @@ def _add_schedule_parser(sub):
         "number, lower side: the larger). These are Monte-Carlo estimates, and P(informative) "
         "is a necessary condition for success, not success. The documentation's 'Schedules and "
         "the hidden scale' page explains it.")
-    from ..sweeps.certificate import ScheduleLab
-    from ..sweeps.protocol import add_config_flags
-
-    add_config_flags(e, ScheduleLab)
     e.add_argument("--json", default=None, help="also write the result to this JSON file")
     e.add_argument("--png", default=None, help="also draw the certificate to this PNG file")
     e.add_argument("--out", default=None,
@@ -327,12 +326,12 @@ def run_schedule(args) -> int:
 def _add_levels_parser(sub):
     """``lowerbound levels``: distinct noise levels against queries (docs/experiments/levels.md);
     its flags are the fields of :class:`jscore.sweeps.levels_lab.LevelsLab`."""
-    from ._util import HelpFormatter
+    from ..sweeps.levels_lab import LevelsLab
 
-    e = sub.add_parser(
-        "levels", help="distinct noise levels against queries: annealed Langevin and "
-                       "predictor-corrector with m queries per level, SingleLevel with Q",
-        formatter_class=HelpFormatter,
+    e = _lab_parser(
+        sub, "levels", LevelsLab,
+        help="distinct noise levels against queries: annealed Langevin and "
+             "predictor-corrector with m queries per level, SingleLevel with Q",
         description="Runs annealed Langevin (m steps per level) and predictor-corrector (m "
         "corrector steps) on L geometric levels from --sigma-max 20 to 0.02, and the SingleLevel "
         "control with Q queries, as full-vector chains at dimension --dim against the reference "
@@ -343,10 +342,6 @@ def _add_levels_parser(sub):
         "two-panel figure levels_vs_queries.png/.pdf into --out. These are Monte-Carlo "
         "estimates, and an informative answer is necessary for success, not success. The "
         "documentation's 'Distinct levels against queries' page explains it.")
-    from ..sweeps.levels_lab import LevelsLab
-    from ..sweeps.protocol import add_config_flags
-
-    add_config_flags(e, LevelsLab)
     e.add_argument("--json", action="store_true", help="print the result as JSON, not a table")
     e.add_argument("--out", default="jscore-levels",
                    help="output folder for levels.json, table.txt and the figure (rerunning "
@@ -383,14 +378,12 @@ def run_levels(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="jscore")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["lowerbound"]:
-        argv = ["lowerbound"] + argv
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """Stand-alone entry (``python -m jscore.cli.lowerbound``): ``jscore lowerbound ARGS`` (a
+    leading ``lowerbound`` is accepted)."""
+    from . import main as jscore_main
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return jscore_main(argv if argv[:1] == ["lowerbound"] else ["lowerbound", *argv])
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

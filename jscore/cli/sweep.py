@@ -221,18 +221,10 @@ def _generic_parser():
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry (``python -m jscore.cli.sweep``), same options as ``jscore sweep``."""
-    p = argparse.ArgumentParser(prog="jscore sweep", description=plain_text(__doc__),
-                                formatter_class=HelpFormatter)
-    _add_arguments(p)
-    args, args._extra = p.parse_known_args(argv)
-    args._argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return int(run(args) or 0)
-    except (ValueError, TypeError) as e:
-        print(f"jscore sweep: error: {e}", file=sys.stderr)
-        return 2
+    """Stand-alone entry (``python -m jscore.cli.sweep``): ``jscore sweep ARGS``."""
+    from . import main as jscore_main
 
+    return jscore_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -294,17 +294,10 @@ def _zero_oracle():
 
 
 def main(argv=None) -> int:
-    """Run ``jscore train`` standalone (``python -m jscore.cli.train ...``)."""
-    parser = argparse.ArgumentParser(prog="jscore")
-    sub = parser.add_subparsers(dest="command")
-    add_parser(sub)
-    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(run(args) or 0)
-    except (ValueError, TypeError) as e:
-        print(f"jscore train: error: {e}", file=sys.stderr)
-        return 2
+    """Stand-alone entry (``python -m jscore.cli.train``): ``jscore train ARGS``."""
+    from . import main as jscore_main
 
+    return jscore_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 if __name__ == "__main__":
     sys.exit(main())
