@@ -469,8 +469,9 @@ def read_dataframe(path, table: str = "results"):
     """One table of a run as a ``pandas.DataFrame``.
 
     ``path`` is a ``.parquet``, ``.csv`` or ``.jsonl`` file, or a run folder: then
-    ``<table>.parquet``, else ``<table>.csv``, else (for ``table="results"``) every
-    ``rows-*.jsonl`` row with nested objects flattened to ``a.b`` columns.
+    ``<table>.parquet``, else ``<table>.csv``, else (for ``table="results"``) the stored rows,
+    nested objects flattened to ``a.b`` columns: every ``rows-*.jsonl`` row (a sampler sweep),
+    else every ``units-*.jsonl`` row (one per finished unit of a unit experiment).
     """
     import pandas as pd
 
@@ -480,7 +481,9 @@ def read_dataframe(path, table: str = "results"):
             p = os.path.join(path, table + ext)
             if os.path.exists(p):
                 return read_dataframe(p)
-        parts = sorted(glob.glob(os.path.join(glob.escape(path), "rows-*.jsonl")))
+        pattern = os.path.join(glob.escape(path), "{}-*.jsonl")
+        parts = next((ps for stem in ("rows", "units")
+                      if (ps := sorted(glob.glob(pattern.format(stem))))), [])
         if table == "results" and parts:
             return pd.json_normalize([r for p in parts for r in read_jsonl(p)])
         have = sorted({os.path.splitext(f)[0] for f in os.listdir(path) if f.endswith((".csv", ".parquet"))})

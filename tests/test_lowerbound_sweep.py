@@ -162,9 +162,18 @@ def test_resume_from_the_units_files(tmp_path, monkeypatch):
     # two rounds: the dimensions, then each dimension's samplers (largest d first)
     assert calls == [400, 1600, (1600, "euler"), (400, "euler")]
     assert res.rows == [_fake_row(400), _fake_row(1600)] and res.complete
-    assert sorted(os.listdir(out)) == ["config.json", "scaling.csv", "scaling.json", "table.txt",
-                                       "units-p0.jsonl"]
+    assert sorted(os.listdir(out)) == ["config.json", "scaling.csv", "scaling.json",
+                                       "scaling.parquet", "table.txt", "units-p0.jsonl"]
     assert (out / "scaling.csv").read_text().count("\n") == 3
+    from jscore.store import read_dataframe
+
+    table = read_dataframe(out, table="scaling")  # the parquet copy of scaling.csv
+    assert table["d"].tolist() == [400, 1600]
+    assert table.equals(read_dataframe(out / "scaling.csv"))
+    units = read_dataframe(out)  # no results table: the stored unit rows, one per unit run
+    assert len(units) == len(calls)
+    assert sorted(units["d"].dropna()) == [400.0, 1600.0]  # the dimension units
+    assert units["sampler.kstar_lo"].dropna().tolist() == [6.1, 6.1]  # the sampler units
     assert json.loads((out / "scaling.json").read_text())["rows"] == res.rows
     assert res.results["fits"]["kstar_lo_euler"][0] == pytest.approx(0.0)  # both rows say 6.1
     assert res.results["fits_mc"]["kstar_hi_euler"][0] == pytest.approx(0.0)

@@ -162,3 +162,19 @@ def test_read_dataframe_of_a_folder_with_rows_only_flattens_them(tmp_path):
     df = store.read_dataframe(tmp_path)
     assert df["unit"].tolist() == [0, 1] and df["summary.q"].tolist() == [4, 8]
     assert store.read_dataframe(s.path)["summary.q"].tolist() == [4, 8]
+
+
+def test_read_dataframe_of_a_unit_experiment_folder_reads_its_units(tmp_path):
+    """A unit experiment stores ``units-p<i>.jsonl``: without a results table, those rows
+    (every part, flattened); a sampler sweep's ``rows-*`` files come first when both exist."""
+    for part, units in (("p0", [0, 2]), ("p1", [1])):
+        s = store.RowStore(tmp_path, _key, part=part, stem="units").open("h")
+        for u in units:
+            s.append({"unit": u, "out": {"q": 10 * u}})
+        s.close()
+    df = store.read_dataframe(tmp_path)
+    assert sorted(df["unit"]) == [0, 1, 2] and sorted(df["out.q"]) == [0, 10, 20]
+    s = store.RowStore(tmp_path, _key).open("h")
+    s.append({"unit": 7})
+    s.close()
+    assert store.read_dataframe(tmp_path)["unit"].tolist() == [7]

@@ -4,10 +4,10 @@
 ``scale`` runs the ``"lowerbound"`` experiment (:class:`jscore.sweeps.LowerBoundSweep`, flags
 generated from its fields) through :func:`jscore.sweeps.protocol.run_experiment`: it prints a table
 on stdout and writes the rows (``units-p<i>.jsonl``, after every dimension), ``scaling.json``,
-``scaling.csv``, ``table.txt`` and ``scaling.png``/``.pdf`` (the K* band K*_lo .. K*_hi per sampler
-with Monte-Carlo error bars and N(d), next to the window-profile collapse with both sides) into
-``--out``. The default configuration (d = 1e2 ... 1e6, Euler, Euler ancestral
-and Heun in scalar form) runs in a few minutes on 2 CPU cores.
+``scaling.csv``/``.parquet``, ``table.txt`` and ``scaling.png``/``.pdf`` (the K* band
+K*_lo .. K*_hi per sampler with Monte-Carlo error bars and N(d), next to the window-profile
+collapse with both sides) into ``--out``. The default configuration (d = 1e2 ... 1e6, Euler,
+Euler ancestral and Heun in scalar form) runs in a few minutes on 2 CPU cores.
 
 Registered by ``jscore.cli`` through :func:`add_parser` / :func:`run`; also runnable as
 ``python -m jscore.cli.lowerbound scale``.
@@ -49,10 +49,10 @@ def add_parser(subparsers):
         "informative reaches 1/2 (a necessary condition for success, not success), from both "
         "sides: K*_lo where the upper side reaches 1/2, K*_hi where the lower side does, each "
         "with a Monte-Carlo 95% CI over --reps replicates. Log-log slopes with across-d "
-        "bootstrap CIs and MC CIs; rows in --out after every d, then scaling.json, scaling.csv, "
-        "table.txt and the figure. A rerun of the same configuration resumes. The flags are the "
-        "fields of the 'lowerbound' experiment of `jscore sweep` (--print-config writes them "
-        "as TOML).")
+        "bootstrap CIs and MC CIs; rows in --out after every d, then scaling.json, scaling.csv "
+        "and .parquet, table.txt and the figure. A rerun of the same configuration resumes. "
+        "The flags are the fields of the 'lowerbound' experiment of `jscore sweep` "
+        "(--print-config writes them as TOML).")
     from ..sweeps.lowerbound import LowerBoundSweep
     from ..sweeps.protocol import add_config_flags
 
@@ -206,7 +206,7 @@ def run(args) -> int:
                          plot=not args.no_plot)
     print(LEGEND)
     print(res.table())
-    print(f"results: {args.out}/scaling.json, scaling.csv, table.txt, scaling.png/.pdf "
+    print(f"results: {args.out}/scaling.json, scaling.csv/.parquet, table.txt, scaling.png/.pdf "
           f"({res.results['elapsed_s']:.0f} s)")
     return 0
 

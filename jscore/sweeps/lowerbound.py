@@ -11,7 +11,7 @@ dimensions (the sampler-independent row, :func:`jscore.lowerbound.scaling.dimens
 come from the dimension's row), so the work of the costly large dimensions is shared by every
 worker. :meth:`~LowerBoundSweep.consolidate` puts each dimension's rows together as
 :func:`jscore.lowerbound.scaling.scaling_row` would, adds the fits and writes ``scaling.json``,
-``scaling.csv``, ``scaling.png``/``.pdf`` and ``table.txt``.
+``scaling.csv``/``.parquet``, ``scaling.png``/``.pdf`` and ``table.txt``.
 ``js.sweep(LowerBoundSweep(...), out=...)`` (or :func:`~jscore.sweeps.protocol.run_experiment`)
 runs it resumably (rows in ``units-p<i>.jsonl``;
 ``dims`` is not part of the identity, so adding dimensions to a finished run computes only the
@@ -46,7 +46,7 @@ from ..lowerbound.scaling import (
     run_config,
     sampler_row,
 )
-from ..store import atomic_write, write_csv, write_json
+from ..store import atomic_write, write_json, write_table
 from .protocol import UnitExperiment, register_unit_experiment, unit_key
 
 EXPERIMENT = "lowerbound"
@@ -126,7 +126,8 @@ class LowerBoundSweep(ScalingConfig, UnitExperiment):
 
     def consolidate(self, rows, out, *, plot=True, log=print, stats=None):
         """The fits of the dimension rows and, into ``out``, ``scaling.json`` (the results dict),
-        ``scaling.csv`` (one line per d), ``table.txt`` and ``scaling.png``/``.pdf``."""
+        ``scaling.csv`` and ``scaling.parquet`` (one record per d), ``table.txt`` and
+        ``scaling.png``/``.pdf``."""
         stats = dict(stats or {})
         dim_rows = self._dimension_rows(rows)
         results = {"config": run_config(self), "rows": dim_rows}
@@ -144,7 +145,7 @@ class LowerBoundSweep(ScalingConfig, UnitExperiment):
         if out is not None:
             files.append(write_json(os.path.join(out, "scaling.json"), results))
             if dim_rows:
-                files.append(_write_csv(results, out, self.labels))
+                files += _write_tables(results, out, self.labels)
                 files.append(atomic_write(os.path.join(out, "table.txt"),
                                           format_table(results) + "\n"))
                 if plot:
@@ -197,8 +198,9 @@ class LowerBoundSweepResult:
         return format_table(self.results)
 
 
-def _write_csv(results, out_dir, samplers) -> str:
-    path = os.path.join(out_dir, "scaling.csv")
+def _write_tables(results, out_dir, samplers) -> list:
+    """``scaling.csv`` and ``scaling.parquet``: one record per d (the dimension row's scalars,
+    the window's two sides, and per sampler its K* band, MC half-widths and worst case)."""
     cols = ["d", "eps", "lower", "upper", "width", "w_sqrt_d", "w_norm", "N", "kstar_ideal",
             "kstar_ideal_lo", "kstar_ideal_hi", "searcher_queries", "searcher_windows",
             "exact_control_success", "exact_control_queries", "reference_control_log10"]
@@ -206,11 +208,11 @@ def _write_csv(results, out_dir, samplers) -> str:
            "kstar_worst_lo", "kstar_worst_hi", "kstar_worst_inner_lo", "kstar_worst_inner_hi"]
     names = (cols + ["lower_lo_side", "upper_lo_side", "lower_hi_side", "upper_hi_side"]
              + [f"{c}_{s}" for s in samplers for c in per])
-    return write_csv(path, [dict(zip(names, [r[c] for c in cols] + list(r["window_lo_side"])
-                                      + list(r["window_hi_side"])
-                                      + [r["samplers"][s].get(c, math.nan) for s in samplers
-                                         for c in per]))
-                            for r in results["rows"]])
+    records = [dict(zip(names, [r[c] for c in cols] + list(r["window_lo_side"])
+                        + list(r["window_hi_side"])
+                        + [r["samplers"][s].get(c, math.nan) for s in samplers for c in per]))
+               for r in results["rows"]]
+    return write_table(os.path.join(out_dir, "scaling"), records)
 
 
 LEGEND = """columns (one row per dimension d; eps = 1/d, p = 2 unless configured):
