@@ -446,11 +446,23 @@ def write_csv(path, records: list[dict]) -> str:
     return atomic_write(path, _csv_text(records))
 
 
+def _arrow_column(values: list):
+    """``values`` as one Arrow column; a column mixing kinds Arrow cannot hold together (text and
+    numbers) is stored as text, each value as its ``str`` (None stays null), as in the CSV."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
 def write_table(path_stem, records: list[dict]) -> list[str]:
     """Write flat ``records`` to ``<stem>.csv`` and ``<stem>.parquet`` atomically; returns both paths.
 
     Columns are the union of the records' keys in first-seen order; dict/list values are stored as
-    JSON strings; a missing value is an empty CSV field and a Parquet null.
+    JSON strings; a missing value is an empty CSV field and a Parquet null; a Parquet column whose
+    values mix text and numbers holds them as text.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -460,7 +472,7 @@ def write_table(path_stem, records: list[dict]) -> list[str]:
     for r in records:
         cols.extend(k for k in r if k not in cols)
     csv_path = atomic_write(stem + ".csv", _csv_text(records))
-    table = pa.Table.from_pylist([{k: _cell(r.get(k)) for k in cols} for r in records])
+    table = pa.table({k: _arrow_column([_cell(r.get(k)) for r in records]) for k in cols})
     pq_path = atomic_write(stem + ".parquet", lambda f: pq.write_table(table, f))
     return [csv_path, pq_path]
 

@@ -178,3 +178,14 @@ def test_read_dataframe_of_a_unit_experiment_folder_reads_its_units(tmp_path):
     s.append({"unit": 7})
     s.close()
     assert store.read_dataframe(tmp_path)["unit"].tolist() == [7]
+
+
+def test_table_with_a_column_mixing_text_and_numbers(tmp_path):
+    """Parquet cannot hold text and numbers in one column: that column is stored as text (as the
+    CSV has it), the other columns keep their types, and a missing value is a null."""
+    records = [{"k": 4, "v": 1.5, "w": 2}, {"k": "all", "v": 2.5}]
+    csv_path, pq_path = store.write_table(tmp_path / "t", records)
+    df = store.read_dataframe(pq_path)
+    assert df["k"].tolist() == ["4", "all"] and df["v"].tolist() == [1.5, 2.5]
+    assert df["w"].iloc[0] == 2 and df["w"].isna().iloc[1]
+    assert store.read_dataframe(csv_path)["k"].tolist() == ["4", "all"]

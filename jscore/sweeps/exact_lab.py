@@ -35,7 +35,7 @@ from ..config import option
 from ..lowerbound.exact_experiments import error_bar
 from ..lowerbound.scaling_config import split_names
 from ..lowerbound.validation import BRACKET_RATIOS
-from ..store import write_csv
+from ..store import write_table
 from .protocol import ExperimentResult, UnitExperiment
 
 EXPERIMENTS = ("tv", "success", "search", "audit", "bracket")
@@ -510,8 +510,9 @@ class _Outputs:
         self.files, self.text, self.results = [], [], {}
 
     def csv(self, name, recs):
+        """``name`` (``<stem>.csv``) and ``<stem>.parquet`` (:func:`jscore.store.write_table`)."""
         if self.out is not None and recs:
-            self.files.append(write_csv(os.path.join(self.out, name), recs))
+            self.files += write_table(os.path.join(self.out, name.removesuffix(".csv")), recs)
 
     def fig(self, name, draw):
         if self.out is not None and self.plot:
