@@ -423,10 +423,16 @@ def _cell(v):
     return v
 
 
-def _csv_text(records: list[dict]) -> str:
+def _columns(records: list[dict]) -> list[str]:
+    """The union of the records' keys, in first-seen order."""
     cols: list[str] = []
     for r in records:
         cols.extend(k for k in r if k not in cols)
+    return cols
+
+
+def _csv_text(records: list[dict]) -> str:
+    cols = _columns(records)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
@@ -468,11 +474,9 @@ def write_table(path_stem, records: list[dict]) -> list[str]:
     import pyarrow.parquet as pq
 
     stem = os.fspath(path_stem)
-    cols: list[str] = []
-    for r in records:
-        cols.extend(k for k in r if k not in cols)
     csv_path = atomic_write(stem + ".csv", _csv_text(records))
-    table = pa.table({k: _arrow_column([_cell(r.get(k)) for r in records]) for k in cols})
+    table = pa.table({k: _arrow_column([_cell(r.get(k)) for r in records])
+                      for k in _columns(records)})
     pq_path = atomic_write(stem + ".parquet", lambda f: pq.write_table(table, f))
     return [csv_path, pq_path]
 
@@ -493,11 +497,10 @@ def read_dataframe(path, table: str = "results"):
             p = os.path.join(path, table + ext)
             if os.path.exists(p):
                 return read_dataframe(p)
-        pattern = os.path.join(glob.escape(path), "{}-*.jsonl")
-        parts = next((ps for stem in ("rows", "units")
-                      if (ps := sorted(glob.glob(pattern.format(stem))))), [])
-        if table == "results" and parts:
-            return pd.json_normalize([r for p in parts for r in read_jsonl(p)])
+        for stem in ("rows", "units") if table == "results" else ():
+            parts = sorted(glob.glob(os.path.join(glob.escape(path), f"{stem}-*.jsonl")))
+            if parts:
+                return pd.json_normalize([r for p in parts for r in read_jsonl(p)])
         have = sorted({os.path.splitext(f)[0] for f in os.listdir(path) if f.endswith((".csv", ".parquet"))})
         raise ValueError(f"read_dataframe: no table {table!r} in {path!r}; tables there: {have or 'none'}.")
     if path.endswith(".parquet"):

@@ -385,5 +385,6 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     return jscore_main(argv if argv[:1] == ["lowerbound"] else ["lowerbound", *argv])
 
+
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

@@ -226,5 +226,6 @@ def main(argv=None) -> int:
 
     return jscore_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -299,5 +299,6 @@ def main(argv=None) -> int:
 
     return jscore_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
+
 if __name__ == "__main__":
     sys.exit(main())
